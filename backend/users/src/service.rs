@@ -1,0 +1,152 @@
+//! `shop.users.v1.UserService` over the store: parse the request, do the
+//! work, map the answer. Conversions to protobuf live at the bottom.
+
+use shop_proto::time::from_unix_ms;
+use shop_proto::users::v1 as pb;
+use shop_proto::users::v1::user_service_server::{self, UserServiceServer};
+use shop_storage::Db;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{Email, Password, Role, User, UserName, parse_id};
+use crate::password::Hasher;
+use crate::{UserError, store};
+
+#[derive(Clone)]
+pub struct UserService {
+    db: Db,
+    hasher: Hasher,
+}
+
+impl UserService {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            hasher: Hasher::default(),
+        }
+    }
+
+    pub fn into_server(self) -> UserServiceServer<Self> {
+        UserServiceServer::new(self)
+    }
+
+    async fn register(&self, request: pb::RegisterUserRequest) -> Result<User, UserError> {
+        let email = Email::parse(&request.email)?;
+        let name = UserName::parse(&request.name)?;
+        let password = Password::parse(&request.password)?;
+        let hash = self.hasher.hash(&password).await?;
+        let user = store::insert(&self.db, &email, &name, &hash).await?;
+        tracing::info!(user_id = user.id, "user registered");
+        Ok(user)
+    }
+
+    async fn authenticate(&self, request: pb::AuthenticateUserRequest) -> Result<User, UserError> {
+        // A malformed email cannot belong to anyone: same answer as a wrong
+        // password, after the same amount of work.
+        let found = match Email::parse(&request.email) {
+            Ok(email) => store::find_credentials(&self.db, &email).await?,
+            Err(_) => None,
+        };
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), Some(hash)),
+            None => (None, None),
+        };
+        match (self.hasher.verify(&request.password, hash).await?, user) {
+            (true, Some(user)) => Ok(user),
+            _ => Err(UserError::BadCredentials),
+        }
+    }
+
+    async fn update(&self, request: pb::UpdateUserRequest) -> Result<User, UserError> {
+        let id = parse_id(request.id)?;
+        let password = request
+            .password
+            .as_deref()
+            .map(Password::parse)
+            .transpose()?;
+        let changes = store::Changes {
+            email: request.email.as_deref().map(Email::parse).transpose()?,
+            name: request.name.as_deref().map(UserName::parse).transpose()?,
+            password_hash: match password {
+                Some(password) => Some(self.hasher.hash(&password).await?),
+                None => None,
+            },
+        };
+        store::update(&self.db, id, &changes).await
+    }
+}
+
+#[tonic::async_trait]
+impl user_service_server::UserService for UserService {
+    async fn register_user(
+        &self,
+        request: Request<pb::RegisterUserRequest>,
+    ) -> Result<Response<pb::RegisterUserResponse>, Status> {
+        let user = self.register(request.into_inner()).await?;
+        Ok(Response::new(pb::RegisterUserResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    async fn authenticate_user(
+        &self,
+        request: Request<pb::AuthenticateUserRequest>,
+    ) -> Result<Response<pb::AuthenticateUserResponse>, Status> {
+        let user = self.authenticate(request.into_inner()).await?;
+        Ok(Response::new(pb::AuthenticateUserResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    async fn get_user_profile(
+        &self,
+        request: Request<pb::GetUserProfileRequest>,
+    ) -> Result<Response<pb::GetUserProfileResponse>, Status> {
+        let id = parse_id(request.into_inner().id)?;
+        let user = store::get(&self.db, id).await?;
+        Ok(Response::new(pb::GetUserProfileResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UpdateUserResponse>, Status> {
+        let user = self.update(request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateUserResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let id = parse_id(request.into_inner().id)?;
+        store::delete(&self.db, id).await?;
+        tracing::info!(user_id = id, "user deleted");
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+}
+
+impl From<Role> for pb::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Customer => Self::Customer,
+            Role::Admin => Self::Admin,
+        }
+    }
+}
+
+impl From<User> for pb::User {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role: pb::Role::from(user.role).into(),
+            created_at: Some(from_unix_ms(user.created_at_ms)),
+            updated_at: Some(from_unix_ms(user.updated_at_ms)),
+        }
+    }
+}
