@@ -1,0 +1,255 @@
+//! The SQL of the inventory service. Every statement runs unchanged on SQLite
+//! and PostgreSQL.
+
+use shop_storage::sqlx::{self, Row, any::AnyRow};
+use shop_storage::{Db, Page, Violation, now_ms, violation};
+
+use crate::InventoryError;
+use crate::domain::{NewProduct, Product, ProductChanges, Request, ReservedItem};
+
+const PRODUCT_COLUMNS: &str =
+    "id, name, description, price_minor, stock, created_at_ms, updated_at_ms";
+
+fn product_from_row(row: &AnyRow) -> Result<Product, sqlx::Error> {
+    Ok(Product {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        price_minor: row.try_get("price_minor")?,
+        stock: row.try_get("stock")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+fn item_from_row(row: &AnyRow) -> Result<ReservedItem, sqlx::Error> {
+    Ok(ReservedItem {
+        product_id: row.try_get("product_id")?,
+        product_name: row.try_get("product_name")?,
+        quantity: row.try_get("quantity")?,
+        unit_price_minor: row.try_get("unit_price_minor")?,
+    })
+}
+
+pub async fn insert(db: &Db, product: &NewProduct) -> Result<Product, InventoryError> {
+    let sql = format!(
+        "INSERT INTO products (name, description, price_minor, stock, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING {PRODUCT_COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(product.name.as_str())
+        .bind(product.description.as_str())
+        .bind(product.price_minor)
+        .bind(product.stock)
+        .bind(now_ms())
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(product_from_row(&row)?)
+}
+
+pub async fn get(db: &Db, id: i64) -> Result<Product, InventoryError> {
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref()
+        .map(product_from_row)
+        .transpose()?
+        .ok_or(InventoryError::ProductNotFound(id))
+}
+
+/// Applies the set fields in one statement; stock moves relative to what is
+/// there now, and the CHECK constraint refuses a negative result.
+pub async fn update(db: &Db, id: i64, changes: &ProductChanges) -> Result<Product, InventoryError> {
+    let sql = format!(
+        "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
+         price_minor = COALESCE($4, price_minor), stock = stock + COALESCE($5, 0), updated_at_ms = $6 \
+         WHERE id = $1 RETURNING {PRODUCT_COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(changes.name.as_ref().map(|n| n.as_str().to_owned()))
+        .bind(changes.description.as_ref().map(|d| d.as_str().to_owned()))
+        .bind(changes.price_minor)
+        .bind(changes.stock_delta)
+        .bind(now_ms())
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(|error| match violation(&error) {
+            Some(Violation::Check) => InventoryError::StockBelowZero(id),
+            _ => InventoryError::Storage(error),
+        })?;
+    row.as_ref()
+        .map(product_from_row)
+        .transpose()?
+        .ok_or(InventoryError::ProductNotFound(id))
+}
+
+pub async fn delete(db: &Db, id: i64) -> Result<(), InventoryError> {
+    let result = sqlx::query("DELETE FROM products WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    if result.rows_affected() == 0 {
+        Err(InventoryError::ProductNotFound(id))
+    } else {
+        Ok(())
+    }
+}
+
+/// One page, newest first, and the size of the whole catalogue. The database
+/// pages; nothing is loaded beyond the page.
+pub async fn list(db: &Db, page: Page) -> Result<(Vec<Product>, i64), InventoryError> {
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id DESC LIMIT $1 OFFSET $2");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(&db.pool)
+        .await?;
+    let products = rows
+        .iter()
+        .map(product_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products")
+        .fetch_one(&db.pool)
+        .await?;
+    Ok((products, total))
+}
+
+/// Reserves every line of `request` for `order_id`, or nothing.
+///
+/// The reservation row is claimed first: a second call for the same order
+/// (a retry, or a recovery pass racing the first call) waits for the first
+/// transaction and then returns what it reserved, so stock is taken once.
+pub async fn reserve(
+    db: &Db,
+    order_id: i64,
+    request: &Request,
+) -> Result<Vec<ReservedItem>, InventoryError> {
+    let now = now_ms();
+    let mut tx = db.pool.begin().await?;
+    let claimed = sqlx::query(
+        "INSERT INTO reservations (order_id, state, created_at_ms) VALUES ($1, 'reserved', $2) \
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        let (state,): (String,) =
+            sqlx::query_as("SELECT state FROM reservations WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if state == "released" {
+            return Err(InventoryError::Released(order_id));
+        }
+        let items = reserved_items(&mut tx, order_id).await?;
+        tx.commit().await?;
+        return Ok(items);
+    }
+
+    let mut items = Vec::new();
+    for (product_id, quantity) in request.lines() {
+        // Relative and conditional: never "read stock, write it back".
+        let taken = sqlx::query(
+            "UPDATE products SET stock = stock - $2, updated_at_ms = $3 \
+             WHERE id = $1 AND stock >= $2 RETURNING name, price_minor",
+        )
+        .bind(product_id)
+        .bind(quantity)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(taken) = taken else {
+            let available: Option<(i64,)> =
+                sqlx::query_as("SELECT stock FROM products WHERE id = $1")
+                    .bind(product_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            // Dropping `tx` rolls back every line taken so far.
+            return Err(match available {
+                None => InventoryError::ProductNotFound(product_id),
+                Some((available,)) => InventoryError::InsufficientStock {
+                    product_id,
+                    requested: quantity,
+                    available,
+                },
+            });
+        };
+        let item = ReservedItem {
+            product_id,
+            product_name: taken.try_get("name")?,
+            quantity,
+            unit_price_minor: taken.try_get("price_minor")?,
+        };
+        sqlx::query(
+            "INSERT INTO reservation_items (order_id, product_id, product_name, quantity, unit_price_minor) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(order_id)
+        .bind(item.product_id)
+        .bind(&item.product_name)
+        .bind(item.quantity)
+        .bind(item.unit_price_minor)
+        .execute(&mut *tx)
+        .await?;
+        items.push(item);
+    }
+    tx.commit().await?;
+    Ok(items)
+}
+
+async fn reserved_items(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    order_id: i64,
+) -> Result<Vec<ReservedItem>, InventoryError> {
+    let rows = sqlx::query(
+        "SELECT product_id, product_name, quantity, unit_price_minor FROM reservation_items \
+         WHERE order_id = $1 ORDER BY product_id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.iter().map(item_from_row).collect::<Result<_, _>>()?)
+}
+
+/// Gives an order's stock back. True when this call returned it; false when
+/// an earlier call had. An order never reserved is marked released, so a
+/// reservation arriving late cannot take stock for a cancelled order.
+pub async fn release(db: &Db, order_id: i64) -> Result<bool, InventoryError> {
+    let now = now_ms();
+    let mut tx = db.pool.begin().await?;
+    let released = sqlx::query(
+        "UPDATE reservations SET state = 'released', released_at_ms = $2 WHERE order_id = $1 AND state = 'reserved'",
+    )
+    .bind(order_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if released.rows_affected() == 0 {
+        sqlx::query(
+            "INSERT INTO reservations (order_id, state, created_at_ms, released_at_ms) \
+             VALUES ($1, 'released', $2, $2) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(false);
+    }
+    for item in reserved_items(&mut tx, order_id).await? {
+        // A product deleted since has nowhere to return to; that is fine.
+        sqlx::query("UPDATE products SET stock = stock + $2, updated_at_ms = $3 WHERE id = $1")
+            .bind(item.product_id)
+            .bind(item.quantity)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}

@@ -1,0 +1,303 @@
+//! `shop.orders.v1.OrderService`: records orders, has inventory reserve and
+//! price them, and moves them through the status state machine.
+
+use std::time::Duration;
+
+use shop_proto::inventory::v1 as inventory;
+use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use shop_proto::orders::v1 as pb;
+use shop_proto::orders::v1::order_service_server::{self, OrderServiceServer};
+use shop_proto::time::from_unix_ms;
+use shop_storage::{Db, Page, PageError};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use crate::domain::{self, Lines, Order, PricedLine, Status as OrderStatus, parse_id};
+use crate::{OrderError, store};
+
+#[derive(Clone)]
+pub struct OrderService {
+    db: Db,
+    inventory: InventoryServiceClient<Channel>,
+}
+
+/// A channel to inventory that connects on first use, so the order service
+/// starts (and recovers orders later) even while inventory is down.
+pub fn inventory_channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+impl OrderService {
+    pub fn new(db: Db, inventory: Channel) -> Self {
+        Self {
+            db,
+            inventory: InventoryServiceClient::new(inventory),
+        }
+    }
+
+    pub fn into_server(self) -> OrderServiceServer<Self> {
+        OrderServiceServer::new(self)
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn create(&self, request: pb::CreateOrderRequest) -> Result<Order, OrderError> {
+        let user_id = parse_id("user_id", request.user_id)?;
+        let lines = Lines::parse(
+            request
+                .items
+                .iter()
+                .map(|line| (line.product_id, line.quantity)),
+        )?;
+        let order_id =
+            store::insert_pending(&self.db, user_id, &lines, &domain::user_actor(user_id)).await?;
+        self.reserve(order_id, &lines).await?;
+        store::get(&self.db, order_id).await
+    }
+
+    /// Has inventory reserve and price a pending order's lines, then records
+    /// the outcome. Safe to repeat: inventory reserves once per order id.
+    pub(crate) async fn reserve(&self, order_id: i64, lines: &Lines) -> Result<(), OrderError> {
+        let request = inventory::ReserveStockRequest {
+            order_id,
+            items: lines
+                .iter()
+                .map(|(product_id, quantity)| inventory::StockItem {
+                    product_id,
+                    quantity,
+                })
+                .collect(),
+        };
+        match self.inventory.clone().reserve_stock(request).await {
+            Ok(reserved) => {
+                let priced: Vec<PricedLine> = reserved
+                    .into_inner()
+                    .items
+                    .into_iter()
+                    .map(|item| PricedLine {
+                        product_id: item.product_id,
+                        product_name: item.product_name,
+                        quantity: item.quantity,
+                        unit_price_minor: item.unit_price_minor,
+                    })
+                    .collect();
+                let total = domain::total_of(&priced).ok_or(OrderError::TotalOverflow)?;
+                let status = store::confirm(&self.db, order_id, &priced, total).await?;
+                if matches!(status, OrderStatus::Cancelled | OrderStatus::Rejected) {
+                    // The order moved on while inventory was reserving.
+                    self.release(order_id).await;
+                }
+                Ok(())
+            }
+            Err(refused) if matches!(refused.code(), Code::FailedPrecondition | Code::NotFound) => {
+                store::reject(&self.db, order_id).await?;
+                tracing::info!(order_id, reason = refused.message(), "order rejected");
+                Err(OrderError::Rejected {
+                    order_id,
+                    reason: refused.message().to_owned(),
+                    code: refused.code(),
+                })
+            }
+            Err(failure) if matches!(failure.code(), Code::InvalidArgument) => {
+                // Our own request was malformed: a bug, not the customer's fault.
+                Err(OrderError::Inventory(failure.message().to_owned()))
+            }
+            Err(failure) => {
+                tracing::warn!(order_id, error = %failure, "inventory unavailable; order left pending");
+                Err(OrderError::InventoryUnavailable(order_id))
+            }
+        }
+    }
+
+    /// Asks inventory to give the order's stock back. A failure is left for
+    /// the recovery pass, which retries until it succeeds.
+    pub(crate) async fn release(&self, order_id: i64) -> bool {
+        let released = self
+            .inventory
+            .clone()
+            .release_stock(inventory::ReleaseStockRequest { order_id })
+            .await;
+        match released {
+            Ok(_) => match store::mark_released(&self.db, order_id).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(order_id, error = %error, "stock released but not recorded; recovery will retry");
+                    false
+                }
+            },
+            Err(error) => {
+                tracing::warn!(order_id, error = %error, "releasing stock failed; recovery will retry");
+                false
+            }
+        }
+    }
+
+    async fn update_status(
+        &self,
+        request: pb::UpdateOrderStatusRequest,
+    ) -> Result<Order, OrderError> {
+        let id = parse_id("id", request.id)?;
+        let to = status_from_proto(request.status)?;
+        let actor = if request.actor.trim().is_empty() {
+            domain::SYSTEM.to_owned()
+        } else {
+            request.actor
+        };
+        if actor.chars().count() > 100 {
+            return Err(OrderError::invalid(
+                "actor",
+                "must be at most 100 characters",
+            ));
+        }
+        let order = store::get(&self.db, id).await?;
+        if order.status == to {
+            return Ok(order); // asking twice for the same status changes nothing
+        }
+        if !order.status.can_be_moved_to(to) {
+            return Err(OrderError::Transition {
+                from: order.status,
+                to,
+            });
+        }
+        if !store::transition(&self.db, id, order.status, to, &actor).await? {
+            return Err(OrderError::Conflict(id));
+        }
+        if to == OrderStatus::Cancelled {
+            self.release(id).await;
+        }
+        store::get(&self.db, id).await
+    }
+}
+
+fn status_from_proto(value: i32) -> Result<OrderStatus, OrderError> {
+    let invalid =
+        || OrderError::invalid("status", "must be one of shipped, delivered or cancelled");
+    match pb::OrderStatus::try_from(value).map_err(|_| invalid())? {
+        pb::OrderStatus::Unspecified => Err(invalid()),
+        pb::OrderStatus::Pending => Ok(OrderStatus::Pending),
+        pb::OrderStatus::Confirmed => Ok(OrderStatus::Confirmed),
+        pb::OrderStatus::Shipped => Ok(OrderStatus::Shipped),
+        pb::OrderStatus::Delivered => Ok(OrderStatus::Delivered),
+        pb::OrderStatus::Cancelled => Ok(OrderStatus::Cancelled),
+        pb::OrderStatus::Rejected => Ok(OrderStatus::Rejected),
+    }
+}
+
+fn parse_page(page: u32, size: u32) -> Result<Page, OrderError> {
+    Page::new(page, size).map_err(|e| {
+        let field = match e {
+            PageError::Size => "page_size",
+            PageError::Number => "page",
+        };
+        OrderError::invalid(field, e.to_string())
+    })
+}
+
+#[tonic::async_trait]
+impl order_service_server::OrderService for OrderService {
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::CreateOrderResponse>, Status> {
+        let order = self.create(request.into_inner()).await?;
+        tracing::info!(
+            order_id = order.id,
+            user_id = order.user_id,
+            total_minor = order.total_minor,
+            "order placed"
+        );
+        Ok(Response::new(pb::CreateOrderResponse {
+            order: Some(order.into()),
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::GetOrderResponse>, Status> {
+        let id = parse_id("id", request.into_inner().id)?;
+        let order = store::get(&self.db, id).await?;
+        Ok(Response::new(pb::GetOrderResponse {
+            order: Some(order.into()),
+        }))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let request = request.into_inner();
+        let user_id = request
+            .user_id
+            .map(|id| parse_id("user_id", id))
+            .transpose()?;
+        let page = parse_page(request.page, request.page_size)?;
+        let (orders, total) = store::list(&self.db, user_id, page).await?;
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: orders.into_iter().map(Into::into).collect(),
+            total,
+            page: page.number,
+            page_size: page.size,
+        }))
+    }
+
+    async fn update_order_status(
+        &self,
+        request: Request<pb::UpdateOrderStatusRequest>,
+    ) -> Result<Response<pb::UpdateOrderStatusResponse>, Status> {
+        let order = self.update_status(request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateOrderStatusResponse {
+            order: Some(order.into()),
+        }))
+    }
+}
+
+impl From<OrderStatus> for pb::OrderStatus {
+    fn from(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::Pending => Self::Pending,
+            OrderStatus::Confirmed => Self::Confirmed,
+            OrderStatus::Shipped => Self::Shipped,
+            OrderStatus::Delivered => Self::Delivered,
+            OrderStatus::Cancelled => Self::Cancelled,
+            OrderStatus::Rejected => Self::Rejected,
+        }
+    }
+}
+
+impl From<Order> for pb::Order {
+    fn from(order: Order) -> Self {
+        Self {
+            id: order.id,
+            user_id: order.user_id,
+            status: pb::OrderStatus::from(order.status).into(),
+            items: order
+                .items
+                .into_iter()
+                .map(|item| pb::OrderItem {
+                    product_id: item.product_id,
+                    product_name: item.product_name.unwrap_or_default(),
+                    quantity: item.quantity,
+                    unit_price_minor: item.unit_price_minor.unwrap_or_default(),
+                })
+                .collect(),
+            total_minor: order.total_minor,
+            created_at: Some(from_unix_ms(order.created_at_ms)),
+            updated_at: Some(from_unix_ms(order.updated_at_ms)),
+            history: order
+                .history
+                .into_iter()
+                .map(|change| pb::StatusChange {
+                    status: pb::OrderStatus::from(change.status).into(),
+                    actor: change.actor,
+                    at: Some(from_unix_ms(change.at_ms)),
+                })
+                .collect(),
+        }
+    }
+}
