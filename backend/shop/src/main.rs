@@ -1,1 +1,265 @@
-fn main() {}
+//! `shop`: one binary for the whole platform. `shop all` (the default) runs
+//! the three services and the gateway in one process, the gateway reaching
+//! the services over gRPC on loopback exactly as it would across machines;
+//! `shop users|inventory|orders|gateway` runs one of them.
+
+mod config;
+mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use shop_storage::{ConnectOptions, Db, Migrations};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use config::{Cli, Command, Config, Service, redact};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A missing .env is normal; a malformed one is worth stopping for.
+    if let Err(error) = dotenvy::dotenv()
+        && !error.not_found()
+    {
+        eprintln!("error: reading .env: {error}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    telemetry::init(cli.config.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::All) {
+        Command::All => {
+            serve(
+                &config,
+                &[Part::Users, Part::Inventory, Part::Orders, Part::Gateway],
+            )
+            .await
+        }
+        Command::Users => serve(&config, &[Part::Users]).await,
+        Command::Inventory => serve(&config, &[Part::Inventory]).await,
+        Command::Orders => serve(&config, &[Part::Orders]).await,
+        Command::Gateway => serve(&config, &[Part::Gateway]).await,
+        Command::Migrate { service } => {
+            let services = match service {
+                Some(service) => vec![service],
+                None => vec![Service::Users, Service::Inventory, Service::Orders],
+            };
+            for service in services {
+                let db = open(&config, service).await?;
+                db.close().await;
+                println!("{}: migrated", service.name());
+            }
+            Ok(())
+        }
+        Command::MakeAdmin { email } => make_admin(&config, &email).await,
+    }
+}
+
+fn migrations(service: Service) -> &'static Migrations {
+    match service {
+        Service::Users => &shop_users::MIGRATIONS,
+        Service::Inventory => &shop_inventory::MIGRATIONS,
+        Service::Orders => &shop_orders::MIGRATIONS,
+    }
+}
+
+/// Connects to a service's database and brings its schema up to date.
+async fn open(config: &Config, service: Service) -> Result<Db> {
+    let url = config.database_url(service);
+    let options = ConnectOptions {
+        max_connections: config.db_max_connections,
+        ..ConnectOptions::new(url.clone())
+    };
+    Db::connect_and_migrate(&options, migrations(service))
+        .await
+        .with_context(|| {
+            format!(
+                "opening the {} database at {}",
+                service.name(),
+                redact(&url)
+            )
+        })
+}
+
+async fn make_admin(config: &Config, email: &str) -> Result<()> {
+    let db = open(config, Service::Users).await?;
+    let email = shop_users::domain::Email::parse(email)?;
+    let result = shop_users::store::set_role(&db, &email, shop_users::domain::Role::Admin).await;
+    db.close().await;
+    match result {
+        Ok(user) => {
+            println!("user {} <{}> is now an admin", user.id, user.email);
+            Ok(())
+        }
+        Err(shop_users::UserError::NotFound) => {
+            bail!(
+                "no account has the email {}; register it first, then run this again",
+                email.as_str()
+            )
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Users,
+    Inventory,
+    Orders,
+    Gateway,
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what} on {addr}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Resolves when `stop` is set: each server's shutdown signal.
+fn stopped(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// Starts `parts`, runs until Ctrl-C or SIGTERM (or until one of them
+/// fails), then shuts every server down gracefully.
+async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
+    let (stop, stop_rx) = watch::channel(false);
+    let mut servers: JoinSet<Result<&'static str>> = JoinSet::new();
+    let mut background = JoinSet::new();
+    // In one process the gateway and orders use the addresses actually bound
+    // (which may be port 0 in tests), not the configured URLs.
+    let mut inventory_url = config.service_url(Service::Inventory);
+    let mut gateway_urls = shop_web::ServiceUrls {
+        users: config.service_url(Service::Users),
+        inventory: inventory_url.clone(),
+        orders: config.service_url(Service::Orders),
+    };
+
+    if parts.contains(&Part::Users) {
+        let db = open(config, Service::Users).await?;
+        let (listener, addr) = bind("the user service", config.users_addr).await?;
+        tracing::info!(%addr, database = %redact(&config.database_url(Service::Users)), backend = db.backend.name(), "user service (gRPC) listening");
+        gateway_urls.users = format!("http://{addr}");
+        let service = shop_users::UserService::new(db).into_server();
+        let shutdown = stopped(stop_rx.clone());
+        servers.spawn(async move {
+            shop_grpc::serve(listener, service, shutdown)
+                .await
+                .map(|()| "users")
+                .context("user service")
+        });
+    }
+    if parts.contains(&Part::Inventory) {
+        let db = open(config, Service::Inventory).await?;
+        let (listener, addr) = bind("the inventory service", config.inventory_addr).await?;
+        tracing::info!(%addr, database = %redact(&config.database_url(Service::Inventory)), backend = db.backend.name(), "inventory service (gRPC) listening");
+        inventory_url = format!("http://{addr}");
+        gateway_urls.inventory = inventory_url.clone();
+        let service = shop_inventory::InventoryService::new(db).into_server();
+        let shutdown = stopped(stop_rx.clone());
+        servers.spawn(async move {
+            shop_grpc::serve(listener, service, shutdown)
+                .await
+                .map(|()| "inventory")
+                .context("inventory service")
+        });
+    }
+    if parts.contains(&Part::Orders) {
+        let db = open(config, Service::Orders).await?;
+        let (listener, addr) = bind("the order service", config.orders_addr).await?;
+        tracing::info!(%addr, database = %redact(&config.database_url(Service::Orders)), backend = db.backend.name(), inventory = %inventory_url, "order service (gRPC) listening");
+        gateway_urls.orders = format!("http://{addr}");
+        let channel =
+            shop_orders::service::inventory_channel(&inventory_url).context("the inventory URL")?;
+        let service = shop_orders::OrderService::new(db, channel);
+        background.spawn(shop_orders::recovery::run_periodically(
+            service.clone(),
+            Duration::from_secs(config.recovery_interval_secs),
+        ));
+        let shutdown = stopped(stop_rx.clone());
+        let server = service.into_server();
+        servers.spawn(async move {
+            shop_grpc::serve(listener, server, shutdown)
+                .await
+                .map(|()| "orders")
+                .context("order service")
+        });
+    }
+    if parts.contains(&Part::Gateway) {
+        let (listener, addr) = bind("the gateway", config.http_addr).await?;
+        tracing::info!(url = %format!("http://{addr}"), users = %gateway_urls.users, inventory = %gateway_urls.inventory, orders = %gateway_urls.orders, "gateway (HTTP) listening");
+        let shutdown = stopped(stop_rx.clone());
+        let urls = gateway_urls.clone();
+        servers.spawn(async move {
+            shop_web::serve(listener, &urls, shutdown)
+                .await
+                .map(|()| "gateway")
+                .context("gateway")
+        });
+    }
+
+    let outcome = tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        Some(finished) = servers.join_next() => match finished {
+            Ok(Ok(name)) => Err(anyhow::anyhow!("the {name} server stopped unexpectedly")),
+            Ok(Err(error)) => Err(error),
+            Err(panic) => Err(anyhow::anyhow!("a server task failed: {panic}")),
+        },
+    };
+    let _ = stop.send(true);
+    background.abort_all();
+    while let Some(finished) = servers.join_next().await {
+        if let Ok(Err(error)) = finished {
+            tracing::warn!("{error:#}");
+        }
+    }
+    tracing::info!("stopped");
+    outcome
+}
+
+/// Ctrl-C, or SIGTERM (how container runtimes and systemd stop processes).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,286 @@
+//! Every setting of the `shop` binary, from flags, environment variables and
+//! a `.env` file (in that order of precedence), each explained by `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shop",
+    version,
+    about = "An e-commerce platform: users, inventory and orders behind an HTMX gateway."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    /// What to run; `all` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The three services and the gateway in one process (the default).
+    All,
+    /// The user service alone (gRPC).
+    Users,
+    /// The inventory service alone (gRPC).
+    Inventory,
+    /// The order service alone (gRPC); reaches inventory at --inventory-url.
+    Orders,
+    /// The HTTP gateway alone; reaches the services at their --*-url.
+    Gateway,
+    /// Applies database migrations and exits (they also run at start).
+    Migrate {
+        /// Which service's database; all three when omitted.
+        #[arg(value_enum)]
+        service: Option<Service>,
+    },
+    /// Makes an existing account an admin (register it first). Admins are
+    /// never made through the web.
+    MakeAdmin {
+        /// The account's email address.
+        email: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Service {
+    Users,
+    Inventory,
+    Orders,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Inventory => "inventory",
+            Self::Orders => "orders",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct Config {
+    /// Directory of the SQLite files used when no PostgreSQL is configured.
+    #[arg(long, env = "SHOP_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// PostgreSQL server (e.g. postgres://shop:secret@localhost:5432); each
+    /// service then uses its own database on it, named below. Unset: SQLite.
+    #[arg(long, env = "SHOP_POSTGRES_URL", global = true)]
+    pub postgres_url: Option<String>,
+    /// The user service's database on --postgres-url.
+    #[arg(
+        long,
+        env = "POSTGRES_DB_USERS",
+        default_value = "users",
+        global = true
+    )]
+    pub postgres_db_users: String,
+    /// The inventory service's database on --postgres-url.
+    #[arg(
+        long,
+        env = "POSTGRES_DB_INVENTORY",
+        default_value = "inventory",
+        global = true
+    )]
+    pub postgres_db_inventory: String,
+    /// The order service's database on --postgres-url.
+    #[arg(
+        long,
+        env = "POSTGRES_DB_ORDERS",
+        default_value = "orders",
+        global = true
+    )]
+    pub postgres_db_orders: String,
+    /// PostgreSQL connections per service.
+    #[arg(
+        long,
+        env = "SHOP_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
+
+    /// Where the gateway listens for HTTP.
+    #[arg(
+        long,
+        env = "SHOP_HTTP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub http_addr: SocketAddr,
+    /// Where the user service listens for gRPC.
+    #[arg(
+        long,
+        env = "SHOP_USERS_ADDR",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub users_addr: SocketAddr,
+    /// Where the inventory service listens for gRPC.
+    #[arg(
+        long,
+        env = "SHOP_INVENTORY_ADDR",
+        default_value = "127.0.0.1:50052",
+        global = true
+    )]
+    pub inventory_addr: SocketAddr,
+    /// Where the order service listens for gRPC.
+    #[arg(
+        long,
+        env = "SHOP_ORDERS_ADDR",
+        default_value = "127.0.0.1:50053",
+        global = true
+    )]
+    pub orders_addr: SocketAddr,
+
+    /// How other processes reach the user service (default: http://<users-addr>).
+    /// Ignored by `shop all`, which uses the address it bound.
+    #[arg(long, env = "SHOP_USERS_URL", global = true)]
+    pub users_url: Option<String>,
+    /// How other processes reach the inventory service.
+    #[arg(long, env = "SHOP_INVENTORY_URL", global = true)]
+    pub inventory_url: Option<String>,
+    /// How other processes reach the order service.
+    #[arg(long, env = "SHOP_ORDERS_URL", global = true)]
+    pub orders_url: Option<String>,
+
+    /// Seconds between recovery passes over unfinished orders.
+    #[arg(long, env = "SHOP_RECOVERY_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub recovery_interval_secs: u64,
+
+    /// Log lines as readable text or as JSON objects.
+    #[arg(
+        long,
+        env = "SHOP_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The database URL of one service: its PostgreSQL database when a
+    /// server is configured, else a SQLite file under the data directory.
+    pub fn database_url(&self, service: Service) -> String {
+        match &self.postgres_url {
+            Some(server) => {
+                let database = match service {
+                    Service::Users => &self.postgres_db_users,
+                    Service::Inventory => &self.postgres_db_inventory,
+                    Service::Orders => &self.postgres_db_orders,
+                };
+                with_database(server, database)
+            }
+            None => format!("sqlite://{}/{}.db", self.data_dir.display(), service.name()),
+        }
+    }
+
+    pub fn service_url(&self, service: Service) -> String {
+        let (url, addr) = match service {
+            Service::Users => (&self.users_url, self.users_addr),
+            Service::Inventory => (&self.inventory_url, self.inventory_addr),
+            Service::Orders => (&self.orders_url, self.orders_addr),
+        };
+        url.clone().unwrap_or_else(|| format!("http://{addr}"))
+    }
+}
+
+/// Replaces the database in a PostgreSQL URL, keeping credentials and query.
+pub fn with_database(server: &str, database: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut url = format!("{}/{}", &base[..authority_end], database);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// The URL with its password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end], &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_replace_the_path() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432", "users"),
+            "postgres://u:p@h:5432/users"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/postgres", "orders"),
+            "postgres://u@h/orders"
+        );
+        assert_eq!(
+            with_database("postgres://h/x?sslmode=require", "inventory"),
+            "postgres://h/inventory?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://shop:s3cret@db:5432/users"),
+            "postgres://shop:***@db:5432/users"
+        );
+        assert_eq!(
+            redact("postgres://shop@db/users"),
+            "postgres://shop@db/users"
+        );
+        assert_eq!(redact("sqlite://data/users.db"), "sqlite://data/users.db");
+    }
+
+    #[test]
+    fn defaults_run_embedded() {
+        let cli = Cli::parse_from(["shop"]);
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.config.database_url(Service::Orders),
+            "sqlite://data/orders.db"
+        );
+        assert_eq!(
+            cli.config.service_url(Service::Inventory),
+            "http://127.0.0.1:50052"
+        );
+        let cli = Cli::parse_from(["shop", "users", "--postgres-url", "postgres://p@h"]);
+        assert_eq!(
+            cli.config.database_url(Service::Users),
+            "postgres://p@h/users"
+        );
+    }
+}
