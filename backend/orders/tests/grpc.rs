@@ -1,0 +1,596 @@
+//! The order service through a real tonic client, calling a real inventory
+//! service over gRPC, each on a random port with a database of its own, on
+//! SQLite and PostgreSQL.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use shop_proto::inventory::v1::{CreateProductRequest, GetProductRequest, UpdateProductRequest};
+use shop_proto::orders::v1::order_service_client::OrderServiceClient;
+use shop_proto::orders::v1::*;
+use shop_storage::sqlx;
+use shop_testkit::{Backend, Running, TestDb, assert_status, loopback, on_both_backends};
+use tokio::net::TcpListener;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Shop {
+    orders: OrderServiceClient<Channel>,
+    inventory: InventoryServiceClient<Channel>,
+    /// The service behind `orders`, for running recovery passes.
+    service: shop_orders::OrderService,
+    orders_db: TestDb,
+    inventory_db: TestDb,
+    inventory_addr: SocketAddr,
+    inventory_server: Option<Running>,
+    _orders_server: Running,
+}
+
+fn serve_inventory(db: &TestDb, listener: TcpListener) -> Running {
+    let service = shop_inventory::InventoryService::new(db.db.clone()).into_server();
+    Running::spawn(|shutdown| async move {
+        shop_grpc::serve(listener, service, shutdown)
+            .await
+            .expect("the inventory service runs");
+    })
+}
+
+async fn start(backend: Backend) -> Shop {
+    let inventory_db = TestDb::new(backend, &shop_inventory::MIGRATIONS).await;
+    let (listener, inventory_url) = loopback().await;
+    let inventory_addr = listener.local_addr().expect("an address");
+    let inventory_server = serve_inventory(&inventory_db, listener);
+
+    let orders_db = TestDb::new(backend, &shop_orders::MIGRATIONS).await;
+    let channel = shop_orders::service::inventory_channel(&inventory_url).expect("a channel");
+    let service = shop_orders::OrderService::new(orders_db.db.clone(), channel);
+    let (listener, orders_url) = loopback().await;
+    let server = service.clone().into_server();
+    let orders_server = Running::spawn(|shutdown| async move {
+        shop_grpc::serve(listener, server, shutdown)
+            .await
+            .expect("the order service runs");
+    });
+    Shop {
+        orders: OrderServiceClient::connect(orders_url)
+            .await
+            .expect("a connection"),
+        inventory: InventoryServiceClient::connect(inventory_url)
+            .await
+            .expect("a connection"),
+        service,
+        orders_db,
+        inventory_db,
+        inventory_addr,
+        inventory_server: Some(inventory_server),
+        _orders_server: orders_server,
+    }
+}
+
+impl Shop {
+    async fn product(&mut self, name: &str, price_minor: i64, stock: i64) -> i64 {
+        let request = CreateProductRequest {
+            name: name.into(),
+            description: String::new(),
+            price_minor,
+            stock,
+        };
+        let created = self
+            .inventory
+            .create_product(request)
+            .await
+            .expect("a product");
+        created.into_inner().product.expect("a product").id
+    }
+
+    async fn stock(&mut self, id: i64) -> i64 {
+        let product = self
+            .inventory
+            .get_product(GetProductRequest { id })
+            .await
+            .expect("the product");
+        product.into_inner().product.expect("a product").stock
+    }
+
+    async fn order(&mut self, user_id: i64, items: &[(i64, i64)]) -> Result<Order, tonic::Status> {
+        let items = items
+            .iter()
+            .map(|&(product_id, quantity)| OrderLine {
+                product_id,
+                quantity,
+            })
+            .collect();
+        let created = self
+            .orders
+            .create_order(CreateOrderRequest { user_id, items })
+            .await?;
+        Ok(created.into_inner().order.expect("an order"))
+    }
+
+    async fn set_status(&mut self, id: i64, status: OrderStatus) -> Result<Order, tonic::Status> {
+        let request = UpdateOrderStatusRequest {
+            id,
+            status: status.into(),
+            actor: "user:99".into(),
+        };
+        Ok(self
+            .orders
+            .update_order_status(request)
+            .await?
+            .into_inner()
+            .order
+            .expect("an order"))
+    }
+
+    async fn get(&mut self, id: i64) -> Order {
+        self.orders
+            .get_order(GetOrderRequest { id })
+            .await
+            .expect("the order")
+            .into_inner()
+            .order
+            .expect("an order")
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.orders_db.db.pool)
+            .await
+            .expect("a count");
+        count
+    }
+
+    async fn stop_inventory(&mut self) {
+        if let Some(server) = self.inventory_server.take() {
+            server.stop().await;
+        }
+    }
+
+    async fn restart_inventory(&mut self) {
+        let listener = TcpListener::bind(self.inventory_addr)
+            .await
+            .expect("the old port again");
+        self.inventory_server = Some(serve_inventory(&self.inventory_db, listener));
+    }
+}
+
+fn statuses(order: &Order) -> Vec<(OrderStatus, String)> {
+    order
+        .history
+        .iter()
+        .map(|change| (change.status(), change.actor.clone()))
+        .collect()
+}
+
+async fn an_order_is_priced_by_inventory_and_reserves_its_stock(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let pot = shop.product("Teapot", 3_200, 2).await;
+
+    let order = shop
+        .order(42, &[(tea, 2), (pot, 1), (tea, 1)])
+        .await
+        .expect("an order");
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    assert_eq!(order.user_id, 42);
+    assert_eq!(order.total_minor, 3 * 450 + 3_200);
+    assert_eq!(
+        order.items,
+        vec![
+            OrderItem {
+                product_id: tea,
+                product_name: "Green tea".into(),
+                quantity: 3,
+                unit_price_minor: 450
+            },
+            OrderItem {
+                product_id: pot,
+                product_name: "Teapot".into(),
+                quantity: 1,
+                unit_price_minor: 3_200
+            },
+        ]
+    );
+    assert_eq!(
+        statuses(&order),
+        vec![
+            (OrderStatus::Pending, "user:42".into()),
+            (OrderStatus::Confirmed, "system".into())
+        ]
+    );
+    assert_eq!((shop.stock(tea).await, shop.stock(pot).await), (7, 1));
+    assert_eq!(shop.get(order.id).await, order);
+
+    // The price is inventory's at the time of the order: a later change
+    // does not touch this order, and the next one pays the new price.
+    let reprice = UpdateProductRequest {
+        id: tea,
+        price_minor: Some(500),
+        ..Default::default()
+    };
+    shop.inventory
+        .update_product(reprice)
+        .await
+        .expect("repriced");
+    assert_eq!(shop.get(order.id).await.total_minor, 3 * 450 + 3_200);
+    assert_eq!(
+        shop.order(42, &[(tea, 1)])
+            .await
+            .expect("an order")
+            .total_minor,
+        500
+    );
+}
+
+async fn an_order_short_of_stock_is_rejected_and_takes_nothing(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let pot = shop.product("Teapot", 3_200, 1).await;
+
+    let short = shop.order(1, &[(tea, 2), (pot, 2)]).await;
+    assert_status(short, Code::FailedPrecondition, "not enough stock");
+    let unknown = shop.order(1, &[(tea, 2), (777_777, 1)]).await;
+    assert_status(unknown, Code::NotFound, "product 777777 not found");
+    assert_eq!((shop.stock(tea).await, shop.stock(pot).await), (10, 1));
+
+    // Both are kept, as rejected, for the record.
+    let listed = shop
+        .orders
+        .list_orders(ListOrdersRequest {
+            user_id: Some(1),
+            ..Default::default()
+        })
+        .await;
+    let listed = listed.expect("a list").into_inner();
+    assert_eq!(listed.total, 2);
+    assert!(
+        listed
+            .orders
+            .iter()
+            .all(|o| o.status() == OrderStatus::Rejected && o.total_minor == 0)
+    );
+}
+
+async fn bad_orders_are_refused_and_write_nothing(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let many: Vec<_> = (1..=101).map(|id| (id, 1)).collect();
+    for (user_id, items, field) in [
+        (0, vec![(tea, 1)], "user_id"),
+        (-3, vec![(tea, 1)], "user_id"),
+        (1, vec![], "items"),
+        (1, vec![(tea, 0)], "items.quantity"),
+        (1, vec![(tea, -2)], "items.quantity"),
+        (1, vec![(tea, 10_001)], "items.quantity"),
+        (1, vec![(0, 1)], "items.product_id"),
+        (1, many, "items"),
+    ] {
+        assert_status(
+            shop.order(user_id, &items).await,
+            Code::InvalidArgument,
+            field,
+        );
+    }
+    assert_eq!(shop.count("orders").await, 0);
+    assert_eq!(shop.stock(tea).await, 10);
+    for id in [0, -1] {
+        assert_status(
+            shop.orders.get_order(GetOrderRequest { id }).await,
+            Code::InvalidArgument,
+            "id",
+        );
+    }
+    assert_status(
+        shop.orders.get_order(GetOrderRequest { id: 31_337 }).await,
+        Code::NotFound,
+        "not found",
+    );
+}
+
+async fn orders_are_listed_per_user_and_for_everyone_page_by_page(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 100).await;
+    let mut ada = Vec::new();
+    for quantity in 1..=3 {
+        ada.push(
+            shop.order(1, &[(tea, quantity)])
+                .await
+                .expect("an order")
+                .id,
+        );
+        shop.order(2, &[(tea, 1)]).await.expect("an order");
+    }
+    ada.reverse();
+
+    let mine = shop
+        .orders
+        .list_orders(ListOrdersRequest {
+            user_id: Some(1),
+            page: 1,
+            page_size: 2,
+        })
+        .await;
+    let mine = mine.expect("a page").into_inner();
+    assert_eq!((mine.total, mine.page, mine.page_size), (3, 1, 2));
+    assert_eq!(
+        mine.orders.iter().map(|o| o.id).collect::<Vec<_>>(),
+        ada[..2]
+    );
+    assert!(
+        mine.orders
+            .iter()
+            .all(|o| o.user_id == 1 && o.items.len() == 1 && o.items[0].unit_price_minor == 450)
+    );
+    assert_eq!(mine.orders[0].items[0].quantity, 3);
+    let rest = shop
+        .orders
+        .list_orders(ListOrdersRequest {
+            user_id: Some(1),
+            page: 2,
+            page_size: 2,
+        })
+        .await;
+    assert_eq!(
+        rest.expect("a page")
+            .into_inner()
+            .orders
+            .iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>(),
+        ada[2..]
+    );
+
+    let everyone = shop
+        .orders
+        .list_orders(ListOrdersRequest {
+            user_id: None,
+            page: 1,
+            page_size: 100,
+        })
+        .await;
+    let everyone = everyone.expect("a page").into_inner();
+    assert_eq!((everyone.total, everyone.orders.len()), (6, 6));
+    assert!(
+        everyone
+            .orders
+            .windows(2)
+            .all(|pair| pair[0].id > pair[1].id),
+        "newest first"
+    );
+    let nobody = shop
+        .orders
+        .list_orders(ListOrdersRequest {
+            user_id: Some(3),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(nobody.expect("a page").into_inner().total, 0);
+
+    for (request, field) in [
+        (
+            ListOrdersRequest {
+                user_id: None,
+                page: 1,
+                page_size: 1_000,
+            },
+            "page_size",
+        ),
+        (
+            ListOrdersRequest {
+                user_id: Some(0),
+                page: 1,
+                page_size: 10,
+            },
+            "user_id",
+        ),
+        (
+            ListOrdersRequest {
+                user_id: Some(1),
+                page: 2_000_000,
+                page_size: 10,
+            },
+            "page",
+        ),
+    ] {
+        assert_status(
+            shop.orders.list_orders(request).await,
+            Code::InvalidArgument,
+            field,
+        );
+    }
+}
+
+async fn status_follows_the_state_machine(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let order = shop.order(1, &[(tea, 1)]).await.expect("an order");
+
+    for refused in [
+        OrderStatus::Delivered,
+        OrderStatus::Pending,
+        OrderStatus::Rejected,
+    ] {
+        assert_status(
+            shop.set_status(order.id, refused).await,
+            Code::FailedPrecondition,
+            "cannot go from confirmed",
+        );
+    }
+    let shipped = shop
+        .set_status(order.id, OrderStatus::Shipped)
+        .await
+        .expect("shipped");
+    assert_eq!(shipped.status(), OrderStatus::Shipped);
+    assert_eq!(
+        shop.set_status(order.id, OrderStatus::Shipped)
+            .await
+            .expect("still shipped")
+            .history
+            .len(),
+        3
+    );
+    assert_status(
+        shop.set_status(order.id, OrderStatus::Cancelled).await,
+        Code::FailedPrecondition,
+        "cannot go",
+    );
+    let delivered = shop
+        .set_status(order.id, OrderStatus::Delivered)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        statuses(&delivered),
+        vec![
+            (OrderStatus::Pending, "user:1".into()),
+            (OrderStatus::Confirmed, "system".into()),
+            (OrderStatus::Shipped, "user:99".into()),
+            (OrderStatus::Delivered, "user:99".into()),
+        ]
+    );
+    assert_eq!(
+        shop.stock(tea).await,
+        9,
+        "a delivered order keeps its stock"
+    );
+
+    let unspecified = UpdateOrderStatusRequest {
+        id: order.id,
+        status: 0,
+        actor: String::new(),
+    };
+    assert_status(
+        shop.orders.update_order_status(unspecified).await,
+        Code::InvalidArgument,
+        "status",
+    );
+    let unknown_value = UpdateOrderStatusRequest {
+        id: order.id,
+        status: 99,
+        actor: String::new(),
+    };
+    assert_status(
+        shop.orders.update_order_status(unknown_value).await,
+        Code::InvalidArgument,
+        "status",
+    );
+    assert_status(
+        shop.set_status(55_555, OrderStatus::Shipped).await,
+        Code::NotFound,
+        "not found",
+    );
+    assert_status(
+        shop.set_status(0, OrderStatus::Shipped).await,
+        Code::InvalidArgument,
+        "id",
+    );
+    assert_eq!(shop.get(order.id).await.status(), OrderStatus::Delivered);
+}
+
+async fn cancelling_returns_the_stock_once(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let order = shop.order(1, &[(tea, 4)]).await.expect("an order");
+    assert_eq!(shop.stock(tea).await, 6);
+    let cancelled = shop
+        .set_status(order.id, OrderStatus::Cancelled)
+        .await
+        .expect("cancelled");
+    assert_eq!(cancelled.status(), OrderStatus::Cancelled);
+    assert_eq!(shop.stock(tea).await, 10);
+    shop.set_status(order.id, OrderStatus::Cancelled)
+        .await
+        .expect("cancelling twice changes nothing");
+    assert_eq!(shop.stock(tea).await, 10);
+    assert_status(
+        shop.set_status(order.id, OrderStatus::Shipped).await,
+        Code::FailedPrecondition,
+        "cannot go",
+    );
+    let report = shop_orders::recovery::run_once(&shop.service, Duration::ZERO)
+        .await
+        .expect("a pass");
+    assert_eq!(
+        report,
+        shop_orders::recovery::Report::default(),
+        "nothing left to do"
+    );
+    assert_eq!(shop.stock(tea).await, 10);
+}
+
+async fn an_inventory_outage_leaves_orders_pending_until_recovery_finishes_them(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let kept = shop.order(1, &[(tea, 2)]).await.expect("an order");
+    shop.stop_inventory().await;
+
+    let during = shop.order(1, &[(tea, 3)]).await;
+    assert_status(
+        during,
+        Code::Unavailable,
+        "will be confirmed or rejected automatically",
+    );
+    // Cancelling while inventory is down succeeds; the stock goes back later.
+    let cancelled = shop
+        .set_status(kept.id, OrderStatus::Cancelled)
+        .await
+        .expect("cancelled");
+    assert_eq!(cancelled.status(), OrderStatus::Cancelled);
+    let pending = shop
+        .orders
+        .list_orders(ListOrdersRequest {
+            user_id: Some(1),
+            ..Default::default()
+        })
+        .await;
+    let pending = pending.expect("a list").into_inner().orders;
+    assert_eq!(pending[0].status(), OrderStatus::Pending);
+
+    let still_down = shop_orders::recovery::run_once(&shop.service, Duration::ZERO)
+        .await
+        .expect("a pass");
+    assert_eq!(
+        (
+            still_down.settled,
+            still_down.still_pending,
+            still_down.released
+        ),
+        (0, 1, 0)
+    );
+
+    shop.restart_inventory().await;
+    let report = shop_orders::recovery::run_once(&shop.service, Duration::ZERO)
+        .await
+        .expect("a pass");
+    assert_eq!(
+        (report.settled, report.still_pending, report.released),
+        (1, 0, 1)
+    );
+    let finished = shop.get(pending[0].id).await;
+    assert_eq!(
+        (finished.status(), finished.total_minor),
+        (OrderStatus::Confirmed, 3 * 450)
+    );
+    assert_eq!(
+        shop.stock(tea).await,
+        7,
+        "the cancelled order's 2 came back; the recovered order's 3 went out"
+    );
+
+    let again = shop_orders::recovery::run_once(&shop.service, Duration::ZERO)
+        .await
+        .expect("a pass");
+    assert_eq!(again, shop_orders::recovery::Report::default());
+    assert_eq!(shop.stock(tea).await, 7);
+}
+
+on_both_backends!(
+    an_order_is_priced_by_inventory_and_reserves_its_stock,
+    an_order_short_of_stock_is_rejected_and_takes_nothing,
+    bad_orders_are_refused_and_write_nothing,
+    orders_are_listed_per_user_and_for_everyone_page_by_page,
+    status_follows_the_state_machine,
+    cancelling_returns_the_stock_once,
+    an_inventory_outage_leaves_orders_pending_until_recovery_finishes_them,
+);
