@@ -160,6 +160,15 @@ pub struct Config {
     #[arg(long, env = "SHOP_RECOVERY_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub recovery_interval_secs: u64,
 
+    /// Seconds to let requests in flight finish after Ctrl-C or SIGTERM.
+    #[arg(
+        long,
+        env = "SHOP_SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub shutdown_timeout_secs: u64,
+
     /// Log lines as readable text or as JSON objects.
     #[arg(
         long,

@@ -6,7 +6,6 @@
 mod config;
 mod telemetry;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -133,10 +132,8 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)>
 }
 
 /// Resolves when `stop` is set: each server's shutdown signal.
-fn stopped(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    }
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// Starts `parts`, runs until Ctrl-C or SIGTERM (or until one of them
@@ -230,10 +227,21 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
     };
     let _ = stop.send(true);
     background.abort_all();
-    while let Some(finished) = servers.join_next().await {
-        if let Ok(Err(error)) = finished {
-            tracing::warn!("{error:#}");
+    // Requests in flight may finish; a client that never lets go may not
+    // hold the process hostage.
+    let drain = async {
+        while let Some(finished) = servers.join_next().await {
+            if let Ok(Err(error)) = finished {
+                tracing::warn!("{error:#}");
+            }
         }
+    };
+    let grace = Duration::from_secs(config.shutdown_timeout_secs);
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        tracing::warn!(
+            seconds = config.shutdown_timeout_secs,
+            "connections still open after the shutdown timeout; closing them"
+        );
     }
     tracing::info!("stopped");
     outcome

@@ -1,0 +1,242 @@
+//! The `shop` binary as an operator runs it: `shop all` on free ports,
+//! `make-admin` beside it, `migrate` against PostgreSQL, `--help`, and a
+//! graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shop_proto::users::v1::user_service_client::UserServiceClient;
+use shop_proto::users::v1::{GetUserProfileRequest, RegisterUserRequest, Role};
+
+const SHOP: &str = env!("CARGO_BIN_EXE_shop");
+
+fn shop(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(SHOP);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SHOP_DATA_DIR", data_dir)
+        .env("SHOP_LOG_FORMAT", "json")
+        .current_dir(data_dir);
+    command
+}
+
+/// The four addresses `shop all` logged as it started.
+struct Started {
+    child: Child,
+    users: String,
+    gateway: String,
+}
+
+fn start_all(data_dir: &std::path::Path) -> Started {
+    let mut child = shop(data_dir)
+        .arg("all")
+        .env("SHOP_HTTP_ADDR", "127.0.0.1:0")
+        .env("SHOP_USERS_ADDR", "127.0.0.1:0")
+        .env("SHOP_INVENTORY_ADDR", "127.0.0.1:0")
+        .env("SHOP_ORDERS_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("shop starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (mut users, mut gateway) = (None, None);
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("a log line");
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON log: {line}"));
+        let message = event["message"].as_str().unwrap_or_default();
+        if message.starts_with("user service") {
+            users = event["addr"].as_str().map(|addr| format!("http://{addr}"));
+        }
+        if message.starts_with("gateway") {
+            gateway = event["url"].as_str().map(str::to_owned);
+            break; // the gateway starts last
+        }
+    }
+    // Keep reading, so the shop never writes its logs into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Started {
+        child,
+        users: users.expect("the users address in the log"),
+        gateway: gateway.expect("the gateway URL"),
+    }
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("a status") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shop did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let started = start_all(data.path());
+
+    let home = reqwest::get(&started.gateway)
+        .await
+        .expect("the gateway answers");
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.expect("a body").contains("Products (0)"));
+
+    let mut users = UserServiceClient::connect(started.users.clone())
+        .await
+        .expect("users answers");
+    let registration = RegisterUserRequest {
+        email: "Admin@Example.com".into(),
+        name: "Admin".into(),
+        password: "a long enough password".into(),
+    };
+    let user = users
+        .register_user(registration)
+        .await
+        .expect("registered")
+        .into_inner()
+        .user
+        .expect("a user");
+    assert_eq!(user.role(), Role::Customer);
+
+    // A second process on the same SQLite files, while the first one runs.
+    let promoted = shop(data.path())
+        .args(["make-admin", "admin@example.com"])
+        .output()
+        .expect("make-admin runs");
+    assert!(
+        promoted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&promoted.stdout).contains("is now an admin"));
+    let profile = users
+        .get_user_profile(GetUserProfileRequest { id: user.id })
+        .await
+        .expect("a profile");
+    assert_eq!(
+        profile.into_inner().user.map(|u| u.role()),
+        Some(Role::Admin)
+    );
+
+    let unknown = shop(data.path())
+        .args(["make-admin", "nobody@example.com"])
+        .output()
+        .expect("make-admin runs");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stdout).contains("register it first"));
+    let malformed = shop(data.path())
+        .args(["make-admin", "not-an-email"])
+        .output()
+        .expect("make-admin runs");
+    assert!(!malformed.status.success());
+    assert!(String::from_utf8_lossy(&malformed.stdout).contains("email"));
+
+    drop(users);
+    let status = tokio::task::spawn_blocking(move || terminate(started.child))
+        .await
+        .expect("terminate runs");
+    assert!(status.success(), "a graceful stop exits 0");
+    for file in ["users.db", "inventory.db", "orders.db"] {
+        assert!(
+            data.path().join(file).exists(),
+            "{file} under SHOP_DATA_DIR"
+        );
+    }
+}
+
+#[test]
+fn help_explains_every_setting() {
+    let help = Command::new(SHOP)
+        .arg("--help")
+        .output()
+        .expect("--help runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for setting in [
+        "SHOP_DATA_DIR",
+        "SHOP_POSTGRES_URL",
+        "POSTGRES_DB_USERS",
+        "POSTGRES_DB_INVENTORY",
+        "POSTGRES_DB_ORDERS",
+        "SHOP_HTTP_ADDR",
+        "SHOP_USERS_ADDR",
+        "SHOP_INVENTORY_URL",
+        "SHOP_LOG_FORMAT",
+        "make-admin",
+        "migrate",
+    ] {
+        assert!(help.contains(setting), "--help does not mention {setting}");
+    }
+}
+
+#[test]
+fn a_bad_setting_is_refused_with_a_clear_message() {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let bad = shop(data.path())
+        .env("SHOP_HTTP_ADDR", "not-an-address")
+        .output()
+        .expect("shop runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--http-addr"));
+    let bad_url = shop(data.path())
+        .env("SHOP_POSTGRES_URL", "mysql://db")
+        .arg("migrate")
+        .output()
+        .expect("shop runs");
+    assert!(!bad_url.status.success());
+    assert!(String::from_utf8_lossy(&bad_url.stdout).contains("unsupported database URL"));
+}
+
+#[test]
+fn migrate_creates_each_service_database_on_postgresql() {
+    let server = shop_testkit::postgres_server_url();
+    let prefix = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
+    let names = ["users", "inventory", "orders"].map(|service| format!("{prefix}_{service}"));
+    let data = tempfile::tempdir().expect("a temp dir");
+    let migrated = shop(data.path())
+        .arg("migrate")
+        .env("SHOP_POSTGRES_URL", &server)
+        .env("POSTGRES_DB_USERS", &names[0])
+        .env("POSTGRES_DB_INVENTORY", &names[1])
+        .env("POSTGRES_DB_ORDERS", &names[2])
+        .output()
+        .expect("migrate runs");
+    let stdout = String::from_utf8_lossy(&migrated.stdout).into_owned();
+    let dropped: Vec<_> = names
+        .iter()
+        .map(|name| {
+            Command::new("psql")
+                .args([
+                    &format!("{server}/postgres"),
+                    "-qc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .status()
+                .map(|s| s.success())
+        })
+        .collect();
+    assert!(migrated.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("users: migrated") && stdout.contains("orders: migrated"),
+        "{stdout}"
+    );
+    assert!(
+        dropped.iter().all(|d| matches!(d, Ok(true))),
+        "the test databases are dropped: {dropped:?}"
+    );
+}
