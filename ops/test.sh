@@ -1,0 +1,418 @@
+#!/usr/bin/env bash
+# The whole test suite in one command, on a developer's machine or a fresh
+# Debian one with Rust and Python 3 (CI runs it from .ci/run):
+#
+#   1. makes sure the servers the Rust tests talk to are there (PostgreSQL now;
+#      Redis, NATS JetStream and Chromium have their places below),
+#   2. prepares a Python virtualenv in target/test-venv for the Python client test,
+#   3. cargo build --workspace, then cargo nextest run (or cargo test),
+#   4. tests/python/test_grpc_clients.py against the built shop binary.
+#
+# Environment it respects:
+#   SHOP_TEST_POSTGRES_URL  a PostgreSQL server (no database in the URL) to use
+#                           instead of the local one; nothing is started then.
+#   SHOP_BIN                the shop binary the Python test starts.
+#   PYTHON                  the Python used to make the virtualenv (python3).
+#
+# Safe to run again and concurrently with itself: every run has its own temp
+# dir and random ports; a lock keeps one run from removing another's
+# databases or stopping a PostgreSQL another run still uses.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+PG_LOCK=/tmp/shop-ops-test-postgres.lock
+VENV="$ROOT/target/test-venv"
+
+STEP="start"          # the step in progress, for the failure message
+STARTED_AT=$SECONDS
+CHILD=""              # session (and PID) of the command in progress
+PG_STARTED=""         # "VERSION" of the Debian cluster this run started
+LOCKED=""             # fd 9 holds the PostgreSQL lock
+ALONE=""              # no other run of this script held it when we took it
+TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/shop-test.XXXXXX")
+
+if [[ -t 1 ]]; then BOLD=$'\e[1m' RED=$'\e[31m' GREEN=$'\e[32m' RESET=$'\e[0m'; else BOLD="" RED="" GREEN="" RESET=""; fi
+
+step() {
+    STEP="$1"
+    STEP_STARTED=$SECONDS
+    printf '\n%s==> %s%s\n' "$BOLD" "$STEP" "$RESET"
+}
+step_done() { echo "    (${STEP}: $((SECONDS - STEP_STARTED)) s)"; }
+note() { echo "    $*"; }
+die() {
+    echo "${RED}error: $*${RESET}" >&2
+    exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+redact() { sed -E 's#//([^:@/]+):[^@/]*@#//\1:***@#' <<<"$1"; }  # a URL without its password
+
+# The processes of session $1, read from /proc (ps may not be installed).
+session_pids() {
+    local stat line fields
+    for stat in /proc/[0-9]*/stat; do
+        { read -r line <"$stat"; } 2>/dev/null || continue  # gone meanwhile
+        # After the command name: state, ppid, pgrp, session. Zombies are
+        # gone already, only not yet reaped.
+        read -r -a fields <<<"${line##*) }"
+        if [[ "${fields[3]}" == "$1" && "${fields[0]}" != Z ]]; then
+            stat=${stat#/proc/}
+            echo "${stat%/stat}"
+        fi
+    done
+}
+
+# Ends every process left in session $1: TERM, then KILL after 10 s.
+end_session() {
+    local pids
+    pids=$(session_pids "$1")
+    [[ -n "$pids" ]] || return 0
+    # shellcheck disable=SC2086 # one PID a word
+    kill -TERM $pids 2>/dev/null || true
+    for _ in $(seq 50); do
+        pids=$(session_pids "$1")
+        [[ -n "$pids" ]] || return 0
+        sleep 0.2
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+}
+
+# Runs "$@" in a session of its own, in the background, and waits for it: so
+# a signal reaches our traps at once, and every process it leaves behind (a
+# leaked server, a test runner's process groups) can be found and ended.
+run() {
+    setsid -w "$@" 9>&- &
+    CHILD=$!
+    local status=0 left
+    wait "$CHILD" || status=$?
+    left=$(session_pids "$CHILD" | wc -l)
+    if [[ $left -gt 0 ]]; then
+        note "warning: ending $left process(es) that '$*' left running"
+        end_session "$CHILD"
+    fi
+    CHILD=""
+    return "$status"
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [[ -n "$CHILD" ]]; then
+        end_session "$CHILD"
+    fi
+    stop_postgres_if_ours
+    rm -rf "$TMP_DIR"
+    if [[ $status -eq 0 ]]; then
+        printf '\n%sops/test.sh: every step passed in %d s%s\n' "$GREEN" "$((SECONDS - STARTED_AT))" "$RESET"
+    else
+        printf '\n%sops/test.sh: FAILED in step "%s" (exit %d) after %d s%s\n' \
+            "$RED" "$STEP" "$status" "$((SECONDS - STARTED_AT))" "$RESET" >&2
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Root runs commands directly; anyone else needs password-less sudo.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"
+    elif have sudo && sudo -n true 2>/dev/null; then sudo -n "$@"
+    else die "'$*' needs root (or password-less sudo)"; fi
+}
+as_postgres() {
+    if [[ $(id -u) -eq 0 ]] && have runuser; then runuser -u postgres -- "$@"
+    elif [[ $(id -u) -eq 0 ]]; then su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+    elif have sudo && sudo -n true 2>/dev/null; then sudo -n -u postgres -- "$@"
+    else return 1; fi
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+pg_answers() {
+    if have pg_isready; then
+        pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 3
+    else
+        timeout 3 bash -c "exec 3<>/dev/tcp/$PG_HOST/$PG_PORT" 2>/dev/null
+    fi
+}
+
+# Whether URL (a server, no database) lets us in without a password prompt.
+pg_url_works() {
+    PGCONNECT_TIMEOUT=5 psql "$1/postgres" -XAtqw -c 'SELECT 1' >/dev/null 2>&1
+}
+
+pg_wait_until_up() {
+    for _ in $(seq 60); do
+        pg_answers && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+debian_cluster_version() {
+    [[ -d /etc/postgresql ]] || return 1
+    local version
+    version=$(find /etc/postgresql -mindepth 2 -maxdepth 2 -name main -printf '%P\n' 2>/dev/null |
+        cut -d/ -f1 | sort -V | tail -n1)
+    [[ -n "$version" ]] && echo "$version"
+}
+
+# Also after apt-get install, whose postinst may or may not have started it.
+start_debian_cluster() {
+    local version=$1
+    PG_STARTED=$version
+    if [[ "$(pg_lsclusters -h "$version" main 2>/dev/null | awk '{print $4}')" == online ]]; then
+        note "the Debian cluster $version/main is running"
+    else
+        note "starting the Debian cluster $version/main"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
+            die "pg_ctlcluster $version main start failed; see /var/log/postgresql/postgresql-$version-main.log"
+    fi
+    pg_wait_until_up || die "PostgreSQL $version/main started but does not answer on $PG_HOST:$PG_PORT"
+}
+
+install_postgres() {
+    note "no PostgreSQL here: installing Debian's package"
+    have apt-get || die "no PostgreSQL on $PG_HOST:$PG_PORT and no apt-get to install one; export SHOP_TEST_POSTGRES_URL"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+    # The package makes the cluster, unless the server was already installed
+    # without one.
+    if ! debian_cluster_version >/dev/null; then
+        local server
+        server=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
+        [[ -n "$server" ]] || die "apt-get installed postgresql, but no server is in /usr/lib/postgresql"
+        as_root pg_createcluster "$server" main
+    fi
+}
+
+# A fresh Debian cluster trusts only local socket peers; over TCP it wants a
+# scram password. Rather than trusting everyone on 127.0.0.1 or giving the
+# superuser a password, give the tests a role of their own that can create
+# databases, with a fixed password (it guards test data on a test machine).
+PG_TEST_ROLE=shop_test
+PG_TEST_URL="postgres://$PG_TEST_ROLE:$PG_TEST_ROLE@$PG_HOST:$PG_PORT"
+make_test_role() {
+    note "postgres@$PG_HOST needs a password: making role $PG_TEST_ROLE (LOGIN CREATEDB) through the local socket"
+    as_postgres psql -XAtq -v ON_ERROR_STOP=1 <<SQL
+DO \$\$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_TEST_ROLE') THEN
+        ALTER ROLE $PG_TEST_ROLE LOGIN CREATEDB PASSWORD '$PG_TEST_ROLE';
+    ELSE
+        CREATE ROLE $PG_TEST_ROLE LOGIN CREATEDB PASSWORD '$PG_TEST_ROLE';
+    END IF;
+END
+\$\$;
+SQL
+}
+
+# Picks a URL that logs in: the superuser without a password (trust, as on
+# the dev machines), else the test role, made if need be.
+choose_postgres_url() {
+    local default="postgres://postgres@$PG_HOST:$PG_PORT"
+    if ! have psql; then
+        note "no psql to check logins with: assuming $default"
+        SHOP_TEST_POSTGRES_URL=$default
+        return
+    fi
+    if pg_url_works "$default"; then
+        SHOP_TEST_POSTGRES_URL=$default
+    elif pg_url_works "$PG_TEST_URL"; then
+        SHOP_TEST_POSTGRES_URL=$PG_TEST_URL
+    elif make_test_role && pg_url_works "$PG_TEST_URL"; then
+        SHOP_TEST_POSTGRES_URL=$PG_TEST_URL
+    else
+        die "PostgreSQL on $PG_HOST:$PG_PORT refuses postgres without a password, and no test role could be made;" \
+            "export SHOP_TEST_POSTGRES_URL=postgres://USER:PASSWORD@$PG_HOST:$PG_PORT (a role with CREATEDB)"
+    fi
+}
+
+# Databases of earlier runs that crashed before their tests could drop them.
+# Without FORCE: a database someone is connected to is left alone.
+drop_leftover_databases() {
+    if ! have psql; then
+        note "no psql: not looking for leftover shop_test_* databases"
+        return
+    fi
+    local names name dropped=0
+    names=$(PGCONNECT_TIMEOUT=5 psql "$SHOP_TEST_POSTGRES_URL/postgres" -XAtqw \
+        -c "SELECT datname FROM pg_database WHERE datname LIKE 'shop\_test\_%'") ||
+        die "cannot list databases on $SHOP_TEST_POSTGRES_URL"
+    for name in $names; do
+        [[ $name =~ ^shop_test_[A-Za-z0-9_]+$ ]] || continue
+        if PGCONNECT_TIMEOUT=5 psql "$SHOP_TEST_POSTGRES_URL/postgres" -XAtqw \
+            -c "DROP DATABASE IF EXISTS \"$name\"" >/dev/null 2>"$TMP_DIR/drop.err"; then
+            dropped=$((dropped + 1))
+        else
+            note "warning: left $name: $(head -n1 "$TMP_DIR/drop.err")"
+        fi
+    done
+    note "dropped $dropped leftover shop_test_* database(s)"
+}
+
+ensure_postgres() {
+    # Runs that overlap share one server: the first one in holds the lock
+    # alone while it sets up and tidies; the rest hold it shared meanwhile.
+    # Opened read-only: the lock file may belong to another user.
+    : 2>/dev/null >>"$PG_LOCK" || true
+    if have flock && [[ -r "$PG_LOCK" ]]; then
+        exec 9<"$PG_LOCK"
+        LOCKED=1
+        if flock -x -n 9; then
+            ALONE=1
+        else
+            note "another ops/test.sh run is using PostgreSQL: sharing it, leaving its databases alone"
+            flock -s -w 600 9 || die "waited 10 min for another ops/test.sh run's PostgreSQL set-up"
+        fi
+    else
+        ALONE=1
+    fi
+
+    if [[ -n "${SHOP_TEST_POSTGRES_URL:-}" ]]; then
+        note "using SHOP_TEST_POSTGRES_URL from the environment"
+        if have psql && ! pg_url_works "$SHOP_TEST_POSTGRES_URL"; then
+            die "cannot log in to SHOP_TEST_POSTGRES_URL=$(redact "$SHOP_TEST_POSTGRES_URL")"
+        fi
+    else
+        local version
+        if pg_answers; then
+            note "PostgreSQL answers on $PG_HOST:$PG_PORT"
+        elif version=$(debian_cluster_version); then
+            start_debian_cluster "$version"
+        else
+            install_postgres
+            start_debian_cluster "$(debian_cluster_version)"
+        fi
+        choose_postgres_url
+    fi
+    export SHOP_TEST_POSTGRES_URL
+    note "SHOP_TEST_POSTGRES_URL=$(redact "$SHOP_TEST_POSTGRES_URL")"
+
+    if [[ -n "$ALONE" ]]; then
+        drop_leftover_databases
+    fi
+    if [[ -n "$LOCKED" ]]; then
+        flock -s 9
+    fi
+}
+
+# A cluster this run started is stopped again, unless another run uses it.
+stop_postgres_if_ours() {
+    [[ -n "$PG_STARTED" ]] || return 0
+    if [[ -n "$LOCKED" ]] && ! flock -x -n 9; then
+        echo "    leaving PostgreSQL $PG_STARTED/main running: another ops/test.sh run uses it"
+        return 0
+    fi
+    echo "    stopping PostgreSQL $PG_STARTED/main, which this run started"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$PG_STARTED" main stop || true
+}
+
+# --------------------------------------------- dependencies still to come
+# Each will be ensured the way PostgreSQL is: use one that answers on its
+# standard loopback port, else start or install Debian's package, then export
+# the URL the tests read (respecting one already exported).
+
+# Redis (sessions, caches): probe 127.0.0.1:6379 (redis-cli ping, else
+# /dev/tcp); else apt-get install redis-server and start one on a free port
+# with no persistence; export SHOP_TEST_REDIS_URL.
+ensure_redis() { :; }
+
+# NATS with JetStream (events): probe 127.0.0.1:4222; else install Debian's
+# nats-server and start `nats-server -js` with its store in $TMP_DIR;
+# export SHOP_TEST_NATS_URL.
+ensure_nats() { :; }
+
+# Chromium (browser tests of the gateway's pages): apt-get install chromium
+# chromium-driver when /usr/bin/chromium is missing; export SHOP_TEST_CHROMIUM.
+ensure_chromium() { :; }
+
+# ---------------------------------------------------------- Python virtualenv
+
+ensure_python_venv() {
+    local python=${PYTHON:-python3} requirements="$ROOT/tests/python/requirements.txt" wanted
+    have "$python" || die "no $python: the Python client test needs Python 3"
+    mkdir -p "$(dirname "$VENV")"
+    # Two runs in one checkout must not build the same virtualenv at once.
+    exec 8>>"$VENV.lock"
+    if have flock; then flock -x 8; fi
+
+    # A virtualenv whose Python went away (upgraded, removed) is made anew.
+    if [[ -x "$VENV/bin/python" ]] && ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        note "the virtualenv's Python is gone: making it anew"
+        rm -rf "$VENV"
+    fi
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        note "making $VENV"
+        # Debian's python3 lacks ensurepip without python3-venv: then make the
+        # virtualenv bare and install into it with the system's pip.
+        "$python" -m venv "$VENV" 2>/dev/null || {
+            rm -rf "$VENV"
+            "$python" -m venv --without-pip "$VENV"
+        }
+    fi
+    local pip=("$VENV/bin/python" -m pip)
+    "${pip[@]}" --version >/dev/null 2>&1 || pip=("$python" -m pip --python "$VENV/bin/python")
+
+    # Installed once per version of the requirements: reruns need no network.
+    wanted="$(sha256sum "$requirements" | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
+    if [[ "$(cat "$VENV/.requirements-installed" 2>/dev/null)" != "$wanted" ]]; then
+        note "pip install -r tests/python/requirements.txt"
+        "${pip[@]}" install --disable-pip-version-check -q -r "$requirements"
+        echo "$wanted" >"$VENV/.requirements-installed"
+    else
+        note "requirements already installed"
+    fi
+    exec 8>&-
+}
+
+# ---------------------------------------------------------------- the steps
+
+step "PostgreSQL"
+ensure_postgres
+step_done
+
+# Not needed yet: see the functions above.
+ensure_redis
+ensure_nats
+ensure_chromium
+
+step "Python virtualenv (target/test-venv)"
+ensure_python_venv
+step_done
+
+# Every temp file of the tests goes under this run's own dir, removed at exit.
+export TMPDIR="$TMP_DIR"
+
+step "cargo build --workspace"
+run cargo build --workspace
+step_done
+
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace --no-fail-fast"
+    run cargo nextest run --workspace --no-fail-fast
+    step_done
+    # nextest does not run doc tests: run them when a doc comment has code.
+    if grep -rqE --include='*.rs' --exclude-dir=target --exclude-dir=.git '^\s*//[/!]\s*```' .; then
+        step "cargo test --workspace --doc"
+        run cargo test --workspace --doc --no-fail-fast
+        step_done
+    fi
+else
+    step "cargo test --workspace (cargo-nextest is not installed)"
+    run cargo test --workspace --no-fail-fast
+    step_done
+fi
+
+step "Python gRPC client test (tests/python/test_grpc_clients.py)"
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export SHOP_BIN=${SHOP_BIN:-$target_dir/debug/shop}
+run "$VENV/bin/python" tests/python/test_grpc_clients.py
+step_done
