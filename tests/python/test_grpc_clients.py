@@ -234,11 +234,11 @@ class Checks:
             listed = set(database.get_services())
             log(f"  {name}: {sorted(listed)}")
             assert service in listed, f"{service} not listed on the {name} port: {listed}"
-            # Not a failure (yet): a shop service listed on a port that does
-            # not serve it answers UNIMPLEMENTED, which misleads clients.
+            # A service listed on a port that does not serve it would answer
+            # UNIMPLEMENTED and mislead clients.
             elsewhere = sorted(set(SERVICES.values()) & listed - {service})
-            if elsewhere:
-                log(f"  WARNING: the {name} port also lists {elsewhere}, which it does not serve")
+            assert not elsewhere, f"the {name} port also lists {elsewhere}, which it does not serve"
+            assert "grpc.health.v1.Health" in listed, f"health is not listed on the {name} port: {listed}"
             # Full descriptors, imports included, so a client can build calls
             # from reflection alone.
             pool = descriptor_pool.DescriptorPool(database)

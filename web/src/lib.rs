@@ -1,15 +1,25 @@
-//! The gateway: the shop's face over its gRPC services. It holds no tables;
-//! every read and write goes to a service through its gRPC interface, even
-//! when all of them run in one process.
+//! The gateway: the shop's face over its gRPC services. Every URL answers
+//! with a full HTML page, the HTMX partial alone (`HX-Request`), or JSON
+//! (`Accept: application/json`), from one handler per route. It holds no
+//! tables: every read and write goes to a service over gRPC, even when all
+//! of them run in one process.
 
-mod pages;
-mod templates;
+pub mod cache;
+pub mod error;
+pub mod extract;
+pub mod negotiate;
+pub mod routes;
+pub mod session;
+pub mod sessions;
+pub mod templates;
+pub mod views;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
 use shop_proto::users::v1::user_service_client::UserServiceClient;
@@ -17,6 +27,11 @@ use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+pub use cache::Cache;
+pub use sessions::SessionStoreKind;
 
 /// Where the gateway finds the services.
 #[derive(Debug, Clone)]
@@ -26,16 +41,47 @@ pub struct ServiceUrls {
     pub orders: String,
 }
 
-/// The gRPC clients every handler shares. Channels connect on first use, so
-/// the gateway starts even while a service is still coming up.
+/// Everything the gateway is configured with.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub services: ServiceUrls,
+    /// Sessions and the cache live here when set; in memory otherwise.
+    pub redis_url: Option<String>,
+    /// Put before every cache key, so several shops (or tests) can share a Redis.
+    pub cache_prefix: String,
+    pub cache_ttl: Duration,
+    /// Mark the session cookie `Secure` (set it when served over HTTPS).
+    pub cookie_secure: bool,
+    /// A session unused this long ends.
+    pub session_idle: Duration,
+}
+
+impl GatewayConfig {
+    pub fn new(services: ServiceUrls) -> Self {
+        Self {
+            services,
+            redis_url: None,
+            cache_prefix: "shop:cache:".into(),
+            cache_ttl: Duration::from_secs(60),
+            cookie_secure: false,
+            session_idle: Duration::from_secs(12 * 60 * 60),
+        }
+    }
+}
+
+/// What every handler shares: gRPC clients, templates and the cache.
 #[derive(Clone)]
 pub struct AppState {
     pub users: UserServiceClient<Channel>,
     pub inventory: InventoryServiceClient<Channel>,
     pub orders: OrderServiceClient<Channel>,
     pub templates: templates::Templates,
+    pub cache: Cache,
+    pub openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
+/// Channels connect on first use, so the gateway starts even while a
+/// service is still coming up.
 fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(2))
@@ -43,38 +89,68 @@ fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
-impl AppState {
-    pub fn new(urls: &ServiceUrls) -> Result<Self, tonic::transport::Error> {
-        Ok(Self {
-            users: UserServiceClient::new(channel(&urls.users)?),
-            inventory: InventoryServiceClient::new(channel(&urls.inventory)?),
-            orders: OrderServiceClient::new(channel(&urls.orders)?),
-            templates: templates::Templates::new(),
-        })
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("a service URL: {0}")]
+    ServiceUrl(#[from] tonic::transport::Error),
+    #[error("connecting to Redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(pages::home))
-        .route("/healthz", get(|| async { "ok" }))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+/// The gateway's router and the session store it uses.
+pub struct Gateway {
+    pub router: Router,
+    pub cache: Cache,
+    pub sessions: SessionStoreKind,
+}
+
+impl Gateway {
+    pub async fn build(config: &GatewayConfig) -> Result<Self, StartError> {
+        let (cache, sessions) = match &config.redis_url {
+            Some(url) => {
+                let pool = cache::connect_redis(url).await?;
+                (Cache::redis(pool.clone(), &config.cache_prefix, config.cache_ttl), SessionStoreKind::redis(pool))
+            }
+            None => (Cache::memory(&config.cache_prefix, config.cache_ttl), SessionStoreKind::memory()),
+        };
+        let (routes, openapi) = routes::router();
+        let state = AppState {
+            users: UserServiceClient::new(channel(&config.services.users)?),
+            inventory: InventoryServiceClient::new(channel(&config.services.inventory)?),
+            orders: OrderServiceClient::new(channel(&config.services.orders)?),
+            templates: templates::Templates::new(),
+            cache: cache.clone(),
+            openapi: Arc::new(openapi),
+        };
+        let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::hours(12));
+        let session_layer = SessionManagerLayer::new(sessions.clone())
+            .with_name("shop_session")
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(config.cookie_secure)
+            .with_expiry(Expiry::OnInactivity(idle));
+        let router = routes
+            .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_errors))
+            .layer(session_layer)
+            .layer(DefaultBodyLimit::max(64 * 1024))
+            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+            .layer(TraceLayer::new_for_http())
+            .with_state(state);
+        Ok(Self { router, cache, sessions })
+    }
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then lets the
 /// requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
-    urls: &ServiceUrls,
+    config: &GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), std::io::Error> {
-    let state = AppState::new(urls).map_err(std::io::Error::other)?;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> Result<(), StartError> {
+    let gateway = Gateway::build(config).await?;
+    tracing::info!(cache = gateway.cache.backend(), sessions = gateway.sessions.name(), "gateway ready");
+    axum::serve(listener, gateway.router).with_graceful_shutdown(shutdown).await?;
+    Ok(())
 }

@@ -1,17 +1,29 @@
-//! minijinja templates embedded in the binary. Every template name ends in
-//! `.html`, which is what turns on minijinja's auto-escaping.
+//! minijinja templates and static assets, embedded in the binary. Every
+//! template name ends in `.html`, which is what turns on auto-escaping.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use minijinja::Environment;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::{Environment, Value};
 use rust_embed::RustEmbed;
+
+use crate::negotiate::Want;
+use crate::session::Viewer;
 
 #[derive(RustEmbed)]
 #[folder = "templates/"]
-struct Files;
+struct TemplateFiles;
+
+#[derive(RustEmbed)]
+#[folder = "static/"]
+pub struct StaticFiles;
 
 #[derive(Clone)]
-pub struct Templates(Arc<Environment<'static>>);
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
 
 impl Default for Templates {
     fn default() -> Self {
@@ -19,30 +31,52 @@ impl Default for Templates {
     }
 }
 
+/// A short content hash per static file, for cache-busting URLs.
+pub fn asset_versions() -> HashMap<String, String> {
+    StaticFiles::iter()
+        .filter_map(|name| {
+            let file = StaticFiles::get(&name)?;
+            let hash: String = file.metadata.sha256_hash()[..6].iter().map(|b| format!("{b:02x}")).collect();
+            Some((name.into_owned(), hash))
+        })
+        .collect()
+}
+
 impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
-        env.set_loader(|name| {
-            Ok(Files::get(name).map(|file| String::from_utf8_lossy(&file.data).into_owned()))
+        env.set_loader(|name| Ok(TemplateFiles::get(name).map(|f| String::from_utf8_lossy(&f.data).into_owned())));
+        env.add_filter("money", crate::views::money);
+        let versions = asset_versions();
+        env.add_function("asset", move |name: String| -> String {
+            match versions.get(&name) {
+                Some(version) => format!("/static/{name}?v={version}"),
+                None => format!("/static/{name}"),
+            }
         });
-        env.add_filter("money", money);
-        Self(Arc::new(env))
+        Self { env: Arc::new(env) }
     }
 
-    pub fn render(
-        &self,
-        name: &str,
-        context: minijinja::Value,
-    ) -> Result<String, minijinja::Error> {
-        self.0.get_template(name)?.render(context)
+    pub fn render(&self, name: &str, context: Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(context)
     }
-}
 
-/// Minor units as a price: 1999 → "19.99".
-fn money(minor: i64) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let minor = minor.unsigned_abs();
-    format!("{sign}{}.{:02}", minor / 100, minor % 100)
+    /// A full page, or just its fragment for an HTMX request. Every page
+    /// also gets the viewer, for the navigation bar.
+    pub fn respond(&self, viewer: &Viewer, want: Want, page: &str, partial: &str, context: Value) -> Response {
+        let name = if want == Want::Partial { partial } else { page };
+        let context = minijinja::context! { viewer => minijinja::value::Serde(viewer), partial => want == Want::Partial, ..context };
+        match self.render(name, context) {
+            Ok(html) => Html(html).into_response(),
+            Err(error) => {
+                // Not an AppError: rendering the error page could fail the same way.
+                tracing::error!(template = name, error = %error, "rendering a template failed");
+                let mut response = (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.").into_response();
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                response
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -50,20 +84,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_money() {
-        assert_eq!(money(1999), "19.99");
-        assert_eq!(money(5), "0.05");
-        assert_eq!(money(-120), "-1.20");
+    fn escapes_what_it_shows() -> Result<(), minijinja::Error> {
+        let viewer = Viewer::default();
+        let product = crate::views::ProductView {
+            id: 1,
+            name: "<script>alert(1)</script>".into(),
+            description: "\"><img src=x onerror=alert(1)>".into(),
+            price_minor: 100,
+            price: "1.00".into(),
+            stock: 1,
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        let html = Templates::new().render(
+            "products/show.html",
+            minijinja::context! { viewer => minijinja::value::Serde(&viewer), product => minijinja::value::Serde(&product) },
+        )?;
+        assert!(html.contains("&lt;script&gt;alert(1)"), "{html}");
+        assert!(!html.contains("<script>alert"));
+        assert!(!html.contains("<img src=x"));
+        Ok(())
     }
 
     #[test]
-    fn escapes_what_it_shows() -> Result<(), minijinja::Error> {
-        let html = Templates::new().render(
-            "home.html",
-            minijinja::context! { products => vec![minijinja::context! { id => 1, name => "<script>alert(1)</script>", price_minor => 100, stock => 1 }], total => 1 },
-        )?;
-        assert!(html.contains("&lt;script&gt;"), "{html}");
-        assert!(!html.contains("<script>alert"));
-        Ok(())
+    fn every_template_compiles() {
+        let templates = Templates::new();
+        for name in TemplateFiles::iter() {
+            assert!(templates.env.get_template(&name).is_ok(), "{name} does not compile");
+        }
     }
 }

@@ -20,6 +20,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+const HEALTH: &str = "grpc.health.v1.Health";
+
 /// Serves `service` on `listener` beside `grpc.health.v1.Health` and both
 /// versions of server reflection, until `shutdown` resolves. Health turns to
 /// NOT_SERVING as soon as shutdown starts, so load balancers stop sending
@@ -43,12 +45,17 @@ where
     health.set_serving::<S>().await;
     health.set_service_status("", ServingStatus::Serving).await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // Reflection lists what this port serves: its service and health, not
+    // every service in the shop's descriptors.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(shop_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(S::NAME)
+            .with_service_name(HEALTH)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let shutdown = async move {
         shutdown.await;

@@ -205,12 +205,19 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let (listener, addr) = bind("the gateway", config.http_addr).await?;
         tracing::info!(url = %format!("http://{addr}"), users = %gateway_urls.users, inventory = %gateway_urls.inventory, orders = %gateway_urls.orders, "gateway (HTTP) listening");
         let shutdown = stopped(stop_rx.clone());
-        let urls = gateway_urls.clone();
+        let gateway = shop_web::GatewayConfig {
+            redis_url: config.redis_url.clone(),
+            cache_prefix: config.cache_prefix.clone(),
+            cache_ttl: Duration::from_secs(config.cache_ttl_secs),
+            cookie_secure: config.cookie_secure,
+            session_idle: Duration::from_secs(config.session_idle_minutes * 60),
+            ..shop_web::GatewayConfig::new(gateway_urls.clone())
+        };
+        if let Some(url) = &config.redis_url {
+            tracing::info!(redis = %redact(url), "gateway sessions and cache in Redis");
+        }
         servers.spawn(async move {
-            shop_web::serve(listener, &urls, shutdown)
-                .await
-                .map(|()| "gateway")
-                .context("gateway")
+            shop_web::serve(listener, &gateway, shutdown).await.map(|()| "gateway").context("gateway")
         });
     }
 

@@ -1,0 +1,243 @@
+//! Read-through cache for user profiles and products: Redis when configured
+//! (shared by every gateway replica), in-process otherwise.
+//!
+//! The cache is an optimisation, never a dependency: any failure is logged,
+//! counted and treated as a miss, so the request goes to the service.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fred::clients::Pool;
+use fred::interfaces::{ClientLike, KeysInterface};
+use fred::types::Expiration;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    prefix: String,
+    ttl: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    failures: AtomicU64,
+    /// The in-process store's version of the product lists.
+    local_list_version: AtomicU64,
+}
+
+enum Store {
+    Memory(moka::future::Cache<String, Arc<[u8]>>),
+    Redis(Pool),
+}
+
+/// Counters since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub failures: u64,
+}
+
+/// Whether a read was served from the cache; sent as `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Hit,
+    Miss,
+}
+
+impl Lookup {
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+        }
+    }
+}
+
+impl Cache {
+    pub fn memory(prefix: &str, ttl: Duration) -> Self {
+        let store = moka::future::Cache::builder().max_capacity(10_000).time_to_live(ttl).build();
+        Self::with(Store::Memory(store), prefix, ttl)
+    }
+
+    pub fn redis(pool: Pool, prefix: &str, ttl: Duration) -> Self {
+        Self::with(Store::Redis(pool), prefix, ttl)
+    }
+
+    fn with(store: Store, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                prefix: prefix.to_owned(),
+                ttl,
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                local_list_version: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.inner.store {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
+            failures: self.inner.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.inner.prefix)
+    }
+
+    fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.inner.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%error, what, "cache unavailable; going to the service");
+    }
+
+    /// The cached value, or `fetch`'s (which is then cached).
+    pub async fn get_or_fetch<T, E, F>(&self, key: &str, fetch: F) -> Result<(T, Lookup), E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        if let Some(value) = self.get(key).await {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((value, Lookup::Hit));
+        }
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        let value = fetch.await?;
+        self.put(key, &value).await;
+        Ok((value, Lookup::Miss))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let key = self.key(key);
+        let bytes: Option<Vec<u8>> = match &self.inner.store {
+            Store::Memory(cache) => cache.get(&key).await.map(|bytes| bytes.to_vec()),
+            Store::Redis(pool) => match pool.get::<Option<Vec<u8>>, _>(&key).await {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    self.failed("get", &error);
+                    None
+                }
+            },
+        };
+        // A value that no longer decodes (an older layout) is just a miss.
+        bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    }
+
+    async fn put<T: Serialize>(&self, key: &str, value: &T) {
+        let Ok(bytes) = serde_json::to_vec(value) else { return };
+        let key = self.key(key);
+        match &self.inner.store {
+            Store::Memory(cache) => cache.insert(key, Arc::from(bytes)).await,
+            Store::Redis(pool) => {
+                let ttl = i64::try_from(self.inner.ttl.as_secs()).unwrap_or(60).max(1);
+                let set: Result<(), _> = pool.set(&key, bytes, Some(Expiration::EX(ttl)), None, false).await;
+                if let Err(error) = set {
+                    self.failed("set", &error);
+                }
+            }
+        }
+    }
+
+    pub async fn invalidate(&self, key: &str) {
+        let key = self.key(key);
+        match &self.inner.store {
+            Store::Memory(cache) => cache.invalidate(&key).await,
+            Store::Redis(pool) => {
+                let deleted: Result<i64, _> = pool.del(&key).await;
+                if let Err(error) = deleted {
+                    self.failed("del", &error);
+                }
+            }
+        }
+    }
+
+    /// The version of the cached product lists; part of their keys, so one
+    /// increment retires every cached page at once.
+    pub async fn list_version(&self) -> u64 {
+        match &self.inner.store {
+            Store::Memory(_) => self.inner.local_list_version.load(Ordering::Relaxed),
+            Store::Redis(pool) => match pool.get::<Option<u64>, _>(self.key("products:version")).await {
+                Ok(version) => version.unwrap_or(0),
+                Err(error) => {
+                    self.failed("get version", &error);
+                    0
+                }
+            },
+        }
+    }
+
+    pub async fn retire_lists(&self) {
+        match &self.inner.store {
+            Store::Memory(_) => {
+                self.inner.local_list_version.fetch_add(1, Ordering::Relaxed);
+            }
+            Store::Redis(pool) => {
+                let bumped: Result<i64, _> = pool.incr(self.key("products:version")).await;
+                if let Err(error) = bumped {
+                    self.failed("incr version", &error);
+                }
+            }
+        }
+    }
+}
+
+/// Connects a pool to Redis. Commands time out quickly, so a Redis that
+/// stops answering costs a request little before it falls back.
+pub async fn connect_redis(url: &str) -> Result<Pool, fred::error::Error> {
+    use fred::prelude::{Builder, Config, ReconnectPolicy};
+    let config = Config::from_url(url)?;
+    let pool = Builder::from_config(config)
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = Duration::from_millis(500);
+        })
+        .with_connection_config(|connection| {
+            connection.connection_timeout = Duration::from_secs(2);
+            connection.internal_command_timeout = Duration::from_secs(2);
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build_pool(4)?;
+    pool.init().await?;
+    Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_through_counts_and_invalidates() {
+        let cache = Cache::memory("test:", Duration::from_secs(60));
+        let fetch = |value: i64| async move { Ok::<_, ()>(value) };
+        assert_eq!(cache.get_or_fetch("k", fetch(1)).await, Ok((1, Lookup::Miss)));
+        assert_eq!(cache.get_or_fetch("k", fetch(2)).await, Ok((1, Lookup::Hit)));
+        cache.invalidate("k").await;
+        assert_eq!(cache.get_or_fetch("k", fetch(3)).await, Ok((3, Lookup::Miss)));
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 2, failures: 0 });
+        let before = cache.list_version().await;
+        cache.retire_lists().await;
+        assert_eq!(cache.list_version().await, before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_not_cached() {
+        let cache = Cache::memory("test:", Duration::from_secs(60));
+        assert_eq!(cache.get_or_fetch::<i64, _, _>("k", async { Err("down") }).await, Err("down"));
+        assert_eq!(cache.get_or_fetch("k", async { Ok::<_, &str>(5) }).await, Ok((5, Lookup::Miss)));
+    }
+}

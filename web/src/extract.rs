@@ -1,0 +1,152 @@
+//! Request input: bodies as JSON or as forms, and page numbers, each
+//! refused with a message a person can act on.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::AppError;
+
+/// A body sent as `application/json` or `application/x-www-form-urlencoded`.
+pub struct Input<T>(pub T);
+
+impl<S, T> FromRequest<S> for Input<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/json") {
+            let axum::Json(value) = axum::Json::<T>::from_request(request, state)
+                .await
+                .map_err(|rejection| AppError::BadRequest(format!("malformed JSON: {}", rejection.body_text())))?;
+            Ok(Self(value))
+        } else if content_type.starts_with("application/x-www-form-urlencoded") {
+            let axum::Form(value) = axum::Form::<T>::from_request(request, state)
+                .await
+                .map_err(|rejection| AppError::BadRequest(format!("malformed form: {}", rejection.body_text())))?;
+            Ok(Self(value))
+        } else {
+            Err(AppError::UnsupportedMediaType)
+        }
+    }
+}
+
+/// `?page=N&page_size=M`, both optional. The services bound them; here they
+/// only have to be whole numbers.
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// 1-based page number (default 1).
+    #[serde(default, deserialize_with = "number_or_blank")]
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    #[serde(default, deserialize_with = "number_or_blank")]
+    pub page_size: Option<u32>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(paging) = axum::extract::Query::<Self>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::BadRequest("page and page_size must be whole numbers, e.g. ?page=2&page_size=20".into()))?;
+        if paging.page_size.is_some_and(|size| size == 0 || size > 100) {
+            return Err(AppError::field("page_size", "must be between 1 and 100"));
+        }
+        if paging.page == Some(0) {
+            return Err(AppError::field("page", "must be 1 or more"));
+        }
+        Ok(paging)
+    }
+}
+
+impl Paging {
+    pub fn page(self) -> u32 {
+        self.page.unwrap_or(1)
+    }
+
+    pub fn page_size(self) -> u32 {
+        self.page_size.unwrap_or(20)
+    }
+}
+
+/// A whole number from JSON (a number or a string) or a form (a string);
+/// a blank form field is `None`.
+pub fn number_or_blank<'de, D, N>(deserializer: D) -> Result<Option<N>, D::Error>
+where
+    D: Deserializer<'de>,
+    N: std::str::FromStr + TryFrom<i64>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(i64),
+        Text(String),
+    }
+    let invalid = || serde::de::Error::custom("must be a whole number");
+    match Option::<Raw>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Raw::Number(n)) => N::try_from(n).map(Some).map_err(|_| invalid()),
+        Some(Raw::Text(text)) if text.trim().is_empty() => Ok(None),
+        Some(Raw::Text(text)) => text.trim().parse().map(Some).map_err(|_| invalid()),
+    }
+}
+
+/// A price typed by a person ("19.99", "20", "0.5") in minor units.
+pub fn parse_price(text: &str) -> Result<i64, AppError> {
+    let invalid = || AppError::field("price", "must be an amount like 19.99");
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || fraction.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let whole: i64 = whole.parse().map_err(|_| invalid())?;
+    let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| invalid())?;
+    whole.checked_mul(100).and_then(|w| w.checked_add(cents)).ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_typed_by_people() {
+        assert_eq!(parse_price("19.99").ok(), Some(1999));
+        assert_eq!(parse_price(" 20 ").ok(), Some(2000));
+        assert_eq!(parse_price("0.5").ok(), Some(50));
+        for bad in ["", "-1", "1.234", "abc", "1,50", ".5", "99999999999999999999"] {
+            assert!(parse_price(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_come_as_numbers_strings_or_blanks() {
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(default, deserialize_with = "number_or_blank")]
+            n: Option<i64>,
+        }
+        let parse = |json: &str| serde_json::from_str::<T>(json).map(|t| t.n).ok();
+        assert_eq!(parse(r#"{"n": 5}"#), Some(Some(5)));
+        assert_eq!(parse(r#"{"n": "5"}"#), Some(Some(5)));
+        assert_eq!(parse(r#"{"n": ""}"#), Some(None));
+        assert_eq!(parse(r#"{}"#), Some(None));
+        assert_eq!(parse(r#"{"n": "five"}"#), None);
+        let form = |body: &str| serde_urlencoded::from_str::<T>(body).map(|t| t.n).ok();
+        assert_eq!(form("n=7"), Some(Some(7)));
+        assert_eq!(form("n="), Some(None));
+        assert_eq!(form("n=x"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! Who is asking: the signed-in user and the cart, both kept in the session
+//! (tower-sessions; in memory, or in Redis when configured).
+
+use std::collections::BTreeMap;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use crate::error::AppError;
+
+const USER: &str = "user";
+const CART: &str = "cart";
+
+/// The signed-in user, as the session remembers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub admin: bool,
+}
+
+/// Product id → quantity.
+pub type Cart = BTreeMap<i64, i64>;
+
+async fn session_of<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<Session, AppError> {
+    Session::from_request_parts(parts, state)
+        .await
+        .map_err(|(_, message)| AppError::Internal(format!("no session layer: {message}")))
+}
+
+/// Anyone: signed in or not, with what their cart holds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Viewer {
+    pub user: Option<SessionUser>,
+    pub cart_count: i64,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Viewer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(viewer) = parts.extensions.get::<Self>() {
+            return Ok(viewer.clone());
+        }
+        let session = session_of(parts, state).await?;
+        let user = session.get::<SessionUser>(USER).await?;
+        let cart = session.get::<Cart>(CART).await?.unwrap_or_default();
+        let viewer = Self { user, cart_count: cart.values().sum() };
+        parts.extensions.insert(viewer.clone());
+        Ok(viewer)
+    }
+}
+
+/// A signed-in user; anyone else is asked to sign in (401).
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub SessionUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Viewer::from_request_parts(parts, state).await?.user.map(Self).ok_or(AppError::Unauthenticated)
+    }
+}
+
+impl CurrentUser {
+    /// May this user see and change what belongs to `owner`?
+    pub fn may_access(&self, owner: i64) -> bool {
+        self.0.admin || self.0.id == owner
+    }
+
+    /// How order history names this user.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.0.id)
+    }
+}
+
+/// A signed-in admin; a customer gets 403, a stranger 401.
+#[derive(Debug, Clone)]
+pub struct Admin(pub SessionUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if user.admin { Ok(Self(user)) } else { Err(AppError::Forbidden) }
+    }
+}
+
+/// Starts a signed-in session under a new id, so an id planted before
+/// sign-in (session fixation) is worth nothing after it.
+pub async fn sign_in(session: &Session, user: SessionUser) -> Result<(), AppError> {
+    session.cycle_id().await?;
+    session.insert(USER, user).await?;
+    Ok(())
+}
+
+/// Ends the session and deletes it from the store.
+pub async fn sign_out(session: &Session) -> Result<(), AppError> {
+    session.flush().await?;
+    Ok(())
+}
+
+/// Keeps the session's copy of the user in step with a profile change.
+pub async fn refresh_user(session: &Session, user: SessionUser) -> Result<(), AppError> {
+    session.insert(USER, user).await?;
+    Ok(())
+}
+
+pub async fn cart(session: &Session) -> Result<Cart, AppError> {
+    Ok(session.get::<Cart>(CART).await?.unwrap_or_default())
+}
+
+pub async fn save_cart(session: &Session, cart: &Cart) -> Result<(), AppError> {
+    if cart.is_empty() {
+        session.remove_value(CART).await?;
+    } else {
+        session.insert(CART, cart).await?;
+    }
+    Ok(())
+}

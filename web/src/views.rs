@@ -1,0 +1,253 @@
+//! What the gateway shows: one struct per thing, serialised as JSON for API
+//! clients and handed to templates for HTML, so both always agree. The
+//! conversions from the services' protobuf types live here too.
+
+use serde::{Deserialize, Serialize};
+use shop_proto::inventory::v1 as inventory;
+use shop_proto::orders::v1 as orders;
+use shop_proto::users::v1 as users;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+fn rfc3339(timestamp: Option<prost_types::Timestamp>) -> String {
+    timestamp
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Minor units as a decimal amount: 1999 → "19.99".
+pub fn money(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let minor = minor.unsigned_abs();
+    format!("{sign}{}.{:02}", minor / 100, minor % 100)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProductView {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    /// Price in minor units (cents).
+    pub price_minor: i64,
+    /// The same price as a decimal string, for display.
+    pub price: String,
+    pub stock: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<inventory::Product> for ProductView {
+    fn from(p: inventory::Product) -> Self {
+        Self {
+            id: p.id,
+            price: money(p.price_minor),
+            name: p.name,
+            description: p.description,
+            price_minor: p.price_minor,
+            stock: p.stock,
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    /// `customer` or `admin`.
+    pub role: String,
+    pub created_at: String,
+}
+
+impl UserView {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+impl From<users::User> for UserView {
+    fn from(u: users::User) -> Self {
+        let role = match u.role() {
+            users::Role::Admin => "admin",
+            _ => "customer",
+        };
+        Self { id: u.id, role: role.to_owned(), email: u.email, name: u.name, created_at: rfc3339(u.created_at) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderItemView {
+    pub product_id: i64,
+    pub product_name: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+    pub unit_price: String,
+    pub line_total: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusChangeView {
+    pub status: String,
+    /// `system`, or `user:<id>`.
+    pub actor: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    pub id: i64,
+    pub user_id: i64,
+    /// pending, confirmed, shipped, delivered, cancelled or rejected.
+    pub status: String,
+    pub items: Vec<OrderItemView>,
+    pub total_minor: i64,
+    pub total: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Oldest first; empty in lists.
+    pub history: Vec<StatusChangeView>,
+    /// The statuses an admin may move this order to next.
+    pub next_statuses: Vec<String>,
+}
+
+pub fn status_name(status: orders::OrderStatus) -> &'static str {
+    match status {
+        orders::OrderStatus::Unspecified => "unknown",
+        orders::OrderStatus::Pending => "pending",
+        orders::OrderStatus::Confirmed => "confirmed",
+        orders::OrderStatus::Shipped => "shipped",
+        orders::OrderStatus::Delivered => "delivered",
+        orders::OrderStatus::Cancelled => "cancelled",
+        orders::OrderStatus::Rejected => "rejected",
+    }
+}
+
+/// The statuses people can ask for, by name.
+pub fn parse_status(name: &str) -> Option<orders::OrderStatus> {
+    match name.trim() {
+        "shipped" => Some(orders::OrderStatus::Shipped),
+        "delivered" => Some(orders::OrderStatus::Delivered),
+        "cancelled" => Some(orders::OrderStatus::Cancelled),
+        _ => None,
+    }
+}
+
+/// Mirrors the order service's state machine for the admin's menu; the
+/// service still decides.
+fn next_statuses(status: orders::OrderStatus) -> Vec<String> {
+    let next: &[&str] = match status {
+        orders::OrderStatus::Pending => &["cancelled"],
+        orders::OrderStatus::Confirmed => &["shipped", "cancelled"],
+        orders::OrderStatus::Shipped => &["delivered"],
+        _ => &[],
+    };
+    next.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl From<orders::Order> for OrderView {
+    fn from(o: orders::Order) -> Self {
+        let status = o.status();
+        Self {
+            id: o.id,
+            user_id: o.user_id,
+            status: status_name(status).to_owned(),
+            items: o
+                .items
+                .into_iter()
+                .map(|item| OrderItemView {
+                    line_total: money(item.unit_price_minor.saturating_mul(item.quantity)),
+                    unit_price: money(item.unit_price_minor),
+                    product_id: item.product_id,
+                    product_name: item.product_name,
+                    quantity: item.quantity,
+                    unit_price_minor: item.unit_price_minor,
+                })
+                .collect(),
+            total_minor: o.total_minor,
+            total: money(o.total_minor),
+            created_at: rfc3339(o.created_at),
+            updated_at: rfc3339(o.updated_at),
+            history: o
+                .history
+                .into_iter()
+                .map(|change| StatusChangeView {
+                    status: status_name(change.status()).to_owned(),
+                    actor: change.actor,
+                    at: rfc3339(change.at),
+                })
+                .collect(),
+            next_statuses: next_statuses(status),
+        }
+    }
+}
+
+/// Where a list page is, and the links around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PageInfo {
+    pub page: u32,
+    pub page_size: u32,
+    /// Items in the whole list.
+    pub total: i64,
+    pub pages: u32,
+    pub has_previous: bool,
+    pub has_next: bool,
+}
+
+impl PageInfo {
+    pub fn new(page: u32, page_size: u32, total: i64) -> Self {
+        let size = i64::from(page_size.max(1));
+        let pages = u32::try_from((total + size - 1) / size).unwrap_or(u32::MAX).max(1);
+        Self { page, page_size, total, pages, has_previous: page > 1, has_next: page < pages }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProductList {
+    pub products: Vec<ProductView>,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderList {
+    pub orders: Vec<OrderView>,
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CartLine {
+    pub product: ProductView,
+    pub quantity: i64,
+    pub line_total: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CartView {
+    pub lines: Vec<CartLine>,
+    /// Units in the cart.
+    pub count: i64,
+    /// At today's prices; the order is priced again when placed.
+    pub total_minor: i64,
+    pub total: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_pages() {
+        assert_eq!(money(1999), "19.99");
+        assert_eq!(money(5), "0.05");
+        assert_eq!(money(-120), "-1.20");
+        assert_eq!(PageInfo::new(1, 20, 0).pages, 1);
+        let info = PageInfo::new(2, 10, 25);
+        assert_eq!((info.pages, info.has_previous, info.has_next), (3, true, true));
+        assert!(!PageInfo::new(3, 10, 25).has_next);
+    }
+}
