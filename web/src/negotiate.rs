@@ -38,7 +38,9 @@ impl Want {
 
 /// JSON when the client names it and does not name HTML first.
 fn prefers_json(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
     let position = |needle: &str| accept.find(needle);
     let json = position("application/json").or_else(|| position("+json"));
     match (json, position("text/html")) {
@@ -72,14 +74,35 @@ mod tests {
     #[test]
     fn chooses_the_representation() {
         assert_eq!(want(&[]), Want::Page);
-        assert_eq!(want(&[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")]), Want::Page);
+        assert_eq!(
+            want(&[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")]),
+            Want::Page
+        );
         assert_eq!(want(&[("accept", "application/json")]), Want::Json);
         assert_eq!(want(&[("accept", "application/problem+json")]), Want::Json);
-        assert_eq!(want(&[("accept", "application/json, text/html")]), Want::Json);
-        assert_eq!(want(&[("accept", "text/html, application/json")]), Want::Page);
+        assert_eq!(
+            want(&[("accept", "application/json, text/html")]),
+            Want::Json
+        );
+        assert_eq!(
+            want(&[("accept", "text/html, application/json")]),
+            Want::Page
+        );
         assert_eq!(want(&[("hx-request", "true")]), Want::Partial);
-        assert_eq!(want(&[("hx-request", "true"), ("hx-history-restore-request", "true")]), Want::Page);
-        assert_eq!(want(&[("hx-request", "true"), ("hx-boosted", "true")]), Want::Page);
-        assert_eq!(want(&[("hx-request", "true"), ("accept", "application/json")]), Want::Json);
+        assert_eq!(
+            want(&[
+                ("hx-request", "true"),
+                ("hx-history-restore-request", "true")
+            ]),
+            Want::Page
+        );
+        assert_eq!(
+            want(&[("hx-request", "true"), ("hx-boosted", "true")]),
+            Want::Page
+        );
+        assert_eq!(
+            want(&[("hx-request", "true"), ("accept", "application/json")]),
+            Want::Json
+        );
     }
 }

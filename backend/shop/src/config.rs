@@ -161,13 +161,23 @@ pub struct Config {
     #[arg(long, env = "SHOP_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
     /// Prefix of every cache key in Redis.
-    #[arg(long, env = "SHOP_CACHE_PREFIX", default_value = "shop:cache:", global = true)]
+    #[arg(
+        long,
+        env = "SHOP_CACHE_PREFIX",
+        default_value = "shop:cache:",
+        global = true
+    )]
     pub cache_prefix: String,
     /// Seconds a cached profile or product is kept.
     #[arg(long, env = "SHOP_CACHE_TTL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub cache_ttl_secs: u64,
     /// Mark the session cookie Secure; set it when the shop is served over HTTPS.
-    #[arg(long, env = "SHOP_COOKIE_SECURE", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "SHOP_COOKIE_SECURE",
+        default_value_t = false,
+        global = true
+    )]
     pub cookie_secure: bool,
     /// Minutes of inactivity after which a session ends.
     #[arg(long, env = "SHOP_SESSION_IDLE_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=525_600), global = true)]

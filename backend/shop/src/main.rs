@@ -217,7 +217,10 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
             tracing::info!(redis = %redact(url), "gateway sessions and cache in Redis");
         }
         servers.spawn(async move {
-            shop_web::serve(listener, &gateway, shutdown).await.map(|()| "gateway").context("gateway")
+            shop_web::serve(listener, &gateway, shutdown)
+                .await
+                .map(|()| "gateway")
+                .context("gateway")
         });
     }
 

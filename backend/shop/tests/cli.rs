@@ -65,7 +65,8 @@ fn start_all(data_dir: &std::path::Path) -> Started {
 }
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid")).expect("a pid");
+    let pid =
+        rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid")).expect("a pid");
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM is sent");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

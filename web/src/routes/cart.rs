@@ -44,21 +44,40 @@ pub async fn view(state: &AppState, cart: &Cart) -> Result<CartView, AppError> {
             Err(error) => return Err(error),
         }
     }
-    let total_minor = lines.iter().map(|l| l.product.price_minor.saturating_mul(l.quantity)).fold(0_i64, i64::saturating_add);
+    let total_minor = lines
+        .iter()
+        .map(|l| l.product.price_minor.saturating_mul(l.quantity))
+        .fold(0_i64, i64::saturating_add);
     let count = lines.iter().map(|l| l.quantity).sum();
-    Ok(CartView { lines, count, total_minor, total: money(total_minor) })
+    Ok(CartView {
+        lines,
+        count,
+        total_minor,
+        total: money(total_minor),
+    })
 }
 
 fn respond(state: &AppState, viewer: &Viewer, want: Want, cart: &CartView) -> Response {
     match want {
         Want::Json => axum::Json(cart).into_response(),
-        _ => state.templates.respond(viewer, want, "cart/show.html", "cart/_cart.html", minijinja::context! { cart => minijinja::value::Serde(cart) }),
+        _ => state.templates.respond(
+            viewer,
+            want,
+            "cart/show.html",
+            "cart/_cart.html",
+            minijinja::context! { cart => minijinja::value::Serde(cart) },
+        ),
     }
 }
 
 /// What the cart holds.
 #[utoipa::path(get, path = "/cart", tag = "cart", responses((status = 200, body = CartView)))]
-pub async fn show(State(state): State<AppState>, session: Session, viewer: Viewer, want: Want) -> Result<Response, AppError> {
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    viewer: Viewer,
+    want: Want,
+) -> Result<Response, AppError> {
     let cart = view(&state, &session::cart(&session).await?).await?;
     Ok(respond(&state, &viewer, want, &cart))
 }
@@ -74,7 +93,10 @@ pub async fn add(
     want: Want,
     Input(input): Input<CartItemInput>,
 ) -> Result<Response, AppError> {
-    let id = input.product_id.filter(|id| *id > 0).ok_or_else(|| AppError::field("product_id", "must name a product"))?;
+    let id = input
+        .product_id
+        .filter(|id| *id > 0)
+        .ok_or_else(|| AppError::field("product_id", "must name a product"))?;
     let quantity = input.quantity.unwrap_or(1);
     if !(1..=MAX_QUANTITY).contains(&quantity) {
         return Err(AppError::field("quantity", "must be between 1 and 10000"));
@@ -83,10 +105,16 @@ pub async fn add(
     let mut cart = session::cart(&session).await?;
     let total = cart.get(&id).copied().unwrap_or(0).saturating_add(quantity);
     if total > MAX_QUANTITY {
-        return Err(AppError::field("quantity", "a cart holds at most 10000 of one product"));
+        return Err(AppError::field(
+            "quantity",
+            "a cart holds at most 10000 of one product",
+        ));
     }
     if !cart.contains_key(&id) && cart.len() >= MAX_LINES {
-        return Err(AppError::field("product_id", "a cart holds at most 100 different products"));
+        return Err(AppError::field(
+            "product_id",
+            "a cart holds at most 100 different products",
+        ));
     }
     cart.insert(id, total);
     session::save_cart(&session, &cart).await?;

@@ -62,7 +62,9 @@ pub struct IdQuery {
 /// send people elsewhere.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -73,20 +75,32 @@ pub fn login_url(next: &str) -> String {
     if next == "/" {
         return "/users/login".to_owned();
     }
-    let encoded: String = serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
+    let encoded: String =
+        serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
     format!("/users/login?{encoded}")
 }
 
 fn user_id(raw: &str) -> Result<i64, AppError> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| AppError::NotFound(format!("There is no user {raw:?}.")))
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| AppError::NotFound(format!("There is no user {raw:?}.")))
 }
 
 fn session_user(user: &UserView) -> SessionUser {
-    SessionUser { id: user.id, name: user.name.clone(), email: user.email.clone(), admin: user.is_admin() }
+    SessionUser {
+        id: user.id,
+        name: user.name.clone(),
+        email: user.email.clone(),
+        admin: user.is_admin(),
+    }
 }
 
 fn field_map(errors: &[FieldError]) -> BTreeMap<String, String> {
-    errors.iter().map(|e| (e.field.clone(), e.message.clone())).collect()
+    errors
+        .iter()
+        .map(|e| (e.field.clone(), e.message.clone()))
+        .collect()
 }
 
 /// A form again, with what was typed (never the password) and what is wrong.
@@ -99,15 +113,33 @@ fn form_again(
     errors: BTreeMap<String, String>,
     status: StatusCode,
 ) -> Response {
-    let mut response =
-        state.templates.respond(viewer, want, page, partial, minijinja::context! { values => values, errors => errors });
+    let mut response = state.templates.respond(
+        viewer,
+        want,
+        page,
+        partial,
+        minijinja::context! { values => values, errors => errors },
+    );
     *response.status_mut() = status;
     response
 }
 
-pub async fn register_form(State(state): State<AppState>, viewer: Viewer, want: Want, Query(query): Query<NextQuery>) -> Response {
+pub async fn register_form(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    want: Want,
+    Query(query): Query<NextQuery>,
+) -> Response {
     let values = BTreeMap::from([("next", safe_next(query.next.as_deref()))]);
-    form_again(&state, &viewer, want, ("users/register.html", "users/_register_form.html"), values, BTreeMap::new(), StatusCode::OK)
+    form_again(
+        &state,
+        &viewer,
+        want,
+        ("users/register.html", "users/_register_form.html"),
+        values,
+        BTreeMap::new(),
+        StatusCode::OK,
+    )
 }
 
 /// Creates a customer account and signs it in.
@@ -127,14 +159,22 @@ pub async fn register(
         name: input.name.clone().unwrap_or_default(),
         password: input.password.clone().unwrap_or_default(),
     };
-    let registered = state.users.clone().register_user(request).await.map_err(AppError::from);
+    let registered = state
+        .users
+        .clone()
+        .register_user(request)
+        .await
+        .map_err(AppError::from);
     let user = match registered.map(|r| r.into_inner().user.map(UserView::from)) {
         Ok(Some(user)) => user,
         Ok(None) => return Err(AppError::Internal("users returned no user".into())),
         Err(error) if want.is_html() => {
             let (errors, status) = match error {
                 AppError::Invalid(errors) => (field_map(&errors), StatusCode::UNPROCESSABLE_ENTITY),
-                AppError::Conflict(message) => (BTreeMap::from([("email".to_owned(), message)]), StatusCode::CONFLICT),
+                AppError::Conflict(message) => (
+                    BTreeMap::from([("email".to_owned(), message)]),
+                    StatusCode::CONFLICT,
+                ),
                 other => return Err(other),
             };
             let values = BTreeMap::from([
@@ -142,7 +182,15 @@ pub async fn register(
                 ("name", input.name.unwrap_or_default()),
                 ("next", safe_next(input.next.as_deref())),
             ]);
-            return Ok(form_again(&state, &viewer, want, ("users/register.html", "users/_register_form.html"), values, errors, status));
+            return Ok(form_again(
+                &state,
+                &viewer,
+                want,
+                ("users/register.html", "users/_register_form.html"),
+                values,
+                errors,
+                status,
+            ));
         }
         Err(error) => return Err(error),
     };
@@ -153,9 +201,22 @@ pub async fn register(
     })
 }
 
-pub async fn login_form(State(state): State<AppState>, viewer: Viewer, want: Want, Query(query): Query<NextQuery>) -> Response {
+pub async fn login_form(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    want: Want,
+    Query(query): Query<NextQuery>,
+) -> Response {
     let values = BTreeMap::from([("next", safe_next(query.next.as_deref()))]);
-    form_again(&state, &viewer, want, ("users/login.html", "users/_login_form.html"), values, BTreeMap::new(), StatusCode::OK)
+    form_again(
+        &state,
+        &viewer,
+        want,
+        ("users/login.html", "users/_login_form.html"),
+        values,
+        BTreeMap::new(),
+        StatusCode::OK,
+    )
 }
 
 /// Signs in with an email and password. A wrong email and a wrong password
@@ -175,13 +236,31 @@ pub async fn login(
         password: input.password.clone().unwrap_or_default(),
     };
     let user = match state.users.clone().authenticate_user(request).await {
-        Ok(answer) => answer.into_inner().user.map(UserView::from).ok_or_else(|| AppError::Internal("users returned no user".into()))?,
+        Ok(answer) => answer
+            .into_inner()
+            .user
+            .map(UserView::from)
+            .ok_or_else(|| AppError::Internal("users returned no user".into()))?,
         Err(status) if status.code() == tonic::Code::Unauthenticated && want.is_html() => {
-            let values = BTreeMap::from([("email", input.email.unwrap_or_default()), ("next", safe_next(input.next.as_deref()))]);
-            let errors = BTreeMap::from([("form".to_owned(), "Invalid email or password.".to_owned())]);
-            return Ok(form_again(&state, &viewer, want, ("users/login.html", "users/_login_form.html"), values, errors, StatusCode::UNAUTHORIZED));
+            let values = BTreeMap::from([
+                ("email", input.email.unwrap_or_default()),
+                ("next", safe_next(input.next.as_deref())),
+            ]);
+            let errors =
+                BTreeMap::from([("form".to_owned(), "Invalid email or password.".to_owned())]);
+            return Ok(form_again(
+                &state,
+                &viewer,
+                want,
+                ("users/login.html", "users/_login_form.html"),
+                values,
+                errors,
+                StatusCode::UNAUTHORIZED,
+            ));
         }
-        Err(status) if status.code() == tonic::Code::Unauthenticated => return Ok(unauthenticated_json()),
+        Err(status) if status.code() == tonic::Code::Unauthenticated => {
+            return Ok(unauthenticated_json());
+        }
         Err(status) => return Err(status.into()),
     };
     session::sign_in(&session, session_user(&user)).await?;
@@ -202,7 +281,10 @@ fn unauthenticated_json() -> Response {
         errors: Vec::new(),
     };
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    response.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     response
 }
 
@@ -219,12 +301,16 @@ pub async fn logout(session: Session, want: Want) -> Result<Response, AppError> 
 /// `GET /users?id=N` goes to `/users/N`.
 #[utoipa::path(get, path = "/users", tag = "users", params(IdQuery),
     responses((status = 303, description = "See /users/{id}"), (status = 400, body = crate::error::ProblemBody)))]
-pub async fn by_query(query: Result<Query<IdQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, AppError> {
+pub async fn by_query(
+    query: Result<Query<IdQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
     let id = query
         .ok()
         .and_then(|Query(q)| q.id)
         .filter(|id| *id > 0)
-        .ok_or_else(|| AppError::BadRequest("name a user with ?id=N, N a positive whole number".into()))?;
+        .ok_or_else(|| {
+            AppError::BadRequest("name a user with ?id=N, N a positive whole number".into())
+        })?;
     Ok(Redirect::to(&format!("/users/{id}")).into_response())
 }
 
@@ -233,15 +319,24 @@ async fn fetch(state: &AppState, id: i64) -> Result<(UserView, Lookup), AppError
     state
         .cache
         .get_or_fetch(&format!("user:{id}"), async move {
-            let user = users.get_user_profile(pb::GetUserProfileRequest { id }).await?.into_inner().user;
-            user.map(UserView::from).ok_or_else(|| AppError::Internal("users returned no user".into()))
+            let user = users
+                .get_user_profile(pb::GetUserProfileRequest { id })
+                .await?
+                .into_inner()
+                .user;
+            user.map(UserView::from)
+                .ok_or_else(|| AppError::Internal("users returned no user".into()))
         })
         .await
 }
 
 /// The user if the viewer may see them. Anyone else's profile is "not
 /// found": whether an account exists is nobody else's business.
-async fn fetch_visible(state: &AppState, viewer: &CurrentUser, id: i64) -> Result<(UserView, Lookup), AppError> {
+async fn fetch_visible(
+    state: &AppState,
+    viewer: &CurrentUser,
+    id: i64,
+) -> Result<(UserView, Lookup), AppError> {
     if !viewer.may_access(id) {
         return Err(AppError::NotFound(format!("user {id} not found")));
     }
@@ -262,9 +357,17 @@ pub async fn show(
     let (profile, lookup) = fetch_visible(&state, &user, user_id(&id)?).await?;
     let mut response = match want {
         Want::Json => axum::Json(&profile).into_response(),
-        _ => state.templates.respond(&viewer, want, "users/show.html", "users/_card.html", minijinja::context! { user => minijinja::value::Serde(&profile) }),
+        _ => state.templates.respond(
+            &viewer,
+            want,
+            "users/show.html",
+            "users/_card.html",
+            minijinja::context! { user => minijinja::value::Serde(&profile) },
+        ),
     };
-    response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
+    response
+        .headers_mut()
+        .insert("x-cache", HeaderValue::from_static(lookup.header()));
     Ok(response)
 }
 
@@ -276,9 +379,18 @@ pub async fn edit_form(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (profile, _) = fetch_visible(&state, &user, user_id(&id)?).await?;
-    let values = BTreeMap::from([("email", profile.email.clone()), ("name", profile.name.clone())]);
+    let values = BTreeMap::from([
+        ("email", profile.email.clone()),
+        ("name", profile.name.clone()),
+    ]);
     let context = minijinja::context! { user => minijinja::value::Serde(&profile), values => values, errors => BTreeMap::<String, String>::new() };
-    Ok(state.templates.respond(&viewer, want, "users/edit.html", "users/_edit_form.html", context))
+    Ok(state.templates.respond(
+        &viewer,
+        want,
+        "users/edit.html",
+        "users/_edit_form.html",
+        context,
+    ))
 }
 
 /// Changes a profile: name, email, password.
@@ -304,7 +416,12 @@ pub async fn update(
         name: input.name.clone(),
         password: input.password.clone().filter(|p| !p.is_empty()),
     };
-    let updated = state.users.clone().update_user(request).await.map_err(AppError::from);
+    let updated = state
+        .users
+        .clone()
+        .update_user(request)
+        .await
+        .map_err(AppError::from);
     state.cache.invalidate(&format!("user:{id}")).await;
     let profile = match updated.map(|r| r.into_inner().user.map(UserView::from)) {
         Ok(Some(profile)) => profile,
@@ -312,7 +429,10 @@ pub async fn update(
         Err(error) if want.is_html() => {
             let (errors, status) = match error {
                 AppError::Invalid(errors) => (field_map(&errors), StatusCode::UNPROCESSABLE_ENTITY),
-                AppError::Conflict(message) => (BTreeMap::from([("email".to_owned(), message)]), StatusCode::CONFLICT),
+                AppError::Conflict(message) => (
+                    BTreeMap::from([("email".to_owned(), message)]),
+                    StatusCode::CONFLICT,
+                ),
                 other => return Err(other),
             };
             let values = BTreeMap::from([
@@ -320,7 +440,13 @@ pub async fn update(
                 ("name", input.name.unwrap_or(current.name.clone())),
             ]);
             let context = minijinja::context! { user => minijinja::value::Serde(&current), values => values, errors => errors };
-            let mut response = state.templates.respond(&viewer, want, "users/edit.html", "users/_edit_form.html", context);
+            let mut response = state.templates.respond(
+                &viewer,
+                want,
+                "users/edit.html",
+                "users/_edit_form.html",
+                context,
+            );
             *response.status_mut() = status;
             return Ok(response);
         }
@@ -331,7 +457,13 @@ pub async fn update(
     }
     Ok(match want {
         Want::Json => axum::Json(&profile).into_response(),
-        _ => state.templates.respond(&viewer, want, "users/show.html", "users/_card.html", minijinja::context! { user => minijinja::value::Serde(&profile) }),
+        _ => state.templates.respond(
+            &viewer,
+            want,
+            "users/show.html",
+            "users/_card.html",
+            minijinja::context! { user => minijinja::value::Serde(&profile) },
+        ),
     })
 }
 
@@ -350,7 +482,11 @@ pub async fn delete(
     if !user.may_access(id) {
         return Err(AppError::NotFound(format!("user {id} not found")));
     }
-    state.users.clone().delete_user(pb::DeleteUserRequest { id }).await?;
+    state
+        .users
+        .clone()
+        .delete_user(pb::DeleteUserRequest { id })
+        .await?;
     state.cache.invalidate(&format!("user:{id}")).await;
     if id == user.0.id {
         session::sign_out(&session).await?;
@@ -368,7 +504,12 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/orders?page=2")), "/orders?page=2");
-        for outside in ["https://evil.example", "//evil.example", "/\\evil.example", "orders"] {
+        for outside in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "orders",
+        ] {
             assert_eq!(safe_next(Some(outside)), "/", "{outside}");
         }
         assert_eq!(safe_next(None), "/");
