@@ -46,6 +46,8 @@ pub enum AppError {
     Conflict(String),
     #[error("send the body as application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType,
+    #[error("the request body is larger than 64 KiB")]
+    TooLarge,
     #[error("{0}")]
     Unavailable(String),
     /// The detail is for the log; clients see a generic message.
@@ -67,6 +69,7 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -29,20 +29,24 @@ where
         if content_type.starts_with("application/json") {
             let axum::Json(value) = axum::Json::<T>::from_request(request, state)
                 .await
-                .map_err(|rejection| {
-                    AppError::BadRequest(format!("malformed JSON: {}", rejection.body_text()))
-                })?;
+                .map_err(|rejection| rejected(rejection.status(), "JSON", rejection.body_text()))?;
             Ok(Self(value))
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
             let axum::Form(value) = axum::Form::<T>::from_request(request, state)
                 .await
-                .map_err(|rejection| {
-                    AppError::BadRequest(format!("malformed form: {}", rejection.body_text()))
-                })?;
+                .map_err(|rejection| rejected(rejection.status(), "form", rejection.body_text()))?;
             Ok(Self(value))
         } else {
             Err(AppError::UnsupportedMediaType)
         }
+    }
+}
+
+fn rejected(status: axum::http::StatusCode, what: &str, text: String) -> AppError {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::TooLarge
+    } else {
+        AppError::BadRequest(format!("malformed {what}: {text}"))
     }
 }
 

@@ -53,11 +53,12 @@ impl Templates {
         });
         env.add_filter("money", crate::views::money);
         let versions = asset_versions();
-        env.add_function("asset", move |name: String| -> String {
-            match versions.get(&name) {
+        env.add_function("asset", move |name: String| -> Value {
+            // Built from our own file names and hashes: safe to emit as is.
+            Value::from_safe_string(match versions.get(&name) {
                 Some(version) => format!("/static/{name}?v={version}"),
                 None => format!("/static/{name}"),
-            }
+            })
         });
         Self { env: Arc::new(env) }
     }
