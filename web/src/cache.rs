@@ -61,10 +61,7 @@ impl Lookup {
 
 impl Cache {
     pub fn memory(prefix: &str, ttl: Duration) -> Self {
-        let store = moka::future::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(ttl)
-            .build();
+        let store = moka::future::Cache::builder().max_capacity(10_000).time_to_live(ttl).build();
         Self::with(Store::Memory(store), prefix, ttl)
     }
 
@@ -151,9 +148,7 @@ impl Cache {
             Store::Memory(cache) => cache.insert(key, Arc::from(bytes)).await,
             Store::Redis(pool) => {
                 let ttl = i64::try_from(self.inner.ttl.as_secs()).unwrap_or(60).max(1);
-                let set: Result<(), _> = pool
-                    .set(&key, bytes, Some(Expiration::EX(ttl)), None, false)
-                    .await;
+                let set: Result<(), _> = pool.set(&key, bytes, Some(Expiration::EX(ttl)), None, false).await;
                 if let Err(error) = set {
                     self.failed("set", &error);
                 }
@@ -179,10 +174,7 @@ impl Cache {
     pub async fn list_version(&self) -> u64 {
         match &self.inner.store {
             Store::Memory(_) => self.inner.local_list_version.load(Ordering::Relaxed),
-            Store::Redis(pool) => match pool
-                .get::<Option<u64>, _>(self.key("products:version"))
-                .await
-            {
+            Store::Redis(pool) => match pool.get::<Option<u64>, _>(self.key("products:version")).await {
                 Ok(version) => version.unwrap_or(0),
                 Err(error) => {
                     self.failed("get version", &error);
@@ -195,9 +187,7 @@ impl Cache {
     pub async fn retire_lists(&self) {
         match &self.inner.store {
             Store::Memory(_) => {
-                self.inner
-                    .local_list_version
-                    .fetch_add(1, Ordering::Relaxed);
+                self.inner.local_list_version.fetch_add(1, Ordering::Relaxed);
             }
             Store::Redis(pool) => {
                 let bumped: Result<i64, _> = pool.incr(self.key("products:version")).await;
@@ -236,27 +226,11 @@ mod tests {
     async fn reads_through_counts_and_invalidates() {
         let cache = Cache::memory("test:", Duration::from_secs(60));
         let fetch = |value: i64| async move { Ok::<_, ()>(value) };
-        assert_eq!(
-            cache.get_or_fetch("k", fetch(1)).await,
-            Ok((1, Lookup::Miss))
-        );
-        assert_eq!(
-            cache.get_or_fetch("k", fetch(2)).await,
-            Ok((1, Lookup::Hit))
-        );
+        assert_eq!(cache.get_or_fetch("k", fetch(1)).await, Ok((1, Lookup::Miss)));
+        assert_eq!(cache.get_or_fetch("k", fetch(2)).await, Ok((1, Lookup::Hit)));
         cache.invalidate("k").await;
-        assert_eq!(
-            cache.get_or_fetch("k", fetch(3)).await,
-            Ok((3, Lookup::Miss))
-        );
-        assert_eq!(
-            cache.stats(),
-            CacheStats {
-                hits: 1,
-                misses: 2,
-                failures: 0
-            }
-        );
+        assert_eq!(cache.get_or_fetch("k", fetch(3)).await, Ok((3, Lookup::Miss)));
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 2, failures: 0 });
         let before = cache.list_version().await;
         cache.retire_lists().await;
         assert_eq!(cache.list_version().await, before + 1);
@@ -265,15 +239,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fetch_is_not_cached() {
         let cache = Cache::memory("test:", Duration::from_secs(60));
-        assert_eq!(
-            cache
-                .get_or_fetch::<i64, _, _>("k", async { Err("down") })
-                .await,
-            Err("down")
-        );
-        assert_eq!(
-            cache.get_or_fetch("k", async { Ok::<_, &str>(5) }).await,
-            Ok((5, Lookup::Miss))
-        );
+        assert_eq!(cache.get_or_fetch::<i64, _, _>("k", async { Err("down") }).await, Err("down"));
+        assert_eq!(cache.get_or_fetch("k", async { Ok::<_, &str>(5) }).await, Ok((5, Lookup::Miss)));
     }
 }

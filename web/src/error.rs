@@ -23,10 +23,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -91,9 +88,7 @@ impl From<tonic::Status> for AppError {
                 _ => Self::BadRequest(message),
             },
             Code::NotFound => Self::NotFound(message),
-            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => {
-                Self::Conflict(message)
-            }
+            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => Self::Conflict(message),
             Code::Unauthenticated => Self::Unauthenticated,
             Code::PermissionDenied => Self::Forbidden,
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
@@ -153,12 +148,7 @@ impl IntoResponse for AppError {
             _ => self.to_string(),
         };
         let mut response = (status, detail.clone()).into_response();
-        response.extensions_mut().insert(Problem {
-            status,
-            detail,
-            errors,
-            log,
-        });
+        response.extensions_mut().insert(Problem { status, detail, errors, log });
         response
     }
 }
@@ -174,10 +164,7 @@ pub async fn render_errors(
 ) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| path.clone(), ToString::to_string);
+    let path_and_query = request.uri().path_and_query().map_or_else(|| path.clone(), ToString::to_string);
     let response = next.run(request).await;
     let Some(problem) = response.extensions().get::<Problem>().cloned() else {
         return response;
@@ -193,20 +180,13 @@ pub async fn render_errors(
         Want::Json => {
             let body = ProblemBody {
                 kind: "about:blank",
-                title: problem
-                    .status
-                    .canonical_reason()
-                    .unwrap_or("Error")
-                    .to_owned(),
+                title: problem.status.canonical_reason().unwrap_or("Error").to_owned(),
                 status: problem.status.as_u16(),
                 detail: problem.detail,
                 errors: problem.errors,
             };
             let mut response = (problem.status, axum::Json(body)).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
             response
         }
         Want::Page if problem.status == StatusCode::UNAUTHORIZED => {
@@ -221,20 +201,13 @@ pub async fn render_errors(
         }
         Want::Page | Want::Partial => {
             let context = minijinja::context! { status => problem.status.as_u16(), title => problem.status.canonical_reason().unwrap_or("Error"), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors) };
-            let mut response =
-                state
-                    .templates
-                    .respond(&viewer, want, "error.html", "_error.html", context);
+            let mut response = state.templates.respond(&viewer, want, "error.html", "_error.html", context);
             *response.status_mut() = problem.status;
             if want == Want::Partial {
                 // Errors of an HTMX request show in the page's message area,
                 // whatever element the request meant to update.
-                response
-                    .headers_mut()
-                    .insert("hx-retarget", HeaderValue::from_static("#flash"));
-                response
-                    .headers_mut()
-                    .insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+                response.headers_mut().insert("hx-retarget", HeaderValue::from_static("#flash"));
+                response.headers_mut().insert("hx-reswap", HeaderValue::from_static("innerHTML"));
             }
             response
         }
@@ -247,47 +220,25 @@ mod tests {
 
     #[test]
     fn grpc_statuses_map_to_http_problems() {
-        let invalid = AppError::from(tonic::Status::invalid_argument(
-            "email: must look like name@example.com",
-        ));
+        let invalid = AppError::from(tonic::Status::invalid_argument("email: must look like name@example.com"));
         assert!(
             matches!(&invalid, AppError::Invalid(errors) if errors[0] == FieldError::new("email", "must look like name@example.com"))
         );
         assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let cases = [
-            (
-                tonic::Status::not_found("product 4 not found"),
-                StatusCode::NOT_FOUND,
-            ),
+            (tonic::Status::not_found("product 4 not found"), StatusCode::NOT_FOUND),
             (tonic::Status::already_exists("taken"), StatusCode::CONFLICT),
-            (
-                tonic::Status::failed_precondition("not enough stock"),
-                StatusCode::CONFLICT,
-            ),
-            (
-                tonic::Status::unauthenticated("no"),
-                StatusCode::UNAUTHORIZED,
-            ),
-            (
-                tonic::Status::unavailable("tcp connect error"),
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-            (
-                tonic::Status::internal("internal error"),
-                StatusCode::INTERNAL_SERVER_ERROR,
-            ),
-            (
-                tonic::Status::invalid_argument("something odd happened"),
-                StatusCode::BAD_REQUEST,
-            ),
+            (tonic::Status::failed_precondition("not enough stock"), StatusCode::CONFLICT),
+            (tonic::Status::unauthenticated("no"), StatusCode::UNAUTHORIZED),
+            (tonic::Status::unavailable("tcp connect error"), StatusCode::SERVICE_UNAVAILABLE),
+            (tonic::Status::internal("internal error"), StatusCode::INTERNAL_SERVER_ERROR),
+            (tonic::Status::invalid_argument("something odd happened"), StatusCode::BAD_REQUEST),
         ];
         for (status, http) in cases {
             assert_eq!(AppError::from(status).status(), http);
         }
         assert!(
-            !AppError::from(tonic::Status::unavailable("tcp connect error 10.0.0.3"))
-                .to_string()
-                .contains("10.0.0.3")
+            !AppError::from(tonic::Status::unavailable("tcp connect error 10.0.0.3")).to_string().contains("10.0.0.3")
         );
     }
 }

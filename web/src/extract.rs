@@ -68,14 +68,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let axum::extract::Query(paging) =
-            axum::extract::Query::<Self>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| {
-                    AppError::BadRequest(
-                        "page and page_size must be whole numbers, e.g. ?page=2&page_size=20"
-                            .into(),
-                    )
-                })?;
+            axum::extract::Query::<Self>::from_request_parts(parts, state).await.map_err(|_| {
+                AppError::BadRequest("page and page_size must be whole numbers, e.g. ?page=2&page_size=20".into())
+            })?;
         if paging.page_size.is_some_and(|size| size == 0 || size > 100) {
             return Err(AppError::field("page_size", "must be between 1 and 100"));
         }
@@ -132,10 +127,7 @@ pub fn parse_price(text: &str) -> Result<i64, AppError> {
     }
     let whole: i64 = whole.parse().map_err(|_| invalid())?;
     let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| invalid())?;
-    whole
-        .checked_mul(100)
-        .and_then(|w| w.checked_add(cents))
-        .ok_or_else(invalid)
+    whole.checked_mul(100).and_then(|w| w.checked_add(cents)).ok_or_else(invalid)
 }
 
 #[cfg(test)]
@@ -147,15 +139,7 @@ mod tests {
         assert_eq!(parse_price("19.99").ok(), Some(1999));
         assert_eq!(parse_price(" 20 ").ok(), Some(2000));
         assert_eq!(parse_price("0.5").ok(), Some(50));
-        for bad in [
-            "",
-            "-1",
-            "1.234",
-            "abc",
-            "1,50",
-            ".5",
-            "99999999999999999999",
-        ] {
+        for bad in ["", "-1", "1.234", "abc", "1,50", ".5", "99999999999999999999"] {
             assert!(parse_price(bad).is_err(), "{bad:?}");
         }
     }

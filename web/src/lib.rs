@@ -111,15 +111,9 @@ impl Gateway {
         let (cache, sessions) = match &config.redis_url {
             Some(url) => {
                 let pool = cache::connect_redis(url).await?;
-                (
-                    Cache::redis(pool.clone(), &config.cache_prefix, config.cache_ttl),
-                    SessionStoreKind::redis(pool),
-                )
+                (Cache::redis(pool.clone(), &config.cache_prefix, config.cache_ttl), SessionStoreKind::redis(pool))
             }
-            None => (
-                Cache::memory(&config.cache_prefix, config.cache_ttl),
-                SessionStoreKind::memory(),
-            ),
+            None => (Cache::memory(&config.cache_prefix, config.cache_ttl), SessionStoreKind::memory()),
         };
         let (routes, openapi) = routes::router();
         let state = AppState {
@@ -130,8 +124,7 @@ impl Gateway {
             cache: cache.clone(),
             openapi: Arc::new(openapi),
         };
-        let idle =
-            time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::hours(12));
+        let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::hours(12));
         let session_layer = SessionManagerLayer::new(sessions.clone())
             .with_name("shop_session")
             .with_http_only(true)
@@ -139,23 +132,13 @@ impl Gateway {
             .with_secure(config.cookie_secure)
             .with_expiry(Expiry::OnInactivity(idle));
         let router = routes
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                error::render_errors,
-            ))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_errors))
             .layer(session_layer)
             .layer(DefaultBodyLimit::max(64 * 1024))
-            .layer(TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(30),
-            ))
+            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(TraceLayer::new_for_http())
             .with_state(state);
-        Ok(Self {
-            router,
-            cache,
-            sessions,
-        })
+        Ok(Self { router, cache, sessions })
     }
 }
 
@@ -167,13 +150,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let gateway = Gateway::build(config).await?;
-    tracing::info!(
-        cache = gateway.cache.backend(),
-        sessions = gateway.sessions.name(),
-        "gateway ready"
-    );
-    axum::serve(listener, gateway.router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    tracing::info!(cache = gateway.cache.backend(), sessions = gateway.sessions.name(), "gateway ready");
+    axum::serve(listener, gateway.router).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -74,35 +74,14 @@ mod tests {
     #[test]
     fn chooses_the_representation() {
         assert_eq!(want(&[]), Want::Page);
-        assert_eq!(
-            want(&[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")]),
-            Want::Page
-        );
+        assert_eq!(want(&[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")]), Want::Page);
         assert_eq!(want(&[("accept", "application/json")]), Want::Json);
         assert_eq!(want(&[("accept", "application/problem+json")]), Want::Json);
-        assert_eq!(
-            want(&[("accept", "application/json, text/html")]),
-            Want::Json
-        );
-        assert_eq!(
-            want(&[("accept", "text/html, application/json")]),
-            Want::Page
-        );
+        assert_eq!(want(&[("accept", "application/json, text/html")]), Want::Json);
+        assert_eq!(want(&[("accept", "text/html, application/json")]), Want::Page);
         assert_eq!(want(&[("hx-request", "true")]), Want::Partial);
-        assert_eq!(
-            want(&[
-                ("hx-request", "true"),
-                ("hx-history-restore-request", "true")
-            ]),
-            Want::Page
-        );
-        assert_eq!(
-            want(&[("hx-request", "true"), ("hx-boosted", "true")]),
-            Want::Page
-        );
-        assert_eq!(
-            want(&[("hx-request", "true"), ("accept", "application/json")]),
-            Want::Json
-        );
+        assert_eq!(want(&[("hx-request", "true"), ("hx-history-restore-request", "true")]), Want::Page);
+        assert_eq!(want(&[("hx-request", "true"), ("hx-boosted", "true")]), Want::Page);
+        assert_eq!(want(&[("hx-request", "true"), ("accept", "application/json")]), Want::Json);
     }
 }

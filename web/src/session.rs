@@ -48,10 +48,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
         let session = session_of(parts, state).await?;
         let user = session.get::<SessionUser>(USER).await?;
         let cart = session.get::<Cart>(CART).await?.unwrap_or_default();
-        let viewer = Self {
-            user,
-            cart_count: cart.values().sum(),
-        };
+        let viewer = Self { user, cart_count: cart.values().sum() };
         parts.extensions.insert(viewer.clone());
         Ok(viewer)
     }
@@ -65,11 +62,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Viewer::from_request_parts(parts, state)
-            .await?
-            .user
-            .map(Self)
-            .ok_or(AppError::Unauthenticated)
+        Viewer::from_request_parts(parts, state).await?.user.map(Self).ok_or(AppError::Unauthenticated)
     }
 }
 
@@ -94,11 +87,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
-        if user.admin {
-            Ok(Self(user))
-        } else {
-            Err(AppError::Forbidden)
-        }
+        if user.admin { Ok(Self(user)) } else { Err(AppError::Forbidden) }
     }
 }
 

@@ -36,10 +36,7 @@ pub fn asset_versions() -> HashMap<String, String> {
     StaticFiles::iter()
         .filter_map(|name| {
             let file = StaticFiles::get(&name)?;
-            let hash: String = file.metadata.sha256_hash()[..6]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let hash: String = file.metadata.sha256_hash()[..6].iter().map(|b| format!("{b:02x}")).collect();
             Some((name.into_owned(), hash))
         })
         .collect()
@@ -48,9 +45,7 @@ pub fn asset_versions() -> HashMap<String, String> {
 impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
-        env.set_loader(|name| {
-            Ok(TemplateFiles::get(name).map(|f| String::from_utf8_lossy(&f.data).into_owned()))
-        });
+        env.set_loader(|name| Ok(TemplateFiles::get(name).map(|f| String::from_utf8_lossy(&f.data).into_owned())));
         env.add_filter("money", crate::views::money);
         let versions = asset_versions();
         env.add_function("asset", move |name: String| -> Value {
@@ -69,14 +64,7 @@ impl Templates {
 
     /// A full page, or just its fragment for an HTMX request. Every page
     /// also gets the viewer, for the navigation bar.
-    pub fn respond(
-        &self,
-        viewer: &Viewer,
-        want: Want,
-        page: &str,
-        partial: &str,
-        context: Value,
-    ) -> Response {
+    pub fn respond(&self, viewer: &Viewer, want: Want, page: &str, partial: &str, context: Value) -> Response {
         let name = if want == Want::Partial { partial } else { page };
         let context = minijinja::context! { viewer => minijinja::value::Serde(viewer), partial => want == Want::Partial, ..context };
         match self.render(name, context) {
@@ -84,15 +72,11 @@ impl Templates {
             Err(error) => {
                 // Not an AppError: rendering the error page could fail the same way.
                 tracing::error!(template = name, error = %error, "rendering a template failed");
-                let mut response = (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong on our side.",
-                )
-                    .into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
+                let mut response =
+                    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.").into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
                 response
             }
         }
@@ -130,10 +114,7 @@ mod tests {
     fn every_template_compiles() {
         let templates = Templates::new();
         for name in TemplateFiles::iter() {
-            assert!(
-                templates.env.get_template(&name).is_ok(),
-                "{name} does not compile"
-            );
+            assert!(templates.env.get_template(&name).is_ok(), "{name} does not compile");
         }
     }
 }

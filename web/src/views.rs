@@ -75,13 +75,7 @@ impl From<users::User> for UserView {
             users::Role::Admin => "admin",
             _ => "customer",
         };
-        Self {
-            id: u.id,
-            role: role.to_owned(),
-            email: u.email,
-            name: u.name,
-            created_at: rfc3339(u.created_at),
-        }
+        Self { id: u.id, role: role.to_owned(), email: u.email, name: u.name, created_at: rfc3339(u.created_at) }
     }
 }
 
@@ -206,17 +200,8 @@ pub struct PageInfo {
 impl PageInfo {
     pub fn new(page: u32, page_size: u32, total: i64) -> Self {
         let size = i64::from(page_size.max(1));
-        let pages = u32::try_from((total + size - 1) / size)
-            .unwrap_or(u32::MAX)
-            .max(1);
-        Self {
-            page,
-            page_size,
-            total,
-            pages,
-            has_previous: page > 1,
-            has_next: page < pages,
-        }
+        let pages = u32::try_from((total + size - 1) / size).unwrap_or(u32::MAX).max(1);
+        Self { page, page_size, total, pages, has_previous: page > 1, has_next: page < pages }
     }
 }
 
@@ -262,10 +247,7 @@ mod tests {
         assert_eq!(money(-120), "-1.20");
         assert_eq!(PageInfo::new(1, 20, 0).pages, 1);
         let info = PageInfo::new(2, 10, 25);
-        assert_eq!(
-            (info.pages, info.has_previous, info.has_next),
-            (3, true, true)
-        );
+        assert_eq!((info.pages, info.has_previous, info.has_next), (3, true, true));
         assert!(!PageInfo::new(3, 10, 25).has_next);
     }
 }

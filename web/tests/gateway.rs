@@ -18,160 +18,81 @@ async fn products_are_browsed_by_all_and_managed_by_admins() {
     let stranger = gateway.browser();
 
     // Create: JSON gets 201 + Location + the product; a form gets a 303.
-    let created = admin.json(Method::POST, "/products", json!({ "name": "Teapot", "description": "Cast iron", "price_minor": 3450, "stock": 5 })).await;
+    let created = admin
+        .json(
+            Method::POST,
+            "/products",
+            json!({ "name": "Teapot", "description": "Cast iron", "price_minor": 3450, "stock": 5 }),
+        )
+        .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let teapot_url = location(&created);
     let teapot: Value = created.json().await.expect("a product");
     assert_eq!(teapot_url, format!("/products/{}", teapot["id"]));
-    assert_eq!(
-        (teapot["price"].as_str(), teapot["stock"].as_i64()),
-        (Some("34.50"), Some(5))
-    );
-    let by_form = admin
-        .form(
-            Method::POST,
-            "/products",
-            &[("name", "Cups"), ("price", "4.5"), ("stock", "10")],
-        )
-        .await;
+    assert_eq!((teapot["price"].as_str(), teapot["stock"].as_i64()), (Some("34.50"), Some(5)));
+    let by_form = admin.form(Method::POST, "/products", &[("name", "Cups"), ("price", "4.5"), ("stock", "10")]).await;
     assert_eq!(by_form.status(), StatusCode::SEE_OTHER);
     assert!(location(&by_form).starts_with("/products/"));
 
     // Only admins write.
     let attempt = json!({ "name": "Nope", "price_minor": 1, "stock": 1 });
     assert_problem(
-        customer
-            .json(Method::POST, "/products", attempt.clone())
-            .await,
+        customer.json(Method::POST, "/products", attempt.clone()).await,
         StatusCode::FORBIDDEN,
         "not allowed",
     )
     .await;
-    assert_problem(
-        stranger.json(Method::POST, "/products", attempt).await,
-        StatusCode::UNAUTHORIZED,
-        "sign in",
-    )
-    .await;
-    let to_login = stranger
-        .form(
-            Method::POST,
-            "/products",
-            &[("name", "Nope"), ("price", "1")],
-        )
-        .await;
+    assert_problem(stranger.json(Method::POST, "/products", attempt).await, StatusCode::UNAUTHORIZED, "sign in").await;
+    let to_login = stranger.form(Method::POST, "/products", &[("name", "Nope"), ("price", "1")]).await;
     assert_eq!(
         (to_login.status(), location(&to_login).as_str()),
         (StatusCode::SEE_OTHER, "/users/login?next=%2Fproducts")
     );
 
     // List and read, in all three representations.
-    let list: Value = customer
-        .get_json("/products?page=1&page_size=1")
-        .await
-        .json()
-        .await
-        .expect("a list");
+    let list: Value = customer.get_json("/products?page=1&page_size=1").await.json().await.expect("a list");
     assert_eq!(
-        (
-            list["total"].as_i64(),
-            list["pages"].as_i64(),
-            list["products"].as_array().map(Vec::len)
-        ),
+        (list["total"].as_i64(), list["pages"].as_i64(), list["products"].as_array().map(Vec::len)),
         (Some(2), Some(2), Some(1))
     );
     assert_eq!(list["products"][0]["name"], "Cups", "newest first");
     let page = text(customer.page("/products?page=2&page_size=1").await).await;
+    assert!(page.starts_with("<!doctype html>") && page.contains("Teapot") && page.contains("Page 2 of 2"));
+    let partial =
+        text(customer.htmx(Method::GET, "/products?page=1&page_size=1").send().await.expect("an answer")).await;
     assert!(
-        page.starts_with("<!doctype html>")
-            && page.contains("Teapot")
-            && page.contains("Page 2 of 2")
+        !partial.contains("<!doctype") && partial.contains("id=\"product-list\"") && partial.contains("hx-push-url")
     );
-    let partial = text(
-        customer
-            .htmx(Method::GET, "/products?page=1&page_size=1")
-            .send()
-            .await
-            .expect("an answer"),
-    )
-    .await;
-    assert!(
-        !partial.contains("<!doctype")
-            && partial.contains("id=\"product-list\"")
-            && partial.contains("hx-push-url")
-    );
-    let one: Value = customer
-        .get_json(&teapot_url)
-        .await
-        .json()
-        .await
-        .expect("a product");
+    let one: Value = customer.get_json(&teapot_url).await.json().await.expect("a product");
     assert_eq!(one, teapot);
-    assert!(
-        text(customer.page(&teapot_url).await)
-            .await
-            .contains("Cast iron")
-    );
+    assert!(text(customer.page(&teapot_url).await).await.contains("Cast iron"));
 
     // Reading errors.
-    assert_problem(
-        customer.get_json("/products/999999").await,
-        StatusCode::NOT_FOUND,
-        "not found",
-    )
-    .await;
-    assert_problem(
-        customer.get_json("/products/abc").await,
-        StatusCode::NOT_FOUND,
-        "no product",
-    )
-    .await;
+    assert_problem(customer.get_json("/products/999999").await, StatusCode::NOT_FOUND, "not found").await;
+    assert_problem(customer.get_json("/products/abc").await, StatusCode::NOT_FOUND, "no product").await;
     let missing = customer.page("/products/999999").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert!(text(missing).await.contains("Not Found"));
-    assert_problem(
-        customer.get_json("/products?page=x").await,
-        StatusCode::BAD_REQUEST,
-        "whole numbers",
-    )
-    .await;
-    assert_problem(
-        customer.get_json("/products?page_size=1000").await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "page_size",
-    )
-    .await;
+    assert_problem(customer.get_json("/products?page=x").await, StatusCode::BAD_REQUEST, "whole numbers").await;
+    assert_problem(customer.get_json("/products?page_size=1000").await, StatusCode::UNPROCESSABLE_ENTITY, "page_size")
+        .await;
 
     // Update: only what is sent changes; stock moves by a delta, never below zero.
-    let changed = admin
-        .json(
-            Method::PUT,
-            &teapot_url,
-            json!({ "price_minor": 3000, "stock_delta": 2 }),
-        )
-        .await;
+    let changed = admin.json(Method::PUT, &teapot_url, json!({ "price_minor": 3000, "stock_delta": 2 })).await;
     assert_eq!(changed.status(), StatusCode::OK);
     let changed: Value = changed.json().await.expect("a product");
     assert_eq!(
-        (
-            changed["name"].as_str(),
-            changed["price_minor"].as_i64(),
-            changed["stock"].as_i64()
-        ),
+        (changed["name"].as_str(), changed["price_minor"].as_i64(), changed["stock"].as_i64()),
         (Some("Teapot"), Some(3000), Some(7))
     );
     assert_problem(
-        admin
-            .json(Method::PUT, &teapot_url, json!({ "stock_delta": -8 }))
-            .await,
+        admin.json(Method::PUT, &teapot_url, json!({ "stock_delta": -8 })).await,
         StatusCode::CONFLICT,
         "below zero",
     )
     .await;
     assert_problem(
-        admin
-            .json(Method::PUT, &teapot_url, json!({ "name": "" }))
-            .await,
+        admin.json(Method::PUT, &teapot_url, json!({ "name": "" })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "name",
     )
@@ -186,15 +107,11 @@ async fn products_are_browsed_by_all_and_managed_by_admins() {
     assert_eq!(bad_form.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let bad_form = text(bad_form).await;
     assert!(
-        bad_form.contains("must be an amount like 19.99")
-            && bad_form.contains("value=\"Better teapot\""),
+        bad_form.contains("must be an amount like 19.99") && bad_form.contains("value=\"Better teapot\""),
         "{bad_form}"
     );
     assert_eq!(
-        customer
-            .json(Method::PUT, &teapot_url, json!({ "name": "Mine" }))
-            .await
-            .status(),
+        customer.json(Method::PUT, &teapot_url, json!({ "name": "Mine" })).await.status(),
         StatusCode::FORBIDDEN
     );
     let edit_card = admin
@@ -207,31 +124,11 @@ async fn products_are_browsed_by_all_and_managed_by_admins() {
     assert!(text(edit_card).await.contains("id=\"product\""));
 
     // Delete.
-    assert_eq!(
-        customer
-            .json(Method::DELETE, &teapot_url, Value::Null)
-            .await
-            .status(),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        admin
-            .json(Method::DELETE, &teapot_url, Value::Null)
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_problem(
-        admin.json(Method::DELETE, &teapot_url, Value::Null).await,
-        StatusCode::NOT_FOUND,
-        "not found",
-    )
-    .await;
-    assert_eq!(
-        customer.get_json(&teapot_url).await.status(),
-        StatusCode::NOT_FOUND,
-        "the cache forgot it too"
-    );
+    assert_eq!(customer.json(Method::DELETE, &teapot_url, Value::Null).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(admin.json(Method::DELETE, &teapot_url, Value::Null).await.status(), StatusCode::NO_CONTENT);
+    assert_problem(admin.json(Method::DELETE, &teapot_url, Value::Null).await, StatusCode::NOT_FOUND, "not found")
+        .await;
+    assert_eq!(customer.get_json(&teapot_url).await.status(), StatusCode::NOT_FOUND, "the cache forgot it too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,10 +147,7 @@ async fn accounts_register_sign_in_and_keep_to_themselves() {
     assert_eq!(registered.status(), StatusCode::CREATED);
     let ada_url = location(&registered);
     let ada_user: Value = registered.json().await.expect("a user");
-    assert_eq!(
-        (ada_user["email"].as_str(), ada_user["role"].as_str()),
-        (Some("ada@example.com"), Some("customer"))
-    );
+    assert_eq!((ada_user["email"].as_str(), ada_user["role"].as_str()), (Some("ada@example.com"), Some("customer")));
     assert!(ada_user.get("password").is_none() && !ada_user.to_string().contains(PASSWORD));
 
     // Refusals, as problems for JSON and inline for forms.
@@ -272,11 +166,7 @@ async fn accounts_register_sign_in_and_keep_to_themselves() {
     .await;
     let invalid = assert_problem(
         other
-            .json(
-                Method::POST,
-                "/users/register",
-                json!({ "name": "Eve", "email": "eve", "password": PASSWORD }),
-            )
+            .json(Method::POST, "/users/register", json!({ "name": "Eve", "email": "eve", "password": PASSWORD }))
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "email",
@@ -287,11 +177,7 @@ async fn accounts_register_sign_in_and_keep_to_themselves() {
         .form(
             Method::POST,
             "/users/register",
-            &[
-                ("name", "Eve <b>"),
-                ("email", "ada@example.com"),
-                ("password", "a secret password"),
-            ],
+            &[("name", "Eve <b>"), ("email", "ada@example.com"), ("password", "a secret password")],
         )
         .await;
     assert_eq!(form.status(), StatusCode::CONFLICT);
@@ -304,118 +190,60 @@ async fn accounts_register_sign_in_and_keep_to_themselves() {
     );
     let short = other
         .htmx(Method::POST, "/users/register")
-        .form(&[
-            ("name", "Eve"),
-            ("email", "eve@example.com"),
-            ("password", "short"),
-        ])
+        .form(&[("name", "Eve"), ("email", "eve@example.com"), ("password", "short")])
         .send()
         .await
         .expect("an answer");
     assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let short = text(short).await;
-    assert!(
-        short.starts_with("<form") && short.contains("at least 8 characters"),
-        "{short}"
-    );
+    assert!(short.starts_with("<form") && short.contains("at least 8 characters"), "{short}");
 
     // Signing in: a wrong password says nothing about which part was wrong.
     let wrong = other
-        .json(
-            Method::POST,
-            "/users/login",
-            json!({ "email": "ada@example.com", "password": "not it at all" }),
-        )
+        .json(Method::POST, "/users/login", json!({ "email": "ada@example.com", "password": "not it at all" }))
         .await;
     assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid email or password").await;
-    let unknown = other
-        .json(
-            Method::POST,
-            "/users/login",
-            json!({ "email": "nobody@example.com", "password": PASSWORD }),
-        )
-        .await;
-    assert_problem(
-        unknown,
-        StatusCode::UNAUTHORIZED,
-        "invalid email or password",
-    )
-    .await;
-    let wrong_form = other
-        .form(
-            Method::POST,
-            "/users/login",
-            &[("email", "ada@example.com"), ("password", "nope nope")],
-        )
-        .await;
+    let unknown =
+        other.json(Method::POST, "/users/login", json!({ "email": "nobody@example.com", "password": PASSWORD })).await;
+    assert_problem(unknown, StatusCode::UNAUTHORIZED, "invalid email or password").await;
+    let wrong_form =
+        other.form(Method::POST, "/users/login", &[("email", "ada@example.com"), ("password", "nope nope")]).await;
     assert_eq!(wrong_form.status(), StatusCode::UNAUTHORIZED);
-    assert!(
-        text(wrong_form)
-            .await
-            .contains("Invalid email or password.")
-    );
+    assert!(text(wrong_form).await.contains("Invalid email or password."));
     let signed_in = other
         .form(
             Method::POST,
             "/users/login",
-            &[
-                ("email", "ada@example.com"),
-                ("password", PASSWORD),
-                ("next", "/orders"),
-            ],
+            &[("email", "ada@example.com"), ("password", PASSWORD), ("next", "/orders")],
         )
         .await;
-    assert_eq!(
-        (signed_in.status(), location(&signed_in).as_str()),
-        (StatusCode::SEE_OTHER, "/orders")
-    );
+    assert_eq!((signed_in.status(), location(&signed_in).as_str()), (StatusCode::SEE_OTHER, "/orders"));
     let elsewhere = ada
         .stranger()
         .form(
             Method::POST,
             "/users/login",
-            &[
-                ("email", "ada@example.com"),
-                ("password", PASSWORD),
-                ("next", "//evil.example"),
-            ],
+            &[("email", "ada@example.com"), ("password", PASSWORD), ("next", "//evil.example")],
         )
         .await;
     assert_eq!(location(&elsewhere), "/", "no open redirect");
 
     // The profile: cached, refreshed on change, private.
-    assert_eq!(
-        location(&ada.page(&format!("/users?id={}", ada_user["id"])).await),
-        ada_url
-    );
-    assert_problem(
-        ada.get_json("/users").await,
-        StatusCode::BAD_REQUEST,
-        "?id=N",
-    )
-    .await;
+    assert_eq!(location(&ada.page(&format!("/users?id={}", ada_user["id"])).await), ada_url);
+    assert_problem(ada.get_json("/users").await, StatusCode::BAD_REQUEST, "?id=N").await;
     let first = ada.get_json(&ada_url).await;
     assert_eq!(first.headers()["x-cache"], "miss");
     let second = ada.get_json(&ada_url).await;
     assert_eq!(second.headers()["x-cache"], "hit");
     assert_eq!(second.json::<Value>().await.expect("a user"), ada_user);
-    let renamed = ada
-        .json(Method::PATCH, &ada_url, json!({ "name": "Ada Lovelace" }))
-        .await;
+    let renamed = ada.json(Method::PATCH, &ada_url, json!({ "name": "Ada Lovelace" })).await;
     assert_eq!(renamed.status(), StatusCode::OK);
     let fresh = ada.get_json(&ada_url).await;
     assert_eq!(fresh.headers()["x-cache"], "miss");
-    assert_eq!(
-        fresh.json::<Value>().await.expect("a user")["name"],
-        "Ada Lovelace"
-    );
-    assert!(
-        text(ada.page("/").await).await.contains("Ada Lovelace"),
-        "the navigation bar follows the change"
-    );
+    assert_eq!(fresh.json::<Value>().await.expect("a user")["name"], "Ada Lovelace");
+    assert!(text(ada.page("/").await).await.contains("Ada Lovelace"), "the navigation bar follows the change");
     assert_problem(
-        ada.json(Method::PATCH, &ada_url, json!({ "email": "not-an-email" }))
-            .await,
+        ada.json(Method::PATCH, &ada_url, json!({ "email": "not-an-email" })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "email",
     )
@@ -423,82 +251,33 @@ async fn accounts_register_sign_in_and_keep_to_themselves() {
     let html_profile = text(ada.page(&ada_url).await).await;
     assert!(html_profile.contains("Ada Lovelace") && html_profile.contains("Edit profile"));
     assert!(
-        text(
-            ada.htmx(Method::GET, &format!("{ada_url}/edit"))
-                .send()
-                .await
-                .expect("a form")
-        )
-        .await
-        .starts_with("<form")
+        text(ada.htmx(Method::GET, &format!("{ada_url}/edit")).send().await.expect("a form"))
+            .await
+            .starts_with("<form")
     );
 
     let eve = gateway.browser();
     let eve_user = eve.customer("Eve").await;
     let eve_url = format!("/users/{}", eve_user["id"]);
+    assert_problem(ada.get_json(&eve_url).await, StatusCode::NOT_FOUND, "not found").await;
     assert_problem(
-        ada.get_json(&eve_url).await,
+        ada.json(Method::PATCH, &eve_url, json!({ "name": "Pwned" })).await,
         StatusCode::NOT_FOUND,
         "not found",
     )
     .await;
-    assert_problem(
-        ada.json(Method::PATCH, &eve_url, json!({ "name": "Pwned" }))
-            .await,
-        StatusCode::NOT_FOUND,
-        "not found",
-    )
-    .await;
-    assert_problem(
-        ada.json(Method::DELETE, &eve_url, Value::Null).await,
-        StatusCode::NOT_FOUND,
-        "not found",
-    )
-    .await;
-    assert_eq!(
-        eve.get_json(&eve_url)
-            .await
-            .json::<Value>()
-            .await
-            .expect("a user")["name"],
-        "Eve"
-    );
-    assert_problem(
-        gateway.browser().get_json(&eve_url).await,
-        StatusCode::UNAUTHORIZED,
-        "sign in",
-    )
-    .await;
+    assert_problem(ada.json(Method::DELETE, &eve_url, Value::Null).await, StatusCode::NOT_FOUND, "not found").await;
+    assert_eq!(eve.get_json(&eve_url).await.json::<Value>().await.expect("a user")["name"], "Eve");
+    assert_problem(gateway.browser().get_json(&eve_url).await, StatusCode::UNAUTHORIZED, "sign in").await;
 
     // Signing out, and leaving.
-    assert_eq!(
-        eve.json(Method::POST, "/users/logout", Value::Null)
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        eve.get_json(&eve_url).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        ada.json(Method::DELETE, &ada_url, Value::Null)
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        ada.get_json(&ada_url).await.status(),
-        StatusCode::UNAUTHORIZED,
-        "deleting yourself signs you out"
-    );
+    assert_eq!(eve.json(Method::POST, "/users/logout", Value::Null).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(eve.get_json(&eve_url).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(ada.json(Method::DELETE, &ada_url, Value::Null).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(ada.get_json(&ada_url).await.status(), StatusCode::UNAUTHORIZED, "deleting yourself signs you out");
     let gone = gateway
         .browser()
-        .json(
-            Method::POST,
-            "/users/login",
-            json!({ "email": "ada@example.com", "password": PASSWORD }),
-        )
+        .json(Method::POST, "/users/login", json!({ "email": "ada@example.com", "password": PASSWORD }))
         .await;
     assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
 }
@@ -514,23 +293,10 @@ async fn carts_become_orders_that_admins_move_along() {
     carol.customer("Carol").await;
 
     // The cart, as JSON and as a page; anyone may fill one.
-    let added = carol
-        .json(
-            Method::POST,
-            "/cart/items",
-            json!({ "product_id": tea, "quantity": 2 }),
-        )
-        .await;
+    let added = carol.json(Method::POST, "/cart/items", json!({ "product_id": tea, "quantity": 2 })).await;
     assert_eq!(added.status(), StatusCode::OK);
     assert_eq!(
-        carol
-            .form(
-                Method::POST,
-                "/cart/items",
-                &[("product_id", &pot.to_string())]
-            )
-            .await
-            .status(),
+        carol.form(Method::POST, "/cart/items", &[("product_id", &pot.to_string())]).await.status(),
         StatusCode::SEE_OTHER
     );
     let tea_id = tea.to_string();
@@ -543,93 +309,42 @@ async fn carts_become_orders_that_admins_move_along() {
     let badge = text(badge).await;
     assert!(badge.contains("hx-swap-oob=\"true\">4</span>"), "{badge}");
     let cart: Value = carol.get_json("/cart").await.json().await.expect("a cart");
-    assert_eq!(
-        (cart["count"].as_i64(), cart["total_minor"].as_i64()),
-        (Some(4), Some(3 * 450 + 3_200))
-    );
-    assert!(
-        text(carol.page("/cart").await)
-            .await
-            .contains("Place order")
-    );
+    assert_eq!((cart["count"].as_i64(), cart["total_minor"].as_i64()), (Some(4), Some(3 * 450 + 3_200)));
+    assert!(text(carol.page("/cart").await).await.contains("Place order"));
     assert_problem(
-        carol
-            .json(
-                Method::POST,
-                "/cart/items",
-                json!({ "product_id": 999_999 }),
-            )
-            .await,
+        carol.json(Method::POST, "/cart/items", json!({ "product_id": 999_999 })).await,
         StatusCode::NOT_FOUND,
         "not found",
     )
     .await;
     assert_problem(
-        carol
-            .json(
-                Method::POST,
-                "/cart/items",
-                json!({ "product_id": tea, "quantity": 0 }),
-            )
-            .await,
+        carol.json(Method::POST, "/cart/items", json!({ "product_id": tea, "quantity": 0 })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "quantity",
     )
     .await;
     assert_problem(
-        carol
-            .json(Method::POST, "/cart/items", json!({ "quantity": 1 }))
-            .await,
+        carol.json(Method::POST, "/cart/items", json!({ "quantity": 1 })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "product_id",
     )
     .await;
     let anonymous_cart = gateway.browser();
     assert_eq!(
-        anonymous_cart
-            .json(Method::POST, "/cart/items", json!({ "product_id": tea }))
-            .await
-            .status(),
+        anonymous_cart.json(Method::POST, "/cart/items", json!({ "product_id": tea })).await.status(),
         StatusCode::OK
     );
-    assert_eq!(
-        anonymous_cart
-            .json(Method::POST, "/orders", json!({}))
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(anonymous_cart.json(Method::POST, "/orders", json!({})).await.status(), StatusCode::UNAUTHORIZED);
 
     // Checkout from the cart: the order is inventory's prices, the cart empties.
     let placed = carol.form(Method::POST, "/orders", &[]).await;
     assert_eq!(placed.status(), StatusCode::SEE_OTHER);
     let order_url = location(&placed);
-    let order: Value = carol
-        .get_json(&order_url)
-        .await
-        .json()
-        .await
-        .expect("an order");
-    assert_eq!(
-        (order["status"].as_str(), order["total_minor"].as_i64()),
-        (Some("confirmed"), Some(3 * 450 + 3_200))
-    );
+    let order: Value = carol.get_json(&order_url).await.json().await.expect("an order");
+    assert_eq!((order["status"].as_str(), order["total_minor"].as_i64()), (Some("confirmed"), Some(3 * 450 + 3_200)));
     assert_eq!(order["history"].as_array().map(Vec::len), Some(2));
-    assert_eq!(
-        carol
-            .get_json("/cart")
-            .await
-            .json::<Value>()
-            .await
-            .expect("a cart")["count"],
-        0
-    );
-    assert_problem(
-        carol.form_json_empty_checkout().await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "cart is empty",
-    )
-    .await;
+    assert_eq!(carol.get_json("/cart").await.json::<Value>().await.expect("a cart")["count"], 0);
+    assert_problem(carol.form_json_empty_checkout().await, StatusCode::UNPROCESSABLE_ENTITY, "cart is empty").await;
 
     // Ordering with JSON: prices sent by the client are ignored.
     let by_json = carol
@@ -641,123 +356,59 @@ async fn carts_become_orders_that_admins_move_along() {
         .await;
     assert_eq!(by_json.status(), StatusCode::CREATED);
     assert!(location(&by_json).starts_with("/orders/"));
-    assert_eq!(
-        by_json.json::<Value>().await.expect("an order")["total_minor"],
-        450
-    );
+    assert_eq!(by_json.json::<Value>().await.expect("an order")["total_minor"], 450);
     assert_problem(
-        carol
-            .json(
-                Method::POST,
-                "/orders",
-                json!({ "items": [{ "product_id": pot, "quantity": 1 }] }),
-            )
-            .await,
+        carol.json(Method::POST, "/orders", json!({ "items": [{ "product_id": pot, "quantity": 1 }] })).await,
         StatusCode::CONFLICT,
         "not enough stock",
     )
     .await;
     assert_problem(
-        carol
-            .json(
-                Method::POST,
-                "/orders",
-                json!({ "items": [{ "product_id": 999_999, "quantity": 1 }] }),
-            )
-            .await,
+        carol.json(Method::POST, "/orders", json!({ "items": [{ "product_id": 999_999, "quantity": 1 }] })).await,
         StatusCode::NOT_FOUND,
         "not found",
     )
     .await;
     assert_problem(
-        carol
-            .json(
-                Method::POST,
-                "/orders",
-                json!({ "items": [{ "product_id": tea, "quantity": -1 }] }),
-            )
-            .await,
+        carol.json(Method::POST, "/orders", json!({ "items": [{ "product_id": tea, "quantity": -1 }] })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "quantity",
     )
     .await;
     assert_problem(
-        carol
-            .json(Method::POST, "/orders", json!({ "items": [] }))
-            .await,
+        carol.json(Method::POST, "/orders", json!({ "items": [] })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "items",
     )
     .await;
     assert_eq!(
-        admin
-            .get_json(&format!("/products/{tea}"))
-            .await
-            .json::<Value>()
-            .await
-            .expect("a product")["stock"],
+        admin.get_json(&format!("/products/{tea}")).await.json::<Value>().await.expect("a product")["stock"],
         10 - 3 - 1,
         "stock read fresh after orders"
     );
 
     // Lists: a customer's own; an admin's everyone's.
-    let mine: Value = carol
-        .get_json("/orders")
-        .await
-        .json()
-        .await
-        .expect("a list");
+    let mine: Value = carol.get_json("/orders").await.json().await.expect("a list");
     assert_eq!(mine["total"], 4, "two placed, two rejected");
     let dave = gateway.browser();
     dave.customer("Dave").await;
-    assert_eq!(
-        dave.get_json("/orders")
-            .await
-            .json::<Value>()
-            .await
-            .expect("a list")["total"],
-        0
-    );
-    assert_problem(
-        dave.get_json(&order_url).await,
-        StatusCode::NOT_FOUND,
-        "not found",
-    )
-    .await;
-    assert_eq!(
-        admin
-            .get_json("/orders?page_size=100")
-            .await
-            .json::<Value>()
-            .await
-            .expect("a list")["total"],
-        4
-    );
+    assert_eq!(dave.get_json("/orders").await.json::<Value>().await.expect("a list")["total"], 0);
+    assert_problem(dave.get_json(&order_url).await, StatusCode::NOT_FOUND, "not found").await;
+    assert_eq!(admin.get_json("/orders?page_size=100").await.json::<Value>().await.expect("a list")["total"], 4);
     let admin_page = text(admin.page("/orders").await).await;
     assert!(admin_page.contains("All orders") && admin_page.contains("status-form"));
-    assert!(
-        text(carol.page(&order_url).await)
-            .await
-            .contains("Cancel order")
-    );
+    assert!(text(carol.page(&order_url).await).await.contains("Cancel order"));
 
     // Status: admins move orders along; customers may only cancel their own.
     let ship = json!({ "status": "shipped" });
     assert_problem(
-        carol
-            .json(Method::PATCH, &format!("{order_url}/status"), ship.clone())
-            .await,
+        carol.json(Method::PATCH, &format!("{order_url}/status"), ship.clone()).await,
         StatusCode::FORBIDDEN,
         "not allowed",
     )
     .await;
     assert_problem(
-        dave.json(
-            Method::PATCH,
-            &format!("{order_url}/status"),
-            json!({ "status": "cancelled" }),
-        )
-        .await,
+        dave.json(Method::PATCH, &format!("{order_url}/status"), json!({ "status": "cancelled" })).await,
         StatusCode::NOT_FOUND,
         "not found",
     )
@@ -772,77 +423,35 @@ async fn carts_become_orders_that_admins_move_along() {
         .expect("an answer");
     assert_eq!(row.status(), StatusCode::OK);
     let row = text(row).await;
-    assert!(
-        row.starts_with(&format!("<tr id=\"order-row-{order_id}\"")) && row.contains(">shipped<"),
-        "{row}"
-    );
+    assert!(row.starts_with(&format!("<tr id=\"order-row-{order_id}\"")) && row.contains(">shipped<"), "{row}");
     assert_problem(
-        admin
-            .json(
-                Method::PATCH,
-                &format!("{order_url}/status"),
-                json!({ "status": "cancelled" }),
-            )
-            .await,
+        admin.json(Method::PATCH, &format!("{order_url}/status"), json!({ "status": "cancelled" })).await,
         StatusCode::CONFLICT,
         "cannot go from shipped",
     )
     .await;
     assert_problem(
-        admin
-            .json(
-                Method::PATCH,
-                &format!("{order_url}/status"),
-                json!({ "status": "lost" }),
-            )
-            .await,
+        admin.json(Method::PATCH, &format!("{order_url}/status"), json!({ "status": "lost" })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "status",
     )
     .await;
-    let delivered = admin
-        .json(
-            Method::PATCH,
-            &format!("{order_url}/status"),
-            json!({ "status": "delivered" }),
-        )
-        .await;
+    let delivered = admin.json(Method::PATCH, &format!("{order_url}/status"), json!({ "status": "delivered" })).await;
     let delivered: Value = delivered.json().await.expect("an order");
     assert_eq!(delivered["history"].as_array().map(|h| h.len()), Some(4));
-    assert!(
-        delivered["history"][2]["actor"]
-            .as_str()
-            .is_some_and(|actor| actor.starts_with("user:"))
-    );
+    assert!(delivered["history"][2]["actor"].as_str().is_some_and(|actor| actor.starts_with("user:")));
 
     // A customer cancels their own confirmed order; the stock comes back.
     let second = mine["orders"]
         .as_array()
-        .and_then(|orders| {
-            orders
-                .iter()
-                .find(|o| o["status"] == "confirmed" && o["id"] != order["id"])
-        })
+        .and_then(|orders| orders.iter().find(|o| o["status"] == "confirmed" && o["id"] != order["id"]))
         .expect("the JSON order")
         .clone();
-    let cancelled = carol
-        .json(
-            Method::PATCH,
-            &format!("/orders/{}/status", second["id"]),
-            json!({ "status": "cancelled" }),
-        )
-        .await;
+    let cancelled =
+        carol.json(Method::PATCH, &format!("/orders/{}/status", second["id"]), json!({ "status": "cancelled" })).await;
+    assert_eq!(cancelled.json::<Value>().await.expect("an order")["status"], "cancelled");
     assert_eq!(
-        cancelled.json::<Value>().await.expect("an order")["status"],
-        "cancelled"
-    );
-    assert_eq!(
-        carol
-            .get_json(&format!("/products/{tea}"))
-            .await
-            .json::<Value>()
-            .await
-            .expect("a product")["stock"],
+        carol.get_json(&format!("/products/{tea}")).await.json::<Value>().await.expect("a product")["stock"],
         10 - 3
     );
 }
@@ -890,65 +499,34 @@ async fn bad_requests_get_clear_answers_and_pages_are_safe() {
         .await
         .expect("an answer");
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_problem(
-        browser.get_json("/no/such/page").await,
-        StatusCode::NOT_FOUND,
-        "no page",
-    )
-    .await;
+    assert_problem(browser.get_json("/no/such/page").await, StatusCode::NOT_FOUND, "no page").await;
     let html_404 = browser.page("/no/such/page").await;
     assert_eq!(html_404.status(), StatusCode::NOT_FOUND);
     assert!(text(html_404).await.starts_with("<!doctype html>"));
-    let htmx_error = browser
-        .htmx(Method::GET, "/products/424242")
-        .send()
-        .await
-        .expect("an answer");
+    let htmx_error = browser.htmx(Method::GET, "/products/424242").send().await.expect("an answer");
     assert_eq!(htmx_error.status(), StatusCode::NOT_FOUND);
     assert_eq!(htmx_error.headers()["hx-retarget"], "#flash");
-    assert!(
-        text(htmx_error)
-            .await
-            .starts_with("<div class=\"alert alert-error\"")
-    );
+    assert!(text(htmx_error).await.starts_with("<div class=\"alert alert-error\""));
 
     // Script payloads are shown as text, everywhere they appear.
     let payload = "<script>alert('x')</script>";
     let id = admin.product(payload, 100, 1).await;
     for path in ["/", "/products", &format!("/products/{id}")] {
         let html = text(browser.page(path).await).await;
-        assert!(
-            !html.contains(payload) && html.contains("&lt;script&gt;"),
-            "{path} shows the payload raw"
-        );
+        assert!(!html.contains(payload) && html.contains("&lt;script&gt;"), "{path} shows the payload raw");
     }
     browser.register(payload, "script@example.com").await;
     let home = text(browser.page("/").await).await;
-    assert!(
-        !home.contains(payload),
-        "the navigation bar shows the name raw"
-    );
+    assert!(!home.contains(payload), "the navigation bar shows the name raw");
 
     // Assets are embedded, cacheable for a year, and revalidate by ETag.
     let css = browser.page("/static/style.css").await;
     assert_eq!(css.status(), StatusCode::OK);
     assert_eq!(css.headers()[CONTENT_TYPE], "text/css");
-    assert!(
-        css.headers()["cache-control"]
-            .to_str()
-            .is_ok_and(|v| v.contains("immutable"))
-    );
+    assert!(css.headers()["cache-control"].to_str().is_ok_and(|v| v.contains("immutable")));
     let etag = css.headers()["etag"].clone();
-    let again = browser
-        .request(Method::GET, "/static/htmx.min.js")
-        .send()
-        .await
-        .expect("htmx");
-    assert!(
-        again.headers()[CONTENT_TYPE]
-            .to_str()
-            .is_ok_and(|v| v.contains("javascript"))
-    );
+    let again = browser.request(Method::GET, "/static/htmx.min.js").send().await.expect("htmx");
+    assert!(again.headers()[CONTENT_TYPE].to_str().is_ok_and(|v| v.contains("javascript")));
     let revalidated = browser
         .request(Method::GET, "/static/style.css")
         .header("If-None-Match", etag)
@@ -956,27 +534,15 @@ async fn bad_requests_get_clear_answers_and_pages_are_safe() {
         .await
         .expect("an answer");
     assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
-    assert!(
-        home.contains("/static/style.css?v="),
-        "pages link assets by content hash"
-    );
-    assert_eq!(
-        browser.page("/static/nothing.js").await.status(),
-        StatusCode::NOT_FOUND
-    );
+    assert!(home.contains("/static/style.css?v="), "pages link assets by content hash");
+    assert_eq!(browser.page("/static/nothing.js").await.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_every_json_endpoint_of_the_seed() {
     let shop = Shop::start().await;
     let gateway = shop.gateway().await;
-    let doc: Value = gateway
-        .browser()
-        .get_json("/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("a document");
+    let doc: Value = gateway.browser().get_json("/openapi.json").await.json().await.expect("a document");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let seed = [
         ("/products", "get"),
@@ -997,10 +563,7 @@ async fn the_openapi_document_describes_every_json_endpoint_of_the_seed() {
         ("/users/logout", "post"),
     ];
     for (path, method) in seed {
-        assert!(
-            doc["paths"][path][method].is_object(),
-            "{method} {path} is not documented"
-        );
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
     }
     assert!(doc["components"]["schemas"]["ProblemBody"].is_object());
 }

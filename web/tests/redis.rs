@@ -31,39 +31,24 @@ impl Prefix {
     }
 
     fn config(&self, shop: &Shop) -> GatewayConfig {
-        GatewayConfig {
-            redis_url: Some(redis_url()),
-            cache_prefix: self.0.clone(),
-            ..shop.config()
-        }
+        GatewayConfig { redis_url: Some(redis_url()), cache_prefix: self.0.clone(), ..shop.config() }
     }
 
     async fn clean(&self) {
-        let pool = shop_web::cache::connect_redis(&redis_url())
-            .await
-            .expect("Redis");
+        let pool = shop_web::cache::connect_redis(&redis_url()).await.expect("Redis");
         let keys: Vec<String> = pool
-            .custom(
-                CustomCommand::new_static("KEYS", None, false),
-                vec![format!("{}*", self.0)],
-            )
+            .custom(CustomCommand::new_static("KEYS", None, false), vec![format!("{}*", self.0)])
             .await
             .expect("KEYS");
         if !keys.is_empty() {
-            let _: i64 = pool
-                .custom(CustomCommand::new_static("DEL", None, false), keys)
-                .await
-                .expect("DEL");
+            let _: i64 = pool.custom(CustomCommand::new_static("DEL", None, false), keys).await.expect("DEL");
         }
     }
 }
 
 /// The same cookie jar, talking to another gateway.
 fn same_browser_at(browser: &Browser, gateway: &Gateway) -> Browser {
-    Browser {
-        base: gateway.url.clone(),
-        client: browser.client.clone(),
-    }
+    Browser { base: gateway.url.clone(), client: browser.client.clone() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,22 +63,9 @@ async fn a_session_in_redis_survives_a_gateway_restart() {
 
     let second = Gateway::start(prefix.config(&shop)).await;
     let same = same_browser_at(&browser, &second);
-    assert_eq!(
-        same.get_json("/orders").await.status(),
-        StatusCode::OK,
-        "still signed in after the restart"
-    );
-    assert_eq!(
-        same.json(Method::POST, "/users/logout", Value::Null)
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        same.get_json("/orders").await.status(),
-        StatusCode::UNAUTHORIZED,
-        "logout deleted it from Redis"
-    );
+    assert_eq!(same.get_json("/orders").await.status(), StatusCode::OK, "still signed in after the restart");
+    assert_eq!(same.json(Method::POST, "/users/logout", Value::Null).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(same.get_json("/orders").await.status(), StatusCode::UNAUTHORIZED, "logout deleted it from Redis");
 
     // The same restart with sessions in memory signs everyone out: the
     // check above can tell the difference.
@@ -102,13 +74,7 @@ async fn a_session_in_redis_survives_a_gateway_restart() {
     forgetful.customer("Mo").await;
     memory.stop().await;
     let restarted = Gateway::start(shop.config()).await;
-    assert_eq!(
-        same_browser_at(&forgetful, &restarted)
-            .get_json("/orders")
-            .await
-            .status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(same_browser_at(&forgetful, &restarted).get_json("/orders").await.status(), StatusCode::UNAUTHORIZED);
     prefix.clean().await;
 }
 
@@ -125,21 +91,12 @@ async fn the_redis_cache_is_shared_by_replicas_and_fresh_after_writes() {
     assert_eq!(ada.get_json(&profile).await.headers()["x-cache"], "miss");
     assert_eq!(ada.get_json(&profile).await.headers()["x-cache"], "hit");
     let ada_on_two = same_browser_at(&ada, &two);
-    assert_eq!(
-        ada_on_two.get_json(&profile).await.headers()["x-cache"],
-        "hit",
-        "the other replica shares the cache"
-    );
-    let renamed = ada
-        .json(Method::PATCH, &profile, json!({ "name": "Ada Lovelace" }))
-        .await;
+    assert_eq!(ada_on_two.get_json(&profile).await.headers()["x-cache"], "hit", "the other replica shares the cache");
+    let renamed = ada.json(Method::PATCH, &profile, json!({ "name": "Ada Lovelace" })).await;
     assert_eq!(renamed.status(), StatusCode::OK);
     let fresh = ada_on_two.get_json(&profile).await;
     assert_eq!(fresh.headers()["x-cache"], "miss");
-    assert_eq!(
-        fresh.json::<Value>().await.expect("a user")["name"],
-        "Ada Lovelace"
-    );
+    assert_eq!(fresh.json::<Value>().await.expect("a user")["name"], "Ada Lovelace");
 
     // A product changed through one replica is fresh on the other.
     let admin = shop.admin(&one).await;
@@ -148,34 +105,14 @@ async fn the_redis_cache_is_shared_by_replicas_and_fresh_after_writes() {
     let path = format!("/products/{tea}");
     assert_eq!(on_two.get_json(&path).await.headers()["x-cache"], "miss");
     assert_eq!(on_two.get_json(&path).await.headers()["x-cache"], "hit");
-    let list: Value = on_two
-        .get_json("/products")
-        .await
-        .json()
-        .await
-        .expect("a list");
+    let list: Value = on_two.get_json("/products").await.json().await.expect("a list");
     assert_eq!(list["total"], 1);
-    admin
-        .json(Method::PUT, &path, json!({ "price_minor": 500 }))
-        .await;
+    admin.json(Method::PUT, &path, json!({ "price_minor": 500 })).await;
     admin.product("Black tea", 400, 10).await;
-    let read: Value = on_two
-        .get_json(&path)
-        .await
-        .json()
-        .await
-        .expect("a product");
+    let read: Value = on_two.get_json(&path).await.json().await.expect("a product");
     assert_eq!(read["price_minor"], 500);
-    let list: Value = on_two
-        .get_json("/products")
-        .await
-        .json()
-        .await
-        .expect("a list");
-    assert_eq!(
-        list["total"], 2,
-        "cached pages are retired by a write on any replica"
-    );
+    let list: Value = on_two.get_json("/products").await.json().await.expect("a list");
+    assert_eq!(list["total"], 2, "cached pages are retired by a write on any replica");
     prefix.clean().await;
 }
 
@@ -189,10 +126,7 @@ impl Proxy {
     async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let url = format!("redis://{}", listener.local_addr().expect("an address"));
-        let upstream = redis_url()
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned();
+        let upstream = redis_url().trim_start_matches("redis://").trim_end_matches('/').to_owned();
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
@@ -217,33 +151,17 @@ impl Proxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_outage_falls_back_to_the_service() {
     let proxy = Proxy::start().await;
-    let pool = shop_web::cache::connect_redis(&proxy.url)
-        .await
-        .expect("Redis through the proxy");
+    let pool = shop_web::cache::connect_redis(&proxy.url).await.expect("Redis through the proxy");
     let prefix = Prefix::new();
     let cache = Cache::redis(pool, &prefix.0, Duration::from_secs(60));
     let fetch = |n: i64| async move { Ok::<_, ()>(n) };
-    assert_eq!(
-        cache.get_or_fetch("k", fetch(1)).await,
-        Ok((1, Lookup::Miss))
-    );
-    assert_eq!(
-        cache.get_or_fetch("k", fetch(2)).await,
-        Ok((1, Lookup::Hit))
-    );
+    assert_eq!(cache.get_or_fetch("k", fetch(1)).await, Ok((1, Lookup::Miss)));
+    assert_eq!(cache.get_or_fetch("k", fetch(2)).await, Ok((1, Lookup::Hit)));
 
     proxy.cut().await;
     let started = std::time::Instant::now();
-    assert_eq!(
-        cache.get_or_fetch("k", fetch(3)).await,
-        Ok((3, Lookup::Miss)),
-        "the service answers instead"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "a dead cache costs little time: {:?}",
-        started.elapsed()
-    );
+    assert_eq!(cache.get_or_fetch("k", fetch(3)).await, Ok((3, Lookup::Miss)), "the service answers instead");
+    assert!(started.elapsed() < Duration::from_secs(5), "a dead cache costs little time: {:?}", started.elapsed());
     cache.invalidate("k").await;
     cache.retire_lists().await;
     assert!(cache.stats().failures >= 2, "{:?}", cache.stats());

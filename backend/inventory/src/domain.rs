@@ -43,14 +43,8 @@ impl Description {
         if text.chars().count() > 5000 {
             return Err(invalid("description", "must be at most 5000 characters"));
         }
-        if text
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            return Err(invalid(
-                "description",
-                "must not contain control characters",
-            ));
+        if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return Err(invalid("description", "must not contain control characters"));
         }
         Ok(Self(text.to_owned()))
     }
@@ -65,10 +59,7 @@ pub fn parse_price(minor: i64) -> Result<i64, InventoryError> {
     if (0..=10_000_000_000).contains(&minor) {
         Ok(minor)
     } else {
-        Err(invalid(
-            "price_minor",
-            "must be between 0 and 10000000000 (minor units)",
-        ))
+        Err(invalid("price_minor", "must be between 0 and 10000000000 (minor units)"))
     }
 }
 
@@ -76,11 +67,7 @@ pub const MAX_STOCK: i64 = 1_000_000_000;
 
 /// Stock on hand when a product is created.
 pub fn parse_stock(stock: i64) -> Result<i64, InventoryError> {
-    if (0..=MAX_STOCK).contains(&stock) {
-        Ok(stock)
-    } else {
-        Err(invalid("stock", "must be between 0 and 1000000000"))
-    }
+    if (0..=MAX_STOCK).contains(&stock) { Ok(stock) } else { Err(invalid("stock", "must be between 0 and 1000000000")) }
 }
 
 /// A restock (positive) or write-off (negative).
@@ -88,19 +75,12 @@ pub fn parse_stock_delta(delta: i64) -> Result<i64, InventoryError> {
     if delta != 0 && (-MAX_STOCK..=MAX_STOCK).contains(&delta) {
         Ok(delta)
     } else {
-        Err(invalid(
-            "stock_delta",
-            "must be non-zero and between -1000000000 and 1000000000",
-        ))
+        Err(invalid("stock_delta", "must be non-zero and between -1000000000 and 1000000000"))
     }
 }
 
 pub fn parse_id(field: &'static str, id: i64) -> Result<i64, InventoryError> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(invalid(field, "must be a positive integer"))
-    }
+    if id > 0 { Ok(id) } else { Err(invalid(field, "must be a positive integer")) }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,10 +132,7 @@ impl Request {
             let total: &mut i64 = wanted.entry(product_id).or_default();
             *total += quantity;
             if *total > MAX_QUANTITY {
-                return Err(invalid(
-                    "items.quantity",
-                    "must be between 1 and 10000 per product",
-                ));
+                return Err(invalid("items.quantity", "must be between 1 and 10000 per product"));
             }
         }
         if wanted.is_empty() {
@@ -198,10 +175,7 @@ mod tests {
         assert_eq!(field_of(ProductName::parse(&"n".repeat(201))), "name");
         assert!(ProductName::parse(&"n".repeat(200)).is_ok());
         assert!(Description::parse("two\nlines").is_ok());
-        assert_eq!(
-            field_of(Description::parse(&"d".repeat(5001))),
-            "description"
-        );
+        assert_eq!(field_of(Description::parse(&"d".repeat(5001))), "description");
         assert_eq!(field_of(Description::parse("bell\u{7}")), "description");
     }
 
@@ -224,14 +198,8 @@ mod tests {
         assert_eq!(field_of(Request::parse([(1, 0)])), "items.quantity");
         assert_eq!(field_of(Request::parse([(1, -4)])), "items.quantity");
         assert_eq!(field_of(Request::parse([(0, 1)])), "items.product_id");
-        assert_eq!(
-            field_of(Request::parse([(1, 6000), (1, 6000)])),
-            "items.quantity"
-        );
-        assert_eq!(
-            field_of(Request::parse((1..=101).map(|id| (id, 1)))),
-            "items"
-        );
+        assert_eq!(field_of(Request::parse([(1, 6000), (1, 6000)])), "items.quantity");
+        assert_eq!(field_of(Request::parse((1..=101).map(|id| (id, 1)))), "items");
         Ok(())
     }
 }

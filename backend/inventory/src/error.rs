@@ -5,18 +5,11 @@ use tonic::Status;
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("product {0} not found")]
     ProductNotFound(i64),
     #[error("not enough stock for product {product_id}: {requested} wanted, {available} available")]
-    InsufficientStock {
-        product_id: i64,
-        requested: i64,
-        available: i64,
-    },
+    InsufficientStock { product_id: i64, requested: i64, available: i64 },
     #[error("stock of product {0} cannot go below zero")]
     StockBelowZero(i64),
     #[error("order {0} has been released and cannot reserve stock again")]
@@ -27,10 +20,7 @@ pub enum InventoryError {
 
 impl InventoryError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
-        }
+        Self::Invalid { field, message: message.into() }
     }
 }
 

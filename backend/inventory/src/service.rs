@@ -8,8 +8,8 @@ use shop_storage::{Db, Page};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    Description, NewProduct, Product, ProductChanges, ProductName, ReservedItem, parse_id,
-    parse_price, parse_stock, parse_stock_delta,
+    Description, NewProduct, Product, ProductChanges, ProductName, ReservedItem, parse_id, parse_price, parse_stock,
+    parse_stock_delta,
 };
 use crate::{InventoryError, domain, store};
 
@@ -39,16 +39,8 @@ fn parse_new_product(request: pb::CreateProductRequest) -> Result<NewProduct, In
 
 fn parse_changes(request: &pb::UpdateProductRequest) -> Result<ProductChanges, InventoryError> {
     Ok(ProductChanges {
-        name: request
-            .name
-            .as_deref()
-            .map(ProductName::parse)
-            .transpose()?,
-        description: request
-            .description
-            .as_deref()
-            .map(Description::parse)
-            .transpose()?,
+        name: request.name.as_deref().map(ProductName::parse).transpose()?,
+        description: request.description.as_deref().map(Description::parse).transpose()?,
         price_minor: request.price_minor.map(parse_price).transpose()?,
         stock_delta: request.stock_delta.map(parse_stock_delta).transpose()?,
     })
@@ -77,9 +69,7 @@ impl inventory_service_server::InventoryService for InventoryService {
         let product = parse_new_product(request.into_inner())?;
         let product = store::insert(&self.db, &product).await?;
         tracing::info!(product_id = product.id, "product created");
-        Ok(Response::new(pb::CreateProductResponse {
-            product: Some(product.into()),
-        }))
+        Ok(Response::new(pb::CreateProductResponse { product: Some(product.into()) }))
     }
 
     async fn get_product(
@@ -88,9 +78,7 @@ impl inventory_service_server::InventoryService for InventoryService {
     ) -> Result<Response<pb::GetProductResponse>, Status> {
         let id = parse_id("id", request.into_inner().id)?;
         let product = store::get(&self.db, id).await?;
-        Ok(Response::new(pb::GetProductResponse {
-            product: Some(product.into()),
-        }))
+        Ok(Response::new(pb::GetProductResponse { product: Some(product.into()) }))
     }
 
     async fn update_product(
@@ -101,9 +89,7 @@ impl inventory_service_server::InventoryService for InventoryService {
         let id = parse_id("id", request.id)?;
         let changes = parse_changes(&request)?;
         let product = store::update(&self.db, id, &changes).await?;
-        Ok(Response::new(pb::UpdateProductResponse {
-            product: Some(product.into()),
-        }))
+        Ok(Response::new(pb::UpdateProductResponse { product: Some(product.into()) }))
     }
 
     async fn delete_product(
@@ -139,10 +125,7 @@ impl inventory_service_server::InventoryService for InventoryService {
         let order_id = parse_id("order_id", request.order_id)?;
         let wanted = parse_stock_request(&request.items)?;
         let items = store::reserve(&self.db, order_id, &wanted).await?;
-        Ok(Response::new(pb::ReserveStockResponse {
-            order_id,
-            items: items.into_iter().map(Into::into).collect(),
-        }))
+        Ok(Response::new(pb::ReserveStockResponse { order_id, items: items.into_iter().map(Into::into).collect() }))
     }
 
     async fn release_stock(

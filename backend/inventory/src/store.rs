@@ -7,8 +7,7 @@ use shop_storage::{Db, Page, Violation, now_ms, violation};
 use crate::InventoryError;
 use crate::domain::{NewProduct, Product, ProductChanges, Request, ReservedItem};
 
-const PRODUCT_COLUMNS: &str =
-    "id, name, description, price_minor, stock, created_at_ms, updated_at_ms";
+const PRODUCT_COLUMNS: &str = "id, name, description, price_minor, stock, created_at_ms, updated_at_ms";
 
 fn product_from_row(row: &AnyRow) -> Result<Product, sqlx::Error> {
     Ok(Product {
@@ -49,14 +48,8 @@ pub async fn insert(db: &Db, product: &NewProduct) -> Result<Product, InventoryE
 
 pub async fn get(db: &Db, id: i64) -> Result<Product, InventoryError> {
     let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await?;
-    row.as_ref()
-        .map(product_from_row)
-        .transpose()?
-        .ok_or(InventoryError::ProductNotFound(id))
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&db.pool).await?;
+    row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))
 }
 
 /// Applies the set fields in one statement; stock moves relative to what is
@@ -80,40 +73,21 @@ pub async fn update(db: &Db, id: i64, changes: &ProductChanges) -> Result<Produc
             Some(Violation::Check) => InventoryError::StockBelowZero(id),
             _ => InventoryError::Storage(error),
         })?;
-    row.as_ref()
-        .map(product_from_row)
-        .transpose()?
-        .ok_or(InventoryError::ProductNotFound(id))
+    row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), InventoryError> {
-    let result = sqlx::query("DELETE FROM products WHERE id = $1")
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
-    if result.rows_affected() == 0 {
-        Err(InventoryError::ProductNotFound(id))
-    } else {
-        Ok(())
-    }
+    let result = sqlx::query("DELETE FROM products WHERE id = $1").bind(id).execute(&db.pool).await?;
+    if result.rows_affected() == 0 { Err(InventoryError::ProductNotFound(id)) } else { Ok(()) }
 }
 
 /// One page, newest first, and the size of the whole catalogue. The database
 /// pages; nothing is loaded beyond the page.
 pub async fn list(db: &Db, page: Page) -> Result<(Vec<Product>, i64), InventoryError> {
     let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id DESC LIMIT $1 OFFSET $2");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&db.pool)
-        .await?;
-    let products = rows
-        .iter()
-        .map(product_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products")
-        .fetch_one(&db.pool)
-        .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset()).fetch_all(&db.pool).await?;
+    let products = rows.iter().map(product_from_row).collect::<Result<Vec<_>, _>>()?;
+    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&db.pool).await?;
     Ok((products, total))
 }
 
@@ -122,11 +96,7 @@ pub async fn list(db: &Db, page: Page) -> Result<(Vec<Product>, i64), InventoryE
 /// The reservation row is claimed first: a second call for the same order
 /// (a retry, or a recovery pass racing the first call) waits for the first
 /// transaction and then returns what it reserved, so stock is taken once.
-pub async fn reserve(
-    db: &Db,
-    order_id: i64,
-    request: &Request,
-) -> Result<Vec<ReservedItem>, InventoryError> {
+pub async fn reserve(db: &Db, order_id: i64, request: &Request) -> Result<Vec<ReservedItem>, InventoryError> {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
     let claimed = sqlx::query(
@@ -138,11 +108,10 @@ pub async fn reserve(
     .execute(&mut *tx)
     .await?;
     if claimed.rows_affected() == 0 {
-        let (state,): (String,) =
-            sqlx::query_as("SELECT state FROM reservations WHERE order_id = $1")
-                .bind(order_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let (state,): (String,) = sqlx::query_as("SELECT state FROM reservations WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(&mut *tx)
+            .await?;
         if state == "released" {
             return Err(InventoryError::Released(order_id));
         }
@@ -164,19 +133,14 @@ pub async fn reserve(
         .fetch_optional(&mut *tx)
         .await?;
         let Some(taken) = taken else {
-            let available: Option<(i64,)> =
-                sqlx::query_as("SELECT stock FROM products WHERE id = $1")
-                    .bind(product_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let available: Option<(i64,)> = sqlx::query_as("SELECT stock FROM products WHERE id = $1")
+                .bind(product_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             // Dropping `tx` rolls back every line taken so far.
             return Err(match available {
                 None => InventoryError::ProductNotFound(product_id),
-                Some((available,)) => InventoryError::InsufficientStock {
-                    product_id,
-                    requested: quantity,
-                    available,
-                },
+                Some((available,)) => InventoryError::InsufficientStock { product_id, requested: quantity, available },
             });
         };
         let item = ReservedItem {

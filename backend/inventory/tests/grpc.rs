@@ -20,85 +20,46 @@ async fn start(backend: Backend) -> Inventory {
     let (listener, url) = loopback().await;
     let service = shop_inventory::InventoryService::new(db.db.clone()).into_server();
     let server = Running::spawn(|shutdown| async move {
-        shop_grpc::serve(listener, service, shutdown)
-            .await
-            .expect("the inventory service runs");
+        shop_grpc::serve(listener, service, shutdown).await.expect("the inventory service runs");
     });
-    let client = InventoryServiceClient::connect(url)
-        .await
-        .expect("a connection");
-    Inventory {
-        client,
-        db,
-        _server: server,
-    }
+    let client = InventoryServiceClient::connect(url).await.expect("a connection");
+    Inventory { client, db, _server: server }
 }
 
 fn new_product(name: &str, price_minor: i64, stock: i64) -> CreateProductRequest {
-    CreateProductRequest {
-        name: name.into(),
-        description: "A fine thing.".into(),
-        price_minor,
-        stock,
-    }
+    CreateProductRequest { name: name.into(), description: "A fine thing.".into(), price_minor, stock }
 }
 
 async fn create(inventory: &mut Inventory, name: &str, price_minor: i64, stock: i64) -> Product {
-    let created = inventory
-        .client
-        .create_product(new_product(name, price_minor, stock))
-        .await;
-    created
-        .expect("a product")
-        .into_inner()
-        .product
-        .expect("a product")
+    let created = inventory.client.create_product(new_product(name, price_minor, stock)).await;
+    created.expect("a product").into_inner().product.expect("a product")
 }
 
 async fn stock_of(inventory: &mut Inventory, id: i64) -> i64 {
-    let product = inventory
-        .client
-        .get_product(GetProductRequest { id })
-        .await
-        .expect("the product");
+    let product = inventory.client.get_product(GetProductRequest { id }).await.expect("the product");
     product.into_inner().product.expect("a product").stock
 }
 
 async fn count(inventory: &Inventory, table: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM {table}");
-    let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .fetch_one(&inventory.db.db.pool)
-        .await
-        .expect("a count");
+    let (count,): (i64,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(&inventory.db.db.pool).await.expect("a count");
     count
 }
 
 fn reservation(order_id: i64, items: &[(i64, i64)]) -> ReserveStockRequest {
     ReserveStockRequest {
         order_id,
-        items: items
-            .iter()
-            .map(|&(product_id, quantity)| StockItem {
-                product_id,
-                quantity,
-            })
-            .collect(),
+        items: items.iter().map(|&(product_id, quantity)| StockItem { product_id, quantity }).collect(),
     }
 }
 
 async fn products_are_created_read_changed_and_deleted(backend: Backend) {
     let mut inventory = start(backend).await;
     let lamp = create(&mut inventory, "  Desk lamp ", 2_499, 7).await;
-    assert_eq!(
-        (lamp.name.as_str(), lamp.price_minor, lamp.stock),
-        ("Desk lamp", 2_499, 7)
-    );
+    assert_eq!((lamp.name.as_str(), lamp.price_minor, lamp.stock), ("Desk lamp", 2_499, 7));
 
-    let read = inventory
-        .client
-        .get_product(GetProductRequest { id: lamp.id })
-        .await
-        .expect("read");
+    let read = inventory.client.get_product(GetProductRequest { id: lamp.id }).await.expect("read");
     assert_eq!(read.into_inner().product.as_ref(), Some(&lamp));
 
     let change = UpdateProductRequest {
@@ -108,50 +69,17 @@ async fn products_are_created_read_changed_and_deleted(backend: Backend) {
         price_minor: Some(2_999),
         stock_delta: Some(5),
     };
-    let changed = inventory
-        .client
-        .update_product(change)
-        .await
-        .expect("update")
-        .into_inner()
-        .product
-        .expect("p");
-    assert_eq!(
-        (changed.name.as_str(), changed.description.as_str()),
-        ("Brass desk lamp", "")
-    );
+    let changed = inventory.client.update_product(change).await.expect("update").into_inner().product.expect("p");
+    assert_eq!((changed.name.as_str(), changed.description.as_str()), ("Brass desk lamp", ""));
     assert_eq!((changed.price_minor, changed.stock), (2_999, 12));
-    let write_off = UpdateProductRequest {
-        id: lamp.id,
-        stock_delta: Some(-12),
-        ..Default::default()
-    };
-    let written_off = inventory
-        .client
-        .update_product(write_off)
-        .await
-        .expect("write-off")
-        .into_inner();
+    let write_off = UpdateProductRequest { id: lamp.id, stock_delta: Some(-12), ..Default::default() };
+    let written_off = inventory.client.update_product(write_off).await.expect("write-off").into_inner();
     assert_eq!(written_off.product.map(|p| p.stock), Some(0));
 
-    inventory
-        .client
-        .delete_product(DeleteProductRequest { id: lamp.id })
-        .await
-        .expect("delete");
+    inventory.client.delete_product(DeleteProductRequest { id: lamp.id }).await.expect("delete");
+    assert_status(inventory.client.get_product(GetProductRequest { id: lamp.id }).await, Code::NotFound, "not found");
     assert_status(
-        inventory
-            .client
-            .get_product(GetProductRequest { id: lamp.id })
-            .await,
-        Code::NotFound,
-        "not found",
-    );
-    assert_status(
-        inventory
-            .client
-            .delete_product(DeleteProductRequest { id: lamp.id })
-            .await,
+        inventory.client.delete_product(DeleteProductRequest { id: lamp.id }).await,
         Code::NotFound,
         "not found",
     );
@@ -169,113 +97,33 @@ async fn bad_products_are_refused_and_write_nothing(backend: Backend) {
         (new_product("Lamp", i64::MAX, 1), "price_minor"),
         (new_product("Lamp", 100, -1), "stock"),
         (new_product("Lamp", 100, i64::MAX), "stock"),
-        (
-            CreateProductRequest {
-                description: "d".repeat(5001),
-                ..new_product("Lamp", 100, 1)
-            },
-            "description",
-        ),
+        (CreateProductRequest { description: "d".repeat(5001), ..new_product("Lamp", 100, 1) }, "description"),
     ];
     for (request, field) in cases {
-        assert_status(
-            inventory.client.create_product(request).await,
-            Code::InvalidArgument,
-            field,
-        );
+        assert_status(inventory.client.create_product(request).await, Code::InvalidArgument, field);
     }
     assert_eq!(count(&inventory, "products").await, 0);
 
     let lamp = create(&mut inventory, "Lamp", 100, 3).await;
     for (change, field) in [
-        (
-            UpdateProductRequest {
-                id: lamp.id,
-                name: Some(String::new()),
-                ..Default::default()
-            },
-            "name",
-        ),
-        (
-            UpdateProductRequest {
-                id: lamp.id,
-                price_minor: Some(-5),
-                ..Default::default()
-            },
-            "price_minor",
-        ),
-        (
-            UpdateProductRequest {
-                id: lamp.id,
-                stock_delta: Some(0),
-                ..Default::default()
-            },
-            "stock_delta",
-        ),
-        (
-            UpdateProductRequest {
-                id: lamp.id,
-                stock_delta: Some(i64::MIN),
-                ..Default::default()
-            },
-            "stock_delta",
-        ),
-        (
-            UpdateProductRequest {
-                id: 0,
-                name: Some("X".into()),
-                ..Default::default()
-            },
-            "id",
-        ),
+        (UpdateProductRequest { id: lamp.id, name: Some(String::new()), ..Default::default() }, "name"),
+        (UpdateProductRequest { id: lamp.id, price_minor: Some(-5), ..Default::default() }, "price_minor"),
+        (UpdateProductRequest { id: lamp.id, stock_delta: Some(0), ..Default::default() }, "stock_delta"),
+        (UpdateProductRequest { id: lamp.id, stock_delta: Some(i64::MIN), ..Default::default() }, "stock_delta"),
+        (UpdateProductRequest { id: 0, name: Some("X".into()), ..Default::default() }, "id"),
     ] {
-        assert_status(
-            inventory.client.update_product(change).await,
-            Code::InvalidArgument,
-            field,
-        );
+        assert_status(inventory.client.update_product(change).await, Code::InvalidArgument, field);
     }
     // The database itself refuses stock below zero.
-    let too_many = UpdateProductRequest {
-        id: lamp.id,
-        stock_delta: Some(-4),
-        ..Default::default()
-    };
-    assert_status(
-        inventory.client.update_product(too_many).await,
-        Code::FailedPrecondition,
-        "below zero",
-    );
-    let unknown = UpdateProductRequest {
-        id: 424_242,
-        name: Some("X".into()),
-        ..Default::default()
-    };
-    assert_status(
-        inventory.client.update_product(unknown).await,
-        Code::NotFound,
-        "not found",
-    );
+    let too_many = UpdateProductRequest { id: lamp.id, stock_delta: Some(-4), ..Default::default() };
+    assert_status(inventory.client.update_product(too_many).await, Code::FailedPrecondition, "below zero");
+    let unknown = UpdateProductRequest { id: 424_242, name: Some("X".into()), ..Default::default() };
+    assert_status(inventory.client.update_product(unknown).await, Code::NotFound, "not found");
     for id in [0, -7] {
-        assert_status(
-            inventory.client.get_product(GetProductRequest { id }).await,
-            Code::InvalidArgument,
-            "id",
-        );
-        assert_status(
-            inventory
-                .client
-                .delete_product(DeleteProductRequest { id })
-                .await,
-            Code::InvalidArgument,
-            "id",
-        );
+        assert_status(inventory.client.get_product(GetProductRequest { id }).await, Code::InvalidArgument, "id");
+        assert_status(inventory.client.delete_product(DeleteProductRequest { id }).await, Code::InvalidArgument, "id");
     }
-    let unchanged = inventory
-        .client
-        .get_product(GetProductRequest { id: lamp.id })
-        .await
-        .expect("read");
+    let unchanged = inventory.client.get_product(GetProductRequest { id: lamp.id }).await.expect("read");
     assert_eq!(unchanged.into_inner().product, Some(lamp));
 }
 
@@ -283,81 +131,31 @@ async fn listing_pages_through_a_stable_order(backend: Backend) {
     let mut inventory = start(backend).await;
     let mut ids = Vec::new();
     for n in 0..25 {
-        ids.push(
-            create(&mut inventory, &format!("Product {n}"), 100 + n, 1)
-                .await
-                .id,
-        );
+        ids.push(create(&mut inventory, &format!("Product {n}"), 100 + n, 1).await.id);
     }
     ids.reverse(); // newest first
     let mut seen = Vec::new();
     for page in 1..=3 {
-        let listed = inventory
-            .client
-            .list_products(ListProductsRequest {
-                page,
-                page_size: 10,
-            })
-            .await;
+        let listed = inventory.client.list_products(ListProductsRequest { page, page_size: 10 }).await;
         let listed = listed.expect("a page").into_inner();
-        assert_eq!(
-            (listed.total, listed.page, listed.page_size),
-            (25, page, 10)
-        );
+        assert_eq!((listed.total, listed.page, listed.page_size), (25, page, 10));
         seen.extend(listed.products.iter().map(|p| p.id));
     }
     assert_eq!(seen, ids, "pages neither overlap nor skip");
 
-    let beyond = inventory
-        .client
-        .list_products(ListProductsRequest {
-            page: 9,
-            page_size: 10,
-        })
-        .await
-        .expect("a page");
+    let beyond = inventory.client.list_products(ListProductsRequest { page: 9, page_size: 10 }).await.expect("a page");
     let beyond = beyond.into_inner();
     assert!(beyond.products.is_empty());
     assert_eq!(beyond.total, 25);
-    let defaults = inventory
-        .client
-        .list_products(ListProductsRequest::default())
-        .await
-        .expect("a page")
-        .into_inner();
-    assert_eq!(
-        (defaults.page, defaults.page_size, defaults.products.len()),
-        (1, 20, 20)
-    );
+    let defaults = inventory.client.list_products(ListProductsRequest::default()).await.expect("a page").into_inner();
+    assert_eq!((defaults.page, defaults.page_size, defaults.products.len()), (1, 20, 20));
 
     for (request, field) in [
-        (
-            ListProductsRequest {
-                page: 1,
-                page_size: 101,
-            },
-            "page_size",
-        ),
-        (
-            ListProductsRequest {
-                page: 1,
-                page_size: u32::MAX,
-            },
-            "page_size",
-        ),
-        (
-            ListProductsRequest {
-                page: u32::MAX,
-                page_size: 100,
-            },
-            "page",
-        ),
+        (ListProductsRequest { page: 1, page_size: 101 }, "page_size"),
+        (ListProductsRequest { page: 1, page_size: u32::MAX }, "page_size"),
+        (ListProductsRequest { page: u32::MAX, page_size: 100 }, "page"),
     ] {
-        assert_status(
-            inventory.client.list_products(request).await,
-            Code::InvalidArgument,
-            field,
-        );
+        assert_status(inventory.client.list_products(request).await, Code::InvalidArgument, field);
     }
 }
 
@@ -366,11 +164,7 @@ async fn fifty_buyers_for_twenty_units_leave_exactly_zero(backend: Backend) {
     let product = create(&mut inventory, "Limited print", 5_000, 20).await;
     let attempts = (1..=50).map(|order_id| {
         let mut client = inventory.client.clone();
-        tokio::spawn(async move {
-            client
-                .reserve_stock(reservation(order_id, &[(product.id, 1)]))
-                .await
-        })
+        tokio::spawn(async move { client.reserve_stock(reservation(order_id, &[(product.id, 1)])).await })
     });
     let mut succeeded = 0;
     for attempt in attempts {
@@ -381,11 +175,7 @@ async fn fifty_buyers_for_twenty_units_leave_exactly_zero(backend: Backend) {
     }
     assert_eq!(succeeded, 20);
     assert_eq!(stock_of(&mut inventory, product.id).await, 0);
-    assert_eq!(
-        count(&inventory, "reservations").await,
-        20,
-        "refused reservations leave nothing behind"
-    );
+    assert_eq!(count(&inventory, "reservations").await, 20, "refused reservations leave nothing behind");
 }
 
 async fn crossing_multi_item_reservations_never_deadlock_or_oversell(backend: Backend) {
@@ -395,30 +185,15 @@ async fn crossing_multi_item_reservations_never_deadlock_or_oversell(backend: Ba
     let attempts = (1..=30).map(|order_id| {
         let mut client = inventory.client.clone();
         // Half ask for A then B, half for B then A.
-        let items = if order_id % 2 == 0 {
-            [(a, 1), (b, 1)]
-        } else {
-            [(b, 1), (a, 1)]
-        };
-        tokio::spawn(async move {
-            client
-                .reserve_stock(reservation(order_id, &items))
-                .await
-                .is_ok()
-        })
+        let items = if order_id % 2 == 0 { [(a, 1), (b, 1)] } else { [(b, 1), (a, 1)] };
+        tokio::spawn(async move { client.reserve_stock(reservation(order_id, &items)).await.is_ok() })
     });
     let mut succeeded = 0;
     for attempt in attempts {
         succeeded += i32::from(attempt.await.expect("the task runs"));
     }
     assert_eq!(succeeded, 15);
-    assert_eq!(
-        (
-            stock_of(&mut inventory, a).await,
-            stock_of(&mut inventory, b).await
-        ),
-        (0, 0)
-    );
+    assert_eq!((stock_of(&mut inventory, a).await, stock_of(&mut inventory, b).await), (0, 0));
 }
 
 async fn a_reservation_takes_every_item_or_none(backend: Backend) {
@@ -426,28 +201,12 @@ async fn a_reservation_takes_every_item_or_none(backend: Backend) {
     let plenty = create(&mut inventory, "Plenty", 100, 10).await.id;
     let scarce = create(&mut inventory, "Scarce", 100, 1).await.id;
 
-    let short = inventory
-        .client
-        .reserve_stock(reservation(1, &[(plenty, 3), (scarce, 2)]))
-        .await;
-    assert_status(
-        short,
-        Code::FailedPrecondition,
-        &format!("product {scarce}: 2 wanted, 1 available"),
-    );
-    let unknown = inventory
-        .client
-        .reserve_stock(reservation(2, &[(plenty, 3), (987_654, 1)]))
-        .await;
+    let short = inventory.client.reserve_stock(reservation(1, &[(plenty, 3), (scarce, 2)])).await;
+    assert_status(short, Code::FailedPrecondition, &format!("product {scarce}: 2 wanted, 1 available"));
+    let unknown = inventory.client.reserve_stock(reservation(2, &[(plenty, 3), (987_654, 1)])).await;
     assert_status(unknown, Code::NotFound, "product 987654 not found");
 
-    assert_eq!(
-        (
-            stock_of(&mut inventory, plenty).await,
-            stock_of(&mut inventory, scarce).await
-        ),
-        (10, 1)
-    );
+    assert_eq!((stock_of(&mut inventory, plenty).await, stock_of(&mut inventory, scarce).await), (10, 1));
     assert_eq!(count(&inventory, "reservations").await, 0);
     assert_eq!(count(&inventory, "reservation_items").await, 0);
 }
@@ -457,104 +216,45 @@ async fn reserving_and_releasing_are_idempotent_by_order_id(backend: Backend) {
     let mug = create(&mut inventory, "Mug", 1_250, 10).await;
     let bowl = create(&mut inventory, "Bowl", 900, 10).await;
 
-    let first = inventory
-        .client
-        .reserve_stock(reservation(7, &[(mug.id, 2), (bowl.id, 1), (mug.id, 1)]))
-        .await;
+    let first = inventory.client.reserve_stock(reservation(7, &[(mug.id, 2), (bowl.id, 1), (mug.id, 1)])).await;
     let first = first.expect("reserved").into_inner();
     assert_eq!(
         first.items,
         vec![
-            ReservedItem {
-                product_id: mug.id,
-                product_name: "Mug".into(),
-                quantity: 3,
-                unit_price_minor: 1_250
-            },
-            ReservedItem {
-                product_id: bowl.id,
-                product_name: "Bowl".into(),
-                quantity: 1,
-                unit_price_minor: 900
-            },
+            ReservedItem { product_id: mug.id, product_name: "Mug".into(), quantity: 3, unit_price_minor: 1_250 },
+            ReservedItem { product_id: bowl.id, product_name: "Bowl".into(), quantity: 1, unit_price_minor: 900 },
         ]
     );
     // A price change after the reservation does not reprice it.
-    let reprice = UpdateProductRequest {
-        id: mug.id,
-        price_minor: Some(9_999),
-        ..Default::default()
-    };
-    inventory
-        .client
-        .update_product(reprice)
-        .await
-        .expect("repriced");
-    let retry = inventory
-        .client
-        .reserve_stock(reservation(7, &[(mug.id, 3), (bowl.id, 1)]))
-        .await;
+    let reprice = UpdateProductRequest { id: mug.id, price_minor: Some(9_999), ..Default::default() };
+    inventory.client.update_product(reprice).await.expect("repriced");
+    let retry = inventory.client.reserve_stock(reservation(7, &[(mug.id, 3), (bowl.id, 1)])).await;
     assert_eq!(retry.expect("the same reservation").into_inner(), first);
-    assert_eq!(
-        (
-            stock_of(&mut inventory, mug.id).await,
-            stock_of(&mut inventory, bowl.id).await
-        ),
-        (7, 9)
-    );
+    assert_eq!((stock_of(&mut inventory, mug.id).await, stock_of(&mut inventory, bowl.id).await), (7, 9));
 
     // Ten concurrent retries of a new order take its stock once.
     let retries = (0..10).map(|_| {
         let mut client = inventory.client.clone();
-        tokio::spawn(async move {
-            client
-                .reserve_stock(reservation(8, &[(bowl.id, 2)]))
-                .await
-                .is_ok()
-        })
+        tokio::spawn(async move { client.reserve_stock(reservation(8, &[(bowl.id, 2)])).await.is_ok() })
     });
     for retry in retries {
         assert!(retry.await.expect("the task runs"));
     }
     assert_eq!(stock_of(&mut inventory, bowl.id).await, 7);
 
-    let released = inventory
-        .client
-        .release_stock(ReleaseStockRequest { order_id: 7 })
-        .await
-        .expect("released");
+    let released = inventory.client.release_stock(ReleaseStockRequest { order_id: 7 }).await.expect("released");
     assert!(released.into_inner().released);
-    let again = inventory
-        .client
-        .release_stock(ReleaseStockRequest { order_id: 7 })
-        .await
-        .expect("released");
+    let again = inventory.client.release_stock(ReleaseStockRequest { order_id: 7 }).await.expect("released");
     assert!(!again.into_inner().released);
-    assert_eq!(
-        (
-            stock_of(&mut inventory, mug.id).await,
-            stock_of(&mut inventory, bowl.id).await
-        ),
-        (10, 8)
-    );
-    let after = inventory
-        .client
-        .reserve_stock(reservation(7, &[(mug.id, 1)]))
-        .await;
+    assert_eq!((stock_of(&mut inventory, mug.id).await, stock_of(&mut inventory, bowl.id).await), (10, 8));
+    let after = inventory.client.reserve_stock(reservation(7, &[(mug.id, 1)])).await;
     assert_status(after, Code::FailedPrecondition, "released");
 
     // Released before it was ever reserved: a late reservation is refused.
-    let early = inventory
-        .client
-        .release_stock(ReleaseStockRequest { order_id: 9 })
-        .await
-        .expect("released");
+    let early = inventory.client.release_stock(ReleaseStockRequest { order_id: 9 }).await.expect("released");
     assert!(!early.into_inner().released);
     assert_status(
-        inventory
-            .client
-            .reserve_stock(reservation(9, &[(mug.id, 1)]))
-            .await,
+        inventory.client.reserve_stock(reservation(9, &[(mug.id, 1)])).await,
         Code::FailedPrecondition,
         "released",
     );
@@ -573,16 +273,9 @@ async fn bad_reservations_are_refused(backend: Backend) {
         (reservation(0, &[(mug, 1)]), "order_id"),
         (reservation(-1, &[(mug, 1)]), "order_id"),
     ] {
-        assert_status(
-            inventory.client.reserve_stock(request).await,
-            Code::InvalidArgument,
-            field,
-        );
+        assert_status(inventory.client.reserve_stock(request).await, Code::InvalidArgument, field);
     }
-    let release = inventory
-        .client
-        .release_stock(ReleaseStockRequest { order_id: 0 })
-        .await;
+    let release = inventory.client.release_stock(ReleaseStockRequest { order_id: 0 }).await;
     assert_status(release, Code::InvalidArgument, "order_id");
     assert_eq!(stock_of(&mut inventory, mug).await, 10);
     assert_eq!(count(&inventory, "reservations").await, 0);

@@ -15,14 +15,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Self; 6] = [
-        Self::Pending,
-        Self::Confirmed,
-        Self::Shipped,
-        Self::Delivered,
-        Self::Cancelled,
-        Self::Rejected,
-    ];
+    pub const ALL: [Self; 6] =
+        [Self::Pending, Self::Confirmed, Self::Shipped, Self::Delivered, Self::Cancelled, Self::Rejected];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -72,31 +66,19 @@ impl Lines {
         for (product_id, quantity) in lines {
             parse_id("items.product_id", product_id)?;
             if !(1..=MAX_QUANTITY).contains(&quantity) {
-                return Err(OrderError::invalid(
-                    "items.quantity",
-                    "must be between 1 and 10000",
-                ));
+                return Err(OrderError::invalid("items.quantity", "must be between 1 and 10000"));
             }
             let total: &mut i64 = wanted.entry(product_id).or_default();
             *total += quantity;
             if *total > MAX_QUANTITY {
-                return Err(OrderError::invalid(
-                    "items.quantity",
-                    "must be between 1 and 10000 per product",
-                ));
+                return Err(OrderError::invalid("items.quantity", "must be between 1 and 10000 per product"));
             }
         }
         if wanted.is_empty() {
-            return Err(OrderError::invalid(
-                "items",
-                "must name at least one product",
-            ));
+            return Err(OrderError::invalid("items", "must name at least one product"));
         }
         if wanted.len() > MAX_LINES {
-            return Err(OrderError::invalid(
-                "items",
-                "must name at most 100 products",
-            ));
+            return Err(OrderError::invalid("items", "must name at most 100 products"));
         }
         Ok(Self(wanted))
     }
@@ -107,11 +89,7 @@ impl Lines {
 }
 
 pub fn parse_id(field: &'static str, id: i64) -> Result<i64, OrderError> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(OrderError::invalid(field, "must be a positive integer"))
-    }
+    if id > 0 { Ok(id) } else { Err(OrderError::invalid(field, "must be a positive integer")) }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,9 +131,7 @@ pub struct PricedLine {
 
 /// The total of priced lines, or `None` if it does not fit in an `i64`.
 pub fn total_of(lines: &[PricedLine]) -> Option<i64> {
-    lines.iter().try_fold(0_i64, |sum, line| {
-        sum.checked_add(line.quantity.checked_mul(line.unit_price_minor)?)
-    })
+    lines.iter().try_fold(0_i64, |sum, line| sum.checked_add(line.quantity.checked_mul(line.unit_price_minor)?))
 }
 
 /// Who changed an order: the system, or a user.
@@ -178,12 +154,7 @@ mod tests {
             .collect();
         assert_eq!(
             allowed,
-            vec![
-                (Pending, Cancelled),
-                (Confirmed, Shipped),
-                (Confirmed, Cancelled),
-                (Shipped, Delivered)
-            ]
+            vec![(Pending, Cancelled), (Confirmed, Shipped), (Confirmed, Cancelled), (Shipped, Delivered)]
         );
     }
 
@@ -197,10 +168,7 @@ mod tests {
 
     #[test]
     fn lines_merge_and_are_bounded() -> Result<(), OrderError> {
-        assert_eq!(
-            Lines::parse([(3, 1), (3, 2)])?.iter().collect::<Vec<_>>(),
-            vec![(3, 3)]
-        );
+        assert_eq!(Lines::parse([(3, 1), (3, 2)])?.iter().collect::<Vec<_>>(), vec![(3, 3)]);
         assert!(Lines::parse([]).is_err());
         assert!(Lines::parse([(1, 0)]).is_err());
         assert!(Lines::parse([(1, -1)]).is_err());

@@ -7,19 +7,12 @@ use crate::domain::Status as OrderStatus;
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("order {0} not found")]
     NotFound(i64),
     /// Inventory refused the reservation; the order is kept as rejected.
     #[error("order {order_id} rejected: {reason}")]
-    Rejected {
-        order_id: i64,
-        reason: String,
-        code: Code,
-    },
+    Rejected { order_id: i64, reason: String, code: Code },
     #[error("an order cannot go from {from} to {to}")]
     Transition { from: OrderStatus, to: OrderStatus },
     #[error("order {0} was changed by someone else meanwhile; read it again")]
@@ -38,10 +31,7 @@ pub enum OrderError {
 
 impl OrderError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
-        }
+        Self::Invalid { field, message: message.into() }
     }
 }
 
@@ -51,9 +41,7 @@ impl From<OrderError> for Status {
             OrderError::Invalid { .. } => Status::invalid_argument(error.to_string()),
             OrderError::NotFound(_) => Status::not_found(error.to_string()),
             OrderError::Rejected { code, .. } => Status::new(*code, error.to_string()),
-            OrderError::Transition { .. } | OrderError::TotalOverflow => {
-                Status::failed_precondition(error.to_string())
-            }
+            OrderError::Transition { .. } | OrderError::TotalOverflow => Status::failed_precondition(error.to_string()),
             OrderError::Conflict(_) => Status::aborted(error.to_string()),
             OrderError::InventoryUnavailable(_) => Status::unavailable(error.to_string()),
             OrderError::Inventory(_) | OrderError::Storage(_) => {

@@ -20,14 +20,28 @@ pub use service::OrderService;
 
 /// The order database's schema, for each backend.
 pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &[MigrationFile {
-        version: 1,
-        description: "create orders",
-        sql: include_str!("../../../migrations/orders/postgres/0001_create_orders.sql"),
-    }],
-    sqlite: &[MigrationFile {
-        version: 1,
-        description: "create orders",
-        sql: include_str!("../../../migrations/orders/sqlite/0001_create_orders.sql"),
-    }],
+    postgres: &[
+        MigrationFile {
+            version: 1,
+            description: "create orders",
+            sql: include_str!("../../../migrations/orders/postgres/0001_create_orders.sql"),
+        },
+        MigrationFile {
+            version: 2,
+            description: "idempotency keys",
+            sql: include_str!("../../../migrations/orders/postgres/0002_idempotency_keys.sql"),
+        },
+    ],
+    sqlite: &[
+        MigrationFile {
+            version: 1,
+            description: "create orders",
+            sql: include_str!("../../../migrations/orders/sqlite/0001_create_orders.sql"),
+        },
+        MigrationFile {
+            version: 2,
+            description: "idempotency keys",
+            sql: include_str!("../../../migrations/orders/sqlite/0002_idempotency_keys.sql"),
+        },
+    ],
 };

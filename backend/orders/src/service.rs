@@ -32,10 +32,7 @@ pub fn inventory_channel(url: &str) -> Result<Channel, tonic::transport::Error> 
 
 impl OrderService {
     pub fn new(db: Db, inventory: Channel) -> Self {
-        Self {
-            db,
-            inventory: InventoryServiceClient::new(inventory),
-        }
+        Self { db, inventory: InventoryServiceClient::new(inventory) }
     }
 
     pub fn into_server(self) -> OrderServiceServer<Self> {
@@ -48,14 +45,8 @@ impl OrderService {
 
     async fn create(&self, request: pb::CreateOrderRequest) -> Result<Order, OrderError> {
         let user_id = parse_id("user_id", request.user_id)?;
-        let lines = Lines::parse(
-            request
-                .items
-                .iter()
-                .map(|line| (line.product_id, line.quantity)),
-        )?;
-        let order_id =
-            store::insert_pending(&self.db, user_id, &lines, &domain::user_actor(user_id)).await?;
+        let lines = Lines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
+        let order_id = store::insert_pending(&self.db, user_id, &lines, &domain::user_actor(user_id)).await?;
         self.reserve(order_id, &lines).await?;
         store::get(&self.db, order_id).await
     }
@@ -65,13 +56,7 @@ impl OrderService {
     pub(crate) async fn reserve(&self, order_id: i64, lines: &Lines) -> Result<(), OrderError> {
         let request = inventory::ReserveStockRequest {
             order_id,
-            items: lines
-                .iter()
-                .map(|(product_id, quantity)| inventory::StockItem {
-                    product_id,
-                    quantity,
-                })
-                .collect(),
+            items: lines.iter().map(|(product_id, quantity)| inventory::StockItem { product_id, quantity }).collect(),
         };
         match self.inventory.clone().reserve_stock(request).await {
             Ok(reserved) => {
@@ -97,11 +82,7 @@ impl OrderService {
             Err(refused) if matches!(refused.code(), Code::FailedPrecondition | Code::NotFound) => {
                 store::reject(&self.db, order_id).await?;
                 tracing::info!(order_id, reason = refused.message(), "order rejected");
-                Err(OrderError::Rejected {
-                    order_id,
-                    reason: refused.message().to_owned(),
-                    code: refused.code(),
-                })
+                Err(OrderError::Rejected { order_id, reason: refused.message().to_owned(), code: refused.code() })
             }
             Err(failure) if matches!(failure.code(), Code::InvalidArgument) => {
                 // Our own request was malformed: a bug, not the customer's fault.
@@ -117,11 +98,7 @@ impl OrderService {
     /// Asks inventory to give the order's stock back. A failure is left for
     /// the recovery pass, which retries until it succeeds.
     pub(crate) async fn release(&self, order_id: i64) -> bool {
-        let released = self
-            .inventory
-            .clone()
-            .release_stock(inventory::ReleaseStockRequest { order_id })
-            .await;
+        let released = self.inventory.clone().release_stock(inventory::ReleaseStockRequest { order_id }).await;
         match released {
             Ok(_) => match store::mark_released(&self.db, order_id).await {
                 Ok(()) => true,
@@ -137,32 +114,19 @@ impl OrderService {
         }
     }
 
-    async fn update_status(
-        &self,
-        request: pb::UpdateOrderStatusRequest,
-    ) -> Result<Order, OrderError> {
+    async fn update_status(&self, request: pb::UpdateOrderStatusRequest) -> Result<Order, OrderError> {
         let id = parse_id("id", request.id)?;
         let to = status_from_proto(request.status)?;
-        let actor = if request.actor.trim().is_empty() {
-            domain::SYSTEM.to_owned()
-        } else {
-            request.actor
-        };
+        let actor = if request.actor.trim().is_empty() { domain::SYSTEM.to_owned() } else { request.actor };
         if actor.chars().count() > 100 {
-            return Err(OrderError::invalid(
-                "actor",
-                "must be at most 100 characters",
-            ));
+            return Err(OrderError::invalid("actor", "must be at most 100 characters"));
         }
         let order = store::get(&self.db, id).await?;
         if order.status == to {
             return Ok(order); // asking twice for the same status changes nothing
         }
         if !order.status.can_be_moved_to(to) {
-            return Err(OrderError::Transition {
-                from: order.status,
-                to,
-            });
+            return Err(OrderError::Transition { from: order.status, to });
         }
         if !store::transition(&self.db, id, order.status, to, &actor).await? {
             return Err(OrderError::Conflict(id));
@@ -175,8 +139,7 @@ impl OrderService {
 }
 
 fn status_from_proto(value: i32) -> Result<OrderStatus, OrderError> {
-    let invalid =
-        || OrderError::invalid("status", "must be one of shipped, delivered or cancelled");
+    let invalid = || OrderError::invalid("status", "must be one of shipped, delivered or cancelled");
     match pb::OrderStatus::try_from(value).map_err(|_| invalid())? {
         pb::OrderStatus::Unspecified => Err(invalid()),
         pb::OrderStatus::Pending => Ok(OrderStatus::Pending),
@@ -205,26 +168,14 @@ impl order_service_server::OrderService for OrderService {
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::CreateOrderResponse>, Status> {
         let order = self.create(request.into_inner()).await?;
-        tracing::info!(
-            order_id = order.id,
-            user_id = order.user_id,
-            total_minor = order.total_minor,
-            "order placed"
-        );
-        Ok(Response::new(pb::CreateOrderResponse {
-            order: Some(order.into()),
-        }))
+        tracing::info!(order_id = order.id, user_id = order.user_id, total_minor = order.total_minor, "order placed");
+        Ok(Response::new(pb::CreateOrderResponse { order: Some(order.into()) }))
     }
 
-    async fn get_order(
-        &self,
-        request: Request<pb::GetOrderRequest>,
-    ) -> Result<Response<pb::GetOrderResponse>, Status> {
+    async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::GetOrderResponse>, Status> {
         let id = parse_id("id", request.into_inner().id)?;
         let order = store::get(&self.db, id).await?;
-        Ok(Response::new(pb::GetOrderResponse {
-            order: Some(order.into()),
-        }))
+        Ok(Response::new(pb::GetOrderResponse { order: Some(order.into()) }))
     }
 
     async fn list_orders(
@@ -232,10 +183,7 @@ impl order_service_server::OrderService for OrderService {
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let request = request.into_inner();
-        let user_id = request
-            .user_id
-            .map(|id| parse_id("user_id", id))
-            .transpose()?;
+        let user_id = request.user_id.map(|id| parse_id("user_id", id)).transpose()?;
         let page = parse_page(request.page, request.page_size)?;
         let (orders, total) = store::list(&self.db, user_id, page).await?;
         Ok(Response::new(pb::ListOrdersResponse {
@@ -251,9 +199,7 @@ impl order_service_server::OrderService for OrderService {
         request: Request<pb::UpdateOrderStatusRequest>,
     ) -> Result<Response<pb::UpdateOrderStatusResponse>, Status> {
         let order = self.update_status(request.into_inner()).await?;
-        Ok(Response::new(pb::UpdateOrderStatusResponse {
-            order: Some(order.into()),
-        }))
+        Ok(Response::new(pb::UpdateOrderStatusResponse { order: Some(order.into()) }))
     }
 }
 

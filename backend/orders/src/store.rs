@@ -15,8 +15,7 @@ const ORDER_COLUMNS: &str = "id, user_id, status, total_minor, created_at_ms, up
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 fn status_of(value: &str) -> Result<Status, sqlx::Error> {
-    Status::from_db(value)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {value:?}").into()))
+    Status::from_db(value).ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {value:?}").into()))
 }
 
 fn order_from_row(row: &AnyRow) -> Result<Order, sqlx::Error> {
@@ -44,33 +43,20 @@ fn item_from_row(row: &AnyRow) -> Result<(i64, Item), sqlx::Error> {
     ))
 }
 
-async fn record_change(
-    tx: &mut Tx<'_>,
-    order_id: i64,
-    status: Status,
-    actor: &str,
-    at_ms: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO order_status_changes (order_id, status, actor, at_ms) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(order_id)
-    .bind(status.as_str())
-    .bind(actor)
-    .bind(at_ms)
-    .execute(&mut **tx)
-    .await?;
+async fn record_change(tx: &mut Tx<'_>, order_id: i64, status: Status, actor: &str, at_ms: i64) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO order_status_changes (order_id, status, actor, at_ms) VALUES ($1, $2, $3, $4)")
+        .bind(order_id)
+        .bind(status.as_str())
+        .bind(actor)
+        .bind(at_ms)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 /// Records a new order as pending, with its lines, before any stock is
 /// touched: whatever happens next, there is a row to finish or reject.
-pub async fn insert_pending(
-    db: &Db,
-    user_id: i64,
-    lines: &Lines,
-    actor: &str,
-) -> Result<i64, OrderError> {
+pub async fn insert_pending(db: &Db, user_id: i64, lines: &Lines, actor: &str) -> Result<i64, OrderError> {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
     let (order_id,): (i64,) = sqlx::query_as(
@@ -97,21 +83,14 @@ pub async fn insert_pending(
 /// and `confirmed` if the order is still pending. Returns the status the
 /// order has afterwards; anything but `confirmed` means the reservation
 /// arrived for an order that had moved on, and its stock must go back.
-pub async fn confirm(
-    db: &Db,
-    order_id: i64,
-    lines: &[PricedLine],
-    total_minor: i64,
-) -> Result<Status, OrderError> {
+pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], total_minor: i64) -> Result<Status, OrderError> {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
     // Inventory holds stock for this order now, whatever its status.
-    sqlx::query(
-        "UPDATE orders SET stock_state = 'reserved' WHERE id = $1 AND stock_state = 'none'",
-    )
-    .bind(order_id)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("UPDATE orders SET stock_state = 'reserved' WHERE id = $1 AND stock_state = 'none'")
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
     let confirmed = sqlx::query(
         "UPDATE orders SET status = 'confirmed', total_minor = $2, updated_at_ms = $3 \
          WHERE id = $1 AND status = 'pending'",
@@ -135,14 +114,7 @@ pub async fn confirm(
             .execute(&mut *tx)
             .await?;
         }
-        record_change(
-            &mut tx,
-            order_id,
-            Status::Confirmed,
-            crate::domain::SYSTEM,
-            now,
-        )
-        .await?;
+        record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
     }
     let status = current_status(&mut tx, order_id).await?;
     tx.commit().await?;
@@ -160,14 +132,7 @@ pub async fn reject(db: &Db, order_id: i64) -> Result<(), OrderError> {
             .execute(&mut *tx)
             .await?;
     if rejected.rows_affected() == 1 {
-        record_change(
-            &mut tx,
-            order_id,
-            Status::Rejected,
-            crate::domain::SYSTEM,
-            now,
-        )
-        .await?;
+        record_change(&mut tx, order_id, Status::Rejected, crate::domain::SYSTEM, now).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -175,24 +140,16 @@ pub async fn reject(db: &Db, order_id: i64) -> Result<(), OrderError> {
 
 /// Moves an order from `from` to `to` if it is still in `from`.
 /// False when someone else changed it first.
-pub async fn transition(
-    db: &Db,
-    order_id: i64,
-    from: Status,
-    to: Status,
-    actor: &str,
-) -> Result<bool, OrderError> {
+pub async fn transition(db: &Db, order_id: i64, from: Status, to: Status, actor: &str) -> Result<bool, OrderError> {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
-    let moved = sqlx::query(
-        "UPDATE orders SET status = $3, updated_at_ms = $4 WHERE id = $1 AND status = $2",
-    )
-    .bind(order_id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let moved = sqlx::query("UPDATE orders SET status = $3, updated_at_ms = $4 WHERE id = $1 AND status = $2")
+        .bind(order_id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     if moved.rows_affected() == 0 {
         return Ok(false);
     }
@@ -204,18 +161,13 @@ pub async fn transition(
 /// Notes that inventory has given the order's stock back (or will refuse
 /// to take any).
 pub async fn mark_released(db: &Db, order_id: i64) -> Result<(), OrderError> {
-    sqlx::query("UPDATE orders SET stock_state = 'released' WHERE id = $1")
-        .bind(order_id)
-        .execute(&db.pool)
-        .await?;
+    sqlx::query("UPDATE orders SET stock_state = 'released' WHERE id = $1").bind(order_id).execute(&db.pool).await?;
     Ok(())
 }
 
 async fn current_status(tx: &mut Tx<'_>, order_id: i64) -> Result<Status, OrderError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT status FROM orders WHERE id = $1")
-        .bind(order_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM orders WHERE id = $1").bind(order_id).fetch_optional(&mut **tx).await?;
     let (status,) = row.ok_or(OrderError::NotFound(order_id))?;
     Ok(status_of(&status)?)
 }
@@ -223,15 +175,8 @@ async fn current_status(tx: &mut Tx<'_>, order_id: i64) -> Result<Status, OrderE
 /// One order with its items and history.
 pub async fn get(db: &Db, order_id: i64) -> Result<Order, OrderError> {
     let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(order_id)
-        .fetch_optional(&db.pool)
-        .await?;
-    let mut order = row
-        .as_ref()
-        .map(order_from_row)
-        .transpose()?
-        .ok_or(OrderError::NotFound(order_id))?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(&db.pool).await?;
+    let mut order = row.as_ref().map(order_from_row).transpose()?.ok_or(OrderError::NotFound(order_id))?;
     let items = sqlx::query(
         "SELECT order_id, product_id, quantity, product_name, unit_price_minor FROM order_items \
          WHERE order_id = $1 ORDER BY product_id",
@@ -239,16 +184,11 @@ pub async fn get(db: &Db, order_id: i64) -> Result<Order, OrderError> {
     .bind(order_id)
     .fetch_all(&db.pool)
     .await?;
-    order.items = items
-        .iter()
-        .map(|row| item_from_row(row).map(|(_, item)| item))
-        .collect::<Result<_, _>>()?;
-    let history = sqlx::query(
-        "SELECT status, actor, at_ms FROM order_status_changes WHERE order_id = $1 ORDER BY id",
-    )
-    .bind(order_id)
-    .fetch_all(&db.pool)
-    .await?;
+    order.items = items.iter().map(|row| item_from_row(row).map(|(_, item)| item)).collect::<Result<_, _>>()?;
+    let history = sqlx::query("SELECT status, actor, at_ms FROM order_status_changes WHERE order_id = $1 ORDER BY id")
+        .bind(order_id)
+        .fetch_all(&db.pool)
+        .await?;
     order.history = history
         .iter()
         .map(|row| {
@@ -264,38 +204,23 @@ pub async fn get(db: &Db, order_id: i64) -> Result<Order, OrderError> {
 
 /// One page of orders, newest first, with their items (one query for all
 /// the page's items, not one per order), and how many there are in all.
-pub async fn list(
-    db: &Db,
-    user_id: Option<i64>,
-    page: Page,
-) -> Result<(Vec<Order>, i64), OrderError> {
+pub async fn list(db: &Db, user_id: Option<i64>, page: Page) -> Result<(Vec<Order>, i64), OrderError> {
     // Two shapes of query rather than `$3 IS NULL OR ...`, so each can use
     // its index.
-    let filter = if user_id.is_some() {
-        "WHERE user_id = $3"
-    } else {
-        ""
-    };
+    let filter = if user_id.is_some() { "WHERE user_id = $3" } else { "" };
     let page_ids = format!("SELECT id FROM orders {filter} ORDER BY id DESC LIMIT $1 OFFSET $2");
     let bind_page = |sql: String| {
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(page.limit())
-            .bind(page.offset());
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset());
         match user_id {
             Some(user_id) => query.bind(user_id),
             None => query,
         }
     };
 
-    let rows = bind_page(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({page_ids}) ORDER BY id DESC"
-    ))
-    .fetch_all(&db.pool)
-    .await?;
-    let mut orders = rows
-        .iter()
-        .map(order_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = bind_page(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({page_ids}) ORDER BY id DESC"))
+        .fetch_all(&db.pool)
+        .await?;
+    let mut orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
 
     let item_rows = bind_page(format!(
         "SELECT order_id, product_id, quantity, product_name, unit_price_minor FROM order_items \
@@ -314,42 +239,29 @@ pub async fn list(
 
     let (total,): (i64,) = match user_id {
         Some(user_id) => {
-            sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&db.pool)
-                .await?
+            sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1").bind(user_id).fetch_one(&db.pool).await?
         }
-        None => {
-            sqlx::query_as("SELECT COUNT(*) FROM orders")
-                .fetch_one(&db.pool)
-                .await?
-        }
+        None => sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&db.pool).await?,
     };
     Ok((orders, total))
 }
 
 /// Pending orders last touched before `before_ms`, oldest first: work for
 /// the recovery pass.
-pub async fn stale_pending(
-    db: &Db,
-    before_ms: i64,
-    limit: i64,
-) -> Result<Vec<(i64, Lines)>, OrderError> {
-    let ids: Vec<(i64,)> = sqlx::query_as(
-        "SELECT id FROM orders WHERE status = 'pending' AND updated_at_ms < $1 ORDER BY id LIMIT $2",
-    )
-    .bind(before_ms)
-    .bind(limit)
-    .fetch_all(&db.pool)
-    .await?;
+pub async fn stale_pending(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<(i64, Lines)>, OrderError> {
+    let ids: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM orders WHERE status = 'pending' AND updated_at_ms < $1 ORDER BY id LIMIT $2")
+            .bind(before_ms)
+            .bind(limit)
+            .fetch_all(&db.pool)
+            .await?;
     let mut pending = Vec::with_capacity(ids.len());
     for (id,) in ids {
-        let lines: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY product_id",
-        )
-        .bind(id)
-        .fetch_all(&db.pool)
-        .await?;
+        let lines: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY product_id")
+                .bind(id)
+                .fetch_all(&db.pool)
+                .await?;
         pending.push((id, Lines::parse(lines)?));
     }
     Ok(pending)

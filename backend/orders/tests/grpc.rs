@@ -30,9 +30,7 @@ struct Shop {
 fn serve_inventory(db: &TestDb, listener: TcpListener) -> Running {
     let service = shop_inventory::InventoryService::new(db.db.clone()).into_server();
     Running::spawn(|shutdown| async move {
-        shop_grpc::serve(listener, service, shutdown)
-            .await
-            .expect("the inventory service runs");
+        shop_grpc::serve(listener, service, shutdown).await.expect("the inventory service runs");
     })
 }
 
@@ -48,17 +46,11 @@ async fn start(backend: Backend) -> Shop {
     let (listener, orders_url) = loopback().await;
     let server = service.clone().into_server();
     let orders_server = Running::spawn(|shutdown| async move {
-        shop_grpc::serve(listener, server, shutdown)
-            .await
-            .expect("the order service runs");
+        shop_grpc::serve(listener, server, shutdown).await.expect("the order service runs");
     });
     Shop {
-        orders: OrderServiceClient::connect(orders_url)
-            .await
-            .expect("a connection"),
-        inventory: InventoryServiceClient::connect(inventory_url)
-            .await
-            .expect("a connection"),
+        orders: OrderServiceClient::connect(orders_url).await.expect("a connection"),
+        inventory: InventoryServiceClient::connect(inventory_url).await.expect("a connection"),
         service,
         orders_db,
         inventory_db,
@@ -70,75 +62,35 @@ async fn start(backend: Backend) -> Shop {
 
 impl Shop {
     async fn product(&mut self, name: &str, price_minor: i64, stock: i64) -> i64 {
-        let request = CreateProductRequest {
-            name: name.into(),
-            description: String::new(),
-            price_minor,
-            stock,
-        };
-        let created = self
-            .inventory
-            .create_product(request)
-            .await
-            .expect("a product");
+        let request = CreateProductRequest { name: name.into(), description: String::new(), price_minor, stock };
+        let created = self.inventory.create_product(request).await.expect("a product");
         created.into_inner().product.expect("a product").id
     }
 
     async fn stock(&mut self, id: i64) -> i64 {
-        let product = self
-            .inventory
-            .get_product(GetProductRequest { id })
-            .await
-            .expect("the product");
+        let product = self.inventory.get_product(GetProductRequest { id }).await.expect("the product");
         product.into_inner().product.expect("a product").stock
     }
 
     async fn order(&mut self, user_id: i64, items: &[(i64, i64)]) -> Result<Order, tonic::Status> {
-        let items = items
-            .iter()
-            .map(|&(product_id, quantity)| OrderLine {
-                product_id,
-                quantity,
-            })
-            .collect();
-        let created = self
-            .orders
-            .create_order(CreateOrderRequest { user_id, items })
-            .await?;
+        let items = items.iter().map(|&(product_id, quantity)| OrderLine { product_id, quantity }).collect();
+        let created = self.orders.create_order(CreateOrderRequest { user_id, items }).await?;
         Ok(created.into_inner().order.expect("an order"))
     }
 
     async fn set_status(&mut self, id: i64, status: OrderStatus) -> Result<Order, tonic::Status> {
-        let request = UpdateOrderStatusRequest {
-            id,
-            status: status.into(),
-            actor: "user:99".into(),
-        };
-        Ok(self
-            .orders
-            .update_order_status(request)
-            .await?
-            .into_inner()
-            .order
-            .expect("an order"))
+        let request = UpdateOrderStatusRequest { id, status: status.into(), actor: "user:99".into() };
+        Ok(self.orders.update_order_status(request).await?.into_inner().order.expect("an order"))
     }
 
     async fn get(&mut self, id: i64) -> Order {
-        self.orders
-            .get_order(GetOrderRequest { id })
-            .await
-            .expect("the order")
-            .into_inner()
-            .order
-            .expect("an order")
+        self.orders.get_order(GetOrderRequest { id }).await.expect("the order").into_inner().order.expect("an order")
     }
 
     async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
-        let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&self.orders_db.db.pool)
-            .await
-            .expect("a count");
+        let (count,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(&self.orders_db.db.pool).await.expect("a count");
         count
     }
 
@@ -149,19 +101,13 @@ impl Shop {
     }
 
     async fn restart_inventory(&mut self) {
-        let listener = TcpListener::bind(self.inventory_addr)
-            .await
-            .expect("the old port again");
+        let listener = TcpListener::bind(self.inventory_addr).await.expect("the old port again");
         self.inventory_server = Some(serve_inventory(&self.inventory_db, listener));
     }
 }
 
 fn statuses(order: &Order) -> Vec<(OrderStatus, String)> {
-    order
-        .history
-        .iter()
-        .map(|change| (change.status(), change.actor.clone()))
-        .collect()
+    order.history.iter().map(|change| (change.status(), change.actor.clone())).collect()
 }
 
 async fn an_order_is_priced_by_inventory_and_reserves_its_stock(backend: Backend) {
@@ -169,59 +115,30 @@ async fn an_order_is_priced_by_inventory_and_reserves_its_stock(backend: Backend
     let tea = shop.product("Green tea", 450, 10).await;
     let pot = shop.product("Teapot", 3_200, 2).await;
 
-    let order = shop
-        .order(42, &[(tea, 2), (pot, 1), (tea, 1)])
-        .await
-        .expect("an order");
+    let order = shop.order(42, &[(tea, 2), (pot, 1), (tea, 1)]).await.expect("an order");
     assert_eq!(order.status(), OrderStatus::Confirmed);
     assert_eq!(order.user_id, 42);
     assert_eq!(order.total_minor, 3 * 450 + 3_200);
     assert_eq!(
         order.items,
         vec![
-            OrderItem {
-                product_id: tea,
-                product_name: "Green tea".into(),
-                quantity: 3,
-                unit_price_minor: 450
-            },
-            OrderItem {
-                product_id: pot,
-                product_name: "Teapot".into(),
-                quantity: 1,
-                unit_price_minor: 3_200
-            },
+            OrderItem { product_id: tea, product_name: "Green tea".into(), quantity: 3, unit_price_minor: 450 },
+            OrderItem { product_id: pot, product_name: "Teapot".into(), quantity: 1, unit_price_minor: 3_200 },
         ]
     );
     assert_eq!(
         statuses(&order),
-        vec![
-            (OrderStatus::Pending, "user:42".into()),
-            (OrderStatus::Confirmed, "system".into())
-        ]
+        vec![(OrderStatus::Pending, "user:42".into()), (OrderStatus::Confirmed, "system".into())]
     );
     assert_eq!((shop.stock(tea).await, shop.stock(pot).await), (7, 1));
     assert_eq!(shop.get(order.id).await, order);
 
     // The price is inventory's at the time of the order: a later change
     // does not touch this order, and the next one pays the new price.
-    let reprice = UpdateProductRequest {
-        id: tea,
-        price_minor: Some(500),
-        ..Default::default()
-    };
-    shop.inventory
-        .update_product(reprice)
-        .await
-        .expect("repriced");
+    let reprice = UpdateProductRequest { id: tea, price_minor: Some(500), ..Default::default() };
+    shop.inventory.update_product(reprice).await.expect("repriced");
     assert_eq!(shop.get(order.id).await.total_minor, 3 * 450 + 3_200);
-    assert_eq!(
-        shop.order(42, &[(tea, 1)])
-            .await
-            .expect("an order")
-            .total_minor,
-        500
-    );
+    assert_eq!(shop.order(42, &[(tea, 1)]).await.expect("an order").total_minor, 500);
 }
 
 async fn an_order_short_of_stock_is_rejected_and_takes_nothing(backend: Backend) {
@@ -236,21 +153,10 @@ async fn an_order_short_of_stock_is_rejected_and_takes_nothing(backend: Backend)
     assert_eq!((shop.stock(tea).await, shop.stock(pot).await), (10, 1));
 
     // Both are kept, as rejected, for the record.
-    let listed = shop
-        .orders
-        .list_orders(ListOrdersRequest {
-            user_id: Some(1),
-            ..Default::default()
-        })
-        .await;
+    let listed = shop.orders.list_orders(ListOrdersRequest { user_id: Some(1), ..Default::default() }).await;
     let listed = listed.expect("a list").into_inner();
     assert_eq!(listed.total, 2);
-    assert!(
-        listed
-            .orders
-            .iter()
-            .all(|o| o.status() == OrderStatus::Rejected && o.total_minor == 0)
-    );
+    assert!(listed.orders.iter().all(|o| o.status() == OrderStatus::Rejected && o.total_minor == 0));
 }
 
 async fn bad_orders_are_refused_and_write_nothing(backend: Backend) {
@@ -267,26 +173,14 @@ async fn bad_orders_are_refused_and_write_nothing(backend: Backend) {
         (1, vec![(0, 1)], "items.product_id"),
         (1, many, "items"),
     ] {
-        assert_status(
-            shop.order(user_id, &items).await,
-            Code::InvalidArgument,
-            field,
-        );
+        assert_status(shop.order(user_id, &items).await, Code::InvalidArgument, field);
     }
     assert_eq!(shop.count("orders").await, 0);
     assert_eq!(shop.stock(tea).await, 10);
     for id in [0, -1] {
-        assert_status(
-            shop.orders.get_order(GetOrderRequest { id }).await,
-            Code::InvalidArgument,
-            "id",
-        );
+        assert_status(shop.orders.get_order(GetOrderRequest { id }).await, Code::InvalidArgument, "id");
     }
-    assert_status(
-        shop.orders.get_order(GetOrderRequest { id: 31_337 }).await,
-        Code::NotFound,
-        "not found",
-    );
+    assert_status(shop.orders.get_order(GetOrderRequest { id: 31_337 }).await, Code::NotFound, "not found");
 }
 
 async fn orders_are_listed_per_user_and_for_everyone_page_by_page(backend: Backend) {
@@ -294,111 +188,33 @@ async fn orders_are_listed_per_user_and_for_everyone_page_by_page(backend: Backe
     let tea = shop.product("Green tea", 450, 100).await;
     let mut ada = Vec::new();
     for quantity in 1..=3 {
-        ada.push(
-            shop.order(1, &[(tea, quantity)])
-                .await
-                .expect("an order")
-                .id,
-        );
+        ada.push(shop.order(1, &[(tea, quantity)]).await.expect("an order").id);
         shop.order(2, &[(tea, 1)]).await.expect("an order");
     }
     ada.reverse();
 
-    let mine = shop
-        .orders
-        .list_orders(ListOrdersRequest {
-            user_id: Some(1),
-            page: 1,
-            page_size: 2,
-        })
-        .await;
+    let mine = shop.orders.list_orders(ListOrdersRequest { user_id: Some(1), page: 1, page_size: 2 }).await;
     let mine = mine.expect("a page").into_inner();
     assert_eq!((mine.total, mine.page, mine.page_size), (3, 1, 2));
-    assert_eq!(
-        mine.orders.iter().map(|o| o.id).collect::<Vec<_>>(),
-        ada[..2]
-    );
-    assert!(
-        mine.orders
-            .iter()
-            .all(|o| o.user_id == 1 && o.items.len() == 1 && o.items[0].unit_price_minor == 450)
-    );
+    assert_eq!(mine.orders.iter().map(|o| o.id).collect::<Vec<_>>(), ada[..2]);
+    assert!(mine.orders.iter().all(|o| o.user_id == 1 && o.items.len() == 1 && o.items[0].unit_price_minor == 450));
     assert_eq!(mine.orders[0].items[0].quantity, 3);
-    let rest = shop
-        .orders
-        .list_orders(ListOrdersRequest {
-            user_id: Some(1),
-            page: 2,
-            page_size: 2,
-        })
-        .await;
-    assert_eq!(
-        rest.expect("a page")
-            .into_inner()
-            .orders
-            .iter()
-            .map(|o| o.id)
-            .collect::<Vec<_>>(),
-        ada[2..]
-    );
+    let rest = shop.orders.list_orders(ListOrdersRequest { user_id: Some(1), page: 2, page_size: 2 }).await;
+    assert_eq!(rest.expect("a page").into_inner().orders.iter().map(|o| o.id).collect::<Vec<_>>(), ada[2..]);
 
-    let everyone = shop
-        .orders
-        .list_orders(ListOrdersRequest {
-            user_id: None,
-            page: 1,
-            page_size: 100,
-        })
-        .await;
+    let everyone = shop.orders.list_orders(ListOrdersRequest { user_id: None, page: 1, page_size: 100 }).await;
     let everyone = everyone.expect("a page").into_inner();
     assert_eq!((everyone.total, everyone.orders.len()), (6, 6));
-    assert!(
-        everyone
-            .orders
-            .windows(2)
-            .all(|pair| pair[0].id > pair[1].id),
-        "newest first"
-    );
-    let nobody = shop
-        .orders
-        .list_orders(ListOrdersRequest {
-            user_id: Some(3),
-            ..Default::default()
-        })
-        .await;
+    assert!(everyone.orders.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
+    let nobody = shop.orders.list_orders(ListOrdersRequest { user_id: Some(3), ..Default::default() }).await;
     assert_eq!(nobody.expect("a page").into_inner().total, 0);
 
     for (request, field) in [
-        (
-            ListOrdersRequest {
-                user_id: None,
-                page: 1,
-                page_size: 1_000,
-            },
-            "page_size",
-        ),
-        (
-            ListOrdersRequest {
-                user_id: Some(0),
-                page: 1,
-                page_size: 10,
-            },
-            "user_id",
-        ),
-        (
-            ListOrdersRequest {
-                user_id: Some(1),
-                page: 2_000_000,
-                page_size: 10,
-            },
-            "page",
-        ),
+        (ListOrdersRequest { user_id: None, page: 1, page_size: 1_000 }, "page_size"),
+        (ListOrdersRequest { user_id: Some(0), page: 1, page_size: 10 }, "user_id"),
+        (ListOrdersRequest { user_id: Some(1), page: 2_000_000, page_size: 10 }, "page"),
     ] {
-        assert_status(
-            shop.orders.list_orders(request).await,
-            Code::InvalidArgument,
-            field,
-        );
+        assert_status(shop.orders.list_orders(request).await, Code::InvalidArgument, field);
     }
 }
 
@@ -407,39 +223,14 @@ async fn status_follows_the_state_machine(backend: Backend) {
     let tea = shop.product("Green tea", 450, 10).await;
     let order = shop.order(1, &[(tea, 1)]).await.expect("an order");
 
-    for refused in [
-        OrderStatus::Delivered,
-        OrderStatus::Pending,
-        OrderStatus::Rejected,
-    ] {
-        assert_status(
-            shop.set_status(order.id, refused).await,
-            Code::FailedPrecondition,
-            "cannot go from confirmed",
-        );
+    for refused in [OrderStatus::Delivered, OrderStatus::Pending, OrderStatus::Rejected] {
+        assert_status(shop.set_status(order.id, refused).await, Code::FailedPrecondition, "cannot go from confirmed");
     }
-    let shipped = shop
-        .set_status(order.id, OrderStatus::Shipped)
-        .await
-        .expect("shipped");
+    let shipped = shop.set_status(order.id, OrderStatus::Shipped).await.expect("shipped");
     assert_eq!(shipped.status(), OrderStatus::Shipped);
-    assert_eq!(
-        shop.set_status(order.id, OrderStatus::Shipped)
-            .await
-            .expect("still shipped")
-            .history
-            .len(),
-        3
-    );
-    assert_status(
-        shop.set_status(order.id, OrderStatus::Cancelled).await,
-        Code::FailedPrecondition,
-        "cannot go",
-    );
-    let delivered = shop
-        .set_status(order.id, OrderStatus::Delivered)
-        .await
-        .expect("delivered");
+    assert_eq!(shop.set_status(order.id, OrderStatus::Shipped).await.expect("still shipped").history.len(), 3);
+    assert_status(shop.set_status(order.id, OrderStatus::Cancelled).await, Code::FailedPrecondition, "cannot go");
+    let delivered = shop.set_status(order.id, OrderStatus::Delivered).await.expect("delivered");
     assert_eq!(
         statuses(&delivered),
         vec![
@@ -449,42 +240,14 @@ async fn status_follows_the_state_machine(backend: Backend) {
             (OrderStatus::Delivered, "user:99".into()),
         ]
     );
-    assert_eq!(
-        shop.stock(tea).await,
-        9,
-        "a delivered order keeps its stock"
-    );
+    assert_eq!(shop.stock(tea).await, 9, "a delivered order keeps its stock");
 
-    let unspecified = UpdateOrderStatusRequest {
-        id: order.id,
-        status: 0,
-        actor: String::new(),
-    };
-    assert_status(
-        shop.orders.update_order_status(unspecified).await,
-        Code::InvalidArgument,
-        "status",
-    );
-    let unknown_value = UpdateOrderStatusRequest {
-        id: order.id,
-        status: 99,
-        actor: String::new(),
-    };
-    assert_status(
-        shop.orders.update_order_status(unknown_value).await,
-        Code::InvalidArgument,
-        "status",
-    );
-    assert_status(
-        shop.set_status(55_555, OrderStatus::Shipped).await,
-        Code::NotFound,
-        "not found",
-    );
-    assert_status(
-        shop.set_status(0, OrderStatus::Shipped).await,
-        Code::InvalidArgument,
-        "id",
-    );
+    let unspecified = UpdateOrderStatusRequest { id: order.id, status: 0, actor: String::new() };
+    assert_status(shop.orders.update_order_status(unspecified).await, Code::InvalidArgument, "status");
+    let unknown_value = UpdateOrderStatusRequest { id: order.id, status: 99, actor: String::new() };
+    assert_status(shop.orders.update_order_status(unknown_value).await, Code::InvalidArgument, "status");
+    assert_status(shop.set_status(55_555, OrderStatus::Shipped).await, Code::NotFound, "not found");
+    assert_status(shop.set_status(0, OrderStatus::Shipped).await, Code::InvalidArgument, "id");
     assert_eq!(shop.get(order.id).await.status(), OrderStatus::Delivered);
 }
 
@@ -493,29 +256,14 @@ async fn cancelling_returns_the_stock_once(backend: Backend) {
     let tea = shop.product("Green tea", 450, 10).await;
     let order = shop.order(1, &[(tea, 4)]).await.expect("an order");
     assert_eq!(shop.stock(tea).await, 6);
-    let cancelled = shop
-        .set_status(order.id, OrderStatus::Cancelled)
-        .await
-        .expect("cancelled");
+    let cancelled = shop.set_status(order.id, OrderStatus::Cancelled).await.expect("cancelled");
     assert_eq!(cancelled.status(), OrderStatus::Cancelled);
     assert_eq!(shop.stock(tea).await, 10);
-    shop.set_status(order.id, OrderStatus::Cancelled)
-        .await
-        .expect("cancelling twice changes nothing");
+    shop.set_status(order.id, OrderStatus::Cancelled).await.expect("cancelling twice changes nothing");
     assert_eq!(shop.stock(tea).await, 10);
-    assert_status(
-        shop.set_status(order.id, OrderStatus::Shipped).await,
-        Code::FailedPrecondition,
-        "cannot go",
-    );
-    let report = shop_orders::recovery::run_once(&shop.service, Duration::ZERO)
-        .await
-        .expect("a pass");
-    assert_eq!(
-        report,
-        shop_orders::recovery::Report::default(),
-        "nothing left to do"
-    );
+    assert_status(shop.set_status(order.id, OrderStatus::Shipped).await, Code::FailedPrecondition, "cannot go");
+    let report = shop_orders::recovery::run_once(&shop.service, Duration::ZERO).await.expect("a pass");
+    assert_eq!(report, shop_orders::recovery::Report::default(), "nothing left to do");
     assert_eq!(shop.stock(tea).await, 10);
 }
 
@@ -526,61 +274,25 @@ async fn an_inventory_outage_leaves_orders_pending_until_recovery_finishes_them(
     shop.stop_inventory().await;
 
     let during = shop.order(1, &[(tea, 3)]).await;
-    assert_status(
-        during,
-        Code::Unavailable,
-        "will be confirmed or rejected automatically",
-    );
+    assert_status(during, Code::Unavailable, "will be confirmed or rejected automatically");
     // Cancelling while inventory is down succeeds; the stock goes back later.
-    let cancelled = shop
-        .set_status(kept.id, OrderStatus::Cancelled)
-        .await
-        .expect("cancelled");
+    let cancelled = shop.set_status(kept.id, OrderStatus::Cancelled).await.expect("cancelled");
     assert_eq!(cancelled.status(), OrderStatus::Cancelled);
-    let pending = shop
-        .orders
-        .list_orders(ListOrdersRequest {
-            user_id: Some(1),
-            ..Default::default()
-        })
-        .await;
+    let pending = shop.orders.list_orders(ListOrdersRequest { user_id: Some(1), ..Default::default() }).await;
     let pending = pending.expect("a list").into_inner().orders;
     assert_eq!(pending[0].status(), OrderStatus::Pending);
 
-    let still_down = shop_orders::recovery::run_once(&shop.service, Duration::ZERO)
-        .await
-        .expect("a pass");
-    assert_eq!(
-        (
-            still_down.settled,
-            still_down.still_pending,
-            still_down.released
-        ),
-        (0, 1, 0)
-    );
+    let still_down = shop_orders::recovery::run_once(&shop.service, Duration::ZERO).await.expect("a pass");
+    assert_eq!((still_down.settled, still_down.still_pending, still_down.released), (0, 1, 0));
 
     shop.restart_inventory().await;
-    let report = shop_orders::recovery::run_once(&shop.service, Duration::ZERO)
-        .await
-        .expect("a pass");
-    assert_eq!(
-        (report.settled, report.still_pending, report.released),
-        (1, 0, 1)
-    );
+    let report = shop_orders::recovery::run_once(&shop.service, Duration::ZERO).await.expect("a pass");
+    assert_eq!((report.settled, report.still_pending, report.released), (1, 0, 1));
     let finished = shop.get(pending[0].id).await;
-    assert_eq!(
-        (finished.status(), finished.total_minor),
-        (OrderStatus::Confirmed, 3 * 450)
-    );
-    assert_eq!(
-        shop.stock(tea).await,
-        7,
-        "the cancelled order's 2 came back; the recovered order's 3 went out"
-    );
+    assert_eq!((finished.status(), finished.total_minor), (OrderStatus::Confirmed, 3 * 450));
+    assert_eq!(shop.stock(tea).await, 7, "the cancelled order's 2 came back; the recovered order's 3 went out");
 
-    let again = shop_orders::recovery::run_once(&shop.service, Duration::ZERO)
-        .await
-        .expect("a pass");
+    let again = shop_orders::recovery::run_once(&shop.service, Duration::ZERO).await.expect("a pass");
     assert_eq!(again, shop_orders::recovery::Report::default());
     assert_eq!(shop.stock(tea).await, 7);
 }

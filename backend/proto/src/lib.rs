@@ -22,8 +22,7 @@ pub mod orders {
 }
 
 /// Every service's descriptors, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/shop_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/shop_descriptor.bin"));
 
 /// Conversions between protobuf timestamps and Unix milliseconds, the form
 /// the databases keep times in.
@@ -31,10 +30,7 @@ pub mod time {
     use prost_types::Timestamp;
 
     pub fn from_unix_ms(ms: i64) -> Timestamp {
-        Timestamp {
-            seconds: ms.div_euclid(1000),
-            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-        }
+        Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
     }
 
     #[cfg(test)]
@@ -43,20 +39,8 @@ pub mod time {
 
         #[test]
         fn converts_before_and_after_the_epoch() {
-            assert_eq!(
-                from_unix_ms(1_500),
-                Timestamp {
-                    seconds: 1,
-                    nanos: 500_000_000
-                }
-            );
-            assert_eq!(
-                from_unix_ms(-1),
-                Timestamp {
-                    seconds: -1,
-                    nanos: 999_000_000
-                }
-            );
+            assert_eq!(from_unix_ms(1_500), Timestamp { seconds: 1, nanos: 500_000_000 });
+            assert_eq!(from_unix_ms(-1), Timestamp { seconds: -1, nanos: 999_000_000 });
         }
     }
 }

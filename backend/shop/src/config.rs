@@ -80,69 +80,29 @@ pub struct Config {
     #[arg(long, env = "SHOP_POSTGRES_URL", global = true)]
     pub postgres_url: Option<String>,
     /// The user service's database on --postgres-url.
-    #[arg(
-        long,
-        env = "POSTGRES_DB_USERS",
-        default_value = "users",
-        global = true
-    )]
+    #[arg(long, env = "POSTGRES_DB_USERS", default_value = "users", global = true)]
     pub postgres_db_users: String,
     /// The inventory service's database on --postgres-url.
-    #[arg(
-        long,
-        env = "POSTGRES_DB_INVENTORY",
-        default_value = "inventory",
-        global = true
-    )]
+    #[arg(long, env = "POSTGRES_DB_INVENTORY", default_value = "inventory", global = true)]
     pub postgres_db_inventory: String,
     /// The order service's database on --postgres-url.
-    #[arg(
-        long,
-        env = "POSTGRES_DB_ORDERS",
-        default_value = "orders",
-        global = true
-    )]
+    #[arg(long, env = "POSTGRES_DB_ORDERS", default_value = "orders", global = true)]
     pub postgres_db_orders: String,
     /// PostgreSQL connections per service.
-    #[arg(
-        long,
-        env = "SHOP_DB_MAX_CONNECTIONS",
-        default_value_t = 10,
-        global = true
-    )]
+    #[arg(long, env = "SHOP_DB_MAX_CONNECTIONS", default_value_t = 10, global = true)]
     pub db_max_connections: u32,
 
     /// Where the gateway listens for HTTP.
-    #[arg(
-        long,
-        env = "SHOP_HTTP_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "SHOP_HTTP_ADDR", default_value = "127.0.0.1:8080", global = true)]
     pub http_addr: SocketAddr,
     /// Where the user service listens for gRPC.
-    #[arg(
-        long,
-        env = "SHOP_USERS_ADDR",
-        default_value = "127.0.0.1:50051",
-        global = true
-    )]
+    #[arg(long, env = "SHOP_USERS_ADDR", default_value = "127.0.0.1:50051", global = true)]
     pub users_addr: SocketAddr,
     /// Where the inventory service listens for gRPC.
-    #[arg(
-        long,
-        env = "SHOP_INVENTORY_ADDR",
-        default_value = "127.0.0.1:50052",
-        global = true
-    )]
+    #[arg(long, env = "SHOP_INVENTORY_ADDR", default_value = "127.0.0.1:50052", global = true)]
     pub inventory_addr: SocketAddr,
     /// Where the order service listens for gRPC.
-    #[arg(
-        long,
-        env = "SHOP_ORDERS_ADDR",
-        default_value = "127.0.0.1:50053",
-        global = true
-    )]
+    #[arg(long, env = "SHOP_ORDERS_ADDR", default_value = "127.0.0.1:50053", global = true)]
     pub orders_addr: SocketAddr,
 
     /// How other processes reach the user service (default: http://<users-addr>).
@@ -161,23 +121,13 @@ pub struct Config {
     #[arg(long, env = "SHOP_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
     /// Prefix of every cache key in Redis.
-    #[arg(
-        long,
-        env = "SHOP_CACHE_PREFIX",
-        default_value = "shop:cache:",
-        global = true
-    )]
+    #[arg(long, env = "SHOP_CACHE_PREFIX", default_value = "shop:cache:", global = true)]
     pub cache_prefix: String,
     /// Seconds a cached profile or product is kept.
     #[arg(long, env = "SHOP_CACHE_TTL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub cache_ttl_secs: u64,
     /// Mark the session cookie Secure; set it when the shop is served over HTTPS.
-    #[arg(
-        long,
-        env = "SHOP_COOKIE_SECURE",
-        default_value_t = false,
-        global = true
-    )]
+    #[arg(long, env = "SHOP_COOKIE_SECURE", default_value_t = false, global = true)]
     pub cookie_secure: bool,
     /// Minutes of inactivity after which a session ends.
     #[arg(long, env = "SHOP_SESSION_IDLE_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=525_600), global = true)]
@@ -188,22 +138,11 @@ pub struct Config {
     pub recovery_interval_secs: u64,
 
     /// Seconds to let requests in flight finish after Ctrl-C or SIGTERM.
-    #[arg(
-        long,
-        env = "SHOP_SHUTDOWN_TIMEOUT_SECS",
-        default_value_t = 10,
-        global = true
-    )]
+    #[arg(long, env = "SHOP_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10, global = true)]
     pub shutdown_timeout_secs: u64,
 
     /// Log lines as readable text or as JSON objects.
-    #[arg(
-        long,
-        env = "SHOP_LOG_FORMAT",
-        value_enum,
-        default_value = "pretty",
-        global = true
-    )]
+    #[arg(long, env = "SHOP_LOG_FORMAT", value_enum, default_value = "pretty", global = true)]
     pub log_format: LogFormat,
 }
 
@@ -241,9 +180,7 @@ pub fn with_database(server: &str, database: &str) -> String {
         None => (server, None),
     };
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
+    let authority_end = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
     let mut url = format!("{}/{}", &base[..authority_end], database);
     if let Some(query) = query {
         url.push('?');
@@ -274,14 +211,8 @@ mod tests {
 
     #[test]
     fn database_names_replace_the_path() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432", "users"),
-            "postgres://u:p@h:5432/users"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/postgres", "orders"),
-            "postgres://u@h/orders"
-        );
+        assert_eq!(with_database("postgres://u:p@h:5432", "users"), "postgres://u:p@h:5432/users");
+        assert_eq!(with_database("postgres://u@h/postgres", "orders"), "postgres://u@h/orders");
         assert_eq!(
             with_database("postgres://h/x?sslmode=require", "inventory"),
             "postgres://h/inventory?sslmode=require"
@@ -290,14 +221,8 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://shop:s3cret@db:5432/users"),
-            "postgres://shop:***@db:5432/users"
-        );
-        assert_eq!(
-            redact("postgres://shop@db/users"),
-            "postgres://shop@db/users"
-        );
+        assert_eq!(redact("postgres://shop:s3cret@db:5432/users"), "postgres://shop:***@db:5432/users");
+        assert_eq!(redact("postgres://shop@db/users"), "postgres://shop@db/users");
         assert_eq!(redact("sqlite://data/users.db"), "sqlite://data/users.db");
     }
 
@@ -305,18 +230,9 @@ mod tests {
     fn defaults_run_embedded() {
         let cli = Cli::parse_from(["shop"]);
         assert!(cli.command.is_none());
-        assert_eq!(
-            cli.config.database_url(Service::Orders),
-            "sqlite://data/orders.db"
-        );
-        assert_eq!(
-            cli.config.service_url(Service::Inventory),
-            "http://127.0.0.1:50052"
-        );
+        assert_eq!(cli.config.database_url(Service::Orders), "sqlite://data/orders.db");
+        assert_eq!(cli.config.service_url(Service::Inventory), "http://127.0.0.1:50052");
         let cli = Cli::parse_from(["shop", "users", "--postgres-url", "postgres://p@h"]);
-        assert_eq!(
-            cli.config.database_url(Service::Users),
-            "postgres://p@h/users"
-        );
+        assert_eq!(cli.config.database_url(Service::Users), "postgres://p@h/users");
     }
 }

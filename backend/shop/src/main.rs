@@ -42,13 +42,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     let config = cli.config;
     match cli.command.unwrap_or(Command::All) {
-        Command::All => {
-            serve(
-                &config,
-                &[Part::Users, Part::Inventory, Part::Orders, Part::Gateway],
-            )
-            .await
-        }
+        Command::All => serve(&config, &[Part::Users, Part::Inventory, Part::Orders, Part::Gateway]).await,
         Command::Users => serve(&config, &[Part::Users]).await,
         Command::Inventory => serve(&config, &[Part::Inventory]).await,
         Command::Orders => serve(&config, &[Part::Orders]).await,
@@ -80,19 +74,10 @@ fn migrations(service: Service) -> &'static Migrations {
 /// Connects to a service's database and brings its schema up to date.
 async fn open(config: &Config, service: Service) -> Result<Db> {
     let url = config.database_url(service);
-    let options = ConnectOptions {
-        max_connections: config.db_max_connections,
-        ..ConnectOptions::new(url.clone())
-    };
+    let options = ConnectOptions { max_connections: config.db_max_connections, ..ConnectOptions::new(url.clone()) };
     Db::connect_and_migrate(&options, migrations(service))
         .await
-        .with_context(|| {
-            format!(
-                "opening the {} database at {}",
-                service.name(),
-                redact(&url)
-            )
-        })
+        .with_context(|| format!("opening the {} database at {}", service.name(), redact(&url)))
 }
 
 async fn make_admin(config: &Config, email: &str) -> Result<()> {
@@ -106,10 +91,7 @@ async fn make_admin(config: &Config, email: &str) -> Result<()> {
             Ok(())
         }
         Err(shop_users::UserError::NotFound) => {
-            bail!(
-                "no account has the email {}; register it first, then run this again",
-                email.as_str()
-            )
+            bail!("no account has the email {}; register it first, then run this again", email.as_str())
         }
         Err(error) => Err(error.into()),
     }
@@ -124,9 +106,7 @@ enum Part {
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {what} on {addr}"))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {what} on {addr}"))?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }
@@ -159,10 +139,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let service = shop_users::UserService::new(db).into_server();
         let shutdown = stopped(stop_rx.clone());
         servers.spawn(async move {
-            shop_grpc::serve(listener, service, shutdown)
-                .await
-                .map(|()| "users")
-                .context("user service")
+            shop_grpc::serve(listener, service, shutdown).await.map(|()| "users").context("user service")
         });
     }
     if parts.contains(&Part::Inventory) {
@@ -174,10 +151,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let service = shop_inventory::InventoryService::new(db).into_server();
         let shutdown = stopped(stop_rx.clone());
         servers.spawn(async move {
-            shop_grpc::serve(listener, service, shutdown)
-                .await
-                .map(|()| "inventory")
-                .context("inventory service")
+            shop_grpc::serve(listener, service, shutdown).await.map(|()| "inventory").context("inventory service")
         });
     }
     if parts.contains(&Part::Orders) {
@@ -185,8 +159,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let (listener, addr) = bind("the order service", config.orders_addr).await?;
         tracing::info!(%addr, database = %redact(&config.database_url(Service::Orders)), backend = db.backend.name(), inventory = %inventory_url, "order service (gRPC) listening");
         gateway_urls.orders = format!("http://{addr}");
-        let channel =
-            shop_orders::service::inventory_channel(&inventory_url).context("the inventory URL")?;
+        let channel = shop_orders::service::inventory_channel(&inventory_url).context("the inventory URL")?;
         let service = shop_orders::OrderService::new(db, channel);
         background.spawn(shop_orders::recovery::run_periodically(
             service.clone(),
@@ -195,10 +168,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let shutdown = stopped(stop_rx.clone());
         let server = service.into_server();
         servers.spawn(async move {
-            shop_grpc::serve(listener, server, shutdown)
-                .await
-                .map(|()| "orders")
-                .context("order service")
+            shop_grpc::serve(listener, server, shutdown).await.map(|()| "orders").context("order service")
         });
     }
     if parts.contains(&Part::Gateway) {
@@ -217,10 +187,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
             tracing::info!(redis = %redact(url), "gateway sessions and cache in Redis");
         }
         servers.spawn(async move {
-            shop_web::serve(listener, &gateway, shutdown)
-                .await
-                .map(|()| "gateway")
-                .context("gateway")
+            shop_web::serve(listener, &gateway, shutdown).await.map(|()| "gateway").context("gateway")
         });
     }
 

@@ -44,8 +44,7 @@ fn start_all(data_dir: &std::path::Path) -> Started {
     let mut lines = BufReader::new(stdout).lines();
     for line in lines.by_ref() {
         let line = line.expect("a log line");
-        let event: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON log: {line}"));
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON log: {line}"));
         let message = event["message"].as_str().unwrap_or_default();
         if message.starts_with("user service") {
             users = event["addr"].as_str().map(|addr| format!("http://{addr}"));
@@ -57,26 +56,18 @@ fn start_all(data_dir: &std::path::Path) -> Started {
     }
     // Keep reading, so the shop never writes its logs into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Started {
-        child,
-        users: users.expect("the users address in the log"),
-        gateway: gateway.expect("the gateway URL"),
-    }
+    Started { child, users: users.expect("the users address in the log"), gateway: gateway.expect("the gateway URL") }
 }
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let pid =
-        rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid")).expect("a pid");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid")).expect("a pid");
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM is sent");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().expect("a status") {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "shop did not stop within 10 s of SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "shop did not stop within 10 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -86,81 +77,44 @@ async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
     let data = tempfile::tempdir().expect("a temp dir");
     let started = start_all(data.path());
 
-    let home = reqwest::get(&started.gateway)
-        .await
-        .expect("the gateway answers");
+    let home = reqwest::get(&started.gateway).await.expect("the gateway answers");
     assert_eq!(home.status(), 200);
     assert!(home.text().await.expect("a body").contains("Products (0)"));
 
-    let mut users = UserServiceClient::connect(started.users.clone())
-        .await
-        .expect("users answers");
+    let mut users = UserServiceClient::connect(started.users.clone()).await.expect("users answers");
     let registration = RegisterUserRequest {
         email: "Admin@Example.com".into(),
         name: "Admin".into(),
         password: "a long enough password".into(),
     };
-    let user = users
-        .register_user(registration)
-        .await
-        .expect("registered")
-        .into_inner()
-        .user
-        .expect("a user");
+    let user = users.register_user(registration).await.expect("registered").into_inner().user.expect("a user");
     assert_eq!(user.role(), Role::Customer);
 
     // A second process on the same SQLite files, while the first one runs.
-    let promoted = shop(data.path())
-        .args(["make-admin", "admin@example.com"])
-        .output()
-        .expect("make-admin runs");
-    assert!(
-        promoted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&promoted.stderr)
-    );
+    let promoted = shop(data.path()).args(["make-admin", "admin@example.com"]).output().expect("make-admin runs");
+    assert!(promoted.status.success(), "{}", String::from_utf8_lossy(&promoted.stderr));
     assert!(String::from_utf8_lossy(&promoted.stdout).contains("is now an admin"));
-    let profile = users
-        .get_user_profile(GetUserProfileRequest { id: user.id })
-        .await
-        .expect("a profile");
-    assert_eq!(
-        profile.into_inner().user.map(|u| u.role()),
-        Some(Role::Admin)
-    );
+    let profile = users.get_user_profile(GetUserProfileRequest { id: user.id }).await.expect("a profile");
+    assert_eq!(profile.into_inner().user.map(|u| u.role()), Some(Role::Admin));
 
-    let unknown = shop(data.path())
-        .args(["make-admin", "nobody@example.com"])
-        .output()
-        .expect("make-admin runs");
+    let unknown = shop(data.path()).args(["make-admin", "nobody@example.com"]).output().expect("make-admin runs");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stdout).contains("register it first"));
-    let malformed = shop(data.path())
-        .args(["make-admin", "not-an-email"])
-        .output()
-        .expect("make-admin runs");
+    let malformed = shop(data.path()).args(["make-admin", "not-an-email"]).output().expect("make-admin runs");
     assert!(!malformed.status.success());
     assert!(String::from_utf8_lossy(&malformed.stdout).contains("email"));
 
     drop(users);
-    let status = tokio::task::spawn_blocking(move || terminate(started.child))
-        .await
-        .expect("terminate runs");
+    let status = tokio::task::spawn_blocking(move || terminate(started.child)).await.expect("terminate runs");
     assert!(status.success(), "a graceful stop exits 0");
     for file in ["users.db", "inventory.db", "orders.db"] {
-        assert!(
-            data.path().join(file).exists(),
-            "{file} under SHOP_DATA_DIR"
-        );
+        assert!(data.path().join(file).exists(), "{file} under SHOP_DATA_DIR");
     }
 }
 
 #[test]
 fn help_explains_every_setting() {
-    let help = Command::new(SHOP)
-        .arg("--help")
-        .output()
-        .expect("--help runs");
+    let help = Command::new(SHOP).arg("--help").output().expect("--help runs");
     let help = String::from_utf8_lossy(&help.stdout);
     for setting in [
         "SHOP_DATA_DIR",
@@ -182,17 +136,10 @@ fn help_explains_every_setting() {
 #[test]
 fn a_bad_setting_is_refused_with_a_clear_message() {
     let data = tempfile::tempdir().expect("a temp dir");
-    let bad = shop(data.path())
-        .env("SHOP_HTTP_ADDR", "not-an-address")
-        .output()
-        .expect("shop runs");
+    let bad = shop(data.path()).env("SHOP_HTTP_ADDR", "not-an-address").output().expect("shop runs");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--http-addr"));
-    let bad_url = shop(data.path())
-        .env("SHOP_POSTGRES_URL", "mysql://db")
-        .arg("migrate")
-        .output()
-        .expect("shop runs");
+    let bad_url = shop(data.path()).env("SHOP_POSTGRES_URL", "mysql://db").arg("migrate").output().expect("shop runs");
     assert!(!bad_url.status.success());
     assert!(String::from_utf8_lossy(&bad_url.stdout).contains("unsupported database URL"));
 }
@@ -216,22 +163,12 @@ fn migrate_creates_each_service_database_on_postgresql() {
         .iter()
         .map(|name| {
             Command::new("psql")
-                .args([
-                    &format!("{server}/postgres"),
-                    "-qc",
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                ])
+                .args([&format!("{server}/postgres"), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
                 .status()
                 .map(|s| s.success())
         })
         .collect();
     assert!(migrated.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("users: migrated") && stdout.contains("orders: migrated"),
-        "{stdout}"
-    );
-    assert!(
-        dropped.iter().all(|d| matches!(d, Ok(true))),
-        "the test databases are dropped: {dropped:?}"
-    );
+    assert!(stdout.contains("users: migrated") && stdout.contains("orders: migrated"), "{stdout}");
+    assert!(dropped.iter().all(|d| matches!(d, Ok(true))), "the test databases are dropped: {dropped:?}");
 }

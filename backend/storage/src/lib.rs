@@ -110,11 +110,7 @@ pub struct ConnectOptions {
 
 impl ConnectOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            max_connections: 10,
-            create_missing: true,
-        }
+        Self { url: url.into(), max_connections: 10, create_missing: true }
     }
 }
 
@@ -139,29 +135,23 @@ impl Db {
                         Box::pin(async move {
                             // WAL keeps readers of other processes (the admin CLI)
                             // out of the writer's way; FKs are off by default.
-                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-                                .await?;
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                            )
+                            .await?;
                             Ok(())
                         })
                     })
                     .connect(&options.url)
                     .await?
             }
-            Backend::Postgres => {
-                pool_options
-                    .max_connections(options.max_connections)
-                    .connect(&options.url)
-                    .await?
-            }
+            Backend::Postgres => pool_options.max_connections(options.max_connections).connect(&options.url).await?,
         };
         Ok(Self { pool, backend })
     }
 
     /// Connects and applies the service's migrations.
-    pub async fn connect_and_migrate(
-        options: &ConnectOptions,
-        migrations: &Migrations,
-    ) -> Result<Self, StorageError> {
+    pub async fn connect_and_migrate(options: &ConnectOptions, migrations: &Migrations) -> Result<Self, StorageError> {
         let db = Self::connect(options).await?;
         db.migrate(migrations).await?;
         Ok(db)
@@ -180,13 +170,9 @@ impl Db {
 }
 
 fn sqlite_parent_dir(url: &str) -> Option<&std::path::Path> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next()?;
-    std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
+    std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
 }
 
 /// What a failed statement says about the data, for mapping to client errors.
@@ -211,10 +197,7 @@ pub fn violation(error: &sqlx::Error) -> Option<Violation> {
 /// Milliseconds since the Unix epoch: how every table stores time, the same
 /// way on both backends.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// A validated page request: 1-based page, bounded size.
@@ -267,17 +250,8 @@ mod tests {
 
     #[test]
     fn pages_default_and_bound() {
-        assert_eq!(
-            Page::new(0, 0),
-            Ok(Page {
-                number: 1,
-                size: 20
-            })
-        );
-        assert_eq!(
-            Page::new(3, 10).map(|p| (p.limit(), p.offset())),
-            Ok((10, 20))
-        );
+        assert_eq!(Page::new(0, 0), Ok(Page { number: 1, size: 20 }));
+        assert_eq!(Page::new(3, 10).map(|p| (p.limit(), p.offset())), Ok((10, 20)));
         assert_eq!(Page::new(1, 101), Err(PageError::Size));
         assert_eq!(Page::new(1_000_001, 1), Err(PageError::Number));
         assert_eq!(Page::new(u32::MAX, 100), Err(PageError::Number));
@@ -285,48 +259,28 @@ mod tests {
 
     #[test]
     fn recognises_backends() {
-        assert_eq!(
-            Backend::of_url("sqlite:data/users.db").ok(),
-            Some(Backend::Sqlite)
-        );
-        assert_eq!(
-            Backend::of_url("postgres://u@h/db").ok(),
-            Some(Backend::Postgres)
-        );
+        assert_eq!(Backend::of_url("sqlite:data/users.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::of_url("postgres://u@h/db").ok(), Some(Backend::Postgres));
         assert!(Backend::of_url("mysql://h/db").is_err());
     }
 
     #[test]
     fn finds_the_directory_of_a_sqlite_file() {
-        assert_eq!(
-            sqlite_parent_dir("sqlite://data/users.db?mode=rwc"),
-            Some(std::path::Path::new("data"))
-        );
+        assert_eq!(sqlite_parent_dir("sqlite://data/users.db?mode=rwc"), Some(std::path::Path::new("data")));
         assert_eq!(sqlite_parent_dir("sqlite:users.db"), None);
     }
 
     #[tokio::test]
     async fn sqlite_database_is_created_and_migrated() -> Result<(), StorageError> {
-        static FILES: &[MigrationFile] = &[MigrationFile {
-            version: 1,
-            description: "t",
-            sql: "CREATE TABLE t (x INTEGER NOT NULL)",
-        }];
+        static FILES: &[MigrationFile] =
+            &[MigrationFile { version: 1, description: "t", sql: "CREATE TABLE t (x INTEGER NOT NULL)" }];
         let dir = tempfile::tempdir().map_err(|e| StorageError::Sqlx(sqlx::Error::Io(e)))?;
         let url = format!("sqlite://{}/nested/t.db", dir.path().display());
-        let migrations = Migrations {
-            postgres: FILES,
-            sqlite: FILES,
-        };
+        let migrations = Migrations { postgres: FILES, sqlite: FILES };
         let db = Db::connect_and_migrate(&ConnectOptions::new(url.clone()), &migrations).await?;
-        sqlx::query("INSERT INTO t (x) VALUES ($1)")
-            .bind(7_i64)
-            .execute(&db.pool)
-            .await?;
+        sqlx::query("INSERT INTO t (x) VALUES ($1)").bind(7_i64).execute(&db.pool).await?;
         db.migrate(&migrations).await?; // a second run is a no-op
-        let (x,): (i64,) = sqlx::query_as("SELECT x FROM t")
-            .fetch_one(&db.pool)
-            .await?;
+        let (x,): (i64,) = sqlx::query_as("SELECT x FROM t").fetch_one(&db.pool).await?;
         assert_eq!(x, 7);
         Ok(())
     }

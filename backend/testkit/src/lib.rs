@@ -10,8 +10,7 @@ use tokio::net::TcpListener;
 
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_server_url() -> String {
-    std::env::var("SHOP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    std::env::var("SHOP_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +32,7 @@ impl TestDb {
         let (url, dir, postgres_name) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
-                (
-                    format!("sqlite://{}/test.db", dir.path().display()),
-                    Some(dir),
-                    None,
-                )
+                (format!("sqlite://{}/test.db", dir.path().display()), Some(dir), None)
             }
             Backend::Postgres => {
                 let name = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
@@ -47,27 +42,14 @@ impl TestDb {
                         "PostgreSQL is needed at {server} (set SHOP_TEST_POSTGRES_URL, or run ops/test.sh, which starts it): {error}"
                     )
                 });
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .expect("CREATE DATABASE");
+                admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("CREATE DATABASE");
                 admin.close().await;
                 (format!("{server}/{name}"), None, Some(name))
             }
         };
-        let options = ConnectOptions {
-            create_missing: backend == Backend::Sqlite,
-            ..ConnectOptions::new(url.clone())
-        };
-        let db = Db::connect_and_migrate(&options, migrations)
-            .await
-            .expect("a migrated test database");
-        Self {
-            db,
-            url,
-            _dir: dir,
-            postgres_name,
-        }
+        let options = ConnectOptions { create_missing: backend == Backend::Sqlite, ..ConnectOptions::new(url.clone()) };
+        let db = Db::connect_and_migrate(&options, migrations).await.expect("a migrated test database");
+        Self { db, url, _dir: dir, postgres_name }
     }
 }
 
@@ -79,14 +61,9 @@ impl Drop for TestDb {
         // Drop runs outside async code (and maybe during a panic): use a
         // runtime of our own on a thread of our own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
-                let admin = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url()))
-                    .await
-                    .ok()?;
+                let admin = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server_url())).await.ok()?;
                 let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
                 admin.execute(sqlx::AssertSqlSafe(sql)).await.ok()?;
                 admin.close().await;
@@ -126,10 +103,7 @@ impl Running {
             let _ = stopped.await;
         });
         let task = tokio::spawn(serve(shutdown));
-        Self {
-            stop: Some(stop),
-            task,
-        }
+        Self { stop: Some(stop), task }
     }
 
     /// Stops the server and waits until it has.
@@ -177,19 +151,11 @@ macro_rules! on_both_backends {
 /// Asserts that a call failed with `code` and a message containing `needle`
 /// (the field it names, say).
 #[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    code: tonic::Code,
-    needle: &str,
-) {
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: tonic::Code, needle: &str) {
     match result {
         Err(status) => {
             assert_eq!(status.code(), code, "unexpected status: {status:?}");
-            assert!(
-                status.message().contains(needle),
-                "{:?} does not mention {needle:?}",
-                status.message()
-            );
+            assert!(status.message().contains(needle), "{:?} does not mention {needle:?}", status.message());
         }
         Ok(value) => panic!("expected {code:?}, got {value:?}"),
     }

@@ -20,9 +20,7 @@ impl Email {
         if email.chars().count() > Self::MAX_LEN {
             return Err(invalid("must be at most 254 characters"));
         }
-        if email.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';')
-        }) {
+        if email.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';')) {
             return Err(invalid("must not contain spaces or any of < > \" , ;"));
         }
         let Some((local, domain)) = email.split_once('@') else {
@@ -60,10 +58,7 @@ impl UserName {
             return Err(UserError::invalid("name", "must be at most 100 characters"));
         }
         if name.chars().any(char::is_control) {
-            return Err(UserError::invalid(
-                "name",
-                "must not contain control characters",
-            ));
+            return Err(UserError::invalid("name", "must not contain control characters"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -85,16 +80,10 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, UserError> {
         let len = raw.chars().count();
         if len < Self::MIN_LEN {
-            return Err(UserError::invalid(
-                "password",
-                "must be at least 8 characters",
-            ));
+            return Err(UserError::invalid("password", "must be at least 8 characters"));
         }
         if len > Self::MAX_LEN {
-            return Err(UserError::invalid(
-                "password",
-                "must be at most 128 characters",
-            ));
+            return Err(UserError::invalid("password", "must be at most 128 characters"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -146,11 +135,7 @@ pub struct User {
 
 /// Ids are positive; anything else is a client mistake, not a lookup.
 pub fn parse_id(id: i64) -> Result<i64, UserError> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(UserError::invalid("id", "must be a positive integer"))
-    }
+    if id > 0 { Ok(id) } else { Err(UserError::invalid("id", "must be a positive integer")) }
 }
 
 #[cfg(test)]
@@ -166,10 +151,7 @@ mod tests {
 
     #[test]
     fn emails_are_normalised() -> Result<(), UserError> {
-        assert_eq!(
-            Email::parse("  Ada@Example.COM ")?.as_str(),
-            "ada@example.com"
-        );
+        assert_eq!(Email::parse("  Ada@Example.COM ")?.as_str(), "ada@example.com");
         Ok(())
     }
 
@@ -189,10 +171,7 @@ mod tests {
         ] {
             assert_eq!(field_of(Email::parse(bad)), "email", "{bad:?}");
         }
-        assert_eq!(
-            field_of(Email::parse(&format!("{}@example.com", "a".repeat(250)))),
-            "email"
-        );
+        assert_eq!(field_of(Email::parse(&format!("{}@example.com", "a".repeat(250)))), "email");
     }
 
     #[test]

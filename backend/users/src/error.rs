@@ -5,10 +5,7 @@ use tonic::Status;
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("an account with this email already exists")]
     EmailTaken,
     #[error("user not found")]
@@ -23,10 +20,7 @@ pub enum UserError {
 
 impl UserError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            message: message.into(),
-        }
+        Self::Invalid { field, message: message.into() }
     }
 }
 

@@ -20,15 +20,12 @@ pub struct Hasher {
 impl Default for Hasher {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        Self {
-            permits: Arc::new(Semaphore::new(cores * 2)),
-        }
+        Self { permits: Arc::new(Semaphore::new(cores * 2)) }
     }
 }
 
 fn argon2() -> Result<Argon2<'static>, UserError> {
-    let params =
-        Params::new(19 * 1024, 2, 1, None).map_err(|e| UserError::Hashing(e.to_string()))?;
+    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| UserError::Hashing(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -55,9 +52,7 @@ impl Hasher {
                 Some(hash) => hash,
                 None => decoy_hash()?.to_owned(),
             };
-            let matches = argon2
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok();
+            let matches = argon2.verify_password(password.as_bytes(), hash.as_str()).is_ok();
             Ok(known && matches)
         })
         .await
@@ -67,14 +62,8 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> Result<T, UserError> + Send + 'static,
     ) -> Result<T, UserError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| UserError::Hashing(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| UserError::Hashing(e.to_string()))?
+        let _permit = self.permits.acquire().await.map_err(|e| UserError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| UserError::Hashing(e.to_string()))?
     }
 }
 
@@ -103,17 +92,10 @@ mod tests {
         let password = Password::parse("correct horse battery")?;
         let first = hasher.hash(&password).await?;
         let second = hasher.hash(&password).await?;
-        assert!(
-            first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{first}"
-        );
+        assert!(first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{first}");
         assert_ne!(first, second, "each hash has its own salt");
         assert!(!first.contains("correct horse"));
-        assert!(
-            hasher
-                .verify("correct horse battery", Some(first.clone()))
-                .await?
-        );
+        assert!(hasher.verify("correct horse battery", Some(first.clone())).await?);
         assert!(!hasher.verify("wrong horse battery", Some(first)).await?);
         assert!(!hasher.verify("correct horse battery", None).await?);
         Ok(())

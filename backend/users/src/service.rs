@@ -19,10 +19,7 @@ pub struct UserService {
 
 impl UserService {
     pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            hasher: Hasher::default(),
-        }
+        Self { db, hasher: Hasher::default() }
     }
 
     pub fn into_server(self) -> UserServiceServer<Self> {
@@ -58,11 +55,7 @@ impl UserService {
 
     async fn update(&self, request: pb::UpdateUserRequest) -> Result<User, UserError> {
         let id = parse_id(request.id)?;
-        let password = request
-            .password
-            .as_deref()
-            .map(Password::parse)
-            .transpose()?;
+        let password = request.password.as_deref().map(Password::parse).transpose()?;
         let changes = store::Changes {
             email: request.email.as_deref().map(Email::parse).transpose()?,
             name: request.name.as_deref().map(UserName::parse).transpose()?,
@@ -82,9 +75,7 @@ impl user_service_server::UserService for UserService {
         request: Request<pb::RegisterUserRequest>,
     ) -> Result<Response<pb::RegisterUserResponse>, Status> {
         let user = self.register(request.into_inner()).await?;
-        Ok(Response::new(pb::RegisterUserResponse {
-            user: Some(user.into()),
-        }))
+        Ok(Response::new(pb::RegisterUserResponse { user: Some(user.into()) }))
     }
 
     async fn authenticate_user(
@@ -92,9 +83,7 @@ impl user_service_server::UserService for UserService {
         request: Request<pb::AuthenticateUserRequest>,
     ) -> Result<Response<pb::AuthenticateUserResponse>, Status> {
         let user = self.authenticate(request.into_inner()).await?;
-        Ok(Response::new(pb::AuthenticateUserResponse {
-            user: Some(user.into()),
-        }))
+        Ok(Response::new(pb::AuthenticateUserResponse { user: Some(user.into()) }))
     }
 
     async fn get_user_profile(
@@ -103,9 +92,7 @@ impl user_service_server::UserService for UserService {
     ) -> Result<Response<pb::GetUserProfileResponse>, Status> {
         let id = parse_id(request.into_inner().id)?;
         let user = store::get(&self.db, id).await?;
-        Ok(Response::new(pb::GetUserProfileResponse {
-            user: Some(user.into()),
-        }))
+        Ok(Response::new(pb::GetUserProfileResponse { user: Some(user.into()) }))
     }
 
     async fn update_user(
@@ -113,9 +100,7 @@ impl user_service_server::UserService for UserService {
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
         let user = self.update(request.into_inner()).await?;
-        Ok(Response::new(pb::UpdateUserResponse {
-            user: Some(user.into()),
-        }))
+        Ok(Response::new(pb::UpdateUserResponse { user: Some(user.into()) }))
     }
 
     async fn delete_user(

@@ -15,8 +15,7 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
         name: row.try_get("name")?,
-        role: Role::from_db(&role)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown role {role:?}").into()))?,
+        role: Role::from_db(&role).ok_or_else(|| sqlx::Error::Decode(format!("unknown role {role:?}").into()))?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -30,12 +29,7 @@ fn map_write_error(error: sqlx::Error) -> UserError {
     }
 }
 
-pub async fn insert(
-    db: &Db,
-    email: &Email,
-    name: &UserName,
-    password_hash: &str,
-) -> Result<User, UserError> {
+pub async fn insert(db: &Db, email: &Email, name: &UserName, password_hash: &str) -> Result<User, UserError> {
     let sql = format!(
         "INSERT INTO users (email, name, password_hash, role, created_at_ms, updated_at_ms) \
          VALUES ($1, $2, $3, 'customer', $4, $4) RETURNING {USER_COLUMNS}"
@@ -53,23 +47,14 @@ pub async fn insert(
 
 pub async fn get(db: &Db, id: i64) -> Result<User, UserError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await?;
-    row.as_ref()
-        .map(user_from_row)
-        .transpose()?
-        .ok_or(UserError::NotFound)
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&db.pool).await?;
+    row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
 }
 
 /// The user and their password hash, for authentication.
 pub async fn find_credentials(db: &Db, email: &Email) -> Result<Option<(User, String)>, UserError> {
     let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(email.as_str())
-        .fetch_optional(&db.pool)
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email.as_str()).fetch_optional(&db.pool).await?;
     match row {
         Some(row) => Ok(Some((user_from_row(&row)?, row.try_get("password_hash")?))),
         None => Ok(None),
@@ -99,37 +84,22 @@ pub async fn update(db: &Db, id: i64, changes: &Changes) -> Result<User, UserErr
         .fetch_optional(&db.pool)
         .await
         .map_err(map_write_error)?;
-    row.as_ref()
-        .map(user_from_row)
-        .transpose()?
-        .ok_or(UserError::NotFound)
+    row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), UserError> {
-    let result = sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
-    if result.rows_affected() == 0 {
-        Err(UserError::NotFound)
-    } else {
-        Ok(())
-    }
+    let result = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&db.pool).await?;
+    if result.rows_affected() == 0 { Err(UserError::NotFound) } else { Ok(()) }
 }
 
 /// Gives an existing account a role; the only way to make an admin.
 pub async fn set_role(db: &Db, email: &Email, role: Role) -> Result<User, UserError> {
-    let sql = format!(
-        "UPDATE users SET role = $2, updated_at_ms = $3 WHERE email = $1 RETURNING {USER_COLUMNS}"
-    );
+    let sql = format!("UPDATE users SET role = $2, updated_at_ms = $3 WHERE email = $1 RETURNING {USER_COLUMNS}");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(email.as_str())
         .bind(role.as_str())
         .bind(now_ms())
         .fetch_optional(&db.pool)
         .await?;
-    row.as_ref()
-        .map(user_from_row)
-        .transpose()?
-        .ok_or(UserError::NotFound)
+    row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
 }

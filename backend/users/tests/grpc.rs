@@ -19,38 +19,23 @@ async fn start(backend: Backend) -> Users {
     let (listener, url) = loopback().await;
     let service = shop_users::UserService::new(db.db.clone()).into_server();
     let server = Running::spawn(|shutdown| async move {
-        shop_grpc::serve(listener, service, shutdown)
-            .await
-            .expect("the user service runs");
+        shop_grpc::serve(listener, service, shutdown).await.expect("the user service runs");
     });
     let client = UserServiceClient::connect(url).await.expect("a connection");
-    Users {
-        client,
-        db,
-        _server: server,
-    }
+    Users { client, db, _server: server }
 }
 
 fn registration(email: &str, name: &str, password: &str) -> RegisterUserRequest {
-    RegisterUserRequest {
-        email: email.into(),
-        name: name.into(),
-        password: password.into(),
-    }
+    RegisterUserRequest { email: email.into(), name: name.into(), password: password.into() }
 }
 
 fn login(email: &str, password: &str) -> AuthenticateUserRequest {
-    AuthenticateUserRequest {
-        email: email.into(),
-        password: password.into(),
-    }
+    AuthenticateUserRequest { email: email.into(), password: password.into() }
 }
 
 async fn user_count(users: &Users) -> i64 {
-    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-        .fetch_one(&users.db.db.pool)
-        .await
-        .expect("a count");
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&users.db.db.pool).await.expect("a count");
     count
 }
 
@@ -74,24 +59,10 @@ async fn a_user_registers_logs_in_changes_and_leaves(backend: Backend) {
     assert_eq!(user.role(), Role::Customer);
     assert!(user.created_at.is_some());
 
-    let authenticated = users
-        .client
-        .authenticate_user(login("ADA@example.COM", "correct horse battery"))
-        .await;
-    assert_eq!(
-        authenticated
-            .expect("login")
-            .into_inner()
-            .user
-            .map(|u| u.id),
-        Some(user.id)
-    );
+    let authenticated = users.client.authenticate_user(login("ADA@example.COM", "correct horse battery")).await;
+    assert_eq!(authenticated.expect("login").into_inner().user.map(|u| u.id), Some(user.id));
 
-    let profile = users
-        .client
-        .get_user_profile(GetUserProfileRequest { id: user.id })
-        .await
-        .expect("profile");
+    let profile = users.client.get_user_profile(GetUserProfileRequest { id: user.id }).await.expect("profile");
     assert_eq!(profile.into_inner().user.as_ref(), Some(&user));
 
     let update = UpdateUserRequest {
@@ -100,85 +71,35 @@ async fn a_user_registers_logs_in_changes_and_leaves(backend: Backend) {
         name: Some("Countess Ada".into()),
         password: Some("analytical engine".into()),
     };
-    let updated = users
-        .client
-        .update_user(update)
-        .await
-        .expect("update")
-        .into_inner()
-        .user
-        .expect("a user");
-    assert_eq!(
-        (updated.email.as_str(), updated.name.as_str()),
-        ("ada@lovelace.org", "Countess Ada")
-    );
-    assert!(
-        users
-            .client
-            .authenticate_user(login("ada@lovelace.org", "analytical engine"))
-            .await
-            .is_ok()
-    );
+    let updated = users.client.update_user(update).await.expect("update").into_inner().user.expect("a user");
+    assert_eq!((updated.email.as_str(), updated.name.as_str()), ("ada@lovelace.org", "Countess Ada"));
+    assert!(users.client.authenticate_user(login("ada@lovelace.org", "analytical engine")).await.is_ok());
     assert_status(
-        users
-            .client
-            .authenticate_user(login("ada@lovelace.org", "correct horse battery"))
-            .await,
+        users.client.authenticate_user(login("ada@lovelace.org", "correct horse battery")).await,
         Code::Unauthenticated,
         "invalid email or password",
     );
 
     // An update naming no field changes nothing.
-    let same = users
-        .client
-        .update_user(UpdateUserRequest {
-            id: user.id,
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(
-        same.expect("no-op update")
-            .into_inner()
-            .user
-            .map(|u| u.name),
-        Some("Countess Ada".into())
-    );
+    let same = users.client.update_user(UpdateUserRequest { id: user.id, ..Default::default() }).await;
+    assert_eq!(same.expect("no-op update").into_inner().user.map(|u| u.name), Some("Countess Ada".into()));
 
-    users
-        .client
-        .delete_user(DeleteUserRequest { id: user.id })
-        .await
-        .expect("delete");
+    users.client.delete_user(DeleteUserRequest { id: user.id }).await.expect("delete");
     assert_status(
-        users
-            .client
-            .get_user_profile(GetUserProfileRequest { id: user.id })
-            .await,
+        users.client.get_user_profile(GetUserProfileRequest { id: user.id }).await,
         Code::NotFound,
         "not found",
     );
-    assert_status(
-        users
-            .client
-            .delete_user(DeleteUserRequest { id: user.id })
-            .await,
-        Code::NotFound,
-        "not found",
-    );
+    assert_status(users.client.delete_user(DeleteUserRequest { id: user.id }).await, Code::NotFound, "not found");
     assert_eq!(user_count(&users).await, 0);
 }
 
 async fn passwords_are_stored_only_as_argon2id_hashes(backend: Backend) {
     let mut users = start(backend).await;
     register(&mut users, "ada@example.com").await;
-    let (hash,): (String,) = sqlx::query_as("SELECT password_hash FROM users")
-        .fetch_one(&users.db.db.pool)
-        .await
-        .expect("a hash");
-    assert!(
-        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-        "{hash}"
-    );
+    let (hash,): (String,) =
+        sqlx::query_as("SELECT password_hash FROM users").fetch_one(&users.db.db.pool).await.expect("a hash");
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
     assert!(!hash.contains("correct horse"));
 }
 
@@ -189,45 +110,23 @@ async fn bad_registrations_are_refused_and_write_nothing(backend: Backend) {
     let long_password = "p".repeat(129);
     let cases = [
         (registration("", "Ada", "correct horse"), "email"),
-        (
-            registration("not-an-email", "Ada", "correct horse"),
-            "email",
-        ),
-        (
-            registration("ada@localhost", "Ada", "correct horse"),
-            "email",
-        ),
+        (registration("not-an-email", "Ada", "correct horse"), "email"),
+        (registration("ada@localhost", "Ada", "correct horse"), "email"),
         (registration(&long_email, "Ada", "correct horse"), "email"),
         (registration("ada@example.com", "", "correct horse"), "name"),
-        (
-            registration("ada@example.com", "   ", "correct horse"),
-            "name",
-        ),
-        (
-            registration("ada@example.com", &long_name, "correct horse"),
-            "name",
-        ),
+        (registration("ada@example.com", "   ", "correct horse"), "name"),
+        (registration("ada@example.com", &long_name, "correct horse"), "name"),
         (registration("ada@example.com", "Ada", "short"), "password"),
-        (
-            registration("ada@example.com", "Ada", &long_password),
-            "password",
-        ),
+        (registration("ada@example.com", "Ada", &long_password), "password"),
     ];
     for (request, field) in cases {
-        assert_status(
-            users.client.register_user(request).await,
-            Code::InvalidArgument,
-            field,
-        );
+        assert_status(users.client.register_user(request).await, Code::InvalidArgument, field);
     }
     assert_eq!(user_count(&users).await, 0);
 
     register(&mut users, "ada@example.com").await;
     assert_status(
-        users
-            .client
-            .register_user(registration("ADA@EXAMPLE.COM", "Other", "another password"))
-            .await,
+        users.client.register_user(registration("ADA@EXAMPLE.COM", "Other", "another password")).await,
         Code::AlreadyExists,
         "already exists",
     );
@@ -257,75 +156,22 @@ async fn lookups_and_changes_check_their_input(backend: Backend) {
     let grace = register(&mut users, "grace@example.com").await;
 
     for id in [0, -1, i64::MIN] {
-        assert_status(
-            users
-                .client
-                .get_user_profile(GetUserProfileRequest { id })
-                .await,
-            Code::InvalidArgument,
-            "id",
-        );
-        assert_status(
-            users.client.delete_user(DeleteUserRequest { id }).await,
-            Code::InvalidArgument,
-            "id",
-        );
-        let rename = UpdateUserRequest {
-            id,
-            name: Some("X".into()),
-            ..Default::default()
-        };
-        assert_status(
-            users.client.update_user(rename).await,
-            Code::InvalidArgument,
-            "id",
-        );
+        assert_status(users.client.get_user_profile(GetUserProfileRequest { id }).await, Code::InvalidArgument, "id");
+        assert_status(users.client.delete_user(DeleteUserRequest { id }).await, Code::InvalidArgument, "id");
+        let rename = UpdateUserRequest { id, name: Some("X".into()), ..Default::default() };
+        assert_status(users.client.update_user(rename).await, Code::InvalidArgument, "id");
     }
     let missing = GetUserProfileRequest { id: 999_999 };
-    assert_status(
-        users.client.get_user_profile(missing).await,
-        Code::NotFound,
-        "not found",
-    );
-    let rename_missing = UpdateUserRequest {
-        id: 999_999,
-        name: Some("X".into()),
-        ..Default::default()
-    };
-    assert_status(
-        users.client.update_user(rename_missing).await,
-        Code::NotFound,
-        "not found",
-    );
+    assert_status(users.client.get_user_profile(missing).await, Code::NotFound, "not found");
+    let rename_missing = UpdateUserRequest { id: 999_999, name: Some("X".into()), ..Default::default() };
+    assert_status(users.client.update_user(rename_missing).await, Code::NotFound, "not found");
 
     // Taking someone else's email, or a malformed change, leaves the user as it was.
-    let steal = UpdateUserRequest {
-        id: grace.id,
-        email: Some("Ada@example.com".into()),
-        ..Default::default()
-    };
-    assert_status(
-        users.client.update_user(steal).await,
-        Code::AlreadyExists,
-        "already exists",
-    );
+    let steal = UpdateUserRequest { id: grace.id, email: Some("Ada@example.com".into()), ..Default::default() };
+    assert_status(users.client.update_user(steal).await, Code::AlreadyExists, "already exists");
     for (request, field) in [
-        (
-            UpdateUserRequest {
-                id: ada.id,
-                name: Some(String::new()),
-                ..Default::default()
-            },
-            "name",
-        ),
-        (
-            UpdateUserRequest {
-                id: ada.id,
-                email: Some("nope".into()),
-                ..Default::default()
-            },
-            "email",
-        ),
+        (UpdateUserRequest { id: ada.id, name: Some(String::new()), ..Default::default() }, "name"),
+        (UpdateUserRequest { id: ada.id, email: Some("nope".into()), ..Default::default() }, "email"),
         (
             UpdateUserRequest {
                 id: ada.id,
@@ -336,27 +182,12 @@ async fn lookups_and_changes_check_their_input(backend: Backend) {
             "password",
         ),
     ] {
-        assert_status(
-            users.client.update_user(request).await,
-            Code::InvalidArgument,
-            field,
-        );
+        assert_status(users.client.update_user(request).await, Code::InvalidArgument, field);
     }
-    let unchanged = users
-        .client
-        .get_user_profile(GetUserProfileRequest { id: ada.id })
-        .await
-        .expect("profile");
+    let unchanged = users.client.get_user_profile(GetUserProfileRequest { id: ada.id }).await.expect("profile");
     assert_eq!(unchanged.into_inner().user, Some(ada));
-    let grace_now = users
-        .client
-        .get_user_profile(GetUserProfileRequest { id: grace.id })
-        .await
-        .expect("profile");
-    assert_eq!(
-        grace_now.into_inner().user.map(|u| u.email),
-        Some("grace@example.com".into())
-    );
+    let grace_now = users.client.get_user_profile(GetUserProfileRequest { id: grace.id }).await.expect("profile");
+    assert_eq!(grace_now.into_inner().user.map(|u| u.email), Some("grace@example.com".into()));
 }
 
 async fn an_admin_is_made_only_by_the_store(backend: Backend) {
@@ -364,19 +195,10 @@ async fn an_admin_is_made_only_by_the_store(backend: Backend) {
     let mut users = start(backend).await;
     let ada = register(&mut users, "ada@example.com").await;
     let email = Email::parse("ADA@example.com").expect("an email");
-    let admin = shop_users::store::set_role(&users.db.db, &email, DomainRole::Admin)
-        .await
-        .expect("promoted");
+    let admin = shop_users::store::set_role(&users.db.db, &email, DomainRole::Admin).await.expect("promoted");
     assert_eq!(admin.id, ada.id);
-    let profile = users
-        .client
-        .get_user_profile(GetUserProfileRequest { id: ada.id })
-        .await
-        .expect("profile");
-    assert_eq!(
-        profile.into_inner().user.map(|u| u.role()),
-        Some(Role::Admin)
-    );
+    let profile = users.client.get_user_profile(GetUserProfileRequest { id: ada.id }).await.expect("profile");
+    assert_eq!(profile.into_inner().user.map(|u| u.role()), Some(Role::Admin));
     let nobody = Email::parse("nobody@example.com").expect("an email");
     assert!(matches!(
         shop_users::store::set_role(&users.db.db, &nobody, DomainRole::Admin).await,

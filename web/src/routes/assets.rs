@@ -10,33 +10,15 @@ use crate::error::AppError;
 use crate::templates::StaticFiles;
 
 pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
-    let file = StaticFiles::get(&path)
-        .ok_or_else(|| AppError::NotFound(format!("There is no file {path:?}.")))?;
-    let etag: String = format!(
-        "\"{}\"",
-        file.metadata.sha256_hash()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let file = StaticFiles::get(&path).ok_or_else(|| AppError::NotFound(format!("There is no file {path:?}.")))?;
+    let etag: String =
+        format!("\"{}\"", file.metadata.sha256_hash()[..12].iter().map(|b| format!("{b:02x}")).collect::<String>());
     let etag = HeaderValue::from_str(&etag).map_err(|e| AppError::Internal(e.to_string()))?;
     let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
     if headers.get(header::IF_NONE_MATCH) == Some(&etag) {
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
-        )
-            .into_response());
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response());
     }
-    let mime = HeaderValue::from_str(file.metadata.mimetype())
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::ETAG, etag),
-            (header::CACHE_CONTROL, cache),
-        ],
-        file.data.into_owned(),
-    )
+    let mime = HeaderValue::from_str(file.metadata.mimetype()).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, mime), (header::ETAG, etag), (header::CACHE_CONTROL, cache)], file.data.into_owned())
         .into_response())
 }

@@ -44,17 +44,10 @@ pub async fn view(state: &AppState, cart: &Cart) -> Result<CartView, AppError> {
             Err(error) => return Err(error),
         }
     }
-    let total_minor = lines
-        .iter()
-        .map(|l| l.product.price_minor.saturating_mul(l.quantity))
-        .fold(0_i64, i64::saturating_add);
+    let total_minor =
+        lines.iter().map(|l| l.product.price_minor.saturating_mul(l.quantity)).fold(0_i64, i64::saturating_add);
     let count = lines.iter().map(|l| l.quantity).sum();
-    Ok(CartView {
-        lines,
-        count,
-        total_minor,
-        total: money(total_minor),
-    })
+    Ok(CartView { lines, count, total_minor, total: money(total_minor) })
 }
 
 fn respond(state: &AppState, viewer: &Viewer, want: Want, cart: &CartView) -> Response {
@@ -93,10 +86,8 @@ pub async fn add(
     want: Want,
     Input(input): Input<CartItemInput>,
 ) -> Result<Response, AppError> {
-    let id = input
-        .product_id
-        .filter(|id| *id > 0)
-        .ok_or_else(|| AppError::field("product_id", "must name a product"))?;
+    let id =
+        input.product_id.filter(|id| *id > 0).ok_or_else(|| AppError::field("product_id", "must name a product"))?;
     let quantity = input.quantity.unwrap_or(1);
     if !(1..=MAX_QUANTITY).contains(&quantity) {
         return Err(AppError::field("quantity", "must be between 1 and 10000"));
@@ -105,16 +96,10 @@ pub async fn add(
     let mut cart = session::cart(&session).await?;
     let total = cart.get(&id).copied().unwrap_or(0).saturating_add(quantity);
     if total > MAX_QUANTITY {
-        return Err(AppError::field(
-            "quantity",
-            "a cart holds at most 10000 of one product",
-        ));
+        return Err(AppError::field("quantity", "a cart holds at most 10000 of one product"));
     }
     if !cart.contains_key(&id) && cart.len() >= MAX_LINES {
-        return Err(AppError::field(
-            "product_id",
-            "a cart holds at most 100 different products",
-        ));
+        return Err(AppError::field("product_id", "a cart holds at most 100 different products"));
     }
     cart.insert(id, total);
     session::save_cart(&session, &cart).await?;

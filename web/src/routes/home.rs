@@ -8,22 +8,14 @@ use crate::error::AppError;
 use crate::negotiate::Want;
 use crate::session::Viewer;
 
-pub async fn home(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    want: Want,
-) -> Result<Response, AppError> {
+pub async fn home(State(state): State<AppState>, viewer: Viewer, want: Want) -> Result<Response, AppError> {
     let listed = state
         .inventory
         .clone()
-        .list_products(shop_proto::inventory::v1::ListProductsRequest {
-            page: 1,
-            page_size: 8,
-        })
+        .list_products(shop_proto::inventory::v1::ListProductsRequest { page: 1, page_size: 8 })
         .await?
         .into_inner();
-    let products: Vec<crate::views::ProductView> =
-        listed.products.into_iter().map(Into::into).collect();
+    let products: Vec<crate::views::ProductView> = listed.products.into_iter().map(Into::into).collect();
     Ok(match want {
         Want::Json => axum::Json(serde_json::json!({
             "products": products,

@@ -55,26 +55,10 @@ fn order_id(raw: &str) -> Result<i64, AppError> {
 
 /// An order the user may see. Someone else's order is "not found", not
 /// "forbidden": its existence is nobody else's business.
-async fn fetch_visible(
-    state: &AppState,
-    user: &CurrentUser,
-    id: i64,
-) -> Result<OrderView, AppError> {
-    let order = state
-        .orders
-        .clone()
-        .get_order(pb::GetOrderRequest { id })
-        .await?
-        .into_inner()
-        .order;
-    let order = order
-        .map(OrderView::from)
-        .ok_or_else(|| AppError::Internal("orders returned no order".into()))?;
-    if user.may_access(order.user_id) {
-        Ok(order)
-    } else {
-        Err(AppError::NotFound(format!("order {id} not found")))
-    }
+async fn fetch_visible(state: &AppState, user: &CurrentUser, id: i64) -> Result<OrderView, AppError> {
+    let order = state.orders.clone().get_order(pb::GetOrderRequest { id }).await?.into_inner().order;
+    let order = order.map(OrderView::from).ok_or_else(|| AppError::Internal("orders returned no order".into()))?;
+    if user.may_access(order.user_id) { Ok(order) } else { Err(AppError::NotFound(format!("order {id} not found"))) }
 }
 
 /// The user's orders, newest first (admins: everyone's, or one user's).
@@ -88,22 +72,9 @@ pub async fn list(
     paging: Paging,
     Query(filter): Query<OrderFilter>,
 ) -> Result<Response, AppError> {
-    let user_id = if user.0.admin {
-        filter.user_id
-    } else {
-        Some(user.0.id)
-    };
-    let request = pb::ListOrdersRequest {
-        user_id,
-        page: paging.page(),
-        page_size: paging.page_size(),
-    };
-    let listed = state
-        .orders
-        .clone()
-        .list_orders(request)
-        .await?
-        .into_inner();
+    let user_id = if user.0.admin { filter.user_id } else { Some(user.0.id) };
+    let request = pb::ListOrdersRequest { user_id, page: paging.page(), page_size: paging.page_size() };
+    let listed = state.orders.clone().list_orders(request).await?.into_inner();
     let list = OrderList {
         page: PageInfo::new(listed.page, listed.page_size, listed.total),
         orders: listed.orders.into_iter().map(OrderView::from).collect(),
@@ -161,49 +132,28 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     let from_cart = input.items.is_none();
     let items: Vec<pb::OrderLine> = match input.items {
-        Some(items) => items
-            .into_iter()
-            .map(|l| pb::OrderLine {
-                product_id: l.product_id,
-                quantity: l.quantity,
-            })
-            .collect(),
+        Some(items) => {
+            items.into_iter().map(|l| pb::OrderLine { product_id: l.product_id, quantity: l.quantity }).collect()
+        }
         None => session::cart(&session)
             .await?
             .into_iter()
-            .map(|(product_id, quantity)| pb::OrderLine {
-                product_id,
-                quantity,
-            })
+            .map(|(product_id, quantity)| pb::OrderLine { product_id, quantity })
             .collect(),
     };
     if items.is_empty() {
-        let message = if from_cart {
-            "your cart is empty"
-        } else {
-            "must name at least one product"
-        };
+        let message = if from_cart { "your cart is empty" } else { "must name at least one product" };
         return Err(AppError::field("items", message));
     }
     let product_ids: Vec<i64> = items.iter().map(|l| l.product_id).collect();
-    let placed = state
-        .orders
-        .clone()
-        .create_order(pb::CreateOrderRequest {
-            user_id: user.0.id,
-            items,
-        })
-        .await;
+    let placed = state.orders.clone().create_order(pb::CreateOrderRequest { user_id: user.0.id, items }).await;
     // Whatever happened, the stock of these products may have moved.
     for id in product_ids {
         super::products::forget(&state, id).await;
     }
     let order = match placed {
         Ok(placed) => placed.into_inner().order.map(OrderView::from),
-        Err(status)
-            if status.code() == tonic::Code::Unavailable
-                && status.message().contains("pending") =>
-        {
+        Err(status) if status.code() == tonic::Code::Unavailable && status.message().contains("pending") => {
             return Err(AppError::Unavailable(
                 "We could not confirm your order just now. It is saved as pending and will be confirmed or \
                  rejected within a minute; see it under Orders."
@@ -216,11 +166,7 @@ pub async fn create(
     if from_cart {
         session::save_cart(&session, &session::Cart::new()).await?;
     }
-    Ok(super::created(
-        want,
-        &format!("/orders/{}", order.id),
-        &order,
-    ))
+    Ok(super::created(want, &format!("/orders/{}", order.id), &order))
 }
 
 /// Moves an order on: admins to any status the state machine allows;
@@ -241,28 +187,15 @@ pub async fn update_status(
     Input(input): Input<StatusInput>,
 ) -> Result<Response, AppError> {
     let id = order_id(&id)?;
-    let status = parse_status(&input.status).ok_or_else(|| {
-        AppError::field("status", "must be one of shipped, delivered or cancelled")
-    })?;
+    let status = parse_status(&input.status)
+        .ok_or_else(|| AppError::field("status", "must be one of shipped, delivered or cancelled"))?;
     let order = fetch_visible(&state, &user, id).await?;
     if !user.0.admin && (status != pb::OrderStatus::Cancelled || order.user_id != user.0.id) {
         return Err(AppError::Forbidden);
     }
-    let request = pb::UpdateOrderStatusRequest {
-        id,
-        status: status.into(),
-        actor: user.actor(),
-    };
-    let updated = state
-        .orders
-        .clone()
-        .update_order_status(request)
-        .await?
-        .into_inner()
-        .order;
-    let order = updated
-        .map(OrderView::from)
-        .ok_or_else(|| AppError::Internal("orders returned no order".into()))?;
+    let request = pb::UpdateOrderStatusRequest { id, status: status.into(), actor: user.actor() };
+    let updated = state.orders.clone().update_order_status(request).await?.into_inner().order;
+    let order = updated.map(OrderView::from).ok_or_else(|| AppError::Internal("orders returned no order".into()))?;
     if status == pb::OrderStatus::Cancelled {
         for item in &order.items {
             super::products::forget(&state, item.product_id).await;
@@ -270,15 +203,8 @@ pub async fn update_status(
     }
     // HTMX names the element it will replace: a row of the list, or the
     // order's own status panel.
-    let in_row = headers
-        .get("hx-target")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("order-row-"));
-    let partial = if in_row {
-        "orders/_row.html"
-    } else {
-        "orders/_detail.html"
-    };
+    let in_row = headers.get("hx-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("order-row-"));
+    let partial = if in_row { "orders/_row.html" } else { "orders/_detail.html" };
     let mut response = match want {
         Want::Json => axum::Json(&order).into_response(),
         _ => state.templates.respond(

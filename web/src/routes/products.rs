@@ -59,11 +59,7 @@ fn error_map(errors: &[FieldError]) -> BTreeMap<String, String> {
         .iter()
         .map(|e| {
             // The form has one price field, whichever form the service named.
-            let field = if e.field == "price_minor" {
-                "price".to_owned()
-            } else {
-                e.field.clone()
-            };
+            let field = if e.field == "price_minor" { "price".to_owned() } else { e.field.clone() };
             (field, e.message.clone())
         })
         .collect()
@@ -75,14 +71,8 @@ pub async fn fetch(state: &AppState, id: i64) -> Result<(ProductView, Lookup), A
     state
         .cache
         .get_or_fetch(&format!("product:{id}"), async move {
-            let product = inventory
-                .get_product(pb::GetProductRequest { id })
-                .await?
-                .into_inner()
-                .product;
-            product
-                .map(ProductView::from)
-                .ok_or_else(|| AppError::Internal("inventory returned no product".into()))
+            let product = inventory.get_product(pb::GetProductRequest { id }).await?.into_inner().product;
+            product.map(ProductView::from).ok_or_else(|| AppError::Internal("inventory returned no product".into()))
         })
         .await
 }
@@ -93,28 +83,18 @@ pub async fn forget(state: &AppState, id: i64) {
     state.cache.retire_lists().await;
 }
 
-async fn fetch_page(
-    state: &AppState,
-    page: u32,
-    page_size: u32,
-) -> Result<(ProductList, Lookup), AppError> {
+async fn fetch_page(state: &AppState, page: u32, page_size: u32) -> Result<(ProductList, Lookup), AppError> {
     let version = state.cache.list_version().await;
     let mut inventory = state.inventory.clone();
     state
         .cache
-        .get_or_fetch(
-            &format!("products:v{version}:{page}:{page_size}"),
-            async move {
-                let listed = inventory
-                    .list_products(pb::ListProductsRequest { page, page_size })
-                    .await?
-                    .into_inner();
-                Ok::<_, AppError>(ProductList {
-                    page: PageInfo::new(listed.page, listed.page_size, listed.total),
-                    products: listed.products.into_iter().map(ProductView::from).collect(),
-                })
-            },
-        )
+        .get_or_fetch(&format!("products:v{version}:{page}:{page_size}"), async move {
+            let listed = inventory.list_products(pb::ListProductsRequest { page, page_size }).await?.into_inner();
+            Ok::<_, AppError>(ProductList {
+                page: PageInfo::new(listed.page, listed.page_size, listed.total),
+                products: listed.products.into_iter().map(ProductView::from).collect(),
+            })
+        })
         .await
 }
 
@@ -139,9 +119,7 @@ pub async fn list(
             minijinja::context! { list => minijinja::value::Serde(&list) },
         ),
     };
-    response
-        .headers_mut()
-        .insert("x-cache", HeaderValue::from_static(lookup.header()));
+    response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
     Ok(response)
 }
 
@@ -165,27 +143,14 @@ pub async fn show(
             minijinja::context! { product => minijinja::value::Serde(&product) },
         ),
     };
-    response
-        .headers_mut()
-        .insert("x-cache", HeaderValue::from_static(lookup.header()));
+    response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
     Ok(response)
 }
 
 /// The form for a new product (admins).
-pub async fn new_form(
-    State(state): State<AppState>,
-    Admin(_): Admin,
-    viewer: Viewer,
-    want: Want,
-) -> Response {
+pub async fn new_form(State(state): State<AppState>, Admin(_): Admin, viewer: Viewer, want: Want) -> Response {
     let context = minijinja::context! { values => BTreeMap::<String, String>::new(), errors => BTreeMap::<String, String>::new() };
-    state.templates.respond(
-        &viewer,
-        want,
-        "products/new.html",
-        "products/_new_form.html",
-        context,
-    )
+    state.templates.respond(&viewer, want, "products/new.html", "products/_new_form.html", context)
 }
 
 /// Adds a product (admins).
@@ -201,25 +166,15 @@ pub async fn create(
     Input(input): Input<ProductInput>,
 ) -> Result<Response, AppError> {
     let result = async {
-        let price_minor = input
-            .price_minor()?
-            .ok_or_else(|| AppError::field("price", "is required"))?;
+        let price_minor = input.price_minor()?.ok_or_else(|| AppError::field("price", "is required"))?;
         let request = pb::CreateProductRequest {
             name: input.name.clone().unwrap_or_default(),
             description: input.description.clone().unwrap_or_default(),
             price_minor,
             stock: input.stock.unwrap_or(0),
         };
-        let product = state
-            .inventory
-            .clone()
-            .create_product(request)
-            .await?
-            .into_inner()
-            .product;
-        product
-            .map(ProductView::from)
-            .ok_or_else(|| AppError::Internal("inventory returned no product".into()))
+        let product = state.inventory.clone().create_product(request).await?.into_inner().product;
+        product.map(ProductView::from).ok_or_else(|| AppError::Internal("inventory returned no product".into()))
     }
     .await;
     match (result, want) {
@@ -233,30 +188,18 @@ pub async fn create(
                 minijinja::context! { product => minijinja::value::Serde(&product) },
             );
             *response.status_mut() = StatusCode::CREATED;
-            response.headers_mut().insert(
-                "hx-trigger",
-                HeaderValue::from_static("product-list-changed"),
-            );
+            response.headers_mut().insert("hx-trigger", HeaderValue::from_static("product-list-changed"));
             Ok(response)
         }
         (Ok(product), _) => {
             state.cache.retire_lists().await;
-            Ok(super::created(
-                want,
-                &format!("/products/{}", product.id),
-                &product,
-            ))
+            Ok(super::created(want, &format!("/products/{}", product.id), &product))
         }
         (Err(AppError::Invalid(errors)), Want::Page | Want::Partial) => {
             let values = form_values(&input);
             let context = minijinja::context! { values => values, errors => error_map(&errors) };
-            let mut response = state.templates.respond(
-                &viewer,
-                want,
-                "products/new.html",
-                "products/_new_form.html",
-                context,
-            );
+            let mut response =
+                state.templates.respond(&viewer, want, "products/new.html", "products/_new_form.html", context);
             *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(response)
         }
@@ -273,13 +216,7 @@ fn form_values(input: &ProductInput) -> BTreeMap<String, String> {
     };
     put("name", input.name.clone());
     put("description", input.description.clone());
-    put(
-        "price",
-        input
-            .price
-            .clone()
-            .or_else(|| input.price_minor.map(crate::views::money)),
-    );
+    put("price", input.price.clone().or_else(|| input.price_minor.map(crate::views::money)));
     put("stock", input.stock.map(|s| s.to_string()));
     put("stock_delta", input.stock_delta.map(|s| s.to_string()));
     values
@@ -300,13 +237,7 @@ pub async fn edit_form(
         ("price".to_owned(), product.price.clone()),
     ]);
     let context = minijinja::context! { product => minijinja::value::Serde(&product), values => values, errors => BTreeMap::<String, String>::new() };
-    Ok(state.templates.respond(
-        &viewer,
-        want,
-        "products/edit.html",
-        "products/_edit_form.html",
-        context,
-    ))
+    Ok(state.templates.respond(&viewer, want, "products/edit.html", "products/_edit_form.html", context))
 }
 
 /// Changes a product (admins). Only the fields sent change; stock moves by
@@ -332,20 +263,10 @@ pub async fn update(
             name: input.name.clone(),
             description: input.description.clone(),
             price_minor: input.price_minor()?,
-            stock_delta: input
-                .stock_delta
-                .filter(|delta| *delta != 0 || want == Want::Json),
+            stock_delta: input.stock_delta.filter(|delta| *delta != 0 || want == Want::Json),
         };
-        let product = state
-            .inventory
-            .clone()
-            .update_product(request)
-            .await?
-            .into_inner()
-            .product;
-        product
-            .map(ProductView::from)
-            .ok_or_else(|| AppError::Internal("inventory returned no product".into()))
+        let product = state.inventory.clone().update_product(request).await?.into_inner().product;
+        product.map(ProductView::from).ok_or_else(|| AppError::Internal("inventory returned no product".into()))
     }
     .await;
     match result {
@@ -365,13 +286,8 @@ pub async fn update(
         Err(AppError::Invalid(errors)) if want.is_html() => {
             let (product, _) = fetch(&state, id).await?;
             let context = minijinja::context! { product => minijinja::value::Serde(&product), values => form_values(&input), errors => error_map(&errors) };
-            let mut response = state.templates.respond(
-                &viewer,
-                want,
-                "products/edit.html",
-                "products/_edit_form.html",
-                context,
-            );
+            let mut response =
+                state.templates.respond(&viewer, want, "products/edit.html", "products/_edit_form.html", context);
             *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(response)
         }
@@ -391,11 +307,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let id = product_id(&id)?;
-    state
-        .inventory
-        .clone()
-        .delete_product(pb::DeleteProductRequest { id })
-        .await?;
+    state.inventory.clone().delete_product(pb::DeleteProductRequest { id }).await?;
     forget(&state, id).await;
     Ok(match want {
         Want::Json => StatusCode::NO_CONTENT.into_response(),

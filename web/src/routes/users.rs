@@ -62,9 +62,7 @@ pub struct IdQuery {
 /// send people elsewhere.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
-        }
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -75,32 +73,20 @@ pub fn login_url(next: &str) -> String {
     if next == "/" {
         return "/users/login".to_owned();
     }
-    let encoded: String =
-        serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
+    let encoded: String = serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
     format!("/users/login?{encoded}")
 }
 
 fn user_id(raw: &str) -> Result<i64, AppError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| AppError::NotFound(format!("There is no user {raw:?}.")))
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| AppError::NotFound(format!("There is no user {raw:?}.")))
 }
 
 fn session_user(user: &UserView) -> SessionUser {
-    SessionUser {
-        id: user.id,
-        name: user.name.clone(),
-        email: user.email.clone(),
-        admin: user.is_admin(),
-    }
+    SessionUser { id: user.id, name: user.name.clone(), email: user.email.clone(), admin: user.is_admin() }
 }
 
 fn field_map(errors: &[FieldError]) -> BTreeMap<String, String> {
-    errors
-        .iter()
-        .map(|e| (e.field.clone(), e.message.clone()))
-        .collect()
+    errors.iter().map(|e| (e.field.clone(), e.message.clone())).collect()
 }
 
 /// A form again, with what was typed (never the password) and what is wrong.
@@ -159,22 +145,14 @@ pub async fn register(
         name: input.name.clone().unwrap_or_default(),
         password: input.password.clone().unwrap_or_default(),
     };
-    let registered = state
-        .users
-        .clone()
-        .register_user(request)
-        .await
-        .map_err(AppError::from);
+    let registered = state.users.clone().register_user(request).await.map_err(AppError::from);
     let user = match registered.map(|r| r.into_inner().user.map(UserView::from)) {
         Ok(Some(user)) => user,
         Ok(None) => return Err(AppError::Internal("users returned no user".into())),
         Err(error) if want.is_html() => {
             let (errors, status) = match error {
                 AppError::Invalid(errors) => (field_map(&errors), StatusCode::UNPROCESSABLE_ENTITY),
-                AppError::Conflict(message) => (
-                    BTreeMap::from([("email".to_owned(), message)]),
-                    StatusCode::CONFLICT,
-                ),
+                AppError::Conflict(message) => (BTreeMap::from([("email".to_owned(), message)]), StatusCode::CONFLICT),
                 other => return Err(other),
             };
             let values = BTreeMap::from([
@@ -246,8 +224,7 @@ pub async fn login(
                 ("email", input.email.unwrap_or_default()),
                 ("next", safe_next(input.next.as_deref())),
             ]);
-            let errors =
-                BTreeMap::from([("form".to_owned(), "Invalid email or password.".to_owned())]);
+            let errors = BTreeMap::from([("form".to_owned(), "Invalid email or password.".to_owned())]);
             return Ok(form_again(
                 &state,
                 &viewer,
@@ -281,10 +258,9 @@ fn unauthenticated_json() -> Response {
         errors: Vec::new(),
     };
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     response
 }
 
@@ -308,9 +284,7 @@ pub async fn by_query(
         .ok()
         .and_then(|Query(q)| q.id)
         .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            AppError::BadRequest("name a user with ?id=N, N a positive whole number".into())
-        })?;
+        .ok_or_else(|| AppError::BadRequest("name a user with ?id=N, N a positive whole number".into()))?;
     Ok(Redirect::to(&format!("/users/{id}")).into_response())
 }
 
@@ -319,24 +293,15 @@ async fn fetch(state: &AppState, id: i64) -> Result<(UserView, Lookup), AppError
     state
         .cache
         .get_or_fetch(&format!("user:{id}"), async move {
-            let user = users
-                .get_user_profile(pb::GetUserProfileRequest { id })
-                .await?
-                .into_inner()
-                .user;
-            user.map(UserView::from)
-                .ok_or_else(|| AppError::Internal("users returned no user".into()))
+            let user = users.get_user_profile(pb::GetUserProfileRequest { id }).await?.into_inner().user;
+            user.map(UserView::from).ok_or_else(|| AppError::Internal("users returned no user".into()))
         })
         .await
 }
 
 /// The user if the viewer may see them. Anyone else's profile is "not
 /// found": whether an account exists is nobody else's business.
-async fn fetch_visible(
-    state: &AppState,
-    viewer: &CurrentUser,
-    id: i64,
-) -> Result<(UserView, Lookup), AppError> {
+async fn fetch_visible(state: &AppState, viewer: &CurrentUser, id: i64) -> Result<(UserView, Lookup), AppError> {
     if !viewer.may_access(id) {
         return Err(AppError::NotFound(format!("user {id} not found")));
     }
@@ -365,9 +330,7 @@ pub async fn show(
             minijinja::context! { user => minijinja::value::Serde(&profile) },
         ),
     };
-    response
-        .headers_mut()
-        .insert("x-cache", HeaderValue::from_static(lookup.header()));
+    response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
     Ok(response)
 }
 
@@ -379,18 +342,9 @@ pub async fn edit_form(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (profile, _) = fetch_visible(&state, &user, user_id(&id)?).await?;
-    let values = BTreeMap::from([
-        ("email", profile.email.clone()),
-        ("name", profile.name.clone()),
-    ]);
+    let values = BTreeMap::from([("email", profile.email.clone()), ("name", profile.name.clone())]);
     let context = minijinja::context! { user => minijinja::value::Serde(&profile), values => values, errors => BTreeMap::<String, String>::new() };
-    Ok(state.templates.respond(
-        &viewer,
-        want,
-        "users/edit.html",
-        "users/_edit_form.html",
-        context,
-    ))
+    Ok(state.templates.respond(&viewer, want, "users/edit.html", "users/_edit_form.html", context))
 }
 
 /// Changes a profile: name, email, password.
@@ -416,12 +370,7 @@ pub async fn update(
         name: input.name.clone(),
         password: input.password.clone().filter(|p| !p.is_empty()),
     };
-    let updated = state
-        .users
-        .clone()
-        .update_user(request)
-        .await
-        .map_err(AppError::from);
+    let updated = state.users.clone().update_user(request).await.map_err(AppError::from);
     state.cache.invalidate(&format!("user:{id}")).await;
     let profile = match updated.map(|r| r.into_inner().user.map(UserView::from)) {
         Ok(Some(profile)) => profile,
@@ -429,24 +378,17 @@ pub async fn update(
         Err(error) if want.is_html() => {
             let (errors, status) = match error {
                 AppError::Invalid(errors) => (field_map(&errors), StatusCode::UNPROCESSABLE_ENTITY),
-                AppError::Conflict(message) => (
-                    BTreeMap::from([("email".to_owned(), message)]),
-                    StatusCode::CONFLICT,
-                ),
+                AppError::Conflict(message) => (BTreeMap::from([("email".to_owned(), message)]), StatusCode::CONFLICT),
                 other => return Err(other),
             };
             let values = BTreeMap::from([
                 ("email", input.email.unwrap_or(current.email.clone())),
                 ("name", input.name.unwrap_or(current.name.clone())),
             ]);
-            let context = minijinja::context! { user => minijinja::value::Serde(&current), values => values, errors => errors };
-            let mut response = state.templates.respond(
-                &viewer,
-                want,
-                "users/edit.html",
-                "users/_edit_form.html",
-                context,
-            );
+            let context =
+                minijinja::context! { user => minijinja::value::Serde(&current), values => values, errors => errors };
+            let mut response =
+                state.templates.respond(&viewer, want, "users/edit.html", "users/_edit_form.html", context);
             *response.status_mut() = status;
             return Ok(response);
         }
@@ -482,11 +424,7 @@ pub async fn delete(
     if !user.may_access(id) {
         return Err(AppError::NotFound(format!("user {id} not found")));
     }
-    state
-        .users
-        .clone()
-        .delete_user(pb::DeleteUserRequest { id })
-        .await?;
+    state.users.clone().delete_user(pb::DeleteUserRequest { id }).await?;
     state.cache.invalidate(&format!("user:{id}")).await;
     if id == user.0.id {
         session::sign_out(&session).await?;
@@ -504,12 +442,7 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/orders?page=2")), "/orders?page=2");
-        for outside in [
-            "https://evil.example",
-            "//evil.example",
-            "/\\evil.example",
-            "orders",
-        ] {
+        for outside in ["https://evil.example", "//evil.example", "/\\evil.example", "orders"] {
             assert_eq!(safe_next(Some(outside)), "/", "{outside}");
         }
         assert_eq!(safe_next(None), "/");

@@ -26,34 +26,22 @@ impl Shop {
         let (inventory_listener, inventory) = loopback().await;
         let (orders_listener, orders) = loopback().await;
         let users_service = shop_users::UserService::new(users_db.db.clone()).into_server();
-        let inventory_service =
-            shop_inventory::InventoryService::new(inventory_db.db.clone()).into_server();
+        let inventory_service = shop_inventory::InventoryService::new(inventory_db.db.clone()).into_server();
         let channel = shop_orders::service::inventory_channel(&inventory).expect("a channel");
-        let orders_service =
-            shop_orders::OrderService::new(orders_db.db.clone(), channel).into_server();
+        let orders_service = shop_orders::OrderService::new(orders_db.db.clone(), channel).into_server();
         let services = vec![
             Running::spawn(|stop| async move {
-                shop_grpc::serve(users_listener, users_service, stop)
-                    .await
-                    .expect("users")
+                shop_grpc::serve(users_listener, users_service, stop).await.expect("users")
             }),
             Running::spawn(|stop| async move {
-                shop_grpc::serve(inventory_listener, inventory_service, stop)
-                    .await
-                    .expect("inventory")
+                shop_grpc::serve(inventory_listener, inventory_service, stop).await.expect("inventory")
             }),
             Running::spawn(|stop| async move {
-                shop_grpc::serve(orders_listener, orders_service, stop)
-                    .await
-                    .expect("orders")
+                shop_grpc::serve(orders_listener, orders_service, stop).await.expect("orders")
             }),
         ];
         Self {
-            urls: ServiceUrls {
-                users,
-                inventory,
-                orders,
-            },
+            urls: ServiceUrls { users, inventory, orders },
             users_db,
             _inventory_db: inventory_db,
             _orders_db: orders_db,
@@ -79,13 +67,7 @@ impl Shop {
         shop_users::store::set_role(&self.users_db.db, &parsed, shop_users::domain::Role::Admin)
             .await
             .expect("promoted");
-        let signed_in = admin
-            .json(
-                Method::POST,
-                "/users/login",
-                json!({ "email": email, "password": PASSWORD }),
-            )
-            .await;
+        let signed_in = admin.json(Method::POST, "/users/login", json!({ "email": email, "password": PASSWORD })).await;
         assert_eq!(signed_in.status(), StatusCode::OK);
         admin
     }
@@ -100,20 +82,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(config: GatewayConfig) -> Self {
-        let gateway = shop_web::Gateway::build(&config)
-            .await
-            .expect("the gateway builds");
+        let gateway = shop_web::Gateway::build(&config).await.expect("the gateway builds");
         let (listener, url) = loopback().await;
         let server = Running::spawn(|stop| async move {
-            axum::serve(listener, gateway.router)
-                .with_graceful_shutdown(stop)
-                .await
-                .expect("the gateway serves");
+            axum::serve(listener, gateway.router).with_graceful_shutdown(stop).await.expect("the gateway serves");
         });
-        Self {
-            url,
-            server: Some(server),
-        }
+        Self { url, server: Some(server) }
     }
 
     pub async fn stop(mut self) {
@@ -136,15 +110,9 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
-        let client = Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("a client");
-        Self {
-            base: base.to_owned(),
-            client,
-        }
+        let client =
+            Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+        Self { base: base.to_owned(), client }
     }
 
     /// Another client sharing nothing with this one but the base URL.
@@ -158,14 +126,8 @@ impl Browser {
 
     /// A JSON request with a JSON body (`Value::Null` for none).
     pub async fn json(&self, method: Method, path: &str, body: Value) -> Response {
-        let request = self
-            .request(method, path)
-            .header(ACCEPT, "application/json");
-        let request = if body.is_null() {
-            request
-        } else {
-            request.json(&body)
-        };
+        let request = self.request(method, path).header(ACCEPT, "application/json");
+        let request = if body.is_null() { request } else { request.json(&body) };
         request.send().await.expect("the gateway answers")
     }
 
@@ -175,12 +137,7 @@ impl Browser {
 
     /// A browser's form post.
     pub async fn form(&self, method: Method, path: &str, fields: &[(&str, &str)]) -> Response {
-        self.request(method, path)
-            .header(ACCEPT, "text/html")
-            .form(fields)
-            .send()
-            .await
-            .expect("the gateway answers")
+        self.request(method, path).header(ACCEPT, "text/html").form(fields).send().await.expect("the gateway answers")
     }
 
     /// An HTMX request: the partial alone.
@@ -189,44 +146,28 @@ impl Browser {
     }
 
     pub async fn page(&self, path: &str) -> Response {
-        self.request(Method::GET, path)
-            .header(ACCEPT, "text/html")
-            .send()
-            .await
-            .expect("the gateway answers")
+        self.request(Method::GET, path).header(ACCEPT, "text/html").send().await.expect("the gateway answers")
     }
 
     pub async fn register(&self, name: &str, email: &str) -> Value {
         let response = self
-            .json(
-                Method::POST,
-                "/users/register",
-                json!({ "name": name, "email": email, "password": PASSWORD }),
-            )
+            .json(Method::POST, "/users/register", json!({ "name": name, "email": email, "password": PASSWORD }))
             .await;
-        assert_eq!(
-            response.status(),
-            StatusCode::CREATED,
-            "registering {email}"
-        );
+        assert_eq!(response.status(), StatusCode::CREATED, "registering {email}");
         response.json().await.expect("a user")
     }
 
     pub async fn customer(&self, name: &str) -> Value {
-        self.register(
-            name,
-            &format!(
-                "{}-{}@example.com",
-                name.to_lowercase(),
-                uuid::Uuid::new_v4().simple()
-            ),
-        )
-        .await
+        self.register(name, &format!("{}-{}@example.com", name.to_lowercase(), uuid::Uuid::new_v4().simple())).await
     }
 
     pub async fn product(&self, name: &str, price_minor: i64, stock: i64) -> i64 {
         let response = self
-            .json(Method::POST, "/products", json!({ "name": name, "description": "", "price_minor": price_minor, "stock": stock }))
+            .json(
+                Method::POST,
+                "/products",
+                json!({ "name": name, "description": "", "price_minor": price_minor, "stock": stock }),
+            )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED, "creating {name}");
         let product: Value = response.json().await.expect("a product");
@@ -238,29 +179,17 @@ impl Browser {
 /// error) mentions `needle`.
 pub async fn assert_problem(response: Response, status: StatusCode, needle: &str) -> Value {
     assert_eq!(response.status(), status, "status");
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type =
+        response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.expect("a problem body");
     assert_eq!(body["status"], status.as_u16());
-    assert!(
-        body.to_string().contains(needle),
-        "{body} does not mention {needle:?}"
-    );
+    assert!(body.to_string().contains(needle), "{body} does not mention {needle:?}");
     body
 }
 
 pub fn location(response: &Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+    response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
 pub async fn text(response: Response) -> String {
