@@ -357,6 +357,23 @@ async fn carts_become_orders_that_admins_move_along() {
     assert_eq!(by_json.status(), StatusCode::CREATED);
     assert!(location(&by_json).starts_with("/orders/"));
     assert_eq!(by_json.json::<Value>().await.expect("an order")["total_minor"], 450);
+    // A retried POST with the same Idempotency-Key is the same order.
+    let keyed = |quantity: i64| {
+        carol
+            .request(Method::POST, "/orders")
+            .header(ACCEPT, "application/json")
+            .header("Idempotency-Key", "retry-me")
+            .json(&json!({ "items": [{ "product_id": tea, "quantity": quantity }] }))
+    };
+    let first = keyed(1).send().await.expect("an answer");
+    let second = keyed(1).send().await.expect("an answer");
+    assert_eq!((first.status(), second.status()), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(location(&first), location(&second));
+    let reused = keyed(2).send().await.expect("an answer");
+    assert_problem(reused, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key").await;
+    let cancel =
+        carol.json(Method::PATCH, &format!("{}/status", location(&first)), json!({ "status": "cancelled" })).await;
+    assert_eq!(cancel.status(), StatusCode::OK);
     assert_problem(
         carol.json(Method::POST, "/orders", json!({ "items": [{ "product_id": pot, "quantity": 1 }] })).await,
         StatusCode::CONFLICT,
@@ -389,12 +406,12 @@ async fn carts_become_orders_that_admins_move_along() {
 
     // Lists: a customer's own; an admin's everyone's.
     let mine: Value = carol.get_json("/orders").await.json().await.expect("a list");
-    assert_eq!(mine["total"], 4, "two placed, two rejected");
+    assert_eq!(mine["total"], 5, "two placed, one cancelled, two rejected");
     let dave = gateway.browser();
     dave.customer("Dave").await;
     assert_eq!(dave.get_json("/orders").await.json::<Value>().await.expect("a list")["total"], 0);
     assert_problem(dave.get_json(&order_url).await, StatusCode::NOT_FOUND, "not found").await;
-    assert_eq!(admin.get_json("/orders?page_size=100").await.json::<Value>().await.expect("a list")["total"], 4);
+    assert_eq!(admin.get_json("/orders?page_size=100").await.json::<Value>().await.expect("a list")["total"], 5);
     let admin_page = text(admin.page("/orders").await).await;
     assert!(admin_page.contains("All orders") && admin_page.contains("status-form"));
     assert!(text(carol.page(&order_url).await).await.contains("Cancel order"));

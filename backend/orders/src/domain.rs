@@ -86,6 +86,24 @@ impl Lines {
     pub fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.0.iter().map(|(id, quantity)| (*id, *quantity))
     }
+
+    /// "product:quantity,..." in product order: equal for equal orders,
+    /// however their lines were written.
+    pub fn canonical(&self) -> String {
+        self.iter().map(|(id, quantity)| format!("{id}:{quantity}")).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// An idempotency key: up to 200 printable ASCII characters; empty is none.
+pub fn parse_idempotency_key(key: &str) -> Result<Option<&str>, OrderError> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Ok(None);
+    }
+    if key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(OrderError::invalid("idempotency_key", "must be up to 200 printable ASCII characters"));
+    }
+    Ok(Some(key))
 }
 
 pub fn parse_id(field: &'static str, id: i64) -> Result<i64, OrderError> {
@@ -175,7 +193,17 @@ mod tests {
         assert!(Lines::parse([(-1, 1)]).is_err());
         assert!(Lines::parse([(1, 10_001)]).is_err());
         assert!(Lines::parse((1..=101).map(|id| (id, 1))).is_err());
+        assert_eq!(Lines::parse([(9, 1), (2, 5), (9, 2)])?.canonical(), "2:5,9:3");
         Ok(())
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded() {
+        assert!(matches!(parse_idempotency_key("  "), Ok(None)));
+        assert!(matches!(parse_idempotency_key("a1-b2"), Ok(Some("a1-b2"))));
+        assert!(parse_idempotency_key(&"k".repeat(201)).is_err());
+        assert!(parse_idempotency_key("with space").is_err());
+        assert!(parse_idempotency_key("é").is_err());
     }
 
     #[test]

@@ -21,7 +21,12 @@ pub struct Report {
     pub still_pending: usize,
     /// Cancelled orders whose stock went back.
     pub released: usize,
+    /// Idempotency keys older than [`KEEP_KEYS`], forgotten.
+    pub expired_keys: u64,
 }
+
+/// How long an idempotency key is honoured: a day, with a day to spare.
+pub const KEEP_KEYS: Duration = Duration::from_secs(48 * 60 * 60);
 
 /// Orders are left alone this long after their last change, so a pass never
 /// races a request that is still reserving.
@@ -44,6 +49,8 @@ pub async fn run_once(service: &OrderService, grace: Duration) -> Result<Report,
             report.released += 1;
         }
     }
+    let keys_before = now_ms() - i64::try_from(KEEP_KEYS.as_millis()).unwrap_or(i64::MAX);
+    report.expired_keys = store::expire_idempotency_keys(service.db(), keys_before).await?;
     if report != Report::default() {
         tracing::info!(?report, "recovery pass");
     }

@@ -46,9 +46,34 @@ impl OrderService {
     async fn create(&self, request: pb::CreateOrderRequest) -> Result<Order, OrderError> {
         let user_id = parse_id("user_id", request.user_id)?;
         let lines = Lines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
-        let order_id = store::insert_pending(&self.db, user_id, &lines, &domain::user_actor(user_id)).await?;
+        let key = domain::parse_idempotency_key(&request.idempotency_key)?;
+        let actor = domain::user_actor(user_id);
+        let order_id = match store::insert_pending(&self.db, user_id, &lines, &actor, key).await? {
+            store::Recorded::New(order_id) => order_id,
+            store::Recorded::Existing(order_id) => return self.replay(order_id, &lines).await,
+        };
         self.reserve(order_id, &lines).await?;
         store::get(&self.db, order_id).await
+    }
+
+    /// Answers a retry the way the first request was answered. A retry that
+    /// finds its order still pending (the first request crashed, or is still
+    /// running) reserves again: inventory does it once per order id.
+    async fn replay(&self, order_id: i64, lines: &Lines) -> Result<Order, OrderError> {
+        let order = store::get(&self.db, order_id).await?;
+        match order.status {
+            OrderStatus::Pending => {
+                self.reserve(order_id, lines).await?;
+                store::get(&self.db, order_id).await
+            }
+            OrderStatus::Rejected => {
+                let (reason, code) = store::rejection(&self.db, order_id)
+                    .await?
+                    .unwrap_or_else(|| ("stock was short".to_owned(), Code::FailedPrecondition.into()));
+                Err(OrderError::Rejected { order_id, reason, code: Code::from_i32(code) })
+            }
+            _ => Ok(order),
+        }
     }
 
     /// Has inventory reserve and price a pending order's lines, then records
@@ -80,7 +105,7 @@ impl OrderService {
                 Ok(())
             }
             Err(refused) if matches!(refused.code(), Code::FailedPrecondition | Code::NotFound) => {
-                store::reject(&self.db, order_id).await?;
+                store::reject(&self.db, order_id, refused.message(), refused.code().into()).await?;
                 tracing::info!(order_id, reason = refused.message(), "order rejected");
                 Err(OrderError::Rejected { order_id, reason: refused.message().to_owned(), code: refused.code() })
             }

@@ -54,9 +54,28 @@ async fn record_change(tx: &mut Tx<'_>, order_id: i64, status: Status, actor: &s
     Ok(())
 }
 
+/// What recording an order found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new pending order.
+    New(i64),
+    /// The order an earlier request with the same idempotency key made.
+    Existing(i64),
+}
+
 /// Records a new order as pending, with its lines, before any stock is
 /// touched: whatever happens next, there is a row to finish or reject.
-pub async fn insert_pending(db: &Db, user_id: i64, lines: &Lines, actor: &str) -> Result<i64, OrderError> {
+///
+/// With an idempotency key, the key is claimed in the same transaction. A
+/// concurrent request with the same key waits for this one (the key is the
+/// primary key) and then finds its order instead of making a second.
+pub async fn insert_pending(
+    db: &Db,
+    user_id: i64,
+    lines: &Lines,
+    actor: &str,
+    idempotency_key: Option<&str>,
+) -> Result<Recorded, OrderError> {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
     let (order_id,): (i64,) = sqlx::query_as(
@@ -75,8 +94,56 @@ pub async fn insert_pending(db: &Db, user_id: i64, lines: &Lines, actor: &str) -
             .await?;
     }
     record_change(&mut tx, order_id, Status::Pending, actor, now).await?;
+    if let Some(key) = idempotency_key {
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, idempotency_key, request, order_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(lines.canonical())
+        .bind(order_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            // Dropping `tx` rolls this request's order back.
+            let (request, existing): (String, i64) = sqlx::query_as(
+                "SELECT request, order_id FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2",
+            )
+            .bind(user_id)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            return if request == lines.canonical() {
+                Ok(Recorded::Existing(existing))
+            } else {
+                Err(OrderError::invalid(
+                    "idempotency_key",
+                    "was already used for a different order; use a new key for a new order",
+                ))
+            };
+        }
+    }
     tx.commit().await?;
-    Ok(order_id)
+    Ok(Recorded::New(order_id))
+}
+
+/// Forgets idempotency keys older than `before_ms`.
+pub async fn expire_idempotency_keys(db: &Db, before_ms: i64) -> Result<u64, OrderError> {
+    let deleted =
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1").bind(before_ms).execute(&db.pool).await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Why a rejected order was rejected: inventory's message and status code.
+pub async fn rejection(db: &Db, order_id: i64) -> Result<Option<(String, i32)>, OrderError> {
+    let row: Option<(Option<String>, Option<i32>)> =
+        sqlx::query_as("SELECT rejection_reason, rejection_code FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(row.and_then(|(reason, code)| reason.zip(code)))
 }
 
 /// Stores inventory's reservation: the lines' names and prices, the total,
@@ -121,16 +188,20 @@ pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], total_minor: 
     Ok(status)
 }
 
-/// Rejects a pending order whose stock inventory refused.
-pub async fn reject(db: &Db, order_id: i64) -> Result<(), OrderError> {
+/// Rejects a pending order whose stock inventory refused, keeping why.
+pub async fn reject(db: &Db, order_id: i64, reason: &str, code: i32) -> Result<(), OrderError> {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
-    let rejected =
-        sqlx::query("UPDATE orders SET status = 'rejected', updated_at_ms = $2 WHERE id = $1 AND status = 'pending'")
-            .bind(order_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+    let rejected = sqlx::query(
+        "UPDATE orders SET status = 'rejected', rejection_reason = $3, rejection_code = $4, updated_at_ms = $2 \
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(order_id)
+    .bind(now)
+    .bind(reason)
+    .bind(code)
+    .execute(&mut *tx)
+    .await?;
     if rejected.rows_affected() == 1 {
         record_change(&mut tx, order_id, Status::Rejected, crate::domain::SYSTEM, now).await?;
     }

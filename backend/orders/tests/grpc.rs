@@ -74,8 +74,14 @@ impl Shop {
 
     async fn order(&mut self, user_id: i64, items: &[(i64, i64)]) -> Result<Order, tonic::Status> {
         let items = items.iter().map(|&(product_id, quantity)| OrderLine { product_id, quantity }).collect();
-        let created = self.orders.create_order(CreateOrderRequest { user_id, items }).await?;
+        let created = self.orders.create_order(CreateOrderRequest { user_id, items, ..Default::default() }).await?;
         Ok(created.into_inner().order.expect("an order"))
+    }
+
+    async fn order_with_key(&mut self, user_id: i64, items: &[(i64, i64)], key: &str) -> Result<Order, tonic::Status> {
+        let items = items.iter().map(|&(product_id, quantity)| OrderLine { product_id, quantity }).collect();
+        let request = CreateOrderRequest { user_id, items, idempotency_key: key.into() };
+        Ok(self.orders.create_order(request).await?.into_inner().order.expect("an order"))
     }
 
     async fn set_status(&mut self, id: i64, status: OrderStatus) -> Result<Order, tonic::Status> {
@@ -297,7 +303,70 @@ async fn an_inventory_outage_leaves_orders_pending_until_recovery_finishes_them(
     assert_eq!(shop.stock(tea).await, 7);
 }
 
+async fn a_retry_with_the_same_idempotency_key_is_the_same_order(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 100).await;
+    let pot = shop.product("Teapot", 3_200, 1).await;
+
+    let first = shop.order_with_key(1, &[(tea, 2)], "checkout-1").await.expect("an order");
+    let again = shop.order_with_key(1, &[(tea, 2)], "checkout-1").await.expect("the same order");
+    assert_eq!(again, first);
+    assert_eq!(shop.stock(tea).await, 98, "reserved once");
+    // The same key with other items is refused, and changes nothing.
+    let other = shop.order_with_key(1, &[(tea, 3)], "checkout-1").await;
+    assert_status(other, Code::InvalidArgument, "idempotency_key: was already used for a different order");
+    // Keys belong to their user.
+    let someone_else = shop.order_with_key(2, &[(tea, 2)], "checkout-1").await.expect("another order");
+    assert_ne!(someone_else.id, first.id);
+
+    // Twenty concurrent retries of one checkout make one order.
+    let retries = (0..20).map(|_| {
+        let mut orders = shop.orders.clone();
+        tokio::spawn(async move {
+            let request = CreateOrderRequest {
+                user_id: 3,
+                items: vec![OrderLine { product_id: tea, quantity: 1 }],
+                idempotency_key: "double-click".into(),
+            };
+            orders.create_order(request).await.map(|r| r.into_inner().order.map(|o| o.id))
+        })
+    });
+    let mut ids = std::collections::BTreeSet::new();
+    for retry in retries {
+        ids.insert(retry.await.expect("the task runs").expect("an order").expect("an id"));
+    }
+    assert_eq!(ids.len(), 1, "one order for one key: {ids:?}");
+    assert_eq!(shop.stock(tea).await, 98 - 2 - 1);
+    assert_eq!(shop.count("idempotency_keys").await, 3);
+
+    // A rejected order's retry gets the same refusal and no second order.
+    let short = shop.order_with_key(4, &[(pot, 2)], "too-many").await;
+    assert_status(short, Code::FailedPrecondition, "not enough stock");
+    let orders_before = shop.count("orders").await;
+    assert_status(shop.order_with_key(4, &[(pot, 2)], "too-many").await, Code::FailedPrecondition, "not enough stock");
+    assert_eq!(shop.count("orders").await, orders_before);
+
+    // A bad key is refused before anything is written.
+    let long = "k".repeat(201);
+    assert_status(shop.order_with_key(5, &[(tea, 1)], &long).await, Code::InvalidArgument, "idempotency_key");
+    assert_eq!(shop.count("orders").await, orders_before);
+}
+
+async fn a_retry_finishes_an_order_an_outage_left_pending(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    shop.stop_inventory().await;
+    assert_status(shop.order_with_key(1, &[(tea, 4)], "k1").await, Code::Unavailable, "pending");
+    shop.restart_inventory().await;
+    let retried = shop.order_with_key(1, &[(tea, 4)], "k1").await.expect("the retry finishes it");
+    assert_eq!((retried.status(), retried.total_minor), (OrderStatus::Confirmed, 4 * 450));
+    assert_eq!(shop.stock(tea).await, 6);
+    assert_eq!(shop.count("orders").await, 1);
+}
+
 on_both_backends!(
+    a_retry_with_the_same_idempotency_key_is_the_same_order,
+    a_retry_finishes_an_order_an_outage_left_pending,
     an_order_is_priced_by_inventory_and_reserves_its_stock,
     an_order_short_of_stock_is_rejected_and_takes_nothing,
     bad_orders_are_refused_and_write_nothing,

@@ -58,7 +58,7 @@ fn respond(state: &AppState, viewer: &Viewer, want: Want, cart: &CartView) -> Re
             want,
             "cart/show.html",
             "cart/_cart.html",
-            minijinja::context! { cart => minijinja::value::Serde(cart) },
+            minijinja::context! { cart => minijinja::value::Serde(cart), checkout_key => uuid::Uuid::new_v4().to_string() },
         ),
     }
 }

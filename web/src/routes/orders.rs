@@ -29,6 +29,9 @@ pub struct OrderLineInput {
 pub struct OrderInput {
     #[serde(default)]
     pub items: Option<Vec<OrderLineInput>>,
+    /// The checkout form's key; an `Idempotency-Key` header takes precedence.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -117,6 +120,7 @@ pub async fn show(
 
 /// Places an order for the signed-in user: the items sent, or the cart.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first order")),
     responses((status = 201, description = "Placed and confirmed; `Location` names it", body = OrderView),
               (status = 401, body = crate::error::ProblemBody),
               (status = 404, description = "An unknown product", body = crate::error::ProblemBody),
@@ -128,6 +132,7 @@ pub async fn create(
     user: CurrentUser,
     session: Session,
     want: Want,
+    headers: HeaderMap,
     Input(input): Input<OrderInput>,
 ) -> Result<Response, AppError> {
     let from_cart = input.items.is_none();
@@ -146,7 +151,16 @@ pub async fn create(
         return Err(AppError::field("items", message));
     }
     let product_ids: Vec<i64> = items.iter().map(|l| l.product_id).collect();
-    let placed = state.orders.clone().create_order(pb::CreateOrderRequest { user_id: user.0.id, items }).await;
+    // A retry with the same key (a double submit, a client's timeout) gets
+    // the first order back; the order service makes sure of it.
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(input.idempotency_key)
+        .unwrap_or_default();
+    let request = pb::CreateOrderRequest { user_id: user.0.id, items, idempotency_key };
+    let placed = state.orders.clone().create_order(request).await;
     // Whatever happened, the stock of these products may have moved.
     for id in product_ids {
         super::products::forget(&state, id).await;
