@@ -11,21 +11,11 @@ pub mod error;
 pub mod service;
 pub mod store;
 
-use shop_storage::{MigrationFile, Migrations};
+use shop_storage::Migrations;
 
 pub use error::InventoryError;
 pub use service::InventoryService;
 
 /// The inventory database's schema, for each backend.
-pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &[MigrationFile {
-        version: 1,
-        description: "create products",
-        sql: include_str!("../../../migrations/inventory/postgres/0001_create_products.sql"),
-    }],
-    sqlite: &[MigrationFile {
-        version: 1,
-        description: "create products",
-        sql: include_str!("../../../migrations/inventory/sqlite/0001_create_products.sql"),
-    }],
-};
+pub const MIGRATIONS: Migrations =
+    shop_storage::migrations!("inventory": 1 => "0001_create_products", 2 => "0002_create_outbox");

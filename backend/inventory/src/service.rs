@@ -1,6 +1,7 @@
 //! `shop.inventory.v1.InventoryService` over the store. Conversions to
 //! protobuf live at the bottom.
 
+use shop_events::Wake;
 use shop_proto::inventory::v1 as pb;
 use shop_proto::inventory::v1::inventory_service_server::{self, InventoryServiceServer};
 use shop_proto::time::from_unix_ms;
@@ -16,11 +17,28 @@ use crate::{InventoryError, domain, store};
 #[derive(Clone)]
 pub struct InventoryService {
     db: Db,
+    outbox: Wake,
+    low_stock: i64,
 }
+
+/// Stock at or below this raises `stock.low`, unless configured otherwise.
+pub const DEFAULT_LOW_STOCK: i64 = 5;
 
 impl InventoryService {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, outbox: Wake::default(), low_stock: DEFAULT_LOW_STOCK }
+    }
+
+    /// Wakes this relay when an event is written.
+    pub fn with_outbox(mut self, wake: Wake) -> Self {
+        self.outbox = wake;
+        self
+    }
+
+    /// Stock at or below `threshold` raises `stock.low`.
+    pub fn with_low_stock_threshold(mut self, threshold: i64) -> Self {
+        self.low_stock = threshold;
+        self
     }
 
     pub fn into_server(self) -> InventoryServiceServer<Self> {
@@ -68,6 +86,7 @@ impl inventory_service_server::InventoryService for InventoryService {
     ) -> Result<Response<pb::CreateProductResponse>, Status> {
         let product = parse_new_product(request.into_inner())?;
         let product = store::insert(&self.db, &product).await?;
+        self.outbox.wake();
         tracing::info!(product_id = product.id, "product created");
         Ok(Response::new(pb::CreateProductResponse { product: Some(product.into()) }))
     }
@@ -88,7 +107,8 @@ impl inventory_service_server::InventoryService for InventoryService {
         let request = request.into_inner();
         let id = parse_id("id", request.id)?;
         let changes = parse_changes(&request)?;
-        let product = store::update(&self.db, id, &changes).await?;
+        let product = store::update(&self.db, id, &changes, self.low_stock).await?;
+        self.outbox.wake();
         Ok(Response::new(pb::UpdateProductResponse { product: Some(product.into()) }))
     }
 
@@ -98,6 +118,7 @@ impl inventory_service_server::InventoryService for InventoryService {
     ) -> Result<Response<pb::DeleteProductResponse>, Status> {
         let id = parse_id("id", request.into_inner().id)?;
         store::delete(&self.db, id).await?;
+        self.outbox.wake();
         tracing::info!(product_id = id, "product deleted");
         Ok(Response::new(pb::DeleteProductResponse {}))
     }
@@ -124,7 +145,8 @@ impl inventory_service_server::InventoryService for InventoryService {
         let request = request.into_inner();
         let order_id = parse_id("order_id", request.order_id)?;
         let wanted = parse_stock_request(&request.items)?;
-        let items = store::reserve(&self.db, order_id, &wanted).await?;
+        let items = store::reserve(&self.db, order_id, &wanted, self.low_stock).await?;
+        self.outbox.wake();
         Ok(Response::new(pb::ReserveStockResponse { order_id, items: items.into_iter().map(Into::into).collect() }))
     }
 
@@ -134,6 +156,7 @@ impl inventory_service_server::InventoryService for InventoryService {
     ) -> Result<Response<pb::ReleaseStockResponse>, Status> {
         let order_id = parse_id("order_id", request.into_inner().order_id)?;
         let released = store::release(&self.db, order_id).await?;
+        self.outbox.wake();
         Ok(Response::new(pb::ReleaseStockResponse { released }))
     }
 }

@@ -4,8 +4,34 @@
 use shop_storage::sqlx::{self, Row, any::AnyRow};
 use shop_storage::{Db, Page, Violation, now_ms, violation};
 
+use shop_events::{Event, Payload, ProductChanged, StockLow, outbox};
+
 use crate::InventoryError;
 use crate::domain::{NewProduct, Product, ProductChanges, Request, ReservedItem};
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// Writes an event to the outbox, in the transaction of its change.
+async fn record<P: Payload>(tx: &mut Tx<'_>, payload: &P) -> Result<(), InventoryError> {
+    let event = Event::new(payload).map_err(|e| InventoryError::Storage(sqlx::Error::Encode(Box::new(e))))?;
+    Ok(outbox::record(tx, &event).await?)
+}
+
+/// Records that a product's stock moved to `stock` from `before`, and that
+/// it ran low if it just crossed `low_stock` on the way down.
+async fn stock_moved(
+    tx: &mut Tx<'_>,
+    product_id: i64,
+    before: i64,
+    stock: i64,
+    low_stock: i64,
+) -> Result<(), InventoryError> {
+    record(tx, &ProductChanged { product_id, change: "stock".into(), stock: Some(stock) }).await?;
+    if before > low_stock && stock <= low_stock {
+        record(tx, &StockLow { product_id, stock, threshold: low_stock }).await?;
+    }
+    Ok(())
+}
 
 const PRODUCT_COLUMNS: &str = "id, name, description, price_minor, stock, created_at_ms, updated_at_ms";
 
@@ -35,15 +61,20 @@ pub async fn insert(db: &Db, product: &NewProduct) -> Result<Product, InventoryE
         "INSERT INTO products (name, description, price_minor, stock, created_at_ms, updated_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $5) RETURNING {PRODUCT_COLUMNS}"
     );
+    let mut tx = db.pool.begin().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(product.name.as_str())
         .bind(product.description.as_str())
         .bind(product.price_minor)
         .bind(product.stock)
         .bind(now_ms())
-        .fetch_one(&db.pool)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(product_from_row(&row)?)
+    let product = product_from_row(&row)?;
+    record(&mut tx, &ProductChanged { product_id: product.id, change: "created".into(), stock: Some(product.stock) })
+        .await?;
+    tx.commit().await?;
+    Ok(product)
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Product, InventoryError> {
@@ -54,12 +85,13 @@ pub async fn get(db: &Db, id: i64) -> Result<Product, InventoryError> {
 
 /// Applies the set fields in one statement; stock moves relative to what is
 /// there now, and the CHECK constraint refuses a negative result.
-pub async fn update(db: &Db, id: i64, changes: &ProductChanges) -> Result<Product, InventoryError> {
+pub async fn update(db: &Db, id: i64, changes: &ProductChanges, low_stock: i64) -> Result<Product, InventoryError> {
     let sql = format!(
         "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
          price_minor = COALESCE($4, price_minor), stock = stock + COALESCE($5, 0), updated_at_ms = $6 \
          WHERE id = $1 RETURNING {PRODUCT_COLUMNS}"
     );
+    let mut tx = db.pool.begin().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(changes.name.as_ref().map(|n| n.as_str().to_owned()))
@@ -67,18 +99,33 @@ pub async fn update(db: &Db, id: i64, changes: &ProductChanges) -> Result<Produc
         .bind(changes.price_minor)
         .bind(changes.stock_delta)
         .bind(now_ms())
-        .fetch_optional(&db.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(|error| match violation(&error) {
             Some(Violation::Check) => InventoryError::StockBelowZero(id),
             _ => InventoryError::Storage(error),
         })?;
-    row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))
+    let product = row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))?;
+    match changes.stock_delta {
+        Some(delta) => stock_moved(&mut tx, id, product.stock - delta, product.stock, low_stock).await?,
+        None => {
+            record(&mut tx, &ProductChanged { product_id: id, change: "updated".into(), stock: Some(product.stock) })
+                .await?
+        }
+    }
+    tx.commit().await?;
+    Ok(product)
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), InventoryError> {
-    let result = sqlx::query("DELETE FROM products WHERE id = $1").bind(id).execute(&db.pool).await?;
-    if result.rows_affected() == 0 { Err(InventoryError::ProductNotFound(id)) } else { Ok(()) }
+    let mut tx = db.pool.begin().await?;
+    let result = sqlx::query("DELETE FROM products WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    if result.rows_affected() == 0 {
+        return Err(InventoryError::ProductNotFound(id));
+    }
+    record(&mut tx, &ProductChanged { product_id: id, change: "deleted".into(), stock: None }).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// One page, newest first, and the size of the whole catalogue. The database
@@ -96,7 +143,12 @@ pub async fn list(db: &Db, page: Page) -> Result<(Vec<Product>, i64), InventoryE
 /// The reservation row is claimed first: a second call for the same order
 /// (a retry, or a recovery pass racing the first call) waits for the first
 /// transaction and then returns what it reserved, so stock is taken once.
-pub async fn reserve(db: &Db, order_id: i64, request: &Request) -> Result<Vec<ReservedItem>, InventoryError> {
+pub async fn reserve(
+    db: &Db,
+    order_id: i64,
+    request: &Request,
+    low_stock: i64,
+) -> Result<Vec<ReservedItem>, InventoryError> {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
     let claimed = sqlx::query(
@@ -125,7 +177,7 @@ pub async fn reserve(db: &Db, order_id: i64, request: &Request) -> Result<Vec<Re
         // Relative and conditional: never "read stock, write it back".
         let taken = sqlx::query(
             "UPDATE products SET stock = stock - $2, updated_at_ms = $3 \
-             WHERE id = $1 AND stock >= $2 RETURNING name, price_minor",
+             WHERE id = $1 AND stock >= $2 RETURNING name, price_minor, stock",
         )
         .bind(product_id)
         .bind(quantity)
@@ -149,6 +201,8 @@ pub async fn reserve(db: &Db, order_id: i64, request: &Request) -> Result<Vec<Re
             quantity,
             unit_price_minor: taken.try_get("price_minor")?,
         };
+        let stock: i64 = taken.try_get("stock")?;
+        stock_moved(&mut tx, product_id, stock + quantity, stock, low_stock).await?;
         sqlx::query(
             "INSERT INTO reservation_items (order_id, product_id, product_name, quantity, unit_price_minor) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -166,10 +220,7 @@ pub async fn reserve(db: &Db, order_id: i64, request: &Request) -> Result<Vec<Re
     Ok(items)
 }
 
-async fn reserved_items(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    order_id: i64,
-) -> Result<Vec<ReservedItem>, InventoryError> {
+async fn reserved_items(tx: &mut Tx<'_>, order_id: i64) -> Result<Vec<ReservedItem>, InventoryError> {
     let rows = sqlx::query(
         "SELECT product_id, product_name, quantity, unit_price_minor FROM reservation_items \
          WHERE order_id = $1 ORDER BY product_id",
@@ -207,12 +258,20 @@ pub async fn release(db: &Db, order_id: i64) -> Result<bool, InventoryError> {
     }
     for item in reserved_items(&mut tx, order_id).await? {
         // A product deleted since has nowhere to return to; that is fine.
-        sqlx::query("UPDATE products SET stock = stock + $2, updated_at_ms = $3 WHERE id = $1")
-            .bind(item.product_id)
-            .bind(item.quantity)
-            .bind(now)
-            .execute(&mut *tx)
+        let returned: Option<(i64,)> =
+            sqlx::query_as("UPDATE products SET stock = stock + $2, updated_at_ms = $3 WHERE id = $1 RETURNING stock")
+                .bind(item.product_id)
+                .bind(item.quantity)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((stock,)) = returned {
+            record(
+                &mut tx,
+                &ProductChanged { product_id: item.product_id, change: "stock".into(), stock: Some(stock) },
+            )
             .await?;
+        }
     }
     tx.commit().await?;
     Ok(true)

@@ -13,35 +13,10 @@ pub mod recovery;
 pub mod service;
 pub mod store;
 
-use shop_storage::{MigrationFile, Migrations};
+use shop_storage::Migrations;
 
 pub use error::OrderError;
 pub use service::OrderService;
 
-/// The order database's schema, for each backend.
-pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &[
-        MigrationFile {
-            version: 1,
-            description: "create orders",
-            sql: include_str!("../../../migrations/orders/postgres/0001_create_orders.sql"),
-        },
-        MigrationFile {
-            version: 2,
-            description: "idempotency keys",
-            sql: include_str!("../../../migrations/orders/postgres/0002_idempotency_keys.sql"),
-        },
-    ],
-    sqlite: &[
-        MigrationFile {
-            version: 1,
-            description: "create orders",
-            sql: include_str!("../../../migrations/orders/sqlite/0001_create_orders.sql"),
-        },
-        MigrationFile {
-            version: 2,
-            description: "idempotency keys",
-            sql: include_str!("../../../migrations/orders/sqlite/0002_idempotency_keys.sql"),
-        },
-    ],
-};
+/// The orders database's schema, for each backend.
+pub const MIGRATIONS: Migrations = shop_storage::migrations!("orders": 1 => "0001_create_orders", 2 => "0002_idempotency_keys", 3 => "0003_create_outbox");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use shop_events::Wake;
 use shop_proto::inventory::v1 as inventory;
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::orders::v1 as pb;
@@ -19,6 +20,7 @@ use crate::{OrderError, store};
 pub struct OrderService {
     db: Db,
     inventory: InventoryServiceClient<Channel>,
+    outbox: Wake,
 }
 
 /// A channel to inventory that connects on first use, so the order service
@@ -32,7 +34,13 @@ pub fn inventory_channel(url: &str) -> Result<Channel, tonic::transport::Error> 
 
 impl OrderService {
     pub fn new(db: Db, inventory: Channel) -> Self {
-        Self { db, inventory: InventoryServiceClient::new(inventory) }
+        Self { db, inventory: InventoryServiceClient::new(inventory), outbox: Wake::default() }
+    }
+
+    /// Wakes this relay when an event is written.
+    pub fn with_outbox(mut self, wake: Wake) -> Self {
+        self.outbox = wake;
+        self
     }
 
     pub fn into_server(self) -> OrderServiceServer<Self> {
@@ -49,7 +57,10 @@ impl OrderService {
         let key = domain::parse_idempotency_key(&request.idempotency_key)?;
         let actor = domain::user_actor(user_id);
         let order_id = match store::insert_pending(&self.db, user_id, &lines, &actor, key).await? {
-            store::Recorded::New(order_id) => order_id,
+            store::Recorded::New(order_id) => {
+                self.outbox.wake();
+                order_id
+            }
             store::Recorded::Existing(order_id) => return self.replay(order_id, &lines).await,
         };
         self.reserve(order_id, &lines).await?;
@@ -98,6 +109,7 @@ impl OrderService {
                     .collect();
                 let total = domain::total_of(&priced).ok_or(OrderError::TotalOverflow)?;
                 let status = store::confirm(&self.db, order_id, &priced, total).await?;
+                self.outbox.wake();
                 if matches!(status, OrderStatus::Cancelled | OrderStatus::Rejected) {
                     // The order moved on while inventory was reserving.
                     self.release(order_id).await;
@@ -106,6 +118,7 @@ impl OrderService {
             }
             Err(refused) if matches!(refused.code(), Code::FailedPrecondition | Code::NotFound) => {
                 store::reject(&self.db, order_id, refused.message(), refused.code().into()).await?;
+                self.outbox.wake();
                 tracing::info!(order_id, reason = refused.message(), "order rejected");
                 Err(OrderError::Rejected { order_id, reason: refused.message().to_owned(), code: refused.code() })
             }
@@ -156,6 +169,7 @@ impl OrderService {
         if !store::transition(&self.db, id, order.status, to, &actor).await? {
             return Err(OrderError::Conflict(id));
         }
+        self.outbox.wake();
         if to == OrderStatus::Cancelled {
             self.release(id).await;
         }

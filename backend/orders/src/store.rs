@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use shop_storage::sqlx::{self, Row, any::AnyRow};
 use shop_storage::{Db, Page, now_ms};
 
+use shop_events::{Event, OrderCreated, OrderStatusChanged, Payload, outbox};
+
 use crate::OrderError;
 use crate::domain::{Item, Lines, Order, PricedLine, Status, StatusChange};
 
@@ -61,6 +63,35 @@ pub enum Recorded {
     New(i64),
     /// The order an earlier request with the same idempotency key made.
     Existing(i64),
+}
+
+/// Writes an event to the outbox, in the transaction of its change.
+async fn record<P: Payload>(tx: &mut Tx<'_>, payload: &P) -> Result<(), OrderError> {
+    let event = Event::new(payload).map_err(|e| OrderError::Storage(sqlx::Error::Encode(Box::new(e))))?;
+    Ok(outbox::record(tx, &event).await?)
+}
+
+/// Records `order.status_changed` for a change just made in `tx`.
+async fn status_changed(
+    tx: &mut Tx<'_>,
+    order_id: i64,
+    from: Status,
+    to: Status,
+    actor: &str,
+) -> Result<(), OrderError> {
+    let (user_id, total_minor): (i64, i64) = sqlx::query_as("SELECT user_id, total_minor FROM orders WHERE id = $1")
+        .bind(order_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let change = OrderStatusChanged {
+        order_id,
+        user_id,
+        from: from.as_str().into(),
+        to: to.as_str().into(),
+        actor: actor.into(),
+        total_minor,
+    };
+    record(tx, &change).await
 }
 
 /// Records a new order as pending, with its lines, before any stock is
@@ -125,6 +156,8 @@ pub async fn insert_pending(
             };
         }
     }
+    let items = lines.iter().map(|(product_id, quantity)| shop_events::OrderLine { product_id, quantity }).collect();
+    record(&mut tx, &OrderCreated { order_id, user_id, items }).await?;
     tx.commit().await?;
     Ok(Recorded::New(order_id))
 }
@@ -182,6 +215,7 @@ pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], total_minor: 
             .await?;
         }
         record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
+        status_changed(&mut tx, order_id, Status::Pending, Status::Confirmed, crate::domain::SYSTEM).await?;
     }
     let status = current_status(&mut tx, order_id).await?;
     tx.commit().await?;
@@ -204,6 +238,7 @@ pub async fn reject(db: &Db, order_id: i64, reason: &str, code: i32) -> Result<(
     .await?;
     if rejected.rows_affected() == 1 {
         record_change(&mut tx, order_id, Status::Rejected, crate::domain::SYSTEM, now).await?;
+        status_changed(&mut tx, order_id, Status::Pending, Status::Rejected, crate::domain::SYSTEM).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -225,6 +260,7 @@ pub async fn transition(db: &Db, order_id: i64, from: Status, to: Status, actor:
         return Ok(false);
     }
     record_change(&mut tx, order_id, to, actor, now).await?;
+    status_changed(&mut tx, order_id, from, to, actor).await?;
     tx.commit().await?;
     Ok(true)
 }

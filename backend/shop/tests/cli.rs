@@ -24,7 +24,7 @@ fn shop(data_dir: &std::path::Path) -> Command {
 
 /// The four addresses `shop all` logged as it started.
 struct Started {
-    child: Child,
+    child: Running,
     users: String,
     gateway: String,
 }
@@ -56,10 +56,24 @@ fn start_all(data_dir: &std::path::Path) -> Started {
     }
     // Keep reading, so the shop never writes its logs into a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
+    let child = Running(Some(child));
     Started { child, users: users.expect("the users address in the log"), gateway: gateway.expect("the gateway URL") }
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
+/// The shop process, killed if a failing test leaves it running.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn terminate(mut running: Running) -> std::process::ExitStatus {
+    let mut child = running.0.take().expect("a running shop");
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid")).expect("a pid");
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM is sent");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -79,7 +93,7 @@ async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
 
     let home = reqwest::get(&started.gateway).await.expect("the gateway answers");
     assert_eq!(home.status(), 200);
-    assert!(home.text().await.expect("a body").contains("Products (0)"));
+    assert!(home.text().await.expect("a body").contains("No products yet"));
 
     let mut users = UserServiceClient::connect(started.users.clone()).await.expect("users answers");
     let registration = RegisterUserRequest {

@@ -48,6 +48,29 @@ pub struct MigrationFile {
     pub sql: &'static str,
 }
 
+/// A service's migrations, embedded from `migrations/<service>/<backend>/<name>.sql`:
+///
+/// ```ignore
+/// pub const MIGRATIONS: Migrations = shop_storage::migrations!("users": 1 => "0001_create_users");
+/// ```
+#[macro_export]
+macro_rules! migrations {
+    ($service:literal: $($version:literal => $name:literal),+ $(,)?) => {
+        $crate::Migrations {
+            postgres: &[$($crate::MigrationFile {
+                version: $version,
+                description: $name,
+                sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/", $service, "/postgres/", $name, ".sql")),
+            }),+],
+            sqlite: &[$($crate::MigrationFile {
+                version: $version,
+                description: $name,
+                sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/", $service, "/sqlite/", $name, ".sql")),
+            }),+],
+        }
+    };
+}
+
 /// A service's migrations for each backend.
 #[derive(Debug, Clone, Copy)]
 pub struct Migrations {

@@ -7,21 +7,11 @@ pub mod password;
 pub mod service;
 pub mod store;
 
-use shop_storage::{MigrationFile, Migrations};
+use shop_storage::Migrations;
 
 pub use error::UserError;
 pub use service::UserService;
 
-/// The user database's schema, for each backend.
-pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &[MigrationFile {
-        version: 1,
-        description: "create users",
-        sql: include_str!("../../../migrations/users/postgres/0001_create_users.sql"),
-    }],
-    sqlite: &[MigrationFile {
-        version: 1,
-        description: "create users",
-        sql: include_str!("../../../migrations/users/sqlite/0001_create_users.sql"),
-    }],
-};
+/// The users database's schema, for each backend.
+pub const MIGRATIONS: Migrations =
+    shop_storage::migrations!("users": 1 => "0001_create_users", 2 => "0002_create_outbox");

@@ -1,6 +1,7 @@
 //! `shop.users.v1.UserService` over the store: parse the request, do the
 //! work, map the answer. Conversions to protobuf live at the bottom.
 
+use shop_events::Wake;
 use shop_proto::time::from_unix_ms;
 use shop_proto::users::v1 as pb;
 use shop_proto::users::v1::user_service_server::{self, UserServiceServer};
@@ -15,11 +16,18 @@ use crate::{UserError, store};
 pub struct UserService {
     db: Db,
     hasher: Hasher,
+    outbox: Wake,
 }
 
 impl UserService {
     pub fn new(db: Db) -> Self {
-        Self { db, hasher: Hasher::default() }
+        Self { db, hasher: Hasher::default(), outbox: Wake::default() }
+    }
+
+    /// Wakes this relay when an event is written.
+    pub fn with_outbox(mut self, wake: Wake) -> Self {
+        self.outbox = wake;
+        self
     }
 
     pub fn into_server(self) -> UserServiceServer<Self> {
@@ -32,6 +40,7 @@ impl UserService {
         let password = Password::parse(&request.password)?;
         let hash = self.hasher.hash(&password).await?;
         let user = store::insert(&self.db, &email, &name, &hash).await?;
+        self.outbox.wake();
         tracing::info!(user_id = user.id, "user registered");
         Ok(user)
     }
@@ -109,6 +118,7 @@ impl user_service_server::UserService for UserService {
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
         let id = parse_id(request.into_inner().id)?;
         store::delete(&self.db, id).await?;
+        self.outbox.wake();
         tracing::info!(user_id = id, "user deleted");
         Ok(Response::new(pb::DeleteUserResponse {}))
     }

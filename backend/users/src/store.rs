@@ -4,6 +4,8 @@
 use shop_storage::sqlx::{self, Row, any::AnyRow};
 use shop_storage::{Db, Violation, now_ms, violation};
 
+use shop_events::{Event, Payload, UserDeleted, UserRegistered, outbox};
+
 use crate::UserError;
 use crate::domain::{Email, Role, User, UserName};
 
@@ -34,15 +36,26 @@ pub async fn insert(db: &Db, email: &Email, name: &UserName, password_hash: &str
         "INSERT INTO users (email, name, password_hash, role, created_at_ms, updated_at_ms) \
          VALUES ($1, $2, $3, 'customer', $4, $4) RETURNING {USER_COLUMNS}"
     );
+    let mut tx = db.pool.begin().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(email.as_str())
         .bind(name.as_str())
         .bind(password_hash)
         .bind(now_ms())
-        .fetch_one(&db.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(map_write_error)?;
-    Ok(user_from_row(&row)?)
+    let user = user_from_row(&row)?;
+    let registered = UserRegistered { user_id: user.id, email: user.email.clone(), name: user.name.clone() };
+    record(&mut tx, &registered).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Writes an event to the outbox, in the transaction of its change.
+async fn record<P: Payload>(tx: &mut sqlx::Transaction<'_, sqlx::Any>, payload: &P) -> Result<(), UserError> {
+    let event = Event::new(payload).map_err(|e| UserError::Storage(sqlx::Error::Encode(Box::new(e))))?;
+    Ok(outbox::record(tx, &event).await?)
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<User, UserError> {
@@ -88,8 +101,14 @@ pub async fn update(db: &Db, id: i64, changes: &Changes) -> Result<User, UserErr
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), UserError> {
-    let result = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&db.pool).await?;
-    if result.rows_affected() == 0 { Err(UserError::NotFound) } else { Ok(()) }
+    let mut tx = db.pool.begin().await?;
+    let result = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    if result.rows_affected() == 0 {
+        return Err(UserError::NotFound);
+    }
+    record(&mut tx, &UserDeleted { user_id: id }).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Gives an existing account a role; the only way to make an admin.

@@ -1,0 +1,197 @@
+//! The transactional outbox: events are rows written in the same
+//! transaction as the change they describe, and a relay publishes them.
+//!
+//! If the bus is down, the rows wait and flow when it returns; nothing is
+//! lost. A relay that dies after publishing and before marking a row
+//! publishes it again, and the bus drops the duplicate by event id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shop_storage::sqlx::{self, Any, Transaction};
+use shop_storage::{Backend, Db, now_ms};
+use tokio::sync::Notify;
+
+use crate::{Bus, BusError, Event};
+
+/// Writes `event` to the outbox inside the caller's transaction.
+pub async fn record(tx: &mut Transaction<'_, Any>, event: &Event) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO outbox (event_id, kind, payload, created_at_ms) VALUES ($1, $2, $3, $4)")
+        .bind(&event.id)
+        .bind(&event.kind)
+        .bind(payload)
+        .bind(event.occurred_at_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Tells the relay there is something to publish, so events go out at once
+/// rather than at the next poll.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("the outbox: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("publishing: {0}")]
+    Bus(#[from] BusError),
+    #[error("an outbox row that is not an event: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+/// How many events wait, and for how long the oldest has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub events: i64,
+    pub oldest_age_ms: i64,
+}
+
+/// Publishes one service's outbox to the bus.
+#[derive(Clone)]
+pub struct Relay {
+    db: Db,
+    bus: Bus,
+    service: &'static str,
+    wake: Wake,
+}
+
+const BATCH: i64 = 100;
+const POLL: Duration = Duration::from_secs(1);
+/// Published rows are kept this long, for inspection, then deleted.
+const KEEP_PUBLISHED_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl Relay {
+    pub fn new(db: Db, bus: Bus, service: &'static str, wake: Wake) -> Self {
+        Self { db, bus, service, wake }
+    }
+
+    /// Publishes waiting events in the order they were written, stopping at
+    /// the first that cannot be published (to keep the order). Returns how
+    /// many went out.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        match self.db.backend {
+            // Several replicas may relay at once: each takes rows no other
+            // holds, and holds them until they are marked.
+            Backend::Postgres => {
+                let mut tx = self.db.pool.begin().await?;
+                let rows: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT id, payload FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1 \
+                     FOR UPDATE SKIP LOCKED",
+                )
+                .bind(BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut published = 0;
+                let mut failure = None;
+                for (id, payload) in rows {
+                    if let Err(error) = self.publish(&payload).await {
+                        failure = Some(error);
+                        break;
+                    }
+                    mark(&mut *tx, id).await?;
+                    published += 1;
+                }
+                tx.commit().await?;
+                failure.map_or(Ok(published), Err)
+            }
+            // One process owns a SQLite file; no transaction is held while
+            // publishing, so the service's single connection stays free.
+            Backend::Sqlite => {
+                let rows: Vec<(i64, String)> =
+                    sqlx::query_as("SELECT id, payload FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1")
+                        .bind(BATCH)
+                        .fetch_all(&self.db.pool)
+                        .await?;
+                let mut published = 0;
+                for (id, payload) in rows {
+                    self.publish(&payload).await?;
+                    mark(&self.db.pool, id).await?;
+                    published += 1;
+                }
+                Ok(published)
+            }
+        }
+    }
+
+    async fn publish(&self, payload: &str) -> Result<(), RelayError> {
+        let event: Event = serde_json::from_str(payload)?;
+        self.bus.publish(&event).await?;
+        Ok(())
+    }
+
+    pub async fn backlog(&self) -> Result<Backlog, RelayError> {
+        let (events, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(created_at_ms) FROM outbox WHERE published_at_ms IS NULL")
+                .fetch_one(&self.db.pool)
+                .await?;
+        Ok(Backlog { events, oldest_age_ms: oldest.map_or(0, |oldest| (now_ms() - oldest).max(0)) })
+    }
+
+    async fn purge(&self) -> Result<(), RelayError> {
+        sqlx::query("DELETE FROM outbox WHERE published_at_ms < $1")
+            .bind(now_ms() - KEEP_PUBLISHED_MS)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Relays until the process ends: at once when woken, else every second;
+    /// after a failure, with a growing pause (up to 30 s).
+    pub async fn run(self) {
+        let mut backoff = POLL;
+        let mut rounds: u64 = 0;
+        loop {
+            rounds += 1;
+            let outcome = self.relay_once().await;
+            if let Ok(backlog) = self.backlog().await {
+                metrics::gauge!("shop_outbox_backlog", "service" => self.service).set(backlog.events as f64);
+                metrics::gauge!("shop_outbox_relay_lag_seconds", "service" => self.service)
+                    .set(backlog.oldest_age_ms as f64 / 1000.0);
+            }
+            if rounds % 3600 == 0
+                && let Err(error) = self.purge().await
+            {
+                tracing::warn!(service = self.service, %error, "purging published events failed");
+            }
+            match outcome {
+                Ok(published) => {
+                    backoff = POLL;
+                    if published > 0 {
+                        metrics::counter!("shop_outbox_published_total", "service" => self.service)
+                            .increment(published as u64);
+                    }
+                    if published as i64 == BATCH {
+                        continue; // more are waiting
+                    }
+                    tokio::select! {
+                        () = self.wake.0.notified() => {}
+                        () = tokio::time::sleep(POLL) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(service = self.service, %error, retry_in = ?backoff, "relaying events failed; they wait in the outbox");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+async fn mark<'e, E: sqlx::Executor<'e, Database = Any>>(executor: E, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET published_at_ms = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now_ms())
+        .execute(executor)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The body of each event type. Adding a field is compatible; changing or
+//! removing one is a new version (see `docs/events.md`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::Payload;
+
+/// `user.registered`: an account was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user_id: i64,
+    pub email: String,
+    pub name: String,
+}
+
+impl Payload for UserRegistered {
+    const KIND: &'static str = "user.registered";
+    const VERSION: u32 = 1;
+}
+
+/// `user.deleted`: an account is gone; its sessions must end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDeleted {
+    pub user_id: i64,
+}
+
+impl Payload for UserDeleted {
+    const KIND: &'static str = "user.deleted";
+    const VERSION: u32 = 1;
+}
+
+/// `product.changed`: a product was created, edited, deleted, or its stock
+/// moved; copies of it are stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductChanged {
+    pub product_id: i64,
+    /// `created`, `updated`, `deleted` or `stock`.
+    pub change: String,
+    /// The stock after the change; absent when deleted.
+    pub stock: Option<i64>,
+}
+
+impl Payload for ProductChanged {
+    const KIND: &'static str = "product.changed";
+    const VERSION: u32 = 1;
+}
+
+/// `stock.low`: a product's stock fell to or below the threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLow {
+    pub product_id: i64,
+    pub stock: i64,
+    pub threshold: i64,
+}
+
+impl Payload for StockLow {
+    const KIND: &'static str = "stock.low";
+    const VERSION: u32 = 1;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: i64,
+    pub quantity: i64,
+}
+
+/// `order.created`: an order was recorded (as pending; its confirmation or
+/// rejection follows as `order.status_changed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreated {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub items: Vec<OrderLine>,
+}
+
+impl Payload for OrderCreated {
+    const KIND: &'static str = "order.created";
+    const VERSION: u32 = 1;
+}
+
+/// `order.status_changed`: an order moved from one status to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStatusChanged {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub from: String,
+    pub to: String,
+    /// `system` or `user:<id>`.
+    pub actor: String,
+    /// The order total in minor units after the change.
+    pub total_minor: i64,
+}
+
+impl Payload for OrderStatusChanged {
+    const KIND: &'static str = "order.status_changed";
+    const VERSION: u32 = 1;
+}
