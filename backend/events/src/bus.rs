@@ -178,13 +178,13 @@ impl Nats {
         };
         let pull = stream.get_or_create_consumer(&consumer.name, config).await.map_err(nats_error)?;
         let messages = pull.messages().await.map_err(nats_error)?;
-        Ok(Subscription::Nats { messages })
+        Ok(Subscription::Nats { messages: Box::new(messages) })
     }
 }
 
 pub(crate) enum Subscription {
     InProcess { receiver: broadcast::Receiver<Event>, kinds: Vec<&'static str> },
-    Nats { messages: consumer::pull::Stream },
+    Nats { messages: Box<consumer::pull::Stream> },
 }
 
 /// One event handed to a consumer, to be acknowledged once handled.

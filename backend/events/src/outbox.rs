@@ -157,7 +157,7 @@ impl Relay {
                 metrics::gauge!("shop_outbox_relay_lag_seconds", "service" => self.service)
                     .set(backlog.oldest_age_ms as f64 / 1000.0);
             }
-            if rounds % 3600 == 0
+            if rounds.is_multiple_of(3600)
                 && let Err(error) = self.purge().await
             {
                 tracing::warn!(service = self.service, %error, "purging published events failed");
