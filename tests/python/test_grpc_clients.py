@@ -129,6 +129,7 @@ class Shop:
             SHOP_INVENTORY_ADDR=f"127.0.0.1:{inventory}",
             SHOP_ORDERS_ADDR=f"127.0.0.1:{orders}",
             SHOP_HTTP_ADDR=f"127.0.0.1:{http}",
+            SHOP_METRICS_ADDR="127.0.0.1:0",  # not the default :2112, which a running shop may hold
             RUST_LOG=env.get("RUST_LOG", "info"),
             NO_COLOR="1",  # the log goes to a file
         )

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod negotiate;
 pub mod routes;
@@ -54,6 +55,8 @@ pub struct GatewayConfig {
     pub cookie_secure: bool,
     /// A session unused this long ends.
     pub session_idle: Duration,
+    /// Where the shop's events arrive; none, and caches only expire.
+    pub bus: Option<shop_events::Bus>,
 }
 
 impl GatewayConfig {
@@ -65,6 +68,7 @@ impl GatewayConfig {
             cache_ttl: Duration::from_secs(60),
             cookie_secure: false,
             session_idle: Duration::from_secs(12 * 60 * 60),
+            bus: None,
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct AppState {
     pub orders: OrderServiceClient<Channel>,
     pub templates: templates::Templates,
     pub cache: Cache,
+    pub revoked: events::Revoked,
+    pub live: events::Live,
     pub openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
@@ -99,21 +105,47 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// The gateway's router and the session store it uses.
+/// The gateway's router, the stores it uses, and its event consumers.
 pub struct Gateway {
     pub router: Router,
     pub cache: Cache,
     pub sessions: SessionStoreKind,
+    pub consumers: Consumers,
+}
+
+/// This replica's event consumers; they stop when this is dropped.
+#[derive(Default)]
+pub struct Consumers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Consumers {
+    fn drop(&mut self) {
+        for consumer in &self.0 {
+            consumer.abort();
+        }
+    }
 }
 
 impl Gateway {
     pub async fn build(config: &GatewayConfig) -> Result<Self, StartError> {
-        let (cache, sessions) = match &config.redis_url {
+        let (cache, sessions, revoked) = match &config.redis_url {
             Some(url) => {
                 let pool = cache::connect_redis(url).await?;
-                (Cache::redis(pool.clone(), &config.cache_prefix, config.cache_ttl), SessionStoreKind::redis(pool))
+                (
+                    Cache::redis(pool.clone(), &config.cache_prefix, config.cache_ttl),
+                    SessionStoreKind::redis(pool.clone()),
+                    events::Revoked::redis(pool, &config.cache_prefix),
+                )
             }
-            None => (Cache::memory(&config.cache_prefix, config.cache_ttl), SessionStoreKind::memory()),
+            None => (
+                Cache::memory(&config.cache_prefix, config.cache_ttl),
+                SessionStoreKind::memory(),
+                events::Revoked::memory(),
+            ),
+        };
+        let live = events::Live::default();
+        let consumers = match &config.bus {
+            Some(bus) => Consumers(events::start(bus, cache.clone(), revoked.clone(), live.clone())),
+            None => Consumers::default(),
         };
         let (routes, openapi) = routes::router();
         let state = AppState {
@@ -122,6 +154,8 @@ impl Gateway {
             orders: OrderServiceClient::new(channel(&config.services.orders)?),
             templates: templates::Templates::new(),
             cache: cache.clone(),
+            revoked,
+            live,
             openapi: Arc::new(openapi),
         };
         let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::hours(12));
@@ -138,7 +172,7 @@ impl Gateway {
             .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(TraceLayer::new_for_http())
             .with_state(state);
-        Ok(Self { router, cache, sessions })
+        Ok(Self { router, cache, sessions, consumers })
     }
 }
 
@@ -151,6 +185,7 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let gateway = Gateway::build(config).await?;
     tracing::info!(cache = gateway.cache.backend(), sessions = gateway.sessions.name(), "gateway ready");
+    let _consumers = gateway.consumers;
     axum::serve(listener, gateway.router).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
+use crate::AppState;
 use crate::error::AppError;
 
 const USER: &str = "user";
@@ -38,15 +39,22 @@ pub struct Viewer {
     pub cart_count: i64,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Viewer {
+impl FromRequestParts<AppState> for Viewer {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(viewer) = parts.extensions.get::<Self>() {
             return Ok(viewer.clone());
         }
         let session = session_of(parts, state).await?;
-        let user = session.get::<SessionUser>(USER).await?;
+        let mut user = session.get::<SessionUser>(USER).await?;
+        // The account was deleted (here or on another replica): the session ends.
+        if let Some(signed_in) = &user
+            && state.revoked.is_revoked(signed_in.id).await
+        {
+            session.flush().await?;
+            user = None;
+        }
         let cart = session.get::<Cart>(CART).await?.unwrap_or_default();
         let viewer = Self { user, cart_count: cart.values().sum() };
         parts.extensions.insert(viewer.clone());
@@ -58,10 +66,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub SessionUser);
 
-impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         Viewer::from_request_parts(parts, state).await?.user.map(Self).ok_or(AppError::Unauthenticated)
     }
 }
@@ -82,10 +90,10 @@ impl CurrentUser {
 #[derive(Debug, Clone)]
 pub struct Admin(pub SessionUser);
 
-impl<S: Send + Sync> FromRequestParts<S> for Admin {
+impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
         if user.admin { Ok(Self(user)) } else { Err(AppError::Forbidden) }
     }

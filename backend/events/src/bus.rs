@@ -62,6 +62,15 @@ pub struct Nats {
 const REMEMBERED_IDS: usize = 10_000;
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InProcess(_) => f.write_str("Bus::InProcess"),
+            Self::Nats(nats) => write!(f, "Bus::Nats({:?})", nats.settings),
+        }
+    }
+}
+
 impl Bus {
     pub fn in_process() -> Self {
         let (sender, _) = broadcast::channel(4096);

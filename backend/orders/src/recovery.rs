@@ -57,13 +57,18 @@ pub async fn run_once(service: &OrderService, grace: Duration) -> Result<Report,
     Ok(report)
 }
 
-/// Runs a pass now and then every `every` until the process stops.
+/// Runs a pass at once, over every unfinished order (what a crash left),
+/// then every `every` over orders untouched for [`GRACE`], until the process
+/// stops. The first pass may meet requests still running on other replicas;
+/// that costs a repeated reservation call, never a second reservation.
 pub async fn run_periodically(service: OrderService, every: Duration) {
     let mut ticks = tokio::time::interval(every);
+    let mut grace = Duration::ZERO;
     loop {
         ticks.tick().await;
-        if let Err(error) = run_once(&service, GRACE).await {
+        if let Err(error) = run_once(&service, grace).await {
             tracing::warn!(%error, "recovery pass failed; will try again");
         }
+        grace = GRACE;
     }
 }

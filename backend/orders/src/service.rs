@@ -21,6 +21,7 @@ pub struct OrderService {
     db: Db,
     inventory: InventoryServiceClient<Channel>,
     outbox: Wake,
+    pause_after_recording: bool,
 }
 
 /// A channel to inventory that connects on first use, so the order service
@@ -34,7 +35,19 @@ pub fn inventory_channel(url: &str) -> Result<Channel, tonic::transport::Error> 
 
 impl OrderService {
     pub fn new(db: Db, inventory: Channel) -> Self {
-        Self { db, inventory: InventoryServiceClient::new(inventory), outbox: Wake::default() }
+        Self {
+            db,
+            inventory: InventoryServiceClient::new(inventory),
+            outbox: Wake::default(),
+            pause_after_recording: false,
+        }
+    }
+
+    /// Fault injection, for crash tests only: after recording an order and
+    /// before reserving its stock, stop and wait to be killed.
+    pub fn with_pause_after_recording(mut self, pause: bool) -> Self {
+        self.pause_after_recording = pause;
+        self
     }
 
     /// Wakes this relay when an event is written.
@@ -59,6 +72,10 @@ impl OrderService {
         let order_id = match store::insert_pending(&self.db, user_id, &lines, &actor, key).await? {
             store::Recorded::New(order_id) => {
                 self.outbox.wake();
+                if self.pause_after_recording {
+                    tracing::warn!(order_id, "fault injection: order recorded, pausing before reserving its stock");
+                    std::future::pending::<()>().await;
+                }
                 order_id
             }
             store::Recorded::Existing(order_id) => return self.replay(order_id, &lines).await,

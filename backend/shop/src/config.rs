@@ -133,6 +133,28 @@ pub struct Config {
     #[arg(long, env = "SHOP_SESSION_IDLE_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=525_600), global = true)]
     pub session_idle_minutes: u64,
 
+    /// NATS server with JetStream for events (e.g. nats://127.0.0.1:4222).
+    /// Unset: `shop all` uses an in-process bus; a single service keeps its
+    /// events in its outbox until NATS is configured.
+    #[arg(long, env = "SHOP_NATS_URL", global = true)]
+    pub nats_url: Option<String>,
+    /// The JetStream stream holding the shop's events (created if missing).
+    #[arg(long, env = "SHOP_NATS_STREAM", default_value = "SHOP_EVENTS", global = true)]
+    pub nats_stream: String,
+    /// Events are published on <prefix>.<type>, e.g. shop.order.created.
+    #[arg(long, env = "SHOP_NATS_SUBJECT_PREFIX", default_value = "shop", global = true)]
+    pub nats_subject_prefix: String,
+    /// Stock at or below this raises a stock.low event.
+    #[arg(long, env = "SHOP_LOW_STOCK_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..), global = true)]
+    pub low_stock_threshold: i64,
+    /// Where Prometheus scrapes /metrics (one registry for the whole process).
+    #[arg(long, env = "SHOP_METRICS_ADDR", default_value = "127.0.0.1:2112", global = true)]
+    pub metrics_addr: SocketAddr,
+    /// Fault injection for crash tests: the order service stops after
+    /// recording an order, before reserving its stock. Never set in production.
+    #[arg(long, env = "SHOP_TEST_PAUSE_AFTER_RECORDING_ORDER", default_value_t = false, hide = true, global = true)]
+    pub test_pause_after_recording_order: bool,
+
     /// Seconds between recovery passes over unfinished orders.
     #[arg(long, env = "SHOP_RECOVERY_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub recovery_interval_secs: u64,

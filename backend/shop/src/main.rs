@@ -4,6 +4,7 @@
 //! `shop users|inventory|orders|gateway` runs one of them.
 
 mod config;
+mod metrics;
 mod telemetry;
 
 use std::net::SocketAddr;
@@ -111,6 +112,28 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)>
     Ok((listener, local))
 }
 
+/// NATS when configured; in one process without it, an in-process bus; a
+/// single service without NATS keeps its events in its outbox.
+async fn event_bus(config: &Config, parts: &[Part]) -> Result<Option<shop_events::Bus>> {
+    if let Some(url) = &config.nats_url {
+        let settings = shop_events::NatsSettings {
+            url: url.clone(),
+            stream: config.nats_stream.clone(),
+            subject_prefix: config.nats_subject_prefix.clone(),
+        };
+        tracing::info!(nats = %redact(url), stream = %settings.stream, subjects = %format!("{}.>", settings.subject_prefix), "events on NATS JetStream");
+        return Ok(Some(shop_events::Bus::nats(settings).await.context("connecting to NATS")?));
+    }
+    if parts.len() > 1 {
+        tracing::info!("events on the in-process bus");
+        return Ok(Some(shop_events::Bus::in_process()));
+    }
+    if parts != [Part::Gateway] {
+        tracing::warn!("no SHOP_NATS_URL: events wait in the outbox until NATS is configured");
+    }
+    Ok(None)
+}
+
 /// Resolves when `stop` is set: each server's shutdown signal.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
@@ -122,6 +145,16 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
     let (stop, stop_rx) = watch::channel(false);
     let mut servers: JoinSet<Result<&'static str>> = JoinSet::new();
     let mut background = JoinSet::new();
+    metrics::serve(config.metrics_addr, &mut servers, stopped(stop_rx.clone())).await?;
+    let bus = event_bus(config, parts).await?;
+    // Publishes a service's outbox, when there is somewhere to publish to.
+    let mut relay = |db: &Db, service: &'static str| {
+        let wake = shop_events::Wake::default();
+        if let Some(bus) = &bus {
+            background.spawn(shop_events::Relay::new(db.clone(), bus.clone(), service, wake.clone()).run());
+        }
+        wake
+    };
     // In one process the gateway and orders use the addresses actually bound
     // (which may be port 0 in tests), not the configured URLs.
     let mut inventory_url = config.service_url(Service::Inventory);
@@ -136,7 +169,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let (listener, addr) = bind("the user service", config.users_addr).await?;
         tracing::info!(%addr, database = %redact(&config.database_url(Service::Users)), backend = db.backend.name(), "user service (gRPC) listening");
         gateway_urls.users = format!("http://{addr}");
-        let service = shop_users::UserService::new(db).into_server();
+        let service = shop_users::UserService::new(db.clone()).with_outbox(relay(&db, "users")).into_server();
         let shutdown = stopped(stop_rx.clone());
         servers.spawn(async move {
             shop_grpc::serve(listener, service, shutdown).await.map(|()| "users").context("user service")
@@ -148,7 +181,10 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         tracing::info!(%addr, database = %redact(&config.database_url(Service::Inventory)), backend = db.backend.name(), "inventory service (gRPC) listening");
         inventory_url = format!("http://{addr}");
         gateway_urls.inventory = inventory_url.clone();
-        let service = shop_inventory::InventoryService::new(db).into_server();
+        let service = shop_inventory::InventoryService::new(db.clone())
+            .with_outbox(relay(&db, "inventory"))
+            .with_low_stock_threshold(config.low_stock_threshold)
+            .into_server();
         let shutdown = stopped(stop_rx.clone());
         servers.spawn(async move {
             shop_grpc::serve(listener, service, shutdown).await.map(|()| "inventory").context("inventory service")
@@ -160,7 +196,9 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         tracing::info!(%addr, database = %redact(&config.database_url(Service::Orders)), backend = db.backend.name(), inventory = %inventory_url, "order service (gRPC) listening");
         gateway_urls.orders = format!("http://{addr}");
         let channel = shop_orders::service::inventory_channel(&inventory_url).context("the inventory URL")?;
-        let service = shop_orders::OrderService::new(db, channel);
+        let service = shop_orders::OrderService::new(db.clone(), channel)
+            .with_outbox(relay(&db, "orders"))
+            .with_pause_after_recording(config.test_pause_after_recording_order);
         background.spawn(shop_orders::recovery::run_periodically(
             service.clone(),
             Duration::from_secs(config.recovery_interval_secs),
@@ -181,6 +219,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
             cache_ttl: Duration::from_secs(config.cache_ttl_secs),
             cookie_secure: config.cookie_secure,
             session_idle: Duration::from_secs(config.session_idle_minutes * 60),
+            bus: bus.clone(),
             ..shop_web::GatewayConfig::new(gateway_urls.clone())
         };
         if let Some(url) = &config.redis_url {

@@ -36,6 +36,7 @@ fn start_all(data_dir: &std::path::Path) -> Started {
         .env("SHOP_USERS_ADDR", "127.0.0.1:0")
         .env("SHOP_INVENTORY_ADDR", "127.0.0.1:0")
         .env("SHOP_ORDERS_ADDR", "127.0.0.1:0")
+        .env("SHOP_METRICS_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .spawn()
         .expect("shop starts");

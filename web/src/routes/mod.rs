@@ -62,6 +62,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/users/register", get(users::register_form))
         .route("/users/login", get(users::login_form))
         .route("/users/{id}/edit", get(users::edit_form))
+        .route("/orders/{id}/events", get(orders::events))
         .route("/static/{*path}", get(assets::serve))
         .route("/openapi.json", get(openapi_json))
         .route("/healthz", get(|| async { "ok" }))

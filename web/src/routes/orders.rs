@@ -4,7 +4,9 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use shop_proto::orders::v1 as pb;
 use tower_sessions::Session;
@@ -116,6 +118,34 @@ pub async fn show(
             minijinja::context! { order => minijinja::value::Serde(&order) },
         ),
     })
+}
+
+/// The order's status as it changes, as server-sent events named `status`
+/// whose data is the order's detail panel (the htmx SSE extension swaps it
+/// in), so a customer watching their order sees "shipped" appear.
+pub async fn events(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>>, AppError> {
+    let id = order_id(&id)?;
+    fetch_visible(&state, &user, id).await?;
+    let changes = tokio_stream::wrappers::BroadcastStream::new(state.live.subscribe());
+    let stream = changes.filter_map(move |change| {
+        let (state, viewer) = (state.clone(), viewer.clone());
+        async move {
+            // A lagging watcher missed some changes: the next one renders the
+            // current state anyway.
+            let change = change.ok().filter(|change| change.order_id == id)?;
+            let order = state.orders.clone().get_order(pb::GetOrderRequest { id: change.order_id }).await.ok()?;
+            let order = OrderView::from(order.into_inner().order?);
+            let context = minijinja::context! { viewer => minijinja::value::Serde(&viewer), order => minijinja::value::Serde(&order) };
+            let html = state.templates.render("orders/_detail.html", context).ok()?;
+            Some(Ok(SseEvent::default().event("status").data(html)))
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// Places an order for the signed-in user: the items sent, or the cart.

@@ -1,0 +1,24 @@
+//! The process's Prometheus registry, served at `/metrics`.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::task::JoinSet;
+
+/// Installs the registry and serves it on `addr` beside the other servers.
+pub async fn serve(
+    addr: SocketAddr,
+    servers: &mut JoinSet<Result<&'static str>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let handle = PrometheusBuilder::new().install_recorder().context("installing the metrics registry")?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding /metrics on {addr}"))?;
+    tracing::info!(url = %format!("http://{}/metrics", listener.local_addr()?), "metrics listening");
+    let app = axum::Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
+    servers.spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map(|()| "metrics").context("metrics")
+    });
+    Ok(())
+}
