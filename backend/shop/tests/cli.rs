@@ -2,101 +2,24 @@
 //! `make-admin` beside it, `migrate` against PostgreSQL, `--help`, and a
 //! graceful stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::process::Command;
 
 use shop_proto::users::v1::user_service_client::UserServiceClient;
 use shop_proto::users::v1::{GetUserProfileRequest, RegisterUserRequest, Role};
-
-const SHOP: &str = env!("CARGO_BIN_EXE_shop");
-
-fn shop(data_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(SHOP);
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SHOP_DATA_DIR", data_dir)
-        .env("SHOP_LOG_FORMAT", "json")
-        .current_dir(data_dir);
-    command
-}
-
-/// The four addresses `shop all` logged as it started.
-struct Started {
-    child: Running,
-    users: String,
-    gateway: String,
-}
-
-fn start_all(data_dir: &std::path::Path) -> Started {
-    let mut child = shop(data_dir)
-        .arg("all")
-        .env("SHOP_HTTP_ADDR", "127.0.0.1:0")
-        .env("SHOP_USERS_ADDR", "127.0.0.1:0")
-        .env("SHOP_INVENTORY_ADDR", "127.0.0.1:0")
-        .env("SHOP_ORDERS_ADDR", "127.0.0.1:0")
-        .env("SHOP_METRICS_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("shop starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (mut users, mut gateway) = (None, None);
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("a log line");
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("JSON log: {line}"));
-        let message = event["message"].as_str().unwrap_or_default();
-        if message.starts_with("user service") {
-            users = event["addr"].as_str().map(|addr| format!("http://{addr}"));
-        }
-        if message.starts_with("gateway") {
-            gateway = event["url"].as_str().map(str::to_owned);
-            break; // the gateway starts last
-        }
-    }
-    // Keep reading, so the shop never writes its logs into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let child = Running(Some(child));
-    Started { child, users: users.expect("the users address in the log"), gateway: gateway.expect("the gateway URL") }
-}
-
-/// The shop process, killed if a failing test leaves it running.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn terminate(mut running: Running) -> std::process::ExitStatus {
-    let mut child = running.0.take().expect("a running shop");
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid")).expect("a pid");
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM is sent");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().expect("a status") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "shop did not stop within 10 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use support::{Process, SHOP, shop};
 
 #[tokio::test]
 async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
     let data = tempfile::tempdir().expect("a temp dir");
-    let started = start_all(data.path());
+    let mut started = Process::start(shop(data.path()), "gateway (HTTP) listening");
 
-    let home = reqwest::get(&started.gateway).await.expect("the gateway answers");
+    let home = reqwest::get(started.addresses.gateway()).await.expect("the gateway answers");
     assert_eq!(home.status(), 200);
     assert!(home.text().await.expect("a body").contains("No products yet"));
 
-    let mut users = UserServiceClient::connect(started.users.clone()).await.expect("users answers");
+    let mut users = UserServiceClient::connect(started.addresses.users()).await.expect("users answers");
     let registration = RegisterUserRequest {
         email: "Admin@Example.com".into(),
         name: "Admin".into(),
@@ -120,7 +43,7 @@ async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
     assert!(String::from_utf8_lossy(&malformed.stdout).contains("email"));
 
     drop(users);
-    let status = tokio::task::spawn_blocking(move || terminate(started.child)).await.expect("terminate runs");
+    let status = tokio::task::spawn_blocking(move || started.terminate()).await.expect("terminate runs");
     assert!(status.success(), "a graceful stop exits 0");
     for file in ["users.db", "inventory.db", "orders.db"] {
         assert!(data.path().join(file).exists(), "{file} under SHOP_DATA_DIR");
