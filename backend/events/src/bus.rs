@@ -180,7 +180,11 @@ impl Nats {
             filter_subjects: consumer.kinds.iter().map(|kind| self.subject(kind)).collect(),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: Duration::from_secs(30),
-            deliver_policy: if consumer.durable { consumer::DeliverPolicy::All } else { consumer::DeliverPolicy::New },
+            deliver_policy: if consumer.from_start {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::New
+            },
             // A replica's own consumer goes away a while after the replica does.
             inactive_threshold: if consumer.durable { Duration::ZERO } else { Duration::from_secs(300) },
             ..Default::default()

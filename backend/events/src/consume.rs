@@ -16,17 +16,20 @@ pub struct Consumer {
     /// replica). Not durable: this process sees every new event (every gateway
     /// replica invalidates its own cache).
     pub durable: bool,
+    /// A per-replica consumer starts with every event still in the stream,
+    /// not only new ones.
+    pub from_start: bool,
 }
 
 impl Consumer {
     /// A consumer every replica has its own of.
     pub fn per_replica(purpose: &str, kinds: Vec<&'static str>) -> Self {
-        Self { name: format!("{purpose}-{}", uuid::Uuid::new_v4().simple()), kinds, durable: false }
+        Self { name: format!("{purpose}-{}", uuid::Uuid::new_v4().simple()), kinds, durable: false, from_start: false }
     }
 
     /// One consumer shared by every replica.
     pub fn durable(name: &str, kinds: Vec<&'static str>) -> Self {
-        Self { name: name.to_owned(), kinds, durable: true }
+        Self { name: name.to_owned(), kinds, durable: true, from_start: true }
     }
 }
 

@@ -38,6 +38,14 @@ pub enum Command {
         #[arg(value_enum)]
         service: Option<Service>,
     },
+    /// Prints the shop's events as they arrive on NATS, one JSON object per
+    /// line (needs --nats-url). Reads nothing from the stream's position:
+    /// a watcher of its own.
+    TailEvents {
+        /// Start with every event still in the stream, not only new ones.
+        #[arg(long)]
+        all: bool,
+    },
     /// Makes an existing account an admin (register it first). Admins are
     /// never made through the web.
     MakeAdmin {

@@ -61,6 +61,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::MakeAdmin { email } => make_admin(&config, &email).await,
+        Command::TailEvents { all } => tail_events(&config, all).await,
     }
 }
 
@@ -79,6 +80,34 @@ async fn open(config: &Config, service: Service) -> Result<Db> {
     Db::connect_and_migrate(&options, migrations(service))
         .await
         .with_context(|| format!("opening the {} database at {}", service.name(), redact(&url)))
+}
+
+async fn tail_events(config: &Config, all: bool) -> Result<()> {
+    let Some(url) = &config.nats_url else { bail!("tail-events needs NATS: set SHOP_NATS_URL or --nats-url") };
+    let settings = shop_events::NatsSettings {
+        url: url.clone(),
+        stream: config.nats_stream.clone(),
+        subject_prefix: config.nats_subject_prefix.clone(),
+    };
+    let bus = shop_events::Bus::nats(settings).await.context("connecting to NATS")?;
+    let kinds = vec![
+        "user.registered",
+        "user.deleted",
+        "product.changed",
+        "stock.low",
+        "order.created",
+        "order.status_changed",
+    ];
+    let mut consumer = shop_events::Consumer::per_replica("tail", kinds);
+    consumer.from_start = all;
+    eprintln!("tailing {} on {} (Ctrl-C to stop)", config.nats_stream, redact(url));
+    tokio::select! {
+        () = shop_events::run_consumer(bus, consumer, |event| async move {
+            println!("{}", serde_json::to_string(&event).map_err(|e| e.to_string())?);
+            Ok(())
+        }) => Ok(()),
+        () = shutdown_signal() => Ok(()),
+    }
 }
 
 async fn make_admin(config: &Config, email: &str) -> Result<()> {
