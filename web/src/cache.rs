@@ -102,8 +102,9 @@ impl Cache {
         format!("{}{key}", self.inner.prefix)
     }
 
-    fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+    fn failed(&self, what: &'static str, error: &dyn std::fmt::Display) {
         self.inner.failures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shop_cache_failures_total", "operation" => what).increment(1);
         tracing::warn!(%error, what, "cache unavailable; going to the service");
     }
 
@@ -113,11 +114,14 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         F: std::future::Future<Output = Result<T, E>>,
     {
+        let kind = key.split(':').next().unwrap_or("other").to_owned();
         if let Some(value) = self.get(key).await {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("shop_cache_requests_total", "kind" => kind, "result" => "hit").increment(1);
             return Ok((value, Lookup::Hit));
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shop_cache_requests_total", "kind" => kind, "result" => "miss").increment(1);
         let value = fetch.await?;
         self.put(key, &value).await;
         Ok((value, Lookup::Miss))

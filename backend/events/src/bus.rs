@@ -208,8 +208,9 @@ pub(crate) struct Delivery {
 
 impl Delivery {
     pub async fn ack(self) {
+        // Confirmed by the server, so a lost acknowledgement is seen here.
         if let Some(message) = self.message
-            && let Err(error) = message.ack().await
+            && let Err(error) = message.double_ack().await
         {
             tracing::warn!(%error, "acknowledging an event failed; it will be delivered again");
         }

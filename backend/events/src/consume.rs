@@ -4,7 +4,35 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::collections::{HashSet, VecDeque};
+
 use crate::{Bus, Event};
+
+/// The ids of the last events handled, oldest forgotten first.
+#[derive(Default)]
+struct RecentIds {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl RecentIds {
+    const KEEP: usize = 10_000;
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > Self::KEEP
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
+}
 
 /// Who consumes which event types.
 #[derive(Debug, Clone)]
@@ -35,14 +63,20 @@ impl Consumer {
 
 /// Feeds every event of `consumer`'s types to `handle` until the process
 /// ends. An event is acknowledged only when `handle` succeeds; a failure is
-/// delivered again later. Handlers must be idempotent: delivery is at least
-/// once.
+/// delivered again later.
+///
+/// Delivery is at least once: an acknowledgement lost with a NATS server
+/// that dies brings the event again. Events handled recently (the last
+/// 10,000 ids) are recognised and acknowledged without calling `handle`
+/// again; handlers must still be idempotent, for redeliveries after this
+/// process restarts.
 pub async fn run_consumer<F, Fut>(bus: Bus, consumer: Consumer, mut handle: F)
 where
     F: FnMut(Event) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     let mut backoff = Duration::from_millis(200);
+    let mut handled = RecentIds::default();
     loop {
         let mut subscription = match bus.subscribe(&consumer).await {
             Ok(subscription) => {
@@ -57,8 +91,16 @@ where
             }
         };
         while let Some(delivery) = subscription.next().await {
+            if handled.contains(&delivery.event.id) {
+                metrics::counter!("shop_events_redelivered_total", "consumer" => consumer.name.clone()).increment(1);
+                delivery.ack().await;
+                continue;
+            }
             match handle(delivery.event.clone()).await {
-                Ok(()) => delivery.ack().await,
+                Ok(()) => {
+                    handled.insert(delivery.event.id.clone());
+                    delivery.ack().await;
+                }
                 Err(error) => {
                     tracing::warn!(consumer = %consumer.name, kind = %delivery.event.kind, %error, "handling an event failed; it will come again");
                     delivery.retry_later().await;
