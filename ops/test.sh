@@ -2,11 +2,14 @@
 # The whole test suite in one command, on a developer's machine or a fresh
 # Debian one with Rust and Python 3 (CI runs it from .ci/run):
 #
-#   1. makes sure the servers the Rust tests talk to are there (PostgreSQL now;
-#      Redis, NATS JetStream and Chromium have their places below),
+#   1. makes sure the servers the tests talk to are there: PostgreSQL, Redis,
+#      NATS JetStream (and the nats-server binary), Chromium,
 #   2. prepares a Python virtualenv in target/test-venv for the Python client test,
 #   3. cargo build --workspace, then cargo nextest run (or cargo test),
-#   4. tests/python/test_grpc_clients.py against the built shop binary.
+#   4. tests/python/test_grpc_clients.py against the built shop binary,
+#   5. tests/browser/test_shop.py in headless Chromium (screenshots in
+#      ci-artifacts/screenshots/),
+#   6. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS.
 #
 # Environment it respects:
 #   SHOP_TEST_POSTGRES_URL  a PostgreSQL server (no database in the URL) to use
@@ -106,6 +109,7 @@ cleanup() {
         end_session "$CHILD"
     fi
     stop_postgres_if_ours
+    stop_servers_if_ours
     rm -rf "$TMP_DIR"
     if [[ $status -eq 0 ]]; then
         printf '\n%sops/test.sh: every step passed in %d s%s\n' "$GREEN" "$((SECONDS - STARTED_AT))" "$RESET"
@@ -314,29 +318,144 @@ stop_postgres_if_ours() {
     as_root pg_ctlcluster --skip-systemctl-redirect "$PG_STARTED" main stop || true
 }
 
-# --------------------------------------------- dependencies still to come
-# Each will be ensured the way PostgreSQL is: use one that answers on its
-# standard loopback port, else start or install Debian's package, then export
-# the URL the tests read (respecting one already exported).
+# ------------------------------------------------------- Redis, NATS, Chromium
+# Each the way PostgreSQL is: use one that answers on its standard loopback
+# port, else start Debian's (installing it first if need be), and export the
+# URL the tests read, respecting one already exported.
 
-# Redis (sessions, caches): probe 127.0.0.1:6379 (redis-cli ping, else
-# /dev/tcp); else apt-get install redis-server and start one on a free port
-# with no persistence; export SHOP_TEST_REDIS_URL.
-ensure_redis() { :; }
+REDIS_STARTED=""      # the port of a Redis this run started
+NATS_STARTED=""       # the PID of a nats-server this run started
 
-# NATS with JetStream (events): probe 127.0.0.1:4222; else install Debian's
-# nats-server and start `nats-server -js` with its store in $TMP_DIR;
-# export SHOP_TEST_NATS_URL.
-ensure_nats() { :; }
+port_answers() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
-# Chromium (browser tests of the gateway's pages): apt-get install chromium
-# chromium-driver when /usr/bin/chromium is missing; export SHOP_TEST_CHROMIUM.
-ensure_chromium() { :; }
+apt_install() {
+    have apt-get || die "no $1 here and no apt-get to install it"
+    note "installing Debian's $*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+
+ensure_redis() {
+    if [[ -n "${SHOP_TEST_REDIS_URL:-}" ]]; then
+        note "using SHOP_TEST_REDIS_URL from the environment"
+    elif port_answers 127.0.0.1 6379; then
+        SHOP_TEST_REDIS_URL=redis://127.0.0.1:6379
+        note "Redis answers on 127.0.0.1:6379"
+    else
+        have redis-server || apt_install redis-server
+        # Nothing kept on disk: test data only.
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+            --dir "$TMP_DIR" --logfile "$TMP_DIR/redis.log" >/dev/null || die "redis-server did not start"
+        REDIS_STARTED=6379
+        for _ in $(seq 50); do port_answers 127.0.0.1 6379 && break; sleep 0.1; done
+        port_answers 127.0.0.1 6379 || die "redis-server started but does not answer"
+        SHOP_TEST_REDIS_URL=redis://127.0.0.1:6379
+        note "started Redis on 127.0.0.1:6379"
+    fi
+    export SHOP_TEST_REDIS_URL
+}
+
+ensure_nats() {
+    # The outage test stops and starts a NATS server of its own: the binary
+    # is needed even when a server already answers.
+    local binary
+    binary=$(command -v nats-server || true)
+    [[ -n "$binary" || ! -x /usr/sbin/nats-server ]] || binary=/usr/sbin/nats-server
+    if [[ -z "$binary" ]]; then
+        apt_install nats-server
+        binary=$(command -v nats-server || echo /usr/sbin/nats-server)
+    fi
+    export SHOP_TEST_NATS_SERVER=${SHOP_TEST_NATS_SERVER:-$binary}
+    if [[ -n "${SHOP_TEST_NATS_URL:-}" ]]; then
+        note "using SHOP_TEST_NATS_URL from the environment"
+    elif port_answers 127.0.0.1 4222; then
+        SHOP_TEST_NATS_URL=nats://127.0.0.1:4222
+        note "NATS answers on 127.0.0.1:4222"
+    else
+        mkdir -p "$TMP_DIR/nats"
+        setsid "$SHOP_TEST_NATS_SERVER" -a 127.0.0.1 -p 4222 -js -sd "$TMP_DIR/nats" >"$TMP_DIR/nats.log" 2>&1 9>&- &
+        NATS_STARTED=$!
+        for _ in $(seq 100); do port_answers 127.0.0.1 4222 && break; sleep 0.1; done
+        port_answers 127.0.0.1 4222 || die "nats-server started but does not answer; see its log"
+        SHOP_TEST_NATS_URL=nats://127.0.0.1:4222
+        note "started NATS with JetStream on 127.0.0.1:4222"
+    fi
+    export SHOP_TEST_NATS_URL
+}
+
+stop_servers_if_ours() {
+    if [[ -n "$REDIS_STARTED" ]] && have redis-cli; then
+        echo "    stopping the Redis this run started"
+        redis-cli -p "$REDIS_STARTED" shutdown nosave >/dev/null 2>&1 || true
+    fi
+    if [[ -n "$NATS_STARTED" ]]; then
+        echo "    stopping the NATS this run started"
+        kill "$NATS_STARTED" 2>/dev/null || true
+    fi
+}
+
+# Chromium for the browser tests: Debian's, never a downloaded one.
+ensure_chromium() {
+    if [[ -z "${SHOP_TEST_CHROMIUM:-}" ]]; then
+        [[ -x /usr/bin/chromium ]] || apt_install chromium
+        SHOP_TEST_CHROMIUM=/usr/bin/chromium
+    fi
+    [[ -x "$SHOP_TEST_CHROMIUM" ]] || die "no Chromium at $SHOP_TEST_CHROMIUM"
+    export SHOP_TEST_CHROMIUM
+    note "Chromium: $("$SHOP_TEST_CHROMIUM" --version 2>/dev/null || echo "$SHOP_TEST_CHROMIUM")"
+}
+
+# ----------------------------------------------------------------- smoke runs
+
+free_port() { "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# smoke NAME [VAR=VALUE...]: starts `shop all` with those settings on free
+# ports, runs ops/smoke.sh against it, and stops it with SIGTERM, which must
+# end it cleanly.
+smoke() {
+    local name=$1 dir="$TMP_DIR/smoke-$1"
+    shift
+    mkdir -p "$dir"
+    local http
+    http=$(free_port)
+    local -a settings=(
+        SHOP_DATA_DIR="$dir/data" SHOP_HTTP_ADDR="127.0.0.1:$http" SHOP_USERS_ADDR="127.0.0.1:$(free_port)"
+        SHOP_INVENTORY_ADDR="127.0.0.1:$(free_port)" SHOP_ORDERS_ADDR="127.0.0.1:$(free_port)"
+        SHOP_METRICS_ADDR="127.0.0.1:$(free_port)" SHOP_LOG_FORMAT=json "$@"
+    )
+    (cd "$dir" && exec env "${settings[@]}" setsid "$SHOP_BIN" all >"$dir/shop.log" 2>&1 9>&-) &
+    local shop_pid=$!
+    local up=""
+    for _ in $(seq 300); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$http/healthz" 2>/dev/null; then up=1; break; fi
+        kill -0 "$shop_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    local status=0
+    if [[ -z "$up" ]]; then
+        echo "    the shop did not come up; its log ends:" >&2
+        status=1
+    else
+        env "${settings[@]}" SHOP_MAKE_ADMIN="$SHOP_BIN make-admin" ops/smoke.sh "http://127.0.0.1:$http" || status=$?
+    fi
+    kill -TERM "$shop_pid" 2>/dev/null || true
+    local exited=0
+    wait "$shop_pid" || exited=$?
+    if [[ $status -eq 0 && $exited -ne 0 ]]; then
+        echo "    the shop did not exit cleanly on SIGTERM (exit $exited)" >&2
+        status=1
+    fi
+    if [[ $status -ne 0 ]]; then
+        tail -n 40 "$dir/shop.log" >&2
+        return "$status"
+    fi
+}
 
 # ---------------------------------------------------------- Python virtualenv
 
 ensure_python_venv() {
-    local python=${PYTHON:-python3} requirements="$ROOT/tests/python/requirements.txt" wanted
+    local python=${PYTHON:-python3} wanted
+    local requirements=("$ROOT/tests/python/requirements.txt" "$ROOT/tests/browser/requirements.txt")
     have "$python" || die "no $python: the Python client test needs Python 3"
     mkdir -p "$(dirname "$VENV")"
     # Two runs in one checkout must not build the same virtualenv at once.
@@ -361,10 +480,10 @@ ensure_python_venv() {
     "${pip[@]}" --version >/dev/null 2>&1 || pip=("$python" -m pip --python "$VENV/bin/python")
 
     # Installed once per version of the requirements: reruns need no network.
-    wanted="$(sha256sum "$requirements" | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
+    wanted="$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
     if [[ "$(cat "$VENV/.requirements-installed" 2>/dev/null)" != "$wanted" ]]; then
-        note "pip install -r tests/python/requirements.txt"
-        "${pip[@]}" install --disable-pip-version-check -q -r "$requirements"
+        note "pip install -r tests/python/requirements.txt -r tests/browser/requirements.txt"
+        "${pip[@]}" install --disable-pip-version-check -q -r "${requirements[0]}" -r "${requirements[1]}"
         echo "$wanted" >"$VENV/.requirements-installed"
     else
         note "requirements already installed"
@@ -378,10 +497,11 @@ step "PostgreSQL"
 ensure_postgres
 step_done
 
-# Not needed yet: see the functions above.
+step "Redis, NATS JetStream, Chromium"
 ensure_redis
 ensure_nats
 ensure_chromium
+step_done
 
 step "Python virtualenv (target/test-venv)"
 ensure_python_venv
@@ -415,4 +535,41 @@ target_dir=$(cargo metadata --format-version 1 --no-deps |
     "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 export SHOP_BIN=${SHOP_BIN:-$target_dir/debug/shop}
 run "$VENV/bin/python" tests/python/test_grpc_clients.py
+step_done
+
+step "browser tests in headless Chromium (tests/browser/test_shop.py)"
+export SHOP_SCREENSHOTS="$ROOT/ci-artifacts/screenshots"
+run "$VENV/bin/python" tests/browser/test_shop.py
+note "screenshots: $SHOP_SCREENSHOTS"
+step_done
+
+step "smoke test: shop all, embedded (SQLite, in-memory sessions and cache)"
+smoke embedded
+step_done
+
+step "smoke test: shop all on PostgreSQL, Redis and NATS JetStream"
+SMOKE_DB="shop_test_smoke_$(date +%s)_$RANDOM"
+smoke real SHOP_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" POSTGRES_DB_USERS="${SMOKE_DB}_users" \
+    POSTGRES_DB_INVENTORY="${SMOKE_DB}_inventory" POSTGRES_DB_ORDERS="${SMOKE_DB}_orders" \
+    SHOP_REDIS_URL="$SHOP_TEST_REDIS_URL" SHOP_CACHE_PREFIX="shop_test:${SMOKE_DB}:" \
+    SHOP_NATS_URL="$SHOP_TEST_NATS_URL" SHOP_NATS_STREAM="SHOP_TEST_${SMOKE_DB}" SHOP_NATS_SUBJECT_PREFIX="$SMOKE_DB"
+# The run's stream goes too (it would only expire in a week).
+"$VENV/bin/python" - "$SHOP_TEST_NATS_URL" "SHOP_TEST_${SMOKE_DB}" <<'PY' || note "warning: could not delete the smoke run's stream"
+import asyncio, sys
+import nats
+
+async def main(url, stream):
+    client = await nats.connect(url, connect_timeout=5)
+    try:
+        await client.jetstream().delete_stream(stream)
+    finally:
+        await client.close()
+
+asyncio.run(main(*sys.argv[1:]))
+PY
+if have psql; then
+    for service in users inventory orders; do
+        psql "$SHOP_TEST_POSTGRES_URL/postgres" -XAtqw -c "DROP DATABASE IF EXISTS ${SMOKE_DB}_$service WITH (FORCE)" >/dev/null || true
+    done
+fi
 step_done
