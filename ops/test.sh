@@ -553,7 +553,10 @@ smoke real SHOP_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" POSTGRES_DB_USERS="${SMOK
     POSTGRES_DB_INVENTORY="${SMOKE_DB}_inventory" POSTGRES_DB_ORDERS="${SMOKE_DB}_orders" \
     SHOP_REDIS_URL="$SHOP_TEST_REDIS_URL" SHOP_CACHE_PREFIX="shop_test:${SMOKE_DB}:" \
     SHOP_NATS_URL="$SHOP_TEST_NATS_URL" SHOP_NATS_STREAM="SHOP_TEST_${SMOKE_DB}" SHOP_NATS_SUBJECT_PREFIX="$SMOKE_DB"
-# The run's stream goes too (it would only expire in a week).
+# Its cache keys, stream and databases go too.
+if have redis-cli; then
+    redis-cli -u "$SHOP_TEST_REDIS_URL" --scan --pattern "shop_test:${SMOKE_DB}:*" | xargs -r redis-cli -u "$SHOP_TEST_REDIS_URL" del >/dev/null || true
+fi
 "$VENV/bin/python" - "$SHOP_TEST_NATS_URL" "SHOP_TEST_${SMOKE_DB}" <<'PY' || note "warning: could not delete the smoke run's stream"
 import asyncio, sys
 import nats
