@@ -31,6 +31,8 @@ PG_LOCK=/tmp/shop-ops-test-postgres.lock
 VENV="$ROOT/target/test-venv"
 
 STEP="start"          # the step in progress, for the failure message
+SMOKE_PID=""          # a `shop all` of a smoke run, still running
+SMOKE_DB=""           # the prefix of the PostgreSQL smoke run's databases, stream and keys
 STARTED_AT=$SECONDS
 CHILD=""              # session (and PID) of the command in progress
 PG_STARTED=""         # "VERSION" of the Debian cluster this run started
@@ -67,6 +69,14 @@ session_pids() {
             echo "${stat%/stat}"
         fi
     done
+}
+
+# Whether process $1 runs: not gone, and not a zombie waiting to be reaped.
+alive() {
+    local line fields
+    { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+    read -r -a fields <<<"${line##*) }"
+    [[ "${fields[0]}" != Z ]]
 }
 
 # Ends every process left in session $1: TERM, then KILL after 10 s.
@@ -108,6 +118,11 @@ cleanup() {
     if [[ -n "$CHILD" ]]; then
         end_session "$CHILD"
     fi
+    if [[ -n "$SMOKE_PID" ]]; then
+        kill -TERM "$SMOKE_PID" 2>/dev/null || true
+        end_session "$SMOKE_PID"
+    fi
+    forget_smoke_run
     stop_postgres_if_ours
     stop_servers_if_ours
     rm -rf "$TMP_DIR"
@@ -323,7 +338,7 @@ stop_postgres_if_ours() {
 # port, else start Debian's (installing it first if need be), and export the
 # URL the tests read, respecting one already exported.
 
-REDIS_STARTED=""      # the port of a Redis this run started
+REDIS_STARTED=""      # the PID of a redis-server this run started
 NATS_STARTED=""       # the PID of a nats-server this run started
 
 port_answers() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
@@ -338,21 +353,31 @@ apt_install() {
 ensure_redis() {
     if [[ -n "${SHOP_TEST_REDIS_URL:-}" ]]; then
         note "using SHOP_TEST_REDIS_URL from the environment"
-    elif port_answers 127.0.0.1 6379; then
-        SHOP_TEST_REDIS_URL=redis://127.0.0.1:6379
-        note "Redis answers on 127.0.0.1:6379"
-    else
-        have redis-server || apt_install redis-server
-        # Nothing kept on disk: test data only.
-        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
-            --dir "$TMP_DIR" --logfile "$TMP_DIR/redis.log" >/dev/null || die "redis-server did not start"
-        REDIS_STARTED=6379
-        for _ in $(seq 50); do port_answers 127.0.0.1 6379 && break; sleep 0.1; done
-        port_answers 127.0.0.1 6379 || die "redis-server started but does not answer"
-        SHOP_TEST_REDIS_URL=redis://127.0.0.1:6379
-        note "started Redis on 127.0.0.1:6379"
+        export SHOP_TEST_REDIS_URL
+        return
     fi
-    export SHOP_TEST_REDIS_URL
+    export SHOP_TEST_REDIS_URL=redis://127.0.0.1:6379
+    if port_answers 127.0.0.1 6379; then
+        note "Redis answers on 127.0.0.1:6379"
+        return
+    fi
+    have redis-server || apt_install redis-server
+    # Debian's package may have started a server of its own while installing:
+    # use that one rather than fail to bind a second.
+    if port_answers 127.0.0.1 6379; then
+        note "Redis answers on 127.0.0.1:6379 (started by its package)"
+        return
+    fi
+    # Nothing kept on disk (test data only); the pidfile names exactly the
+    # process to stop at exit.
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir "$TMP_DIR" --pidfile "$TMP_DIR/redis.pid" --logfile "$TMP_DIR/redis.log" >/dev/null ||
+        die "redis-server did not start"
+    for _ in $(seq 50); do port_answers 127.0.0.1 6379 && break; sleep 0.1; done
+    REDIS_STARTED=$(cat "$TMP_DIR/redis.pid" 2>/dev/null || true)
+    port_answers 127.0.0.1 6379 ||
+        die "redis-server started but does not answer; its log ends: $(tail -n 3 "$TMP_DIR/redis.log" 2>/dev/null)"
+    note "started Redis on 127.0.0.1:6379 (PID $REDIS_STARTED)"
 }
 
 ensure_nats() {
@@ -383,14 +408,22 @@ ensure_nats() {
     export SHOP_TEST_NATS_URL
 }
 
+# Redis and NATS this run started are stopped again (by PID, nothing else),
+# unless another run uses them: like PostgreSQL, under the same lock.
 stop_servers_if_ours() {
-    if [[ -n "$REDIS_STARTED" ]] && have redis-cli; then
-        echo "    stopping the Redis this run started"
-        redis-cli -p "$REDIS_STARTED" shutdown nosave >/dev/null 2>&1 || true
+    [[ -n "$REDIS_STARTED$NATS_STARTED" ]] || return 0
+    if [[ -n "$LOCKED" ]] && ! flock -x -n 9; then
+        echo "    leaving the Redis/NATS this run started running: another ops/test.sh run uses them"
+        return 0
+    fi
+    if [[ -n "$REDIS_STARTED" ]]; then
+        echo "    stopping the Redis this run started (PID $REDIS_STARTED)"
+        # SIGTERM is redis-server's clean shutdown; with --save "" it writes nothing.
+        kill -TERM "$REDIS_STARTED" 2>/dev/null || true
     fi
     if [[ -n "$NATS_STARTED" ]]; then
-        echo "    stopping the NATS this run started"
-        kill "$NATS_STARTED" 2>/dev/null || true
+        echo "    stopping the NATS this run started (PID $NATS_STARTED)"
+        kill -TERM "$NATS_STARTED" 2>/dev/null || true
     fi
 }
 
@@ -410,8 +443,9 @@ ensure_chromium() {
 free_port() { "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # smoke NAME [VAR=VALUE...]: starts `shop all` with those settings on free
-# ports, runs ops/smoke.sh against it, and stops it with SIGTERM, which must
-# end it cleanly.
+# ports and a fresh data dir, runs ops/smoke.sh against it, and stops it with
+# SIGTERM, which must end it cleanly (exit 0). On failure the shop's log
+# ($TMP_DIR/smoke-NAME/shop.log) ends the output.
 smoke() {
     local name=$1 dir="$TMP_DIR/smoke-$1"
     shift
@@ -423,31 +457,83 @@ smoke() {
         SHOP_INVENTORY_ADDR="127.0.0.1:$(free_port)" SHOP_ORDERS_ADDR="127.0.0.1:$(free_port)"
         SHOP_METRICS_ADDR="127.0.0.1:$(free_port)" SHOP_LOG_FORMAT=json "$@"
     )
+    # A session of its own, so cleanup can end it (and anything it left) if
+    # this run is interrupted; not a child of `run`, which would wait for it.
     (cd "$dir" && exec env "${settings[@]}" setsid "$SHOP_BIN" all >"$dir/shop.log" 2>&1 9>&-) &
-    local shop_pid=$!
-    local up=""
+    SMOKE_PID=$!
+    local status=0 up=""
+    # Ready when the gateway answers /healthz (it starts last); at most 60 s.
     for _ in $(seq 300); do
-        if curl -fsS -o /dev/null "http://127.0.0.1:$http/healthz" 2>/dev/null; then up=1; break; fi
-        kill -0 "$shop_pid" 2>/dev/null || break
+        if curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$http/healthz" 2>/dev/null; then up=1; break; fi
+        alive "$SMOKE_PID" || break  # it exited: no use waiting
         sleep 0.2
     done
-    local status=0
     if [[ -z "$up" ]]; then
-        echo "    the shop did not come up; its log ends:" >&2
+        echo "    the shop did not come up within 60 s" >&2
         status=1
     else
+        # make-admin must see the same databases: the same settings.
         env "${settings[@]}" SHOP_MAKE_ADMIN="$SHOP_BIN make-admin" ops/smoke.sh "http://127.0.0.1:$http" || status=$?
     fi
-    kill -TERM "$shop_pid" 2>/dev/null || true
-    local exited=0
-    wait "$shop_pid" || exited=$?
+
+    # SIGTERM must end it cleanly and soon: at most 30 s (its own shutdown
+    # timeout is 10 s), then it is killed and the run fails.
+    kill -TERM "$SMOKE_PID" 2>/dev/null || true
+    local waited=0 exited=0
+    while alive "$SMOKE_PID" && [[ $waited -lt 150 ]]; do
+        sleep 0.2
+        waited=$((waited + 1))
+    done
+    if alive "$SMOKE_PID"; then
+        echo "    the shop did not exit within 30 s of SIGTERM: killing it" >&2
+        end_session "$SMOKE_PID"
+        status=1
+    fi
+    wait "$SMOKE_PID" || exited=$?
+    SMOKE_PID=""
     if [[ $status -eq 0 && $exited -ne 0 ]]; then
         echo "    the shop did not exit cleanly on SIGTERM (exit $exited)" >&2
         status=1
     fi
     if [[ $status -ne 0 ]]; then
+        echo "    --- the end of the shop's log ($dir/shop.log):" >&2
         tail -n 40 "$dir/shop.log" >&2
         return "$status"
+    fi
+    note "the shop exited 0 on SIGTERM"
+}
+
+# What the PostgreSQL smoke run leaves on the shared servers: its cache keys
+# in Redis, its NATS stream (it would only expire in a week) and its three
+# databases. Run after the step, and by cleanup if the step failed.
+forget_smoke_run() {
+    [[ -n "$SMOKE_DB" ]] || return 0
+    local prefix=$SMOKE_DB
+    SMOKE_DB=""
+    if have redis-cli; then
+        redis-cli -u "$SHOP_TEST_REDIS_URL" --scan --pattern "shop_test:${prefix}:*" 2>/dev/null |
+            xargs -r redis-cli -u "$SHOP_TEST_REDIS_URL" del >/dev/null 2>&1 || true
+    fi
+    "$VENV/bin/python" - "$SHOP_TEST_NATS_URL" "SHOP_TEST_${prefix}" <<'PY' 2>/dev/null || note "warning: could not delete the NATS stream SHOP_TEST_${prefix}"
+import asyncio, sys
+import nats
+
+async def main(url, stream):
+    client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        await client.jetstream().delete_stream(stream)
+    finally:
+        await client.close()
+
+asyncio.run(main(*sys.argv[1:]))
+PY
+    if have psql; then
+        local service
+        for service in users inventory orders; do
+            PGCONNECT_TIMEOUT=5 psql "$SHOP_TEST_POSTGRES_URL/postgres" -XAtqw \
+                -c "DROP DATABASE IF EXISTS ${prefix}_$service WITH (FORCE)" >/dev/null ||
+                note "warning: could not drop ${prefix}_$service"
+        done
     fi
 }
 
@@ -538,9 +624,13 @@ run "$VENV/bin/python" tests/python/test_grpc_clients.py
 step_done
 
 step "browser tests in headless Chromium (tests/browser/test_shop.py)"
+# Every run's screenshots afresh, so none is left from an earlier run.
 export SHOP_SCREENSHOTS="$ROOT/ci-artifacts/screenshots"
-run "$VENV/bin/python" tests/browser/test_shop.py
-note "screenshots: $SHOP_SCREENSHOTS"
+rm -rf "$SHOP_SCREENSHOTS"
+browser_status=0
+run "$VENV/bin/python" tests/browser/test_shop.py || browser_status=$?
+note "screenshots: $SHOP_SCREENSHOTS/ ($(find "$SHOP_SCREENSHOTS" -name '*.png' 2>/dev/null | wc -l) PNGs)"
+[[ $browser_status -eq 0 ]] || exit "$browser_status"
 step_done
 
 step "smoke test: shop all, embedded (SQLite, in-memory sessions and cache)"
@@ -548,31 +638,12 @@ smoke embedded
 step_done
 
 step "smoke test: shop all on PostgreSQL, Redis and NATS JetStream"
+# Names of its own on the shared servers (shop_test_* databases are also
+# swept at the start of a later run, should this one die before dropping them).
 SMOKE_DB="shop_test_smoke_$(date +%s)_$RANDOM"
 smoke real SHOP_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" POSTGRES_DB_USERS="${SMOKE_DB}_users" \
     POSTGRES_DB_INVENTORY="${SMOKE_DB}_inventory" POSTGRES_DB_ORDERS="${SMOKE_DB}_orders" \
     SHOP_REDIS_URL="$SHOP_TEST_REDIS_URL" SHOP_CACHE_PREFIX="shop_test:${SMOKE_DB}:" \
     SHOP_NATS_URL="$SHOP_TEST_NATS_URL" SHOP_NATS_STREAM="SHOP_TEST_${SMOKE_DB}" SHOP_NATS_SUBJECT_PREFIX="$SMOKE_DB"
-# Its cache keys, stream and databases go too.
-if have redis-cli; then
-    redis-cli -u "$SHOP_TEST_REDIS_URL" --scan --pattern "shop_test:${SMOKE_DB}:*" | xargs -r redis-cli -u "$SHOP_TEST_REDIS_URL" del >/dev/null || true
-fi
-"$VENV/bin/python" - "$SHOP_TEST_NATS_URL" "SHOP_TEST_${SMOKE_DB}" <<'PY' || note "warning: could not delete the smoke run's stream"
-import asyncio, sys
-import nats
-
-async def main(url, stream):
-    client = await nats.connect(url, connect_timeout=5)
-    try:
-        await client.jetstream().delete_stream(stream)
-    finally:
-        await client.close()
-
-asyncio.run(main(*sys.argv[1:]))
-PY
-if have psql; then
-    for service in users inventory orders; do
-        psql "$SHOP_TEST_POSTGRES_URL/postgres" -XAtqw -c "DROP DATABASE IF EXISTS ${SMOKE_DB}_$service WITH (FORCE)" >/dev/null || true
-    done
-fi
+forget_smoke_run
 step_done
