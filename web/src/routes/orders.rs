@@ -3,7 +3,7 @@
 //! machine; the gateway only decides who may ask.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -108,16 +108,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let order = fetch_visible(&state, &user, order_id(&id)?).await?;
-    Ok(match want {
-        Want::Json => axum::Json(&order).into_response(),
-        _ => state.templates.respond(
-            &viewer,
-            want,
-            "orders/show.html",
-            "orders/_detail.html",
-            minijinja::context! { order => minijinja::value::Serde(&order) },
-        ),
-    })
+    Ok(state.templates.represent(&viewer, want, ("orders/show.html", "orders/_detail.html"), "order", &order))
 }
 
 /// The order's status as it changes, as server-sent events named `status`
@@ -249,16 +240,5 @@ pub async fn update_status(
     // order's own status panel.
     let in_row = headers.get("hx-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("order-row-"));
     let partial = if in_row { "orders/_row.html" } else { "orders/_detail.html" };
-    let mut response = match want {
-        Want::Json => axum::Json(&order).into_response(),
-        _ => state.templates.respond(
-            &viewer,
-            want,
-            "orders/show.html",
-            partial,
-            minijinja::context! { order => minijinja::value::Serde(&order) },
-        ),
-    };
-    *response.status_mut() = StatusCode::OK;
-    Ok(response)
+    Ok(state.templates.represent(&viewer, want, ("orders/show.html", partial), "order", &order))
 }

@@ -109,16 +109,8 @@ pub async fn list(
     paging: Paging,
 ) -> Result<Response, AppError> {
     let (list, lookup) = fetch_page(&state, paging.page(), paging.page_size()).await?;
-    let mut response = match want {
-        Want::Json => axum::Json(&list).into_response(),
-        _ => state.templates.respond(
-            &viewer,
-            want,
-            "products/index.html",
-            "products/_list.html",
-            minijinja::context! { list => minijinja::value::Serde(&list) },
-        ),
-    };
+    let mut response =
+        state.templates.represent(&viewer, want, ("products/index.html", "products/_list.html"), "list", &list);
     response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
     Ok(response)
 }
@@ -133,16 +125,8 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (product, lookup) = fetch(&state, product_id(&id)?).await?;
-    let mut response = match want {
-        Want::Json => axum::Json(&product).into_response(),
-        _ => state.templates.respond(
-            &viewer,
-            want,
-            "products/show.html",
-            "products/_card.html",
-            minijinja::context! { product => minijinja::value::Serde(&product) },
-        ),
-    };
+    let mut response =
+        state.templates.represent(&viewer, want, ("products/show.html", "products/_card.html"), "product", &product);
     response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
     Ok(response)
 }
@@ -272,16 +256,13 @@ pub async fn update(
     match result {
         Ok(product) => {
             forget(&state, id).await;
-            Ok(match want {
-                Want::Json => axum::Json(&product).into_response(),
-                _ => state.templates.respond(
-                    &viewer,
-                    want,
-                    "products/show.html",
-                    "products/_card.html",
-                    minijinja::context! { product => minijinja::value::Serde(&product) },
-                ),
-            })
+            Ok(state.templates.represent(
+                &viewer,
+                want,
+                ("products/show.html", "products/_card.html"),
+                "product",
+                &product,
+            ))
         }
         Err(AppError::Invalid(errors)) if want.is_html() => {
             let (product, _) = fetch(&state, id).await?;

@@ -320,16 +320,8 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let (profile, lookup) = fetch_visible(&state, &user, user_id(&id)?).await?;
-    let mut response = match want {
-        Want::Json => axum::Json(&profile).into_response(),
-        _ => state.templates.respond(
-            &viewer,
-            want,
-            "users/show.html",
-            "users/_card.html",
-            minijinja::context! { user => minijinja::value::Serde(&profile) },
-        ),
-    };
+    let mut response =
+        state.templates.represent(&viewer, want, ("users/show.html", "users/_card.html"), "user", &profile);
     response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
     Ok(response)
 }
@@ -397,16 +389,7 @@ pub async fn update(
     if profile.id == user.0.id {
         session::refresh_user(&session, session_user(&profile)).await?;
     }
-    Ok(match want {
-        Want::Json => axum::Json(&profile).into_response(),
-        _ => state.templates.respond(
-            &viewer,
-            want,
-            "users/show.html",
-            "users/_card.html",
-            minijinja::context! { user => minijinja::value::Serde(&profile) },
-        ),
-    })
+    Ok(state.templates.represent(&viewer, want, ("users/show.html", "users/_card.html"), "user", &profile))
 }
 
 /// Deletes an account; deleting your own also signs you out.
