@@ -45,6 +45,10 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("the request body is larger than 64 KiB")]
     TooLarge,
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("a write from another site was refused")]
+    CrossSite,
     #[error("{0}")]
     Unavailable(String),
     /// The detail is for the log; clients see a generic message.
@@ -67,6 +71,8 @@ impl AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::CrossSite => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -148,6 +154,9 @@ impl IntoResponse for AppError {
             _ => self.to_string(),
         };
         let mut response = (status, detail.clone()).into_response();
+        if let Self::TooManyRequests { retry_after_secs } = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         response.extensions_mut().insert(Problem { status, detail, errors, log });
         response
     }
@@ -176,7 +185,8 @@ pub async fn render_errors(
         tracing::info!(%method, %path, status = problem.status.as_u16(), detail = %problem.detail, "request refused");
     }
 
-    match want {
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let mut rendered = match want {
         Want::Json => {
             let body = ProblemBody {
                 kind: "about:blank",
@@ -211,7 +221,11 @@ pub async fn render_errors(
             }
             response
         }
+    };
+    if let Some(retry_after) = retry_after {
+        rendered.headers_mut().insert(header::RETRY_AFTER, retry_after);
     }
+    rendered
 }
 
 #[cfg(test)]

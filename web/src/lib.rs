@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod negotiate;
 pub mod routes;
+pub mod security;
 pub mod session;
 pub mod sessions;
 pub mod templates;
@@ -83,6 +84,7 @@ pub struct AppState {
     pub cache: Cache,
     pub revoked: events::Revoked,
     pub live: events::Live,
+    pub limits: security::Limits,
     pub openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
@@ -156,6 +158,7 @@ impl Gateway {
             cache: cache.clone(),
             revoked,
             live,
+            limits: security::Limits::default(),
             openapi: Arc::new(openapi),
         };
         let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::hours(12));
@@ -165,9 +168,13 @@ impl Gateway {
             .with_same_site(SameSite::Lax)
             .with_secure(config.cookie_secure)
             .with_expiry(Expiry::OnInactivity(idle));
+        // Innermost first: a refused cross-site write is rendered like any
+        // other error, and every response gets the security headers.
         let router = routes
+            .layer(axum::middleware::from_fn(security::same_origin_writes))
             .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_errors))
             .layer(session_layer)
+            .layer(axum::middleware::from_fn(security::headers))
             .layer(DefaultBodyLimit::max(64 * 1024))
             .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(TraceLayer::new_for_http())
@@ -186,6 +193,8 @@ pub async fn serve(
     let gateway = Gateway::build(config).await?;
     tracing::info!(cache = gateway.cache.backend(), sessions = gateway.sessions.name(), "gateway ready");
     let _consumers = gateway.consumers;
-    axum::serve(listener, gateway.router).with_graceful_shutdown(shutdown).await?;
+    // Client addresses feed the sign-in rate limits.
+    let app = gateway.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

@@ -601,3 +601,74 @@ impl EmptyCheckout for support::Browser {
             .expect("an answer")
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_from_other_sites_and_guessing_runs_are_refused() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway().await;
+    let admin = shop.admin(&gateway).await;
+
+    // Every response carries the security headers, errors included.
+    for path in ["/", "/no/such/page"] {
+        let page = admin.page(path).await;
+        let csp = page.headers()["content-security-policy"].to_str().expect("a header").to_owned();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(page.headers()["referrer-policy"], "same-origin");
+    }
+
+    // A forged cross-site post, as a form, as HTMX and as JSON: refused,
+    // nothing made, the victim still signed in.
+    let forged = admin
+        .request(Method::POST, "/products")
+        .header("Origin", "https://evil.example")
+        .form(&[("name", "Forged"), ("price", "1.00")])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let forged_json = admin
+        .request(Method::POST, "/products")
+        .header(ACCEPT, "application/json")
+        .header("Sec-Fetch-Site", "cross-site")
+        .json(&json!({ "name": "Forged", "price_minor": 100, "stock": 1 }))
+        .send()
+        .await
+        .expect("an answer");
+    assert_problem(forged_json, StatusCode::FORBIDDEN, "another site").await;
+    let forged_logout =
+        admin.request(Method::POST, "/users/logout").header("Origin", "null").header("HX-Request", "true").send().await;
+    assert_eq!(forged_logout.expect("an answer").status(), StatusCode::FORBIDDEN);
+    let list: Value = admin.get_json("/products").await.json().await.expect("a list");
+    assert_eq!(list["total"], 0, "nothing was made");
+    assert_eq!(admin.get_json("/orders").await.status(), StatusCode::OK, "still signed in");
+    let same_site = admin
+        .request(Method::POST, "/products")
+        .header("Origin", gateway.url.clone())
+        .header(ACCEPT, "application/json")
+        .json(&json!({ "name": "Real", "price_minor": 100, "stock": 1 }))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(same_site.status(), StatusCode::CREATED, "our own pages may write");
+
+    // A guessing run against one account is cut off, with Retry-After;
+    // the right password does not get through meanwhile either.
+    let victim = gateway.browser();
+    victim.register("Victim", "victim@example.com").await;
+    let attacker = gateway.browser();
+    let mut statuses = Vec::new();
+    for attempt in 0..12 {
+        let guess = json!({ "email": "victim@example.com", "password": format!("guess number {attempt}") });
+        statuses.push(attacker.json(Method::POST, "/users/login", guess).await.status());
+    }
+    assert!(statuses[..10].iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    assert_eq!(statuses[10], StatusCode::TOO_MANY_REQUESTS);
+    let right = attacker
+        .json(Method::POST, "/users/login", json!({ "email": "victim@example.com", "password": PASSWORD }))
+        .await;
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = right.headers()["retry-after"].to_str().expect("a header").parse().expect("seconds");
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    assert_problem(right, StatusCode::TOO_MANY_REQUESTS, "too many attempts").await;
+}

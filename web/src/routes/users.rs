@@ -16,6 +16,7 @@ use crate::cache::Lookup;
 use crate::error::{AppError, FieldError};
 use crate::extract::{Input, number_or_blank};
 use crate::negotiate::Want;
+use crate::security::ClientAddress;
 use crate::session::{self, CurrentUser, SessionUser, Viewer};
 use crate::views::UserView;
 
@@ -138,8 +139,10 @@ pub async fn register(
     session: Session,
     viewer: Viewer,
     want: Want,
+    ClientAddress(address): ClientAddress,
     Input(input): Input<RegisterInput>,
 ) -> Result<Response, AppError> {
+    state.limits.check("register", address, input.email.as_deref().unwrap_or_default())?;
     let request = pb::RegisterUserRequest {
         email: input.email.clone().unwrap_or_default(),
         name: input.name.clone().unwrap_or_default(),
@@ -201,14 +204,17 @@ pub async fn login_form(
 /// get the same answer.
 #[utoipa::path(post, path = "/users/login", tag = "users", request_body = LoginInput,
     responses((status = 200, description = "Signed in; the session cookie is set", body = UserView),
-              (status = 401, description = "Invalid email or password", body = crate::error::ProblemBody)))]
+              (status = 401, description = "Invalid email or password", body = crate::error::ProblemBody),
+              (status = 429, description = "Too many attempts; see Retry-After", body = crate::error::ProblemBody)))]
 pub async fn login(
     State(state): State<AppState>,
     session: Session,
     viewer: Viewer,
     want: Want,
+    ClientAddress(address): ClientAddress,
     Input(input): Input<LoginInput>,
 ) -> Result<Response, AppError> {
+    state.limits.check("login", address, input.email.as_deref().unwrap_or_default())?;
     let request = pb::AuthenticateUserRequest {
         email: input.email.clone().unwrap_or_default(),
         password: input.password.clone().unwrap_or_default(),

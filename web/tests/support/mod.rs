@@ -85,7 +85,8 @@ impl Gateway {
         let gateway = shop_web::Gateway::build(&config).await.expect("the gateway builds");
         let (listener, url) = loopback().await;
         let server = Running::spawn(|stop| async move {
-            axum::serve(listener, gateway.router).with_graceful_shutdown(stop).await.expect("the gateway serves");
+            let app = gateway.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).with_graceful_shutdown(stop).await.expect("the gateway serves");
         });
         Self { url, server: Some(server) }
     }

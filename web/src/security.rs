@@ -1,0 +1,171 @@
+//! Defences every response and every unsafe request goes through: security
+//! headers, refusal of cross-site writes (CSRF), and rate limits on the
+//! doors attackers knock on (sign-in and registration).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+
+/// Only our own scripts and styles, no framing, no sniffing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+pub async fn headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: &'static str| {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set("content-security-policy", CONTENT_SECURITY_POLICY);
+    set("x-content-type-options", "nosniff");
+    set("x-frame-options", "DENY");
+    set("referrer-policy", "same-origin");
+    set("cross-origin-opener-policy", "same-origin");
+    set("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()");
+    response
+}
+
+/// Refuses unsafe methods sent by another site, whatever they carry (a
+/// plain form, an HTMX request, cookie-authenticated JSON): browsers name
+/// the sending site in `Origin` (and `Sec-Fetch-Site`), and a page of ours
+/// names our own host. Clients that are not browsers send neither and are
+/// not at risk: they hold no victim's cookie.
+pub async fn same_origin_writes(request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) || is_same_origin(request.headers()) {
+        next.run(request).await
+    } else {
+        tracing::warn!(method = %request.method(), path = %request.uri().path(), "cross-site write refused");
+        AppError::CrossSite.into_response()
+    }
+}
+
+fn is_same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null");
+        let authority = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+        return matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
+    }
+    // No Origin: an old browser, or not a browser. Fetch metadata, when
+    // present, still says whether another site sent it.
+    !headers.get("sec-fetch-site").is_some_and(|site| site == "cross-site")
+}
+
+/// The client's address, when the server knows it (the gateway serves with
+/// connect info; behind a proxy, every client shares the proxy's address,
+/// and the per-account limit is what holds).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(Self(info.map(|info| info.0.ip())))
+    }
+}
+
+/// Fixed-window counters per key: at most `limit` attempts per `window`.
+/// Kept per gateway process; with several replicas each enforces its own
+/// share (a cluster-wide limit would live in Redis).
+#[derive(Clone)]
+pub struct RateLimit {
+    limit: u32,
+    window: Duration,
+    counters: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
+}
+
+impl RateLimit {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self { limit, window, counters: Arc::default() }
+    }
+
+    /// Counts an attempt for `key`; refused with the seconds to wait when
+    /// the window's allowance is spent.
+    pub fn check(&self, key: &str) -> Result<(), AppError> {
+        let now = Instant::now();
+        let Ok(mut counters) = self.counters.lock() else { return Ok(()) };
+        if counters.len() > 100_000 {
+            counters.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let (start, count) = counters.entry(key.to_owned()).or_insert((now, 0));
+        if now.duration_since(*start) >= self.window {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > self.limit {
+            let wait = self.window.saturating_sub(now.duration_since(*start)).as_secs().max(1);
+            return Err(AppError::TooManyRequests { retry_after_secs: wait });
+        }
+        Ok(())
+    }
+}
+
+/// The limits on sign-in and registration: per client address, and per
+/// account (so spreading a guessing run over many addresses does not help).
+#[derive(Clone)]
+pub struct Limits {
+    pub per_address: RateLimit,
+    pub per_account: RateLimit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_address: RateLimit::new(30, Duration::from_secs(60)),
+            per_account: RateLimit::new(10, Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+impl Limits {
+    pub fn check(&self, what: &str, address: Option<std::net::IpAddr>, account: &str) -> Result<(), AppError> {
+        let address = address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        self.per_address.check(&format!("{what}:ip:{address}"))?;
+        self.per_account.check(&format!("{what}:account:{}", account.trim().to_lowercase()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_origin_is_told_from_cross_site() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(is_same_origin(&headers(&[("host", "shop.example"), ("origin", "https://shop.example")])));
+        assert!(is_same_origin(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")])));
+        assert!(!is_same_origin(&headers(&[("host", "shop.example"), ("origin", "https://evil.example")])));
+        assert!(!is_same_origin(&headers(&[("host", "shop.example"), ("origin", "null")])));
+        assert!(!is_same_origin(&headers(&[("host", "shop.example"), ("sec-fetch-site", "cross-site")])));
+        assert!(is_same_origin(&headers(&[("host", "shop.example")])), "curl and other non-browsers");
+        assert!(is_same_origin(&headers(&[("host", "shop.example"), ("sec-fetch-site", "same-origin")])));
+    }
+
+    #[test]
+    fn limits_count_per_key_and_say_how_long_to_wait() {
+        let limit = RateLimit::new(2, Duration::from_secs(60));
+        assert!(limit.check("a").is_ok() && limit.check("a").is_ok());
+        assert!(
+            matches!(limit.check("a"), Err(AppError::TooManyRequests { retry_after_secs }) if retry_after_secs > 0)
+        );
+        assert!(limit.check("b").is_ok(), "other keys are not affected");
+        let expired = RateLimit::new(1, Duration::ZERO);
+        assert!(expired.check("a").is_ok() && expired.check("a").is_ok(), "a new window starts afresh");
+    }
+}
