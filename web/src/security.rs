@@ -55,7 +55,7 @@ fn is_same_origin(headers: &HeaderMap) -> bool {
     }
     // No Origin: an old browser, or not a browser. Fetch metadata, when
     // present, still says whether another site sent it.
-    !headers.get("sec-fetch-site").is_some_and(|site| site == "cross-site")
+    headers.get("sec-fetch-site").is_none_or(|site| site != "cross-site")
 }
 
 /// The client's address, when the server knows it (the gateway serves with
