@@ -468,8 +468,11 @@ smoke() {
         alive "$SMOKE_PID" || break  # it exited: no use waiting
         sleep 0.2
     done
-    if [[ -z "$up" ]]; then
-        echo "    the shop did not come up within 60 s" >&2
+    if [[ -z "$up" ]] && ! alive "$SMOKE_PID"; then
+        echo "    the shop exited while starting" >&2
+        status=1
+    elif [[ -z "$up" ]]; then
+        echo "    the shop did not answer /healthz within 60 s" >&2
         status=1
     else
         # make-admin must see the same databases: the same settings.
