@@ -7,24 +7,28 @@
 //!
 //! Each handler is idempotent: hearing an event twice changes nothing more.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use fred::clients::Pool;
-use fred::interfaces::SetsInterface;
+use fred::interfaces::HashesInterface;
 use shop_events::{Bus, Consumer, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::cache::Cache;
 
-/// Users whose sessions must end (their accounts are gone). Ids are never
-/// reused, so the set only grows with deletions.
+/// Per user, the moment before which their sessions are no longer valid:
+/// set to "forever" when the account is deleted, to "now" when the password
+/// changes. Shared through Redis by every replica, or kept in memory.
 #[derive(Clone)]
 pub enum Revoked {
-    Memory(Arc<Mutex<HashSet<i64>>>),
+    Memory(Arc<Mutex<HashMap<i64, i64>>>),
     Redis { pool: Pool, key: String },
 }
+
+/// Sessions of a deleted user end whenever they began.
+pub const FOREVER: i64 = i64::MAX;
 
 impl Revoked {
     pub fn memory() -> Self {
@@ -32,36 +36,42 @@ impl Revoked {
     }
 
     pub fn redis(pool: Pool, prefix: &str) -> Self {
-        Self::Redis { pool, key: format!("{prefix}revoked_users") }
+        Self::Redis { pool, key: format!("{prefix}sessions_valid_after") }
     }
 
-    pub async fn revoke(&self, user_id: i64) -> Result<(), String> {
+    /// Ends every session of `user_id` that began before `before_ms`.
+    pub async fn end_sessions(&self, user_id: i64, before_ms: i64) -> Result<(), String> {
         match self {
-            Self::Memory(set) => {
-                set.lock().map_err(|e| e.to_string())?.insert(user_id);
+            Self::Memory(map) => {
+                let mut map = map.lock().map_err(|e| e.to_string())?;
+                let entry = map.entry(user_id).or_insert(before_ms);
+                *entry = (*entry).max(before_ms);
                 Ok(())
             }
             Self::Redis { pool, key } => {
-                let _: i64 = pool.sadd(key, user_id).await.map_err(|e| e.to_string())?;
+                let current: Option<i64> = pool.hget(key, user_id).await.map_err(|e| e.to_string())?;
+                let _: i64 =
+                    pool.hset(key, (user_id, current.unwrap_or(0).max(before_ms))).await.map_err(|e| e.to_string())?;
                 Ok(())
             }
         }
     }
 
-    /// Whether a session of this user must end. If Redis cannot say, the
-    /// session stands: the deletion reached the services already, and every
-    /// call for a deleted user fails there.
-    pub async fn is_revoked(&self, user_id: i64) -> bool {
-        match self {
-            Self::Memory(set) => set.lock().is_ok_and(|set| set.contains(&user_id)),
-            Self::Redis { pool, key } => match pool.sismember::<bool, _, _>(key, user_id).await {
-                Ok(revoked) => revoked,
+    /// Whether a session of `user_id` that began at `signed_in_at_ms` has
+    /// ended. If Redis cannot say, the session stands: the services still
+    /// refuse anything for a deleted account.
+    pub async fn has_ended(&self, user_id: i64, signed_in_at_ms: i64) -> bool {
+        let valid_after = match self {
+            Self::Memory(map) => map.lock().ok().and_then(|map| map.get(&user_id).copied()),
+            Self::Redis { pool, key } => match pool.hget::<Option<i64>, _, _>(key, user_id).await {
+                Ok(valid_after) => valid_after,
                 Err(error) => {
-                    tracing::warn!(%error, "cannot check revoked sessions");
-                    false
+                    tracing::warn!(%error, "cannot check ended sessions");
+                    None
                 }
             },
-        }
+        };
+        valid_after.is_some_and(|valid_after| signed_in_at_ms <= valid_after)
     }
 }
 
@@ -109,7 +119,7 @@ pub fn start(bus: &Bus, cache: Cache, revoked: Revoked, live: Live) -> Vec<JoinH
             let (cache, revoked) = (cache.clone(), revoked.clone());
             async move {
                 if let Some(deleted) = event.decode::<UserDeleted>() {
-                    revoked.revoke(deleted.user_id).await?;
+                    revoked.end_sessions(deleted.user_id, FOREVER).await?;
                     cache.invalidate(&format!("user:{}", deleted.user_id)).await;
                     tracing::info!(user_id = deleted.user_id, "sessions of a deleted user revoked");
                 }

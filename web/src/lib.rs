@@ -56,6 +56,8 @@ pub struct GatewayConfig {
     pub cookie_secure: bool,
     /// A session unused this long ends.
     pub session_idle: Duration,
+    /// A session ends this long after signing in, however busy.
+    pub session_lifetime: Duration,
     /// Where the shop's events arrive; none, and caches only expire.
     pub bus: Option<shop_events::Bus>,
 }
@@ -69,6 +71,7 @@ impl GatewayConfig {
             cache_ttl: Duration::from_secs(60),
             cookie_secure: false,
             session_idle: Duration::from_secs(12 * 60 * 60),
+            session_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
             bus: None,
         }
     }
@@ -85,6 +88,7 @@ pub struct AppState {
     pub revoked: events::Revoked,
     pub live: events::Live,
     pub limits: security::Limits,
+    pub session_lifetime_ms: i64,
     pub openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
@@ -159,6 +163,7 @@ impl Gateway {
             revoked,
             live,
             limits: security::Limits::default(),
+            session_lifetime_ms: i64::try_from(config.session_lifetime.as_millis()).unwrap_or(i64::MAX),
             openapi: Arc::new(openapi),
         };
         let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::hours(12));

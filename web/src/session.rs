@@ -21,6 +21,10 @@ pub struct SessionUser {
     pub name: String,
     pub email: String,
     pub admin: bool,
+    /// When this session signed in (Unix ms): for the absolute lifetime,
+    /// and for ending sessions older than a password change.
+    #[serde(default)]
+    pub signed_in_at_ms: i64,
 }
 
 /// Product id → quantity.
@@ -48,12 +52,14 @@ impl FromRequestParts<AppState> for Viewer {
         }
         let session = session_of(parts, state).await?;
         let mut user = session.get::<SessionUser>(USER).await?;
-        // The account was deleted (here or on another replica): the session ends.
-        if let Some(signed_in) = &user
-            && state.revoked.is_revoked(signed_in.id).await
-        {
-            session.flush().await?;
-            user = None;
+        // The session is too old, or its account was deleted or its password
+        // changed since (here or on another replica): it ends.
+        if let Some(signed_in) = &user {
+            let too_old = now_ms().saturating_sub(signed_in.signed_in_at_ms) > state.session_lifetime_ms;
+            if too_old || state.revoked.has_ended(signed_in.id, signed_in.signed_in_at_ms).await {
+                session.flush().await?;
+                user = None;
+            }
         }
         let cart = session.get::<Cart>(CART).await?.unwrap_or_default();
         let viewer = Self { user, cart_count: cart.values().sum() };
@@ -101,7 +107,8 @@ impl FromRequestParts<AppState> for Admin {
 
 /// Starts a signed-in session under a new id, so an id planted before
 /// sign-in (session fixation) is worth nothing after it.
-pub async fn sign_in(session: &Session, user: SessionUser) -> Result<(), AppError> {
+pub async fn sign_in(session: &Session, mut user: SessionUser) -> Result<(), AppError> {
+    user.signed_in_at_ms = now_ms();
     session.cycle_id().await?;
     session.insert(USER, user).await?;
     Ok(())
@@ -114,9 +121,26 @@ pub async fn sign_out(session: &Session) -> Result<(), AppError> {
 }
 
 /// Keeps the session's copy of the user in step with a profile change.
-pub async fn refresh_user(session: &Session, user: SessionUser) -> Result<(), AppError> {
+/// After a password change the session counts as signed in again, so it
+/// outlives the other sessions the change ended.
+pub async fn refresh_user(session: &Session, mut user: SessionUser, signed_in_again: bool) -> Result<(), AppError> {
+    let previous = session.get::<SessionUser>(USER).await?;
+    user.signed_in_at_ms = match previous {
+        Some(previous) if !signed_in_again => previous.signed_in_at_ms,
+        _ => now_ms().saturating_add(1),
+    };
+    if signed_in_again {
+        session.cycle_id().await?;
+    }
     session.insert(USER, user).await?;
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 pub async fn cart(session: &Session) -> Result<Cart, AppError> {

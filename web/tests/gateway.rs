@@ -672,3 +672,45 @@ async fn writes_from_other_sites_and_guessing_runs_are_refused() {
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     assert_problem(right, StatusCode::TOO_MANY_REQUESTS, "too many attempts").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_with_a_new_password_a_deleted_account_or_old_age() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway().await;
+    let admin = shop.admin(&gateway).await;
+
+    // Ada signs in on two devices, then changes her password on one.
+    let laptop = gateway.browser();
+    let ada = laptop.register("Ada", "ada@example.com").await;
+    let phone = gateway.browser();
+    let login = json!({ "email": "ada@example.com", "password": PASSWORD });
+    assert_eq!(phone.json(Method::POST, "/users/login", login).await.status(), StatusCode::OK);
+    let profile = format!("/users/{}", ada["id"]);
+    let changed = laptop.json(Method::PATCH, &profile, json!({ "password": "a brand new password" })).await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(laptop.get_json("/orders").await.status(), StatusCode::OK, "the device that changed it stays in");
+    assert_eq!(phone.get_json("/orders").await.status(), StatusCode::UNAUTHORIZED, "the other device is out");
+
+    // An admin deletes Eve's account: her session ends at once.
+    let eve = gateway.browser();
+    let eve_user = eve.register("Eve", "eve@example.com").await;
+    assert_eq!(eve.get_json("/orders").await.status(), StatusCode::OK);
+    let deleted = admin.json(Method::DELETE, &format!("/users/{}", eve_user["id"]), Value::Null).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(eve.get_json("/orders").await.status(), StatusCode::UNAUTHORIZED);
+
+    // However busy, a session ends at its absolute lifetime.
+    let short = support::Gateway::start(shop_web::GatewayConfig {
+        session_lifetime: std::time::Duration::from_millis(50),
+        ..shop.config()
+    })
+    .await;
+    let brief = short.browser();
+    brief.register("Brief", "brief@example.com").await;
+    assert_eq!(brief.get_json("/orders").await.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    while brief.get_json("/orders").await.status() == StatusCode::OK {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the session outlived its lifetime");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -163,6 +163,10 @@ pub struct Config {
     #[arg(long, env = "SHOP_TEST_PAUSE_AFTER_RECORDING_ORDER", default_value_t = false, hide = true, global = true)]
     pub test_pause_after_recording_order: bool,
 
+    /// Hours after signing in at which a session ends, however busy.
+    #[arg(long, env = "SHOP_SESSION_LIFETIME_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8760), global = true)]
+    pub session_lifetime_hours: u64,
+
     /// Seconds between recovery passes over unfinished orders.
     #[arg(long, env = "SHOP_RECOVERY_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub recovery_interval_secs: u64,

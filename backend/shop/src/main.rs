@@ -248,6 +248,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
             cache_ttl: Duration::from_secs(config.cache_ttl_secs),
             cookie_secure: config.cookie_secure,
             session_idle: Duration::from_secs(config.session_idle_minutes * 60),
+            session_lifetime: Duration::from_secs(config.session_lifetime_hours * 60 * 60),
             bus: bus.clone(),
             ..shop_web::GatewayConfig::new(gateway_urls.clone())
         };

@@ -83,7 +83,13 @@ fn user_id(raw: &str) -> Result<i64, AppError> {
 }
 
 fn session_user(user: &UserView) -> SessionUser {
-    SessionUser { id: user.id, name: user.name.clone(), email: user.email.clone(), admin: user.is_admin() }
+    SessionUser {
+        id: user.id,
+        name: user.name.clone(),
+        email: user.email.clone(),
+        admin: user.is_admin(),
+        signed_in_at_ms: 0,
+    }
 }
 
 fn field_map(errors: &[FieldError]) -> BTreeMap<String, String> {
@@ -392,8 +398,13 @@ pub async fn update(
         }
         Err(error) => return Err(error),
     };
+    // A new password ends every other session of the account, on every replica.
+    let password_changed = input.password.as_deref().is_some_and(|p| !p.is_empty());
+    if password_changed {
+        state.revoked.end_sessions(id, session::now_ms()).await.map_err(AppError::Internal)?;
+    }
     if profile.id == user.0.id {
-        session::refresh_user(&session, session_user(&profile)).await?;
+        session::refresh_user(&session, session_user(&profile), password_changed).await?;
     }
     Ok(state.templates.represent(&viewer, want, ("users/show.html", "users/_card.html"), "user", &profile))
 }
@@ -415,6 +426,8 @@ pub async fn delete(
     }
     state.users.clone().delete_user(pb::DeleteUserRequest { id }).await?;
     state.cache.invalidate(&format!("user:{id}")).await;
+    // At once here; other replicas hear `user.deleted`.
+    state.revoked.end_sessions(id, crate::events::FOREVER).await.map_err(AppError::Internal)?;
     if id == user.0.id {
         session::sign_out(&session).await?;
     }
