@@ -163,3 +163,28 @@ mod tests {
         assert_eq!(form("n=x"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Typed prices: refused, or exactly the amount written.
+        #[test]
+        fn prices_are_refused_or_exact(whole in 0_u64..100_000_000, cents in 0_u64..100, raw in "\\PC{0,30}") {
+            let written = format!("{whole}.{cents:02}");
+            prop_assert_eq!(parse_price(&written).ok(), Some(i64::try_from(whole * 100 + cents).unwrap_or(i64::MAX)));
+            if let Ok(minor) = parse_price(&raw) {
+                prop_assert!(minor >= 0);
+            }
+        }
+
+        /// Any query string: a page request, or a 4xx, never a panic.
+        #[test]
+        fn query_strings_never_panic(query in "[a-z_=&%0-9-]{0,60}") {
+            let _ = serde_urlencoded::from_str::<Paging>(&query);
+        }
+    }
+}

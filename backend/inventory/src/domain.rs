@@ -203,3 +203,41 @@ mod tests {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any lines at all: refused with a field, or merged into at most
+        /// 100 products of 1 to 10,000 units each, totals kept.
+        #[test]
+        fn requests_are_refused_or_bounded(lines in proptest::collection::vec((any::<i64>(), any::<i64>()), 0..120)) {
+            if let Ok(request) = Request::parse(lines.iter().copied()) {
+                let parsed: Vec<_> = request.lines().collect();
+                prop_assert!(!parsed.is_empty() && parsed.len() <= MAX_LINES);
+                for (product_id, quantity) in &parsed {
+                    prop_assert!(*product_id > 0 && (1..=MAX_QUANTITY).contains(quantity));
+                    let asked: i64 = lines.iter().filter(|(id, _)| id == product_id).map(|(_, q)| q).sum();
+                    prop_assert_eq!(asked, *quantity);
+                }
+            }
+        }
+
+        #[test]
+        fn money_and_stock_bounds_hold(price in any::<i64>(), stock in any::<i64>(), delta in any::<i64>()) {
+            prop_assert_eq!(parse_price(price).is_ok(), (0..=10_000_000_000).contains(&price));
+            prop_assert_eq!(parse_stock(stock).is_ok(), (0..=MAX_STOCK).contains(&stock));
+            prop_assert_eq!(parse_stock_delta(delta).is_ok(), delta != 0 && delta.abs() <= MAX_STOCK);
+        }
+
+        #[test]
+        fn product_names_never_panic(raw in "\\PC{0,250}") {
+            if let Ok(name) = ProductName::parse(&raw) {
+                prop_assert_eq!(name.as_str(), raw.trim());
+            }
+        }
+    }
+}

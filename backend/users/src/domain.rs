@@ -200,3 +200,40 @@ mod tests {
         assert!(parse_id(1).is_ok());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever arrives, parsing answers (never panics), and what it
+        /// accepts is normalised and within bounds.
+        #[test]
+        fn emails_parse_to_normal_bounded_addresses(raw in "\\PC{0,300}|[a-zA-Z0-9._%+-]{1,64}@[a-z0-9-]{1,20}\\.[a-z]{2,6}") {
+            if let Ok(email) = Email::parse(&raw) {
+                let text = email.as_str();
+                prop_assert_eq!(text, raw.trim().to_lowercase());
+                prop_assert!(text.chars().count() <= Email::MAX_LEN);
+                prop_assert_eq!(text.matches('@').count(), 1);
+                prop_assert!(!text.chars().any(char::is_whitespace));
+            }
+        }
+
+        #[test]
+        fn names_are_trimmed_bounded_and_printable(raw in "\\PC{0,150}|[\\x00-\\x20]{0,5}") {
+            if let Ok(name) = UserName::parse(&raw) {
+                prop_assert_eq!(name.as_str(), raw.trim());
+                prop_assert!((1..=UserName::MAX_LEN).contains(&name.as_str().chars().count()));
+                prop_assert!(!name.as_str().chars().any(char::is_control));
+            }
+        }
+
+        #[test]
+        fn passwords_are_accepted_exactly_within_bounds(raw in "\\PC{0,200}") {
+            let len = raw.chars().count();
+            prop_assert_eq!(Password::parse(&raw).is_ok(), (Password::MIN_LEN..=Password::MAX_LEN).contains(&len));
+        }
+    }
+}
