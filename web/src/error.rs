@@ -112,6 +112,11 @@ impl From<tower_sessions::session::Error> for AppError {
     }
 }
 
+/// HTML a handler adds to its error answer for an HTMX request, swapped in
+/// out of band (`hx-swap-oob`) beside the message, e.g. a fresh form key.
+#[derive(Debug, Clone)]
+pub struct OutOfBand(pub String);
+
 /// What the response carries until [`render_errors`] renders it.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -174,6 +179,7 @@ pub async fn render_errors(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let path_and_query = request.uri().path_and_query().map_or_else(|| path.clone(), ToString::to_string);
+    let current_url = request.headers().get("hx-current-url").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let response = next.run(request).await;
     let Some(problem) = response.extensions().get::<Problem>().cloned() else {
         return response;
@@ -186,6 +192,7 @@ pub async fn render_errors(
     }
 
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let out_of_band = response.extensions().get::<OutOfBand>().cloned();
     let mut rendered = match want {
         Want::Json => {
             let body = ProblemBody {
@@ -204,13 +211,18 @@ pub async fn render_errors(
         }
         Want::Partial if problem.status == StatusCode::UNAUTHORIZED => {
             let mut response = StatusCode::UNAUTHORIZED.into_response();
-            if let Ok(target) = HeaderValue::from_str(&crate::routes::users::login_url("/")) {
+            // Back to the page the person was on, once signed in.
+            let here = current_url
+                .as_deref()
+                .and_then(|url| url.split_once("://"))
+                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]));
+            if let Ok(target) = HeaderValue::from_str(&crate::routes::users::login_url(here.unwrap_or("/"))) {
                 response.headers_mut().insert("hx-redirect", target);
             }
             response
         }
         Want::Page | Want::Partial => {
-            let context = minijinja::context! { status => problem.status.as_u16(), title => problem.status.canonical_reason().unwrap_or("Error"), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors) };
+            let context = minijinja::context! { status => problem.status.as_u16(), title => problem.status.canonical_reason().unwrap_or("Error"), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors), out_of_band => out_of_band.map(|html| minijinja::Value::from_safe_string(html.0)) };
             let mut response = state.templates.respond(&viewer, want, "error.html", "_error.html", context);
             *response.status_mut() = problem.status;
             if want == Want::Partial {

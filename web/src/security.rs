@@ -29,6 +29,12 @@ pub async fn headers(request: Request, next: Next) -> Response {
     set("referrer-policy", "same-origin");
     set("cross-origin-opener-policy", "same-origin");
     set("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()");
+    // Pages hold one person's session state (cart, orders): never reuse them
+    // from a cache (Back after checkout must not show the old cart), and say
+    // that one URL answers differently to HTMX and to JSON clients. Assets
+    // set their own long-lived caching first.
+    set("cache-control", "no-store");
+    set("vary", "HX-Request, Accept");
     response
 }
 

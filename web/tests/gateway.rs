@@ -714,3 +714,43 @@ async fn sessions_end_with_a_new_password_a_deleted_account_or_old_age() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway().await;
+    let admin = shop.admin(&gateway).await;
+    let pot = admin.product("Teapot", 3_200, 1).await;
+    let carol = gateway.browser();
+    carol.customer("Carol").await;
+    carol.json(Method::POST, "/cart/items", json!({ "product_id": pot, "quantity": 2 })).await;
+
+    let refused = carol
+        .htmx(Method::POST, "/orders")
+        .form(&[("idempotency_key", "cart-render-1")])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert_eq!(refused.headers()["hx-retarget"], "#flash");
+    let body = text(refused).await;
+    assert!(body.contains("Your order could not be placed: not enough stock"), "{body}");
+    assert!(body.contains(r#"id="checkout-key""#) && body.contains(r#"hx-swap-oob="true""#), "{body}");
+    assert!(!body.contains("Conflict."), "no HTTP wording in a message: {body}");
+    let fresh_key = body.split(r#"value=""#).nth(1).and_then(|rest| rest.split('"').next()).expect("a new key");
+    assert_ne!(fresh_key, "cart-render-1");
+
+    // Restocked, the form's new key places a new order.
+    admin.json(Method::PUT, &format!("/products/{pot}"), json!({ "stock_delta": 5 })).await;
+    let placed =
+        carol.htmx(Method::POST, "/orders").form(&[("idempotency_key", fresh_key)]).send().await.expect("an answer");
+    assert_eq!(placed.status(), StatusCode::NO_CONTENT);
+    assert!(placed.headers()["hx-redirect"].to_str().is_ok_and(|to| to.starts_with("/orders/")));
+
+    // Pages are never served from a cache, and say they vary by representation.
+    let cart = carol.page("/cart").await;
+    assert_eq!(cart.headers()["cache-control"], "no-store");
+    assert_eq!(cart.headers()["vary"], "HX-Request, Accept");
+    let css = carol.page("/static/style.css").await;
+    assert!(css.headers()["cache-control"].to_str().is_ok_and(|v| v.contains("immutable")));
+}

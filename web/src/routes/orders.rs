@@ -13,7 +13,7 @@ use tower_sessions::Session;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, OutOfBand};
 use crate::extract::{Input, Paging, number_or_blank};
 use crate::negotiate::Want;
 use crate::session::{self, CurrentUser, Viewer};
@@ -188,6 +188,18 @@ pub async fn create(
     }
     let order = match placed {
         Ok(placed) => placed.into_inner().order.map(OrderView::from),
+        // Refused for stock: said plainly, and the checkout form gets a new
+        // key, so trying again after the cart or the stock changed is a new
+        // order rather than a replay of this refusal.
+        Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            let reason = status.message().split_once("rejected: ").map_or(status.message(), |(_, reason)| reason);
+            let mut response = AppError::Conflict(format!("Your order could not be placed: {reason}.")).into_response();
+            let key = uuid::Uuid::new_v4();
+            response.extensions_mut().insert(OutOfBand(format!(
+                r#"<input type="hidden" id="checkout-key" name="idempotency_key" value="{key}" hx-swap-oob="true">"#
+            )));
+            return Ok(response);
+        }
         Err(status) if status.code() == tonic::Code::Unavailable && status.message().contains("pending") => {
             return Err(AppError::Unavailable(
                 "We could not confirm your order just now. It is saved as pending and will be confirmed or \
