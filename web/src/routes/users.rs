@@ -117,22 +117,20 @@ fn form_again(
     response
 }
 
-pub async fn register_form(
+/// A form with nothing typed yet, coming back to `next` afterwards.
+fn blank_form(
     State(state): State<AppState>,
     viewer: Viewer,
     want: Want,
     Query(query): Query<NextQuery>,
+    templates: (&str, &str),
 ) -> Response {
     let values = BTreeMap::from([("next", safe_next(query.next.as_deref()))]);
-    form_again(
-        &state,
-        &viewer,
-        want,
-        ("users/register.html", "users/_register_form.html"),
-        values,
-        BTreeMap::new(),
-        StatusCode::OK,
-    )
+    form_again(&state, &viewer, want, templates, values, BTreeMap::new(), StatusCode::OK)
+}
+
+pub async fn register_form(state: State<AppState>, viewer: Viewer, want: Want, query: Query<NextQuery>) -> Response {
+    blank_form(state, viewer, want, query, ("users/register.html", "users/_register_form.html"))
 }
 
 /// Creates a customer account and signs it in.
@@ -188,22 +186,8 @@ pub async fn register(
     })
 }
 
-pub async fn login_form(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    want: Want,
-    Query(query): Query<NextQuery>,
-) -> Response {
-    let values = BTreeMap::from([("next", safe_next(query.next.as_deref()))]);
-    form_again(
-        &state,
-        &viewer,
-        want,
-        ("users/login.html", "users/_login_form.html"),
-        values,
-        BTreeMap::new(),
-        StatusCode::OK,
-    )
+pub async fn login_form(state: State<AppState>, viewer: Viewer, want: Want, query: Query<NextQuery>) -> Response {
+    blank_form(state, viewer, want, query, ("users/login.html", "users/_login_form.html"))
 }
 
 /// Signs in with an email and password. A wrong email and a wrong password
