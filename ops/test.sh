@@ -9,7 +9,8 @@
 #   4. tests/python/test_grpc_clients.py against the built shop binary,
 #   5. tests/browser/test_shop.py in headless Chromium (screenshots in
 #      ci-artifacts/screenshots/),
-#   6. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS.
+#   6. tests/api/test_openapi.py: schemathesis against /openapi.json as an admin,
+#   7. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS.
 #
 # Environment it respects:
 #   SHOP_TEST_POSTGRES_URL  a PostgreSQL server (no database in the URL) to use
@@ -544,7 +545,7 @@ PY
 
 ensure_python_venv() {
     local python=${PYTHON:-python3} wanted
-    local requirements=("$ROOT/tests/python/requirements.txt" "$ROOT/tests/browser/requirements.txt")
+    local requirements=("$ROOT/tests/python/requirements.txt" "$ROOT/tests/browser/requirements.txt" "$ROOT/tests/api/requirements.txt")
     have "$python" || die "no $python: the Python client test needs Python 3"
     mkdir -p "$(dirname "$VENV")"
     # Two runs in one checkout must not build the same virtualenv at once.
@@ -571,8 +572,8 @@ ensure_python_venv() {
     # Installed once per version of the requirements: reruns need no network.
     wanted="$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
     if [[ "$(cat "$VENV/.requirements-installed" 2>/dev/null)" != "$wanted" ]]; then
-        note "pip install -r tests/python/requirements.txt -r tests/browser/requirements.txt"
-        "${pip[@]}" install --disable-pip-version-check -q -r "${requirements[0]}" -r "${requirements[1]}"
+        note "pip install -r tests/{python,browser,api}/requirements.txt"
+        "${pip[@]}" install --disable-pip-version-check -q -r "${requirements[0]}" -r "${requirements[1]}" -r "${requirements[2]}"
         echo "$wanted" >"$VENV/.requirements-installed"
     else
         note "requirements already installed"
@@ -634,6 +635,10 @@ browser_status=0
 run "$VENV/bin/python" tests/browser/test_shop.py || browser_status=$?
 note "screenshots: $SHOP_SCREENSHOTS/ ($(find "$SHOP_SCREENSHOTS" -name '*.png' 2>/dev/null | wc -l) PNGs)"
 [[ $browser_status -eq 0 ]] || exit "$browser_status"
+step_done
+
+step "schemathesis against /openapi.json, as an admin (tests/api/test_openapi.py)"
+run "$VENV/bin/python" tests/api/test_openapi.py
 step_done
 
 step "smoke test: shop all, embedded (SQLite, in-memory sessions and cache)"
