@@ -8,6 +8,7 @@ pub mod cache;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod metrics;
 pub mod negotiate;
 pub mod routes;
 pub mod security;
@@ -178,6 +179,7 @@ impl Gateway {
         let router = routes
             .layer(axum::middleware::from_fn(security::same_origin_writes))
             .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_errors))
+            .layer(axum::middleware::from_fn(metrics::record))
             .layer(session_layer)
             .layer(axum::middleware::from_fn(security::headers))
             .layer(DefaultBodyLimit::max(64 * 1024))

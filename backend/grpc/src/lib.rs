@@ -1,6 +1,8 @@
 //! Running one of the shop's gRPC services: health checking, reflection and
 //! graceful shutdown are wired here once, for every service.
 
+pub mod metrics;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
@@ -60,6 +62,7 @@ where
 
     Server::builder()
         .timeout(Duration::from_secs(30))
+        .layer(metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -13,7 +13,14 @@ pub async fn serve(
     servers: &mut JoinSet<Result<&'static str>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let handle = PrometheusBuilder::new().install_recorder().context("installing the metrics registry")?;
+    // Durations as real Prometheus histograms (not summaries), so they can
+    // be aggregated across processes; buckets from 5 ms to 10 s.
+    let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&buckets)
+        .context("histogram buckets")?
+        .install_recorder()
+        .context("installing the metrics registry")?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding /metrics on {addr}"))?;
     tracing::info!(url = %format!("http://{}/metrics", listener.local_addr()?), "metrics listening");
     let app = axum::Router::new().route("/metrics", get(move || std::future::ready(handle.render())));

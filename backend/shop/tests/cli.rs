@@ -42,6 +42,19 @@ async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
     assert!(!malformed.status.success());
     assert!(String::from_utf8_lossy(&malformed.stdout).contains("email"));
 
+    // The process's one registry: RED metrics by route template and gRPC method.
+    let metrics = reqwest::get(started.addresses.metrics()).await.expect("metrics").text().await.expect("a body");
+    for series in [
+        r#"http_requests_total{method="GET",route="/",status="200"} 1"#,
+        r#"grpc_server_handled_total{grpc_service="shop.users.v1.UserService",grpc_method="RegisterUser",grpc_code="OK"} 1"#,
+        r#"grpc_server_handled_total{grpc_service="shop.users.v1.UserService",grpc_method="GetUserProfile",grpc_code="OK"}"#,
+        "http_request_duration_seconds_bucket{",
+        "grpc_server_handling_seconds_bucket{",
+        r#"shop_outbox_published_total{service="users"}"#,
+    ] {
+        assert!(metrics.contains(series), "/metrics lacks {series}:\n{metrics}");
+    }
+
     drop(users);
     let status = tokio::task::spawn_blocking(move || started.terminate()).await.expect("terminate runs");
     assert!(status.success(), "a graceful stop exits 0");
