@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import hashlib
+import hmac
 import os
 import signal
 import socket
@@ -100,6 +102,36 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+
+# The secret the shop checks callers' identities with; the token format is
+# backend/grpc/src/identity.rs's: v1|u|<user id>|<admin>|<expiry ms>|<HMAC-SHA256 hex>.
+INTERNAL_SECRET = "python client test secret, not a real one"
+
+
+def admin_token(user_id: int = 99) -> str:
+    payload = f"v1|u|{user_id}|1|{int(time.time() * 1000) + 60_000}"
+    signature = hmac.new(INTERNAL_SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    return f"{payload}|{signature}"
+
+
+class SignAsAdmin(grpc.UnaryUnaryClientInterceptor):
+    """Adds a signed admin identity to every unary call."""
+
+    def intercept_unary_unary(self, continuation, details, request):
+        metadata = list(details.metadata or []) + [("x-shop-caller", admin_token())]
+        details = details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+        return continuation(details, request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, details, metadata):
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
+
 class Shop:
     """`shop all` as a subprocess with its own ports and data directory."""
 
@@ -129,7 +161,8 @@ class Shop:
             SHOP_INVENTORY_ADDR=f"127.0.0.1:{inventory}",
             SHOP_ORDERS_ADDR=f"127.0.0.1:{orders}",
             SHOP_HTTP_ADDR=f"127.0.0.1:{http}",
-            SHOP_METRICS_ADDR="127.0.0.1:0",  # not the default :2112, which a running shop may hold
+            SHOP_METRICS_ADDR="127.0.0.1:0",
+            SHOP_INTERNAL_SECRET=INTERNAL_SECRET,  # not the default :2112, which a running shop may hold
             RUST_LOG=env.get("RUST_LOG", "info"),
             NO_COLOR="1",  # the log goes to a file
         )
@@ -218,9 +251,14 @@ class Checks:
         self.shop = shop
         self.pb = pb
         self.channels = {name: shop.channel(name) for name in SERVICES}
-        self.users = pb["users_pb2_grpc"].UserServiceStub(self.channels["users"])
-        self.inventory = pb["inventory_pb2_grpc"].InventoryServiceStub(self.channels["inventory"])
-        self.orders = pb["orders_pb2_grpc"].OrderServiceStub(self.channels["orders"])
+        # The services check who calls: these stubs call as an admin, signed
+        # with the secret the test gave the shop; the plain channels stay
+        # anonymous for health, reflection and the refusal checks.
+        signed = {name: grpc.intercept_channel(channel, SignAsAdmin()) for name, channel in self.channels.items()}
+        self.users = pb["users_pb2_grpc"].UserServiceStub(signed["users"])
+        self.inventory = pb["inventory_pb2_grpc"].InventoryServiceStub(signed["inventory"])
+        self.orders = pb["orders_pb2_grpc"].OrderServiceStub(signed["orders"])
+        self.anonymous_inventory = pb["inventory_pb2_grpc"].InventoryServiceStub(self.channels["inventory"])
         self.user = None
         self.products = []
         self.order = None
@@ -261,6 +299,20 @@ class Checks:
             listed = {s.name for s in replies[0].list_services_response.service}
             assert service in listed, f"{service} not listed by reflection v1 on the {name} port: {listed}"
             log(f"  {name}: v1 lists {service}")
+
+    def unsigned_writes_are_refused(self) -> None:
+        inventory = self.pb["inventory_pb2"]
+        try:
+            self.anonymous_inventory.CreateProduct(
+                inventory.CreateProductRequest(name="Nope", price_minor=1, stock=1), timeout=RPC_TIMEOUT
+            )
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+            log(f"  CreateProduct without a signed identity -> {error.code().name}")
+        else:
+            raise AssertionError("an unsigned CreateProduct was accepted")
+        listed = self.anonymous_inventory.ListProducts(inventory.ListProductsRequest(), timeout=RPC_TIMEOUT)
+        log(f"  ListProducts without one -> OK ({listed.total} products): the catalogue is public")
 
     def gateway_listens_on_its_port(self) -> None:
         url = f"http://127.0.0.1:{self.shop.ports['http']}/healthz"
@@ -390,7 +442,9 @@ class Checks:
         got = self.orders.GetOrder(orders.GetOrderRequest(id=self.order.id), timeout=RPC_TIMEOUT).order
         statuses = [orders.OrderStatus.Name(h.status) for h in got.history]
         assert statuses[-2:] == ["ORDER_STATUS_CONFIRMED", "ORDER_STATUS_SHIPPED"], statuses
-        assert got.history[-1].actor == "python-client", got.history[-1]
+        # History names the caller the service verified (the signed admin,
+        # user 99), not the actor the request claims.
+        assert got.history[-1].actor == "user:99", got.history[-1]
         log(f"  UpdateOrderStatus CONFIRMED -> SHIPPED; history {statuses}")
         # And the state machine refuses to go back.
         expect_error(
@@ -456,6 +510,7 @@ def main() -> int:
             ("reflection v1alpha lists each port's service", step("reflection_v1alpha_lists_each_service")),
             ("reflection v1 lists each port's service", step("reflection_v1_lists_each_service")),
             ("the gateway listens on SHOP_HTTP_ADDR", step("gateway_listens_on_its_port")),
+            ("a service refuses writes without a signed identity", step("unsigned_writes_are_refused")),
             ("RegisterUser and AuthenticateUser", step("register_and_authenticate")),
             ("users: wrong password, taken email, malformed email", step("users_errors")),
             ("CreateProduct and ListProducts", step("create_and_list_products")),

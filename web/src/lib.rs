@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use shop_grpc::identity::{Identity, SignAs, Signed};
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
 use shop_proto::users::v1::user_service_client::UserServiceClient;
@@ -61,6 +62,8 @@ pub struct GatewayConfig {
     pub session_lifetime: Duration,
     /// Where the shop's events arrive; none, and caches only expire.
     pub bus: Option<shop_events::Bus>,
+    /// Signs who each call to a service is for (`SHOP_INTERNAL_SECRET`).
+    pub identity: Identity,
 }
 
 impl GatewayConfig {
@@ -74,6 +77,7 @@ impl GatewayConfig {
             session_idle: Duration::from_secs(12 * 60 * 60),
             session_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
             bus: None,
+            identity: Identity::random(),
         }
     }
 }
@@ -81,9 +85,11 @@ impl GatewayConfig {
 /// What every handler shares: gRPC clients, templates and the cache.
 #[derive(Clone)]
 pub struct AppState {
-    pub users: UserServiceClient<Channel>,
-    pub inventory: InventoryServiceClient<Channel>,
-    pub orders: OrderServiceClient<Channel>,
+    /// Every call carries the signed identity of the person the request is
+    /// for (see `identity::act_for`), so the services decide for themselves.
+    pub users: UserServiceClient<Signed>,
+    pub inventory: InventoryServiceClient<Signed>,
+    pub orders: OrderServiceClient<Signed>,
     pub templates: templates::Templates,
     pub cache: Cache,
     pub revoked: events::Revoked,
@@ -155,10 +161,11 @@ impl Gateway {
             None => Consumers::default(),
         };
         let (routes, openapi) = routes::router();
+        let sign = SignAs::current(config.identity.clone());
         let state = AppState {
-            users: UserServiceClient::new(channel(&config.services.users)?),
-            inventory: InventoryServiceClient::new(channel(&config.services.inventory)?),
-            orders: OrderServiceClient::new(channel(&config.services.orders)?),
+            users: UserServiceClient::with_interceptor(channel(&config.services.users)?, sign.clone()),
+            inventory: InventoryServiceClient::with_interceptor(channel(&config.services.inventory)?, sign.clone()),
+            orders: OrderServiceClient::with_interceptor(channel(&config.services.orders)?, sign),
             templates: templates::Templates::new(),
             cache: cache.clone(),
             revoked,
@@ -178,6 +185,7 @@ impl Gateway {
         // other error, and every response gets the security headers.
         let router = routes
             .layer(axum::middleware::from_fn(security::same_origin_writes))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), session::act_for_viewer))
             .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_errors))
             .layer(axum::middleware::from_fn(metrics::record))
             .layer(session_layer)

@@ -8,6 +8,9 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
+use axum::response::Response;
+use shop_grpc::identity::{CURRENT_CALLER, Caller};
+
 use crate::AppState;
 use crate::error::AppError;
 
@@ -66,6 +69,19 @@ impl FromRequestParts<AppState> for Viewer {
         parts.extensions.insert(viewer.clone());
         Ok(viewer)
     }
+}
+
+impl Viewer {
+    /// Who calls to the services are made for.
+    pub fn caller(&self) -> Caller {
+        self.user.as_ref().map_or(Caller::Anonymous, |user| Caller::User { id: user.id, admin: user.admin })
+    }
+}
+
+/// Runs the rest of the request as its viewer: every gRPC call made meanwhile
+/// carries their signed identity, and the services check it again.
+pub async fn act_for_viewer(viewer: Viewer, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    CURRENT_CALLER.scope(viewer.caller(), next.run(request)).await
 }
 
 /// A signed-in user; anyone else is asked to sign in (401).

@@ -1,6 +1,7 @@
 //! Running one of the shop's gRPC services: health checking, reflection and
 //! graceful shutdown are wired here once, for every service.
 
+pub mod identity;
 pub mod metrics;
 
 use std::convert::Infallible;

@@ -2,6 +2,7 @@
 //! protobuf live at the bottom.
 
 use shop_events::Wake;
+use shop_grpc::identity::{Caller, Identity};
 use shop_proto::inventory::v1 as pb;
 use shop_proto::inventory::v1::inventory_service_server::{self, InventoryServiceServer};
 use shop_proto::time::from_unix_ms;
@@ -19,6 +20,7 @@ pub struct InventoryService {
     db: Db,
     outbox: Wake,
     low_stock: i64,
+    identity: Identity,
 }
 
 /// Stock at or below this raises `stock.low`, unless configured otherwise.
@@ -26,7 +28,19 @@ pub const DEFAULT_LOW_STOCK: i64 = 5;
 
 impl InventoryService {
     pub fn new(db: Db) -> Self {
-        Self { db, outbox: Wake::default(), low_stock: DEFAULT_LOW_STOCK }
+        Self { db, outbox: Wake::default(), low_stock: DEFAULT_LOW_STOCK, identity: Identity::random() }
+    }
+
+    /// Checks callers' signed identities with the shop's shared secret.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Stock moves only for the order service (and admins).
+    fn require_stock_keeper<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let caller = self.identity.caller(request)?;
+        caller.require(caller.is_admin() || caller == Caller::Service("orders".into()))
     }
 
     /// Wakes this relay when an event is written.
@@ -84,6 +98,7 @@ impl inventory_service_server::InventoryService for InventoryService {
         &self,
         request: Request<pb::CreateProductRequest>,
     ) -> Result<Response<pb::CreateProductResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
         let product = parse_new_product(request.into_inner())?;
         let product = store::insert(&self.db, &product).await?;
         self.outbox.wake();
@@ -104,6 +119,7 @@ impl inventory_service_server::InventoryService for InventoryService {
         &self,
         request: Request<pb::UpdateProductRequest>,
     ) -> Result<Response<pb::UpdateProductResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
         let request = request.into_inner();
         let id = parse_id("id", request.id)?;
         let changes = parse_changes(&request)?;
@@ -116,6 +132,7 @@ impl inventory_service_server::InventoryService for InventoryService {
         &self,
         request: Request<pb::DeleteProductRequest>,
     ) -> Result<Response<pb::DeleteProductResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
         let id = parse_id("id", request.into_inner().id)?;
         store::delete(&self.db, id).await?;
         self.outbox.wake();
@@ -142,6 +159,7 @@ impl inventory_service_server::InventoryService for InventoryService {
         &self,
         request: Request<pb::ReserveStockRequest>,
     ) -> Result<Response<pb::ReserveStockResponse>, Status> {
+        self.require_stock_keeper(&request)?;
         let request = request.into_inner();
         let order_id = parse_id("order_id", request.order_id)?;
         let wanted = parse_stock_request(&request.items)?;
@@ -154,6 +172,7 @@ impl inventory_service_server::InventoryService for InventoryService {
         &self,
         request: Request<pb::ReleaseStockRequest>,
     ) -> Result<Response<pb::ReleaseStockResponse>, Status> {
+        self.require_stock_keeper(&request)?;
         let order_id = parse_id("order_id", request.into_inner().order_id)?;
         let released = store::release(&self.db, order_id).await?;
         self.outbox.wake();

@@ -2,15 +2,19 @@
 //! against SQLite and PostgreSQL: the catalogue, and stock that is never
 //! oversold.
 
+use shop_grpc::identity::{Caller, Signed};
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::inventory::v1::*;
 use shop_storage::sqlx;
-use shop_testkit::{Backend, Running, TestDb, assert_status, loopback, on_both_backends};
+use shop_testkit::{
+    Backend, Running, TestDb, admin, assert_status, connect, identity, loopback, on_both_backends, sign_as,
+};
 use tonic::Code;
-use tonic::transport::Channel;
 
 struct Inventory {
-    client: InventoryServiceClient<Channel>,
+    /// Signed as an admin.
+    client: InventoryServiceClient<Signed>,
+    url: String,
     db: TestDb,
     _server: Running,
 }
@@ -18,12 +22,12 @@ struct Inventory {
 async fn start(backend: Backend) -> Inventory {
     let db = TestDb::new(backend, &shop_inventory::MIGRATIONS).await;
     let (listener, url) = loopback().await;
-    let service = shop_inventory::InventoryService::new(db.db.clone()).into_server();
+    let service = shop_inventory::InventoryService::new(db.db.clone()).with_identity(identity()).into_server();
     let server = Running::spawn(|shutdown| async move {
         shop_grpc::serve(listener, service, shutdown).await.expect("the inventory service runs");
     });
-    let client = InventoryServiceClient::connect(url).await.expect("a connection");
-    Inventory { client, db, _server: server }
+    let client = InventoryServiceClient::with_interceptor(connect(&url).await, sign_as(admin()));
+    Inventory { client, url, db, _server: server }
 }
 
 fn new_product(name: &str, price_minor: i64, stock: i64) -> CreateProductRequest {
@@ -281,7 +285,48 @@ async fn bad_reservations_are_refused(backend: Backend) {
     assert_eq!(count(&inventory, "reservations").await, 0);
 }
 
+async fn only_admins_change_the_catalogue_and_only_orders_move_stock(backend: Backend) {
+    let mut inventory = start(backend).await;
+    let mug = create(&mut inventory, "Mug", 1_250, 10).await;
+    let as_customer = || async {
+        InventoryServiceClient::with_interceptor(
+            connect(&inventory.url).await,
+            sign_as(Caller::User { id: 5, admin: false }),
+        )
+    };
+    let mut customer = as_customer().await;
+    let mut anonymous = InventoryServiceClient::new(connect(&inventory.url).await);
+
+    // Reading the catalogue is open to anyone.
+    assert!(anonymous.get_product(GetProductRequest { id: mug.id }).await.is_ok());
+    assert!(anonymous.list_products(ListProductsRequest::default()).await.is_ok());
+    // Writing it is for admins.
+    assert_status(customer.create_product(new_product("Mine", 1, 1)).await, Code::PermissionDenied, "not allowed");
+    assert_status(anonymous.create_product(new_product("Mine", 1, 1)).await, Code::Unauthenticated, "sign in");
+    let free = UpdateProductRequest { id: mug.id, price_minor: Some(0), ..Default::default() };
+    assert_status(customer.update_product(free).await, Code::PermissionDenied, "not allowed");
+    assert_status(
+        customer.delete_product(DeleteProductRequest { id: mug.id }).await,
+        Code::PermissionDenied,
+        "not allowed",
+    );
+    // Taking and returning stock is for the order service.
+    assert_status(customer.reserve_stock(reservation(1, &[(mug.id, 10)])).await, Code::PermissionDenied, "not allowed");
+    assert_status(anonymous.release_stock(ReleaseStockRequest { order_id: 1 }).await, Code::Unauthenticated, "sign in");
+    assert_eq!(count(&inventory, "products").await, 1);
+    assert_eq!(count(&inventory, "reservations").await, 0);
+    let unchanged = inventory.client.get_product(GetProductRequest { id: mug.id }).await.expect("read");
+    assert_eq!(unchanged.into_inner().product, Some(mug.clone()));
+    let mut orders = InventoryServiceClient::with_interceptor(
+        connect(&inventory.url).await,
+        sign_as(Caller::Service("orders".into())),
+    );
+    assert!(orders.reserve_stock(reservation(1, &[(mug.id, 2)])).await.is_ok());
+    assert_status(orders.create_product(new_product("Side job", 1, 1)).await, Code::PermissionDenied, "not allowed");
+}
+
 on_both_backends!(
+    only_admins_change_the_catalogue_and_only_orders_move_stock,
     products_are_created_read_changed_and_deleted,
     bad_products_are_refused_and_write_nothing,
     listing_pages_through_a_stable_order,

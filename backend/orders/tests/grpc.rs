@@ -5,19 +5,23 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use shop_grpc::identity::{Caller, Signed};
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::inventory::v1::{CreateProductRequest, GetProductRequest, UpdateProductRequest};
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
 use shop_proto::orders::v1::*;
 use shop_storage::sqlx;
-use shop_testkit::{Backend, Running, TestDb, assert_status, loopback, on_both_backends};
+use shop_testkit::{
+    Backend, Running, TestDb, admin, assert_status, connect, identity, loopback, on_both_backends, sign_as,
+};
 use tokio::net::TcpListener;
 use tonic::Code;
-use tonic::transport::Channel;
 
 struct Shop {
-    orders: OrderServiceClient<Channel>,
-    inventory: InventoryServiceClient<Channel>,
+    /// Both signed as an admin (user 99).
+    orders: OrderServiceClient<Signed>,
+    inventory: InventoryServiceClient<Signed>,
+    orders_url: String,
     /// The service behind `orders`, for running recovery passes.
     service: shop_orders::OrderService,
     orders_db: TestDb,
@@ -28,7 +32,7 @@ struct Shop {
 }
 
 fn serve_inventory(db: &TestDb, listener: TcpListener) -> Running {
-    let service = shop_inventory::InventoryService::new(db.db.clone()).into_server();
+    let service = shop_inventory::InventoryService::new(db.db.clone()).with_identity(identity()).into_server();
     Running::spawn(|shutdown| async move {
         shop_grpc::serve(listener, service, shutdown).await.expect("the inventory service runs");
     })
@@ -42,15 +46,16 @@ async fn start(backend: Backend) -> Shop {
 
     let orders_db = TestDb::new(backend, &shop_orders::MIGRATIONS).await;
     let channel = shop_orders::service::inventory_channel(&inventory_url).expect("a channel");
-    let service = shop_orders::OrderService::new(orders_db.db.clone(), channel);
+    let service = shop_orders::OrderService::new(orders_db.db.clone(), channel).with_identity(identity());
     let (listener, orders_url) = loopback().await;
     let server = service.clone().into_server();
     let orders_server = Running::spawn(|shutdown| async move {
         shop_grpc::serve(listener, server, shutdown).await.expect("the order service runs");
     });
     Shop {
-        orders: OrderServiceClient::connect(orders_url).await.expect("a connection"),
-        inventory: InventoryServiceClient::connect(inventory_url).await.expect("a connection"),
+        orders: OrderServiceClient::with_interceptor(connect(&orders_url).await, sign_as(admin())),
+        inventory: InventoryServiceClient::with_interceptor(connect(&inventory_url).await, sign_as(admin())),
+        orders_url,
         service,
         orders_db,
         inventory_db,
@@ -364,7 +369,43 @@ async fn a_retry_finishes_an_order_an_outage_left_pending(backend: Backend) {
     assert_eq!(shop.count("orders").await, 1);
 }
 
+async fn customers_reach_only_their_own_orders(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let as_user = |id: i64| sign_as(Caller::User { id, admin: false });
+    let mut ada = OrderServiceClient::with_interceptor(connect(&shop.orders_url).await, as_user(1));
+    let mut eve = OrderServiceClient::with_interceptor(connect(&shop.orders_url).await, as_user(2));
+    let mut anonymous = OrderServiceClient::new(connect(&shop.orders_url).await);
+    let line = || vec![OrderLine { product_id: tea, quantity: 1 }];
+
+    let mine = ada.create_order(CreateOrderRequest { user_id: 1, items: line(), ..Default::default() }).await;
+    let mine = mine.expect("Ada orders for herself").into_inner().order.expect("an order");
+    // Ordering in someone else's name, or without a name, is refused.
+    let for_ada = CreateOrderRequest { user_id: 1, items: line(), ..Default::default() };
+    assert_status(eve.create_order(for_ada.clone()).await, Code::PermissionDenied, "not allowed");
+    assert_status(anonymous.create_order(for_ada).await, Code::Unauthenticated, "sign in");
+    // Reading, listing and changing someone else's order too.
+    assert_status(eve.get_order(GetOrderRequest { id: mine.id }).await, Code::PermissionDenied, "not allowed");
+    let adas = ListOrdersRequest { user_id: Some(1), ..Default::default() };
+    assert_status(eve.list_orders(adas).await, Code::PermissionDenied, "not allowed");
+    assert_status(eve.list_orders(ListOrdersRequest::default()).await, Code::PermissionDenied, "not allowed");
+    let cancel =
+        UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Cancelled.into(), actor: "user:1".into() };
+    assert_status(eve.update_order_status(cancel.clone()).await, Code::PermissionDenied, "not allowed");
+    // A customer may not ship her own order, but may cancel it; history
+    // names who the service verified, not what the request claims.
+    let ship = UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Shipped.into(), actor: "user:99".into() };
+    assert_status(ada.update_order_status(ship).await, Code::PermissionDenied, "not allowed");
+    assert_eq!(ada.list_orders(adas).await.expect("her list").into_inner().total, 1);
+    let claimed = UpdateOrderStatusRequest { actor: "admin".into(), ..cancel };
+    let cancelled = ada.update_order_status(claimed).await.expect("cancelled").into_inner().order.expect("an order");
+    assert_eq!(statuses(&cancelled).last(), Some(&(OrderStatus::Cancelled, "user:1".to_owned())));
+    assert_eq!(shop.stock(tea).await, 10);
+    assert_eq!(shop.count("orders").await, 1);
+}
+
 on_both_backends!(
+    customers_reach_only_their_own_orders,
     a_retry_with_the_same_idempotency_key_is_the_same_order,
     a_retry_finishes_an_order_an_outage_left_pending,
     an_order_is_priced_by_inventory_and_reserves_its_stock,

@@ -62,6 +62,15 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::MakeAdmin { email } => make_admin(&config, &email).await,
         Command::TailEvents { all } => tail_events(&config, all).await,
+        Command::CallerToken { user, admin } => {
+            let Some(secret) = &config.internal_secret else {
+                bail!("caller-token needs the shop's SHOP_INTERNAL_SECRET")
+            };
+            let identity = shop_grpc::identity::Identity::new(secret.as_bytes());
+            let caller = shop_grpc::identity::Caller::User { id: user, admin };
+            println!("{}", identity.token(&caller).unwrap_or_default());
+            Ok(())
+        }
     }
 }
 
@@ -141,6 +150,19 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)>
     Ok((listener, local))
 }
 
+/// The secret callers' identities are signed with: the configured one, or,
+/// when everything runs in this process, one of its own.
+fn identity(config: &Config, parts: &[Part]) -> Result<shop_grpc::identity::Identity> {
+    match &config.internal_secret {
+        Some(secret) if secret.chars().count() < 16 => bail!("SHOP_INTERNAL_SECRET must be 16 characters at least"),
+        Some(secret) => Ok(shop_grpc::identity::Identity::new(secret.as_bytes())),
+        None if parts.len() > 1 => Ok(shop_grpc::identity::Identity::random()),
+        None => bail!(
+            "set SHOP_INTERNAL_SECRET (the same value for every process of this shop): services check who calls them"
+        ),
+    }
+}
+
 /// NATS when configured; in one process without it, an in-process bus; a
 /// single service without NATS keeps its events in its outbox.
 async fn event_bus(config: &Config, parts: &[Part]) -> Result<Option<shop_events::Bus>> {
@@ -176,6 +198,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
     let mut background = JoinSet::new();
     metrics::serve(config.metrics_addr, &mut servers, stopped(stop_rx.clone())).await?;
     let bus = event_bus(config, parts).await?;
+    let identity = identity(config, parts)?;
     // Publishes a service's outbox, when there is somewhere to publish to.
     let mut relay = |db: &Db, service: &'static str| {
         let wake = shop_events::Wake::default();
@@ -198,7 +221,10 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let (listener, addr) = bind("the user service", config.users_addr).await?;
         tracing::info!(%addr, database = %redact(&config.database_url(Service::Users)), backend = db.backend.name(), "user service (gRPC) listening");
         gateway_urls.users = format!("http://{addr}");
-        let service = shop_users::UserService::new(db.clone()).with_outbox(relay(&db, "users")).into_server();
+        let service = shop_users::UserService::new(db.clone())
+            .with_outbox(relay(&db, "users"))
+            .with_identity(identity.clone())
+            .into_server();
         let shutdown = stopped(stop_rx.clone());
         servers.spawn(async move {
             shop_grpc::serve(listener, service, shutdown).await.map(|()| "users").context("user service")
@@ -213,6 +239,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let service = shop_inventory::InventoryService::new(db.clone())
             .with_outbox(relay(&db, "inventory"))
             .with_low_stock_threshold(config.low_stock_threshold)
+            .with_identity(identity.clone())
             .into_server();
         let shutdown = stopped(stop_rx.clone());
         servers.spawn(async move {
@@ -227,7 +254,8 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let channel = shop_orders::service::inventory_channel(&inventory_url).context("the inventory URL")?;
         let service = shop_orders::OrderService::new(db.clone(), channel)
             .with_outbox(relay(&db, "orders"))
-            .with_pause_after_recording(config.test_pause_after_recording_order);
+            .with_pause_after_recording(config.test_pause_after_recording_order)
+            .with_identity(identity.clone());
         background.spawn(shop_orders::recovery::run_periodically(
             service.clone(),
             Duration::from_secs(config.recovery_interval_secs),
@@ -250,6 +278,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
             session_idle: Duration::from_secs(config.session_idle_minutes * 60),
             session_lifetime: Duration::from_secs(config.session_lifetime_hours * 60 * 60),
             bus: bus.clone(),
+            identity: identity.clone(),
             ..shop_web::GatewayConfig::new(gateway_urls.clone())
         };
         if let Some(url) = &config.redis_url {

@@ -6,6 +6,8 @@ mod support;
 
 use std::process::Command;
 
+use shop_proto::inventory::v1::CreateProductRequest;
+use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::users::v1::user_service_client::UserServiceClient;
 use shop_proto::users::v1::{GetUserProfileRequest, RegisterUserRequest, Role};
 use support::{Process, SHOP, shop};
@@ -19,7 +21,8 @@ async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
     assert_eq!(home.status(), 200);
     assert!(home.text().await.expect("a body").contains("No products yet"));
 
-    let mut users = UserServiceClient::connect(started.addresses.users()).await.expect("users answers");
+    let admin = shop_testkit::sign_as(shop_testkit::admin());
+    let mut users = UserServiceClient::with_interceptor(shop_testkit::connect(&started.addresses.users()).await, admin);
     let registration = RegisterUserRequest {
         email: "Admin@Example.com".into(),
         name: "Admin".into(),
@@ -41,6 +44,18 @@ async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
     let malformed = shop(data.path()).args(["make-admin", "not-an-email"]).output().expect("make-admin runs");
     assert!(!malformed.status.success());
     assert!(String::from_utf8_lossy(&malformed.stdout).contains("email"));
+
+    // An operator's signed caller, for calling a service directly.
+    let token = shop(data.path()).args(["caller-token", "--user", "1", "--admin"]).output().expect("caller-token runs");
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let mut inventory = InventoryServiceClient::new(shop_testkit::connect(&started.addresses.inventory()).await);
+    let product =
+        || CreateProductRequest { name: "Teapot".into(), description: String::new(), price_minor: 100, stock: 1 };
+    let unsigned = inventory.create_product(product()).await.map_err(|status| status.code());
+    assert_eq!(unsigned.err(), Some(tonic::Code::Unauthenticated));
+    let mut signed = tonic::Request::new(product());
+    signed.metadata_mut().insert("x-shop-caller", token.parse().expect("a metadata value"));
+    assert!(inventory.create_product(signed).await.is_ok(), "the token {token:?} is accepted");
 
     // The process's one registry: RED metrics by route template and gRPC method.
     let metrics = reqwest::get(started.addresses.metrics()).await.expect("metrics").text().await.expect("a body");
@@ -79,6 +94,8 @@ fn help_explains_every_setting() {
         "SHOP_LOG_FORMAT",
         "make-admin",
         "migrate",
+        "caller-token",
+        "SHOP_INTERNAL_SECRET",
     ] {
         assert!(help.contains(setting), "--help does not mention {setting}");
     }

@@ -24,13 +24,19 @@ use tonic::Code;
 const READY: &str = "gateway (HTTP) listening";
 
 async fn product(inventory: &str, name: &str, stock: i64) -> i64 {
-    let mut client = InventoryServiceClient::connect(inventory.to_owned()).await.expect("inventory answers");
+    let mut client = InventoryServiceClient::with_interceptor(
+        shop_testkit::connect(inventory).await,
+        shop_testkit::sign_as(shop_testkit::admin()),
+    );
     let request = CreateProductRequest { name: name.into(), description: String::new(), price_minor: 1_000, stock };
     client.create_product(request).await.expect("a product").into_inner().product.expect("a product").id
 }
 
 async fn stock(inventory: &str, id: i64) -> i64 {
-    let mut client = InventoryServiceClient::connect(inventory.to_owned()).await.expect("inventory answers");
+    let mut client = InventoryServiceClient::with_interceptor(
+        shop_testkit::connect(inventory).await,
+        shop_testkit::sign_as(shop_testkit::admin()),
+    );
     client.get_product(GetProductRequest { id }).await.expect("the product").into_inner().product.expect("p").stock
 }
 
@@ -80,7 +86,10 @@ async fn two_hundred_buyers_never_oversell_and_each_order_is_announced_once() {
     let products =
         [product(&inventory, "A", 8).await, product(&inventory, "B", 6).await, product(&inventory, "C", 4).await];
 
-    let client = OrderServiceClient::connect(orders.clone()).await.expect("orders answers");
+    let client = OrderServiceClient::with_interceptor(
+        shop_testkit::connect(&orders).await,
+        shop_testkit::sign_as(shop_testkit::admin()),
+    );
     let attempts = (0..200_i64).map(|i| {
         let mut client = client.clone();
         let product_id = products[usize::try_from(i % 3).expect("an index")];
@@ -127,7 +136,10 @@ async fn an_order_recorded_before_a_sigkill_is_finished_by_recovery_with_stock_t
     let mut first = Process::start(crashing, READY);
     let tea = product(&first.addresses.inventory(), "Tea", 5).await;
 
-    let mut client = OrderServiceClient::connect(first.addresses.orders()).await.expect("orders answers");
+    let mut client = OrderServiceClient::with_interceptor(
+        shop_testkit::connect(&first.addresses.orders()).await,
+        shop_testkit::sign_as(shop_testkit::admin()),
+    );
     let placing = tokio::spawn(async move { client.create_order(order_request(1, tea, 2)).await });
     let paused = first.wait_for_log(
         |event| event["message"].as_str().is_some_and(|m| m.starts_with("fault injection")),
@@ -154,7 +166,10 @@ async fn an_order_recorded_before_a_sigkill_is_finished_by_recovery_with_stock_t
     let mut restarted = shop(dir.path());
     postgres.env(&mut restarted);
     let second = Process::start(restarted, READY);
-    let mut client = OrderServiceClient::connect(second.addresses.orders()).await.expect("orders answers");
+    let mut client = OrderServiceClient::with_interceptor(
+        shop_testkit::connect(&second.addresses.orders()).await,
+        shop_testkit::sign_as(shop_testkit::admin()),
+    );
     let order = eventually("recovery confirms the order", Duration::from_secs(20), || {
         let mut client = client.clone();
         async move {
@@ -201,7 +216,10 @@ async fn events_written_while_nats_is_down_arrive_once_it_returns() {
     let bus = Bus::nats(stream.settings()).await.expect("NATS");
     let (seen, consumer) = collect_order_created(bus, "test-outage");
     let tea = product(&inventory, "Tea", 100).await;
-    let mut client = OrderServiceClient::connect(orders).await.expect("orders answers");
+    let mut client = OrderServiceClient::with_interceptor(
+        shop_testkit::connect(&orders).await,
+        shop_testkit::sign_as(shop_testkit::admin()),
+    );
     for user in 1..=5 {
         client.create_order(order_request(user, tea, 1)).await.expect("an order");
     }

@@ -160,3 +160,26 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code:
         Ok(value) => panic!("expected {code:?}, got {value:?}"),
     }
 }
+
+/// The secret test services check callers with, and test clients sign with.
+/// (`shop` processes started by tests get it as `SHOP_INTERNAL_SECRET`.)
+pub const TEST_SECRET: &str = "the shop's test secret, never a real one";
+
+pub fn identity() -> shop_grpc::identity::Identity {
+    shop_grpc::identity::Identity::new(TEST_SECRET.as_bytes())
+}
+
+/// The admin most tests act as (user 99, which owns nothing).
+pub fn admin() -> shop_grpc::identity::Caller {
+    shop_grpc::identity::Caller::User { id: 99, admin: true }
+}
+
+/// Signs every call of a client as `caller`.
+pub fn sign_as(caller: shop_grpc::identity::Caller) -> shop_grpc::identity::SignAs {
+    shop_grpc::identity::SignAs::fixed(identity(), caller)
+}
+
+/// A connection to a test server.
+pub async fn connect(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_owned()).expect("a URL").connect().await.expect("a connection")
+}

@@ -2,6 +2,7 @@
 //! work, map the answer. Conversions to protobuf live at the bottom.
 
 use shop_events::Wake;
+use shop_grpc::identity::Identity;
 use shop_proto::time::from_unix_ms;
 use shop_proto::users::v1 as pb;
 use shop_proto::users::v1::user_service_server::{self, UserServiceServer};
@@ -17,11 +18,18 @@ pub struct UserService {
     db: Db,
     hasher: Hasher,
     outbox: Wake,
+    identity: Identity,
 }
 
 impl UserService {
     pub fn new(db: Db) -> Self {
-        Self { db, hasher: Hasher::default(), outbox: Wake::default() }
+        Self { db, hasher: Hasher::default(), outbox: Wake::default(), identity: Identity::random() }
+    }
+
+    /// Checks callers' signed identities with the shop's shared secret.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// Wakes this relay when an event is written.
@@ -99,7 +107,9 @@ impl user_service_server::UserService for UserService {
         &self,
         request: Request<pb::GetUserProfileRequest>,
     ) -> Result<Response<pb::GetUserProfileResponse>, Status> {
+        let caller = self.identity.caller(&request)?;
         let id = parse_id(request.into_inner().id)?;
+        caller.require(caller.may_act_for(id))?;
         let user = store::get(&self.db, id).await?;
         Ok(Response::new(pb::GetUserProfileResponse { user: Some(user.into()) }))
     }
@@ -108,7 +118,10 @@ impl user_service_server::UserService for UserService {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        let user = self.update(request.into_inner()).await?;
+        let caller = self.identity.caller(&request)?;
+        let request = request.into_inner();
+        caller.require(caller.may_act_for(request.id))?;
+        let user = self.update(request).await?;
         Ok(Response::new(pb::UpdateUserResponse { user: Some(user.into()) }))
     }
 
@@ -116,7 +129,9 @@ impl user_service_server::UserService for UserService {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let caller = self.identity.caller(&request)?;
         let id = parse_id(request.into_inner().id)?;
+        caller.require(caller.may_act_for(id))?;
         store::delete(&self.db, id).await?;
         self.outbox.wake();
         tracing::info!(user_id = id, "user deleted");

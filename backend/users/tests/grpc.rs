@@ -1,15 +1,19 @@
 //! The user service through a real tonic client, on a random port, against
 //! SQLite and PostgreSQL.
 
+use shop_grpc::identity::{Caller, Identity, SignAs, Signed};
 use shop_proto::users::v1::user_service_client::UserServiceClient;
 use shop_proto::users::v1::*;
 use shop_storage::sqlx;
-use shop_testkit::{Backend, Running, TestDb, assert_status, loopback, on_both_backends};
+use shop_testkit::{
+    Backend, Running, TestDb, admin, assert_status, connect, identity, loopback, on_both_backends, sign_as,
+};
 use tonic::Code;
-use tonic::transport::Channel;
 
 struct Users {
-    client: UserServiceClient<Channel>,
+    /// Signed as an admin; `as_caller` makes clients for others.
+    client: UserServiceClient<Signed>,
+    url: String,
     db: TestDb,
     _server: Running,
 }
@@ -17,12 +21,12 @@ struct Users {
 async fn start(backend: Backend) -> Users {
     let db = TestDb::new(backend, &shop_users::MIGRATIONS).await;
     let (listener, url) = loopback().await;
-    let service = shop_users::UserService::new(db.db.clone()).into_server();
+    let service = shop_users::UserService::new(db.db.clone()).with_identity(identity()).into_server();
     let server = Running::spawn(|shutdown| async move {
         shop_grpc::serve(listener, service, shutdown).await.expect("the user service runs");
     });
-    let client = UserServiceClient::connect(url).await.expect("a connection");
-    Users { client, db, _server: server }
+    let client = UserServiceClient::with_interceptor(connect(&url).await, sign_as(admin()));
+    Users { client, url, db, _server: server }
 }
 
 fn registration(email: &str, name: &str, password: &str) -> RegisterUserRequest {
@@ -206,7 +210,44 @@ async fn an_admin_is_made_only_by_the_store(backend: Backend) {
     ));
 }
 
+impl Users {
+    /// A client that calls as `caller`.
+    async fn as_caller(&self, caller: Caller) -> UserServiceClient<Signed> {
+        UserServiceClient::with_interceptor(connect(&self.url).await, sign_as(caller))
+    }
+}
+
+async fn only_the_user_or_an_admin_reaches_an_account(backend: Backend) {
+    let mut users = start(backend).await;
+    let ada = register(&mut users, "ada@example.com").await;
+    let grace = register(&mut users, "grace@example.com").await;
+    let mut as_grace = users.as_caller(Caller::User { id: grace.id, admin: false }).await;
+    let mut anonymous = UserServiceClient::new(connect(&users.url).await);
+    let forger = SignAs::fixed(Identity::new(b"a secret that is not the shop's"), admin());
+    let mut forged = UserServiceClient::with_interceptor(connect(&users.url).await, forger);
+
+    // Registering and signing in are open to anyone.
+    let open = anonymous.authenticate_user(login("ada@example.com", "correct horse battery")).await;
+    assert!(open.is_ok());
+    // Someone else's account is not for Grace, an anonymous caller or a forger.
+    let read = || GetUserProfileRequest { id: ada.id };
+    assert_status(as_grace.get_user_profile(read()).await, Code::PermissionDenied, "not allowed");
+    assert_status(anonymous.get_user_profile(read()).await, Code::Unauthenticated, "sign in");
+    assert_status(forged.get_user_profile(read()).await, Code::Unauthenticated, "identity is invalid");
+    let rename = UpdateUserRequest { id: ada.id, name: Some("Pwned".into()), ..Default::default() };
+    assert_status(as_grace.update_user(rename.clone()).await, Code::PermissionDenied, "not allowed");
+    assert_status(anonymous.update_user(rename).await, Code::Unauthenticated, "sign in");
+    assert_status(as_grace.delete_user(DeleteUserRequest { id: ada.id }).await, Code::PermissionDenied, "not allowed");
+    assert_status(forged.delete_user(DeleteUserRequest { id: ada.id }).await, Code::Unauthenticated, "invalid");
+    let still = users.client.get_user_profile(read()).await.expect("the admin reads it");
+    assert_eq!(still.into_inner().user, Some(ada));
+    // Her own account is hers.
+    let own = as_grace.get_user_profile(GetUserProfileRequest { id: grace.id }).await;
+    assert_eq!(own.expect("her own profile").into_inner().user.map(|u| u.id), Some(grace.id));
+}
+
 on_both_backends!(
+    only_the_user_or_an_admin_reaches_an_account,
     a_user_registers_logs_in_changes_and_leaves,
     passwords_are_stored_only_as_argon2id_hashes,
     bad_registrations_are_refused_and_write_nothing,

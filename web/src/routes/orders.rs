@@ -61,7 +61,15 @@ fn order_id(raw: &str) -> Result<i64, AppError> {
 /// An order the user may see. Someone else's order is "not found", not
 /// "forbidden": its existence is nobody else's business.
 async fn fetch_visible(state: &AppState, user: &CurrentUser, id: i64) -> Result<OrderView, AppError> {
-    let order = state.orders.clone().get_order(pb::GetOrderRequest { id }).await?.into_inner().order;
+    // The order service refuses someone else's order too; either way it is
+    // "not found" to them.
+    let order = match state.orders.clone().get_order(pb::GetOrderRequest { id }).await {
+        Ok(found) => found.into_inner().order,
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            return Err(AppError::NotFound(format!("order {id} not found")));
+        }
+        Err(status) => return Err(status.into()),
+    };
     let order = order.map(OrderView::from).ok_or_else(|| AppError::Internal("orders returned no order".into()))?;
     if user.may_access(order.user_id) { Ok(order) } else { Err(AppError::NotFound(format!("order {id} not found"))) }
 }
@@ -125,7 +133,8 @@ pub async fn events(
     let changes = tokio_stream::wrappers::BroadcastStream::new(state.live.subscribe());
     let stream = changes.filter_map(move |change| {
         let (state, viewer) = (state.clone(), viewer.clone());
-        async move {
+        // The stream outlives the request: its calls name the viewer themselves.
+        shop_grpc::identity::CURRENT_CALLER.scope(viewer.caller(), async move {
             // A lagging watcher missed some changes: the next one renders the
             // current state anyway.
             let change = change.ok().filter(|change| change.order_id == id)?;
@@ -134,7 +143,7 @@ pub async fn events(
             let context = minijinja::context! { viewer => minijinja::value::Serde(&viewer), order => minijinja::value::Serde(&order) };
             let html = state.templates.render("orders/_detail.html", context).ok()?;
             Some(Ok(SseEvent::default().event("status").data(html)))
-        }
+        })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -25,10 +25,15 @@ impl Shop {
         let (users_listener, users) = loopback().await;
         let (inventory_listener, inventory) = loopback().await;
         let (orders_listener, orders) = loopback().await;
-        let users_service = shop_users::UserService::new(users_db.db.clone()).into_server();
-        let inventory_service = shop_inventory::InventoryService::new(inventory_db.db.clone()).into_server();
+        let identity = shop_testkit::identity();
+        let users_service =
+            shop_users::UserService::new(users_db.db.clone()).with_identity(identity.clone()).into_server();
+        let inventory_service = shop_inventory::InventoryService::new(inventory_db.db.clone())
+            .with_identity(identity.clone())
+            .into_server();
         let channel = shop_orders::service::inventory_channel(&inventory).expect("a channel");
-        let orders_service = shop_orders::OrderService::new(orders_db.db.clone(), channel).into_server();
+        let orders_service =
+            shop_orders::OrderService::new(orders_db.db.clone(), channel).with_identity(identity).into_server();
         let services = vec![
             Running::spawn(|stop| async move {
                 shop_grpc::serve(users_listener, users_service, stop).await.expect("users")
@@ -50,7 +55,7 @@ impl Shop {
     }
 
     pub fn config(&self) -> GatewayConfig {
-        GatewayConfig::new(self.urls.clone())
+        GatewayConfig { identity: shop_testkit::identity(), ..GatewayConfig::new(self.urls.clone()) }
     }
 
     /// A gateway in front of this shop, with in-memory sessions and cache.

@@ -28,6 +28,7 @@ pub fn shop(dir: &Path) -> Command {
         .env("SHOP_INVENTORY_ADDR", "127.0.0.1:0")
         .env("SHOP_ORDERS_ADDR", "127.0.0.1:0")
         .env("SHOP_METRICS_ADDR", "127.0.0.1:0")
+        .env("SHOP_INTERNAL_SECRET", shop_testkit::TEST_SECRET)
         .env("RUST_LOG", "info")
         .current_dir(dir);
     command
