@@ -754,3 +754,51 @@ async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
     let css = carol.page("/static/style.css").await;
     assert!(css.headers()["cache-control"].to_str().is_ok_and(|v| v.contains("immutable")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injection_shaped_and_malformed_input_is_refused_or_kept_as_data() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway().await;
+    let admin = shop.admin(&gateway).await;
+
+    // SQL-shaped text is stored and shown as the text it is; nothing else moves.
+    let bobby = gateway.browser();
+    let name = "Robert'); DROP TABLE users;--";
+    let user = bobby.register(name, "bobby@example.com").await;
+    assert_eq!(user["name"], name);
+    let id = admin.product("x' OR '1'='1", 100, 1).await;
+    let product: Value = bobby.get_json(&format!("/products/{id}")).await.json().await.expect("a product");
+    assert_eq!(product["name"], "x' OR '1'='1");
+    let list: Value = bobby.get_json("/products?page=1&page_size=20").await.json().await.expect("a list");
+    assert_eq!(list["total"], 1, "the quote did not widen any query");
+    let again = gateway.browser();
+    let login = json!({ "email": "bobby@example.com", "password": PASSWORD });
+    assert_eq!(
+        again.json(Method::POST, "/users/login", login).await.status(),
+        StatusCode::OK,
+        "the users table is intact"
+    );
+    let page = text(bobby.page("/").await).await;
+    assert!(
+        page.contains("Robert&#x27;); DROP TABLE users;--") || page.contains("Robert&#39;); DROP TABLE users;--"),
+        "{page}"
+    );
+
+    // Malformed forms and wrong types: a 400 that says so, nothing written.
+    let bad_form = admin
+        .request(Method::POST, "/products")
+        .header(ACCEPT, "application/json")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("name=Lamp&price_minor=cheap&stock=%ZZ")
+        .send()
+        .await
+        .expect("an answer");
+    assert_problem(bad_form, StatusCode::BAD_REQUEST, "malformed form").await;
+    let nested = admin.json(Method::POST, "/orders", json!({ "items": "all of them" })).await;
+    assert_problem(nested, StatusCode::BAD_REQUEST, "malformed JSON").await;
+    let huge_number = admin.json(Method::POST, "/cart/items", json!({ "product_id": id, "quantity": 1e30 })).await;
+    assert_eq!(huge_number.status(), StatusCode::BAD_REQUEST);
+    let list: Value = admin.get_json("/products").await.json().await.expect("a list");
+    assert_eq!(list["total"], 1);
+    assert_eq!(admin.get_json("/orders").await.json::<Value>().await.expect("a list")["total"], 0);
+}
