@@ -10,7 +10,8 @@
 #   5. tests/browser/test_shop.py in headless Chromium (screenshots in
 #      ci-artifacts/screenshots/),
 #   6. tests/api/test_openapi.py: schemathesis against /openapi.json as an admin,
-#   7. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS.
+#   7. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS,
+#      each followed by `promtool check metrics` on the process's /metrics.
 #
 # Environment it respects:
 #   SHOP_TEST_POSTGRES_URL  a PostgreSQL server (no database in the URL) to use
@@ -428,6 +429,13 @@ stop_servers_if_ours() {
     fi
 }
 
+# promtool (Debian's prometheus package) checks the Prometheus configuration,
+# the alert rules and every process's /metrics.
+ensure_promtool() {
+    have promtool || apt_install prometheus
+    note "promtool: $(promtool --version 2>&1 | head -n1)"
+}
+
 # Chromium for the browser tests: Debian's, never a downloaded one.
 ensure_chromium() {
     if [[ -z "${SHOP_TEST_CHROMIUM:-}" ]]; then
@@ -451,12 +459,13 @@ smoke() {
     local name=$1 dir="$TMP_DIR/smoke-$1"
     shift
     mkdir -p "$dir"
-    local http
+    local http metrics
     http=$(free_port)
+    metrics=$(free_port)
     local -a settings=(
         SHOP_DATA_DIR="$dir/data" SHOP_HTTP_ADDR="127.0.0.1:$http" SHOP_USERS_ADDR="127.0.0.1:$(free_port)"
         SHOP_INVENTORY_ADDR="127.0.0.1:$(free_port)" SHOP_ORDERS_ADDR="127.0.0.1:$(free_port)"
-        SHOP_METRICS_ADDR="127.0.0.1:$(free_port)" SHOP_LOG_FORMAT=json "$@"
+        SHOP_METRICS_ADDR="127.0.0.1:$metrics" SHOP_LOG_FORMAT=json "$@"
     )
     # A session of its own, so cleanup can end it (and anything it left) if
     # this run is interrupted; not a child of `run`, which would wait for it.
@@ -478,6 +487,15 @@ smoke() {
     else
         # make-admin must see the same databases: the same settings.
         env "${settings[@]}" SHOP_MAKE_ADMIN="$SHOP_BIN make-admin" ops/smoke.sh "http://127.0.0.1:$http" || status=$?
+        # What the smoke run made the process count must be metrics
+        # Prometheus accepts (HELP, types, names).
+        if [[ $status -eq 0 ]]; then
+            curl -fsS --max-time 5 "http://127.0.0.1:$metrics/metrics" >"$dir/metrics.txt" &&
+                promtool check metrics <"$dir/metrics.txt" || {
+                echo "    promtool check metrics refused this process's /metrics" >&2
+                status=1
+            }
+        fi
     fi
 
     # SIGTERM must end it cleanly and soon: at most 30 s (its own shutdown
@@ -587,10 +605,16 @@ step "PostgreSQL"
 ensure_postgres
 step_done
 
-step "Redis, NATS JetStream, Chromium"
+step "Redis, NATS JetStream, Chromium, promtool"
 ensure_redis
 ensure_nats
 ensure_chromium
+ensure_promtool
+step_done
+
+step "Prometheus configuration and alert rules (promtool)"
+run promtool check config ops/prometheus/prometheus.yml
+run promtool check rules ops/prometheus/alerts.yml
 step_done
 
 step "Python virtualenv (target/test-venv)"

@@ -20,3 +20,21 @@ pub async fn record(request: Request, next: Next) -> Response {
         .record(started.elapsed().as_secs_f64());
     response
 }
+
+/// Describes the gateway's metrics to the registry (their HELP lines).
+pub fn describe() {
+    metrics::describe_counter!("http_requests_total", "HTTP requests answered, by method, route template and status.");
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer an HTTP request, by method and route template."
+    );
+    metrics::describe_counter!(
+        "shop_cache_requests_total",
+        "Cache reads, by kind (user, product, products) and result."
+    );
+    metrics::describe_counter!(
+        "shop_cache_failures_total",
+        "Cache operations that failed and fell back to the service."
+    );
+}

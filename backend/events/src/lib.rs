@@ -57,6 +57,21 @@ impl Event {
     }
 }
 
+/// Describes the outbox's and consumers' metrics to the registry.
+pub fn describe_metrics() {
+    metrics::describe_gauge!("shop_outbox_backlog", "Events written and not yet published, by service.");
+    metrics::describe_gauge!(
+        "shop_outbox_relay_lag_seconds",
+        metrics::Unit::Seconds,
+        "Age of the oldest unpublished event, by service."
+    );
+    metrics::describe_counter!("shop_outbox_published_total", "Events published to the bus, by service.");
+    metrics::describe_counter!(
+        "shop_events_redelivered_total",
+        "Events delivered again after being handled, recognised and skipped, by consumer."
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

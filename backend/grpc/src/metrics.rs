@@ -87,6 +87,16 @@ fn code_name(code: usize) -> &'static str {
     NAMES.get(code).copied().unwrap_or("UNKNOWN")
 }
 
+/// Describes this module's metrics to the registry (their HELP lines).
+pub fn describe() {
+    metrics::describe_counter!("grpc_server_handled_total", "gRPC calls answered, by service, method and status code.");
+    metrics::describe_histogram!(
+        "grpc_server_handling_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer a gRPC call, by service and method."
+    );
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

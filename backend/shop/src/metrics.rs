@@ -21,6 +21,9 @@ pub async fn serve(
         .context("histogram buckets")?
         .install_recorder()
         .context("installing the metrics registry")?;
+    shop_grpc::metrics::describe();
+    shop_web::metrics::describe();
+    shop_events::describe_metrics();
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding /metrics on {addr}"))?;
     tracing::info!(url = %format!("http://{}/metrics", listener.local_addr()?), "metrics listening");
     let app = axum::Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
