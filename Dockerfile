@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# One image for every role of the shop: compose runs it as `shop users`,
+# `shop inventory`, `shop orders` and `shop gateway`. Build with
+#   docker compose build          (or: docker build -t shop .)
+
+# Build: protox compiles proto/ inside build.rs (no protoc), and migrations/,
+# web/templates and web/static are embedded in the binary at compile time, so
+# the source tree is all the build needs (.dockerignore keeps the rest out).
+FROM rust:1.95.0-bookworm AS builder
+WORKDIR /src
+COPY . .
+# The registry and target/ live in cache mounts, so a rebuild after a code
+# change recompiles the shop's crates, not every dependency. The binary is
+# copied out in the same step: cache mounts are not part of the layer.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --release --locked -p shop \
+    && install -m 0755 target/release/shop /usr/local/bin/shop
+
+# Run: glibc from Debian's slim image (the builder is bookworm too), no
+# package installed. TLS roots are compiled in (rustls with webpki roots),
+# SQLite is bundled, and health checks are `shop healthcheck`: no shell
+# tools are needed at run time.
+FROM debian:bookworm-slim
+RUN groupadd --system --gid 10001 shop \
+    && useradd --system --uid 10001 --gid shop --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin shop \
+    && mkdir -p /var/lib/shop \
+    && chown shop:shop /var/lib/shop
+COPY --from=builder /usr/local/bin/shop /usr/local/bin/shop
+# Numeric, so a runtime (Kubernetes runAsNonRoot) can tell it is not root.
+USER 10001:10001
+# `shop all` (embedded, SQLite) keeps ./data here; the compose roles use
+# PostgreSQL and write nothing.
+WORKDIR /var/lib/shop
+# gateway HTTP, users/inventory/orders gRPC, Prometheus /metrics
+EXPOSE 8080 50051 50052 50053 2112
+ENTRYPOINT ["shop"]
+CMD ["all"]
+# No HEALTHCHECK here: what is healthy depends on the role (an HTTP /healthz
+# for the gateway, gRPC health for a service), so compose.yaml sets one per
+# service with `shop healthcheck URL`.

