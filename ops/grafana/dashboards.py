@@ -279,7 +279,7 @@ def overview():
     lay.add(logs("Recent warnings and errors",
                  "The shop's WARN and ERROR log lines from Loki, newest first. Open a line to see its fields; "
                  "its trace_id links to the trace in Tempo.",
-                 '{service_name=~"shop-.+", level=~"(?i)warn|error"}'), 24, 10)
+                 '{service_name=~"shop.*", level=~"warn|error"}'), 24, 10)
 
     return dashboard("shop-overview", "Shop / Overview",
                      "RED metrics of the gateway's HTTP routes and of every gRPC method, server and client side, "
