@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for every role of the shop: compose runs it as `shop users`,
 # `shop inventory`, `shop orders` and `shop gateway`. Build with
 #   docker compose build          (or: docker build -t shop .)
@@ -9,18 +8,20 @@
 FROM rust:1.95.0-bookworm AS builder
 WORKDIR /src
 COPY . .
-# The registry and target/ live in cache mounts, so a rebuild after a code
-# change recompiles the shop's crates, not every dependency. The binary is
-# copied out in the same step: cache mounts are not part of the layer.
+# The registry and target/ live in BuildKit cache mounts (BuildKit is
+# docker build's default), so a rebuild after a code change recompiles the
+# shop's crates, not every dependency. The binary is copied out in the same
+# step: cache mounts are not part of the layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked -p shop \
     && install -m 0755 target/release/shop /usr/local/bin/shop
 
 # Run: glibc from Debian's slim image (the builder is bookworm too), no
-# package installed. TLS roots are compiled in (rustls with webpki roots),
-# SQLite is bundled, and health checks are `shop healthcheck`: no shell
-# tools are needed at run time.
+# package installed: in compose every connection is plain TCP on the private
+# network (sqlx's optional TLS carries its own webpki roots), SQLite is
+# bundled, and health checks are `shop healthcheck`, so neither a CA bundle
+# nor curl is needed.
 FROM debian:bookworm-slim
 RUN groupadd --system --gid 10001 shop \
     && useradd --system --uid 10001 --gid shop --no-create-home --home-dir /nonexistent \
