@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod metrics;
 pub mod negotiate;
+pub mod observe;
 pub mod routes;
 pub mod security;
 pub mod session;
@@ -30,7 +31,6 @@ use shop_proto::users::v1::user_service_client::UserServiceClient;
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
@@ -101,11 +101,13 @@ pub struct AppState {
 
 /// Channels connect on first use, so the gateway starts even while a
 /// service is still coming up.
-fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy())
+fn channel(url: &str) -> Result<shop_grpc::observe::Observed<Channel>, tonic::transport::Error> {
+    Ok(shop_grpc::observe::client(
+        Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy(),
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +128,8 @@ pub struct Gateway {
     pub consumers: Consumers,
 }
 
-/// This replica's event consumers; they stop when this is dropped.
+/// This replica's event consumers and its session count; they stop when
+/// this is dropped.
 #[derive(Default)]
 pub struct Consumers(Vec<tokio::task::JoinHandle<()>>);
 
@@ -145,7 +148,7 @@ impl Gateway {
                 let pool = cache::connect_redis(url).await?;
                 (
                     Cache::redis(pool.clone(), &config.cache_prefix, config.cache_ttl),
-                    SessionStoreKind::redis(pool.clone()),
+                    SessionStoreKind::redis(pool.clone(), &config.cache_prefix),
                     events::Revoked::redis(pool, &config.cache_prefix),
                 )
             }
@@ -156,10 +159,11 @@ impl Gateway {
             ),
         };
         let live = events::Live::default();
-        let consumers = match &config.bus {
+        let mut consumers = match &config.bus {
             Some(bus) => Consumers(events::start(bus, cache.clone(), revoked.clone(), live.clone())),
             None => Consumers::default(),
         };
+        consumers.0.push(tokio::spawn(sessions.clone().report_active()));
         let (routes, openapi) = routes::router();
         let sign = SignAs::current(config.identity.clone());
         let state = AppState {
@@ -187,12 +191,11 @@ impl Gateway {
             .layer(axum::middleware::from_fn(security::same_origin_writes))
             .layer(axum::middleware::from_fn_with_state(state.clone(), session::act_for_viewer))
             .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_errors))
-            .layer(axum::middleware::from_fn(metrics::record))
             .layer(session_layer)
             .layer(axum::middleware::from_fn(security::headers))
             .layer(DefaultBodyLimit::max(64 * 1024))
             .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-            .layer(TraceLayer::new_for_http())
+            .layer(axum::middleware::from_fn(observe::request))
             .with_state(state);
         Ok(Self { router, cache, sessions, consumers })
     }

@@ -1,25 +1,5 @@
-//! RED metrics for every route: requests by method, route template (not
-//! the raw path, so ids do not explode the series) and status, and their
-//! duration.
-
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
-
-pub async fn record(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_owned();
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
-}
+//! The gateway's metrics, described once for the registry (HELP lines);
+//! they are recorded where they happen (`observe`, `cache`, `sessions`).
 
 /// Describes the gateway's metrics to the registry (their HELP lines).
 pub fn describe() {
@@ -36,5 +16,9 @@ pub fn describe() {
     metrics::describe_counter!(
         "shop_cache_failures_total",
         "Cache operations that failed and fell back to the service."
+    );
+    metrics::describe_gauge!(
+        "shop_sessions_active",
+        "Sessions not yet expired: this gateway's in memory, or every replica's in Redis (take the max, not the sum)."
     );
 }

@@ -166,7 +166,11 @@ impl Nats {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
         self.stream().await?;
         let payload = serde_json::to_vec(event)?;
-        let message = jetstream::message::PublishMessage::build().payload(payload.into()).message_id(event.id.as_str());
+        let mut message =
+            jetstream::message::PublishMessage::build().payload(payload.into()).message_id(event.id.as_str());
+        if let Some(trace_parent) = &event.trace_parent {
+            message = message.header(shop_telemetry::TRACEPARENT, trace_parent.as_str());
+        }
         let ack = self.jetstream.send_publish(self.subject(&event.kind), message).await.map_err(nats_error)?;
         ack.await.map_err(nats_error)?;
         Ok(())
@@ -244,7 +248,14 @@ impl Subscription {
             Self::Nats { messages } => loop {
                 match messages.next().await? {
                     Ok(message) => match serde_json::from_slice::<Event>(&message.payload) {
-                        Ok(event) => return Some(Delivery { event, message: Some(message) }),
+                        Ok(mut event) => {
+                            event.trace_parent = message
+                                .headers
+                                .as_ref()
+                                .and_then(|headers| headers.get(shop_telemetry::TRACEPARENT))
+                                .map(|value| value.as_str().to_owned());
+                            return Some(Delivery { event, message: Some(message) });
+                        }
                         Err(error) => {
                             // Not an event of ours: never deliverable, so not redelivered.
                             tracing::warn!(%error, subject = %message.subject, "dropping a malformed event");

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use std::collections::{HashSet, VecDeque};
 
+use tracing::Instrument;
+
 use crate::{Bus, Event};
 
 /// The ids of the last events handled, oldest forgotten first.
@@ -96,7 +98,17 @@ where
                 delivery.ack().await;
                 continue;
             }
-            match handle(delivery.event.clone()).await {
+            let span = tracing::info_span!(
+                "consume",
+                otel.name = %format_args!("{} process", delivery.event.kind),
+                otel.kind = "consumer",
+                messaging.system = bus.name(),
+                messaging.operation.type = "process",
+                messaging.consumer.group.name = %consumer.name,
+                messaging.message.id = %delivery.event.id,
+            );
+            shop_telemetry::adopt_traceparent(&span, delivery.event.trace_parent.as_deref());
+            match handle(delivery.event.clone()).instrument(span).await {
                 Ok(()) => {
                     handled.insert(delivery.event.id.clone());
                     delivery.ack().await;

@@ -32,6 +32,11 @@ pub struct Event {
     pub version: u32,
     pub occurred_at_ms: i64,
     pub data: serde_json::Value,
+    /// The W3C `traceparent` of the request that caused the event. Metadata,
+    /// not part of the event's JSON: it travels in the outbox's own column
+    /// and in the NATS message's headers.
+    #[serde(skip)]
+    pub trace_parent: Option<String>,
 }
 
 /// A typed event body.
@@ -48,6 +53,7 @@ impl Event {
             version: P::VERSION,
             occurred_at_ms: shop_storage::now_ms(),
             data: serde_json::to_value(payload)?,
+            trace_parent: shop_telemetry::traceparent(&tracing::Span::current()),
         })
     }
 

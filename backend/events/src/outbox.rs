@@ -11,19 +11,26 @@ use std::time::Duration;
 use shop_storage::sqlx::{self, Any, Transaction};
 use shop_storage::{Backend, Db, now_ms};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::{Bus, BusError, Event};
+
+/// An outbox row waiting to be published: id, the event, its trace context.
+type Row = (i64, String, Option<String>);
 
 /// Writes `event` to the outbox inside the caller's transaction.
 pub async fn record(tx: &mut Transaction<'_, Any>, event: &Event) -> Result<(), sqlx::Error> {
     let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO outbox (event_id, kind, payload, created_at_ms) VALUES ($1, $2, $3, $4)")
-        .bind(&event.id)
-        .bind(&event.kind)
-        .bind(payload)
-        .bind(event.occurred_at_ms)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, kind, payload, created_at_ms, trace_parent) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&event.id)
+    .bind(&event.kind)
+    .bind(payload)
+    .bind(event.occurred_at_ms)
+    .bind(&event.trace_parent)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -83,8 +90,8 @@ impl Relay {
             // holds, and holds them until they are marked.
             Backend::Postgres => {
                 let mut tx = self.db.pool.begin().await?;
-                let rows: Vec<(i64, String)> = sqlx::query_as(
-                    "SELECT id, payload FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1 \
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT id, payload, trace_parent FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1 \
                      FOR UPDATE SKIP LOCKED",
                 )
                 .bind(BATCH)
@@ -92,8 +99,8 @@ impl Relay {
                 .await?;
                 let mut published = 0;
                 let mut failure = None;
-                for (id, payload) in rows {
-                    if let Err(error) = self.publish(&payload).await {
+                for (id, payload, trace_parent) in rows {
+                    if let Err(error) = self.publish(&payload, trace_parent).await {
                         failure = Some(error);
                         break;
                     }
@@ -106,14 +113,15 @@ impl Relay {
             // One process owns a SQLite file; no transaction is held while
             // publishing, so the service's single connection stays free.
             Backend::Sqlite => {
-                let rows: Vec<(i64, String)> =
-                    sqlx::query_as("SELECT id, payload FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1")
-                        .bind(BATCH)
-                        .fetch_all(&self.db.pool)
-                        .await?;
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT id, payload, trace_parent FROM outbox WHERE published_at_ms IS NULL ORDER BY id LIMIT $1",
+                )
+                .bind(BATCH)
+                .fetch_all(&self.db.pool)
+                .await?;
                 let mut published = 0;
-                for (id, payload) in rows {
-                    self.publish(&payload).await?;
+                for (id, payload, trace_parent) in rows {
+                    self.publish(&payload, trace_parent).await?;
                     mark(&self.db.pool, id).await?;
                     published += 1;
                 }
@@ -122,9 +130,21 @@ impl Relay {
         }
     }
 
-    async fn publish(&self, payload: &str) -> Result<(), RelayError> {
-        let event: Event = serde_json::from_str(payload)?;
-        self.bus.publish(&event).await?;
+    /// Publishes one event as a span of the trace that wrote it, and hands
+    /// that span's context on to the consumers.
+    async fn publish(&self, payload: &str, trace_parent: Option<String>) -> Result<(), RelayError> {
+        let mut event: Event = serde_json::from_str(payload)?;
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("{} publish", event.kind),
+            otel.kind = "producer",
+            messaging.system = self.bus.name(),
+            messaging.operation.type = "publish",
+            messaging.message.id = %event.id,
+        );
+        shop_telemetry::adopt_traceparent(&span, trace_parent.as_deref());
+        event.trace_parent = shop_telemetry::traceparent(&span).or(trace_parent);
+        self.bus.publish(&event).instrument(span).await?;
         Ok(())
     }
 

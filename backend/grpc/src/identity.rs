@@ -183,8 +183,9 @@ impl tonic::service::Interceptor for SignAs {
     }
 }
 
-/// A channel whose calls carry a signed caller.
-pub type Signed = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, SignAs>;
+/// A channel whose calls carry a signed caller and the trace they are part of.
+pub type Signed =
+    tonic::service::interceptor::InterceptedService<crate::observe::Observed<tonic::transport::Channel>, SignAs>;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! graceful shutdown are wired here once, for every service.
 
 pub mod identity;
-pub mod metrics;
+pub mod observe;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -63,7 +63,7 @@ where
 
     Server::builder()
         .timeout(Duration::from_secs(30))
-        .layer(metrics::GrpcMetricsLayer)
+        .layer(observe::ServerLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

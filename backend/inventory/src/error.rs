@@ -39,3 +39,9 @@ impl From<InventoryError> for Status {
         }
     }
 }
+
+impl shop_storage::StorageFailure for InventoryError {
+    fn is_storage_failure(&self) -> bool {
+        matches!(self, Self::Storage(error) if error.is_storage_failure())
+    }
+}

@@ -17,5 +17,14 @@ pub use error::InventoryError;
 pub use service::InventoryService;
 
 /// The inventory database's schema, for each backend.
-pub const MIGRATIONS: Migrations =
-    shop_storage::migrations!("inventory": 1 => "0001_create_products", 2 => "0002_create_outbox");
+pub const MIGRATIONS: Migrations = shop_storage::migrations!("inventory": 1 => "0001_create_products", 2 => "0002_create_outbox", 3 => "0003_outbox_trace_context");
+
+/// Describes inventory's metrics to the registry, each at zero so `rate()`
+/// sees them before the first event.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "shop_stock_low_events_total",
+        "Products whose stock fell to the low-stock threshold or below (each crossing once)."
+    );
+    metrics::counter!("shop_stock_low_events_total").absolute(0);
+}

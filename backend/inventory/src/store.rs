@@ -18,19 +18,28 @@ async fn record<P: Payload>(tx: &mut Tx<'_>, payload: &P) -> Result<(), Inventor
 }
 
 /// Records that a product's stock moved to `stock` from `before`, and that
-/// it ran low if it just crossed `low_stock` on the way down.
+/// it ran low if it just crossed `low_stock` on the way down (returned, to
+/// be counted once the transaction commits).
 async fn stock_moved(
     tx: &mut Tx<'_>,
     product_id: i64,
     before: i64,
     stock: i64,
     low_stock: i64,
-) -> Result<(), InventoryError> {
+) -> Result<bool, InventoryError> {
     record(tx, &ProductChanged { product_id, change: "stock".into(), stock: Some(stock) }).await?;
-    if before > low_stock && stock <= low_stock {
+    let ran_low = before > low_stock && stock <= low_stock;
+    if ran_low {
         record(tx, &StockLow { product_id, stock, threshold: low_stock }).await?;
     }
-    Ok(())
+    Ok(ran_low)
+}
+
+/// Counts products that ran low, after the change that made them so committed.
+fn count_stock_low(products: u64) {
+    if products > 0 {
+        metrics::counter!("shop_stock_low_events_total").increment(products);
+    }
 }
 
 const PRODUCT_COLUMNS: &str = "id, name, description, price_minor, stock, created_at_ms, updated_at_ms";
@@ -57,85 +66,109 @@ fn item_from_row(row: &AnyRow) -> Result<ReservedItem, sqlx::Error> {
 }
 
 pub async fn insert(db: &Db, product: &NewProduct) -> Result<Product, InventoryError> {
-    let sql = format!(
-        "INSERT INTO products (name, description, price_minor, stock, created_at_ms, updated_at_ms) \
+    db.observe("insert", async move {
+        let sql = format!(
+            "INSERT INTO products (name, description, price_minor, stock, created_at_ms, updated_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $5) RETURNING {PRODUCT_COLUMNS}"
-    );
-    let mut tx = db.pool.begin().await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(product.name.as_str())
-        .bind(product.description.as_str())
-        .bind(product.price_minor)
-        .bind(product.stock)
-        .bind(now_ms())
-        .fetch_one(&mut *tx)
+        );
+        let mut tx = db.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(product.name.as_str())
+            .bind(product.description.as_str())
+            .bind(product.price_minor)
+            .bind(product.stock)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await?;
+        let product = product_from_row(&row)?;
+        record(
+            &mut tx,
+            &ProductChanged { product_id: product.id, change: "created".into(), stock: Some(product.stock) },
+        )
         .await?;
-    let product = product_from_row(&row)?;
-    record(&mut tx, &ProductChanged { product_id: product.id, change: "created".into(), stock: Some(product.stock) })
-        .await?;
-    tx.commit().await?;
-    Ok(product)
+        tx.commit().await?;
+        Ok(product)
+    })
+    .await
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Product, InventoryError> {
-    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&db.pool).await?;
-    row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))
+    db.observe("get", async move {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&db.pool).await?;
+        row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))
+    })
+    .await
 }
 
 /// Applies the set fields in one statement; stock moves relative to what is
 /// there now, and the CHECK constraint refuses a negative result.
 pub async fn update(db: &Db, id: i64, changes: &ProductChanges, low_stock: i64) -> Result<Product, InventoryError> {
-    let sql = format!(
-        "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
+    db.observe("update", async move {
+        let sql = format!(
+            "UPDATE products SET name = COALESCE($2, name), description = COALESCE($3, description), \
          price_minor = COALESCE($4, price_minor), stock = stock + COALESCE($5, 0), updated_at_ms = $6 \
          WHERE id = $1 RETURNING {PRODUCT_COLUMNS}"
-    );
-    let mut tx = db.pool.begin().await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(changes.name.as_ref().map(|n| n.as_str().to_owned()))
-        .bind(changes.description.as_ref().map(|d| d.as_str().to_owned()))
-        .bind(changes.price_minor)
-        .bind(changes.stock_delta)
-        .bind(now_ms())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|error| match violation(&error) {
-            Some(Violation::Check) => InventoryError::StockBelowZero(id),
-            _ => InventoryError::Storage(error),
-        })?;
-    let product = row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))?;
-    match changes.stock_delta {
-        Some(delta) => stock_moved(&mut tx, id, product.stock - delta, product.stock, low_stock).await?,
-        None => {
-            record(&mut tx, &ProductChanged { product_id: id, change: "updated".into(), stock: Some(product.stock) })
-                .await?
-        }
-    }
-    tx.commit().await?;
-    Ok(product)
+        );
+        let mut tx = db.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(changes.name.as_ref().map(|n| n.as_str().to_owned()))
+            .bind(changes.description.as_ref().map(|d| d.as_str().to_owned()))
+            .bind(changes.price_minor)
+            .bind(changes.stock_delta)
+            .bind(now_ms())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|error| match violation(&error) {
+                Some(Violation::Check) => InventoryError::StockBelowZero(id),
+                _ => InventoryError::Storage(error),
+            })?;
+        let product = row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))?;
+        let ran_low = match changes.stock_delta {
+            Some(delta) => stock_moved(&mut tx, id, product.stock - delta, product.stock, low_stock).await?,
+            None => {
+                record(
+                    &mut tx,
+                    &ProductChanged { product_id: id, change: "updated".into(), stock: Some(product.stock) },
+                )
+                .await?;
+                false
+            }
+        };
+        tx.commit().await?;
+        count_stock_low(u64::from(ran_low));
+        Ok(product)
+    })
+    .await
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), InventoryError> {
-    let mut tx = db.pool.begin().await?;
-    let result = sqlx::query("DELETE FROM products WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    if result.rows_affected() == 0 {
-        return Err(InventoryError::ProductNotFound(id));
-    }
-    record(&mut tx, &ProductChanged { product_id: id, change: "deleted".into(), stock: None }).await?;
-    tx.commit().await?;
-    Ok(())
+    db.observe("delete", async move {
+        let mut tx = db.pool.begin().await?;
+        let result = sqlx::query("DELETE FROM products WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        if result.rows_affected() == 0 {
+            return Err(InventoryError::ProductNotFound(id));
+        }
+        record(&mut tx, &ProductChanged { product_id: id, change: "deleted".into(), stock: None }).await?;
+        tx.commit().await?;
+        Ok(())
+    })
+    .await
 }
 
 /// One page, newest first, and the size of the whole catalogue. The database
 /// pages; nothing is loaded beyond the page.
 pub async fn list(db: &Db, page: Page) -> Result<(Vec<Product>, i64), InventoryError> {
-    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id DESC LIMIT $1 OFFSET $2");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset()).fetch_all(&db.pool).await?;
-    let products = rows.iter().map(product_from_row).collect::<Result<Vec<_>, _>>()?;
-    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&db.pool).await?;
-    Ok((products, total))
+    db.observe("list", async move {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id DESC LIMIT $1 OFFSET $2");
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset()).fetch_all(&db.pool).await?;
+        let products = rows.iter().map(product_from_row).collect::<Result<Vec<_>, _>>()?;
+        let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&db.pool).await?;
+        Ok((products, total))
+    })
+    .await
 }
 
 /// Reserves every line of `request` for `order_id`, or nothing.
@@ -149,75 +182,82 @@ pub async fn reserve(
     request: &Request,
     low_stock: i64,
 ) -> Result<Vec<ReservedItem>, InventoryError> {
-    let now = now_ms();
-    let mut tx = db.pool.begin().await?;
-    let claimed = sqlx::query(
-        "INSERT INTO reservations (order_id, state, created_at_ms) VALUES ($1, 'reserved', $2) \
+    db.observe("reserve", async move {
+        let now = now_ms();
+        let mut tx = db.pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO reservations (order_id, state, created_at_ms) VALUES ($1, 'reserved', $2) \
          ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if claimed.rows_affected() == 0 {
-        let (state,): (String,) = sqlx::query_as("SELECT state FROM reservations WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        if state == "released" {
-            return Err(InventoryError::Released(order_id));
-        }
-        let items = reserved_items(&mut tx, order_id).await?;
-        tx.commit().await?;
-        return Ok(items);
-    }
-
-    let mut items = Vec::new();
-    for (product_id, quantity) in request.lines() {
-        // Relative and conditional: never "read stock, write it back".
-        let taken = sqlx::query(
-            "UPDATE products SET stock = stock - $2, updated_at_ms = $3 \
-             WHERE id = $1 AND stock >= $2 RETURNING name, price_minor, stock",
-        )
-        .bind(product_id)
-        .bind(quantity)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(taken) = taken else {
-            let available: Option<(i64,)> = sqlx::query_as("SELECT stock FROM products WHERE id = $1")
-                .bind(product_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            // Dropping `tx` rolls back every line taken so far.
-            return Err(match available {
-                None => InventoryError::ProductNotFound(product_id),
-                Some((available,)) => InventoryError::InsufficientStock { product_id, requested: quantity, available },
-            });
-        };
-        let item = ReservedItem {
-            product_id,
-            product_name: taken.try_get("name")?,
-            quantity,
-            unit_price_minor: taken.try_get("price_minor")?,
-        };
-        let stock: i64 = taken.try_get("stock")?;
-        stock_moved(&mut tx, product_id, stock + quantity, stock, low_stock).await?;
-        sqlx::query(
-            "INSERT INTO reservation_items (order_id, product_id, product_name, quantity, unit_price_minor) \
-             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(order_id)
-        .bind(item.product_id)
-        .bind(&item.product_name)
-        .bind(item.quantity)
-        .bind(item.unit_price_minor)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
-        items.push(item);
-    }
-    tx.commit().await?;
-    Ok(items)
+        if claimed.rows_affected() == 0 {
+            let (state,): (String,) = sqlx::query_as("SELECT state FROM reservations WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if state == "released" {
+                return Err(InventoryError::Released(order_id));
+            }
+            let items = reserved_items(&mut tx, order_id).await?;
+            tx.commit().await?;
+            return Ok(items);
+        }
+
+        let mut items = Vec::new();
+        let mut ran_low = 0;
+        for (product_id, quantity) in request.lines() {
+            // Relative and conditional: never "read stock, write it back".
+            let taken = sqlx::query(
+                "UPDATE products SET stock = stock - $2, updated_at_ms = $3 \
+             WHERE id = $1 AND stock >= $2 RETURNING name, price_minor, stock",
+            )
+            .bind(product_id)
+            .bind(quantity)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(taken) = taken else {
+                let available: Option<(i64,)> = sqlx::query_as("SELECT stock FROM products WHERE id = $1")
+                    .bind(product_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                // Dropping `tx` rolls back every line taken so far.
+                return Err(match available {
+                    None => InventoryError::ProductNotFound(product_id),
+                    Some((available,)) => {
+                        InventoryError::InsufficientStock { product_id, requested: quantity, available }
+                    }
+                });
+            };
+            let item = ReservedItem {
+                product_id,
+                product_name: taken.try_get("name")?,
+                quantity,
+                unit_price_minor: taken.try_get("price_minor")?,
+            };
+            let stock: i64 = taken.try_get("stock")?;
+            ran_low += u64::from(stock_moved(&mut tx, product_id, stock + quantity, stock, low_stock).await?);
+            sqlx::query(
+                "INSERT INTO reservation_items (order_id, product_id, product_name, quantity, unit_price_minor) \
+             VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(order_id)
+            .bind(item.product_id)
+            .bind(&item.product_name)
+            .bind(item.quantity)
+            .bind(item.unit_price_minor)
+            .execute(&mut *tx)
+            .await?;
+            items.push(item);
+        }
+        tx.commit().await?;
+        count_stock_low(ran_low);
+        Ok(items)
+    })
+    .await
 }
 
 async fn reserved_items(tx: &mut Tx<'_>, order_id: i64) -> Result<Vec<ReservedItem>, InventoryError> {
@@ -235,44 +275,48 @@ async fn reserved_items(tx: &mut Tx<'_>, order_id: i64) -> Result<Vec<ReservedIt
 /// an earlier call had. An order never reserved is marked released, so a
 /// reservation arriving late cannot take stock for a cancelled order.
 pub async fn release(db: &Db, order_id: i64) -> Result<bool, InventoryError> {
-    let now = now_ms();
-    let mut tx = db.pool.begin().await?;
-    let released = sqlx::query(
+    db.observe("release", async move {
+        let now = now_ms();
+        let mut tx = db.pool.begin().await?;
+        let released = sqlx::query(
         "UPDATE reservations SET state = 'released', released_at_ms = $2 WHERE order_id = $1 AND state = 'reserved'",
     )
     .bind(order_id)
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    if released.rows_affected() == 0 {
-        sqlx::query(
-            "INSERT INTO reservations (order_id, state, created_at_ms, released_at_ms) \
+        if released.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO reservations (order_id, state, created_at_ms, released_at_ms) \
              VALUES ($1, 'released', $2, $2) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        return Ok(false);
-    }
-    for item in reserved_items(&mut tx, order_id).await? {
-        // A product deleted since has nowhere to return to; that is fine.
-        let returned: Option<(i64,)> =
-            sqlx::query_as("UPDATE products SET stock = stock + $2, updated_at_ms = $3 WHERE id = $1 RETURNING stock")
-                .bind(item.product_id)
-                .bind(item.quantity)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some((stock,)) = returned {
-            record(
-                &mut tx,
-                &ProductChanged { product_id: item.product_id, change: "stock".into(), stock: Some(stock) },
             )
+            .bind(order_id)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
+            return Ok(false);
         }
-    }
-    tx.commit().await?;
-    Ok(true)
+        for item in reserved_items(&mut tx, order_id).await? {
+            // A product deleted since has nowhere to return to; that is fine.
+            let returned: Option<(i64,)> = sqlx::query_as(
+                "UPDATE products SET stock = stock + $2, updated_at_ms = $3 WHERE id = $1 RETURNING stock",
+            )
+            .bind(item.product_id)
+            .bind(item.quantity)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((stock,)) = returned {
+                record(
+                    &mut tx,
+                    &ProductChanged { product_id: item.product_id, change: "stock".into(), stock: Some(stock) },
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    })
+    .await
 }

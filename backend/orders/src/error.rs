@@ -51,3 +51,9 @@ impl From<OrderError> for Status {
         }
     }
 }
+
+impl shop_storage::StorageFailure for OrderError {
+    fn is_storage_failure(&self) -> bool {
+        matches!(self, Self::Storage(error) if error.is_storage_failure())
+    }
+}

@@ -30,7 +30,7 @@ pub struct OrderService {
 /// How the order service signs its calls to inventory.
 fn as_orders(identity: &Identity, channel: &Channel) -> InventoryServiceClient<Signed> {
     InventoryServiceClient::with_interceptor(
-        channel.clone(),
+        shop_grpc::observe::client(channel.clone()),
         SignAs::fixed(identity.clone(), Caller::Service("orders".into())),
     )
 }
@@ -103,7 +103,15 @@ impl OrderService {
             store::Recorded::Existing(order_id) => return self.replay(order_id, &lines).await,
         };
         self.reserve(order_id, &lines).await?;
-        store::get(&self.db, order_id).await
+        let order = store::get(&self.db, order_id).await?;
+        tracing::info!(
+            order_id,
+            user_id,
+            status = order.status.as_str(),
+            total_minor = order.total_minor,
+            "order placed"
+        );
+        Ok(order)
     }
 
     /// Answers a retry the way the first request was answered. A retry that

@@ -107,6 +107,7 @@ pub async fn insert_pending(
     actor: &str,
     idempotency_key: Option<&str>,
 ) -> Result<Recorded, OrderError> {
+    db.observe("insert_pending", async move {
     let now = now_ms();
     let mut tx = db.pool.begin().await?;
     let (order_id,): (i64,) = sqlx::query_as(
@@ -160,23 +161,33 @@ pub async fn insert_pending(
     record(&mut tx, &OrderCreated { order_id, user_id, items }).await?;
     tx.commit().await?;
     Ok(Recorded::New(order_id))
+    })
+    .await
 }
 
 /// Forgets idempotency keys older than `before_ms`.
 pub async fn expire_idempotency_keys(db: &Db, before_ms: i64) -> Result<u64, OrderError> {
-    let deleted =
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1").bind(before_ms).execute(&db.pool).await?;
-    Ok(deleted.rows_affected())
+    db.observe("expire_idempotency_keys", async move {
+        let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1")
+            .bind(before_ms)
+            .execute(&db.pool)
+            .await?;
+        Ok(deleted.rows_affected())
+    })
+    .await
 }
 
 /// Why a rejected order was rejected: inventory's message and status code.
 pub async fn rejection(db: &Db, order_id: i64) -> Result<Option<(String, i32)>, OrderError> {
-    let row: Option<(Option<String>, Option<i32>)> =
-        sqlx::query_as("SELECT rejection_reason, rejection_code FROM orders WHERE id = $1")
-            .bind(order_id)
-            .fetch_optional(&db.pool)
-            .await?;
-    Ok(row.and_then(|(reason, code)| reason.zip(code)))
+    db.observe("rejection", async move {
+        let row: Option<(Option<String>, Option<i32>)> =
+            sqlx::query_as("SELECT rejection_reason, rejection_code FROM orders WHERE id = $1")
+                .bind(order_id)
+                .fetch_optional(&db.pool)
+                .await?;
+        Ok(row.and_then(|(reason, code)| reason.zip(code)))
+    })
+    .await
 }
 
 /// Stores inventory's reservation: the lines' names and prices, the total,
@@ -184,92 +195,116 @@ pub async fn rejection(db: &Db, order_id: i64) -> Result<Option<(String, i32)>, 
 /// order has afterwards; anything but `confirmed` means the reservation
 /// arrived for an order that had moved on, and its stock must go back.
 pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], total_minor: i64) -> Result<Status, OrderError> {
-    let now = now_ms();
-    let mut tx = db.pool.begin().await?;
-    // Inventory holds stock for this order now, whatever its status.
-    sqlx::query("UPDATE orders SET stock_state = 'reserved' WHERE id = $1 AND stock_state = 'none'")
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?;
-    let confirmed = sqlx::query(
-        "UPDATE orders SET status = 'confirmed', total_minor = $2, updated_at_ms = $3 \
-         WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(order_id)
-    .bind(total_minor)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if confirmed.rows_affected() == 1 {
-        for line in lines {
-            sqlx::query(
-                "UPDATE order_items SET product_name = $3, unit_price_minor = $4, quantity = $5 \
-                 WHERE order_id = $1 AND product_id = $2",
-            )
+    db.observe("confirm", async move {
+        let now = now_ms();
+        let mut tx = db.pool.begin().await?;
+        // Inventory holds stock for this order now, whatever its status.
+        sqlx::query("UPDATE orders SET stock_state = 'reserved' WHERE id = $1 AND stock_state = 'none'")
             .bind(order_id)
-            .bind(line.product_id)
-            .bind(&line.product_name)
-            .bind(line.unit_price_minor)
-            .bind(line.quantity)
             .execute(&mut *tx)
             .await?;
+        let confirmed = sqlx::query(
+            "UPDATE orders SET status = 'confirmed', total_minor = $2, updated_at_ms = $3 \
+         WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(order_id)
+        .bind(total_minor)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let newly_confirmed = confirmed.rows_affected() == 1;
+        if newly_confirmed {
+            for line in lines {
+                sqlx::query(
+                    "UPDATE order_items SET product_name = $3, unit_price_minor = $4, quantity = $5 \
+                 WHERE order_id = $1 AND product_id = $2",
+                )
+                .bind(order_id)
+                .bind(line.product_id)
+                .bind(&line.product_name)
+                .bind(line.unit_price_minor)
+                .bind(line.quantity)
+                .execute(&mut *tx)
+                .await?;
+            }
+            record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
+            status_changed(&mut tx, order_id, Status::Pending, Status::Confirmed, crate::domain::SYSTEM).await?;
         }
-        record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
-        status_changed(&mut tx, order_id, Status::Pending, Status::Confirmed, crate::domain::SYSTEM).await?;
-    }
-    let status = current_status(&mut tx, order_id).await?;
-    tx.commit().await?;
-    Ok(status)
+        let status = current_status(&mut tx, order_id).await?;
+        tx.commit().await?;
+        if newly_confirmed {
+            crate::metrics::confirmed(total_minor);
+        }
+        Ok(status)
+    })
+    .await
 }
 
 /// Rejects a pending order whose stock inventory refused, keeping why.
 pub async fn reject(db: &Db, order_id: i64, reason: &str, code: i32) -> Result<(), OrderError> {
-    let now = now_ms();
-    let mut tx = db.pool.begin().await?;
-    let rejected = sqlx::query(
-        "UPDATE orders SET status = 'rejected', rejection_reason = $3, rejection_code = $4, updated_at_ms = $2 \
+    db.observe("reject", async move {
+        let now = now_ms();
+        let mut tx = db.pool.begin().await?;
+        let rejected = sqlx::query(
+            "UPDATE orders SET status = 'rejected', rejection_reason = $3, rejection_code = $4, updated_at_ms = $2 \
          WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(order_id)
-    .bind(now)
-    .bind(reason)
-    .bind(code)
-    .execute(&mut *tx)
-    .await?;
-    if rejected.rows_affected() == 1 {
-        record_change(&mut tx, order_id, Status::Rejected, crate::domain::SYSTEM, now).await?;
-        status_changed(&mut tx, order_id, Status::Pending, Status::Rejected, crate::domain::SYSTEM).await?;
-    }
-    tx.commit().await?;
-    Ok(())
+        )
+        .bind(order_id)
+        .bind(now)
+        .bind(reason)
+        .bind(code)
+        .execute(&mut *tx)
+        .await?;
+        let newly_rejected = rejected.rows_affected() == 1;
+        if newly_rejected {
+            record_change(&mut tx, order_id, Status::Rejected, crate::domain::SYSTEM, now).await?;
+            status_changed(&mut tx, order_id, Status::Pending, Status::Rejected, crate::domain::SYSTEM).await?;
+        }
+        tx.commit().await?;
+        if newly_rejected {
+            crate::metrics::rejected();
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Moves an order from `from` to `to` if it is still in `from`.
 /// False when someone else changed it first.
 pub async fn transition(db: &Db, order_id: i64, from: Status, to: Status, actor: &str) -> Result<bool, OrderError> {
-    let now = now_ms();
-    let mut tx = db.pool.begin().await?;
-    let moved = sqlx::query("UPDATE orders SET status = $3, updated_at_ms = $4 WHERE id = $1 AND status = $2")
-        .bind(order_id)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    if moved.rows_affected() == 0 {
-        return Ok(false);
-    }
-    record_change(&mut tx, order_id, to, actor, now).await?;
-    status_changed(&mut tx, order_id, from, to, actor).await?;
-    tx.commit().await?;
-    Ok(true)
+    db.observe("transition", async move {
+        let now = now_ms();
+        let mut tx = db.pool.begin().await?;
+        let moved = sqlx::query("UPDATE orders SET status = $3, updated_at_ms = $4 WHERE id = $1 AND status = $2")
+            .bind(order_id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() == 0 {
+            return Ok(false);
+        }
+        record_change(&mut tx, order_id, to, actor, now).await?;
+        status_changed(&mut tx, order_id, from, to, actor).await?;
+        tx.commit().await?;
+        crate::metrics::status_changed(to);
+        Ok(true)
+    })
+    .await
 }
 
 /// Notes that inventory has given the order's stock back (or will refuse
 /// to take any).
 pub async fn mark_released(db: &Db, order_id: i64) -> Result<(), OrderError> {
-    sqlx::query("UPDATE orders SET stock_state = 'released' WHERE id = $1").bind(order_id).execute(&db.pool).await?;
-    Ok(())
+    db.observe("mark_released", async move {
+        sqlx::query("UPDATE orders SET stock_state = 'released' WHERE id = $1")
+            .bind(order_id)
+            .execute(&db.pool)
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 async fn current_status(tx: &mut Tx<'_>, order_id: i64) -> Result<Status, OrderError> {
@@ -281,109 +316,126 @@ async fn current_status(tx: &mut Tx<'_>, order_id: i64) -> Result<Status, OrderE
 
 /// One order with its items and history.
 pub async fn get(db: &Db, order_id: i64) -> Result<Order, OrderError> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(&db.pool).await?;
-    let mut order = row.as_ref().map(order_from_row).transpose()?.ok_or(OrderError::NotFound(order_id))?;
-    let items = sqlx::query(
-        "SELECT order_id, product_id, quantity, product_name, unit_price_minor FROM order_items \
+    db.observe("get", async move {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(&db.pool).await?;
+        let mut order = row.as_ref().map(order_from_row).transpose()?.ok_or(OrderError::NotFound(order_id))?;
+        let items = sqlx::query(
+            "SELECT order_id, product_id, quantity, product_name, unit_price_minor FROM order_items \
          WHERE order_id = $1 ORDER BY product_id",
-    )
-    .bind(order_id)
-    .fetch_all(&db.pool)
-    .await?;
-    order.items = items.iter().map(|row| item_from_row(row).map(|(_, item)| item)).collect::<Result<_, _>>()?;
-    let history = sqlx::query("SELECT status, actor, at_ms FROM order_status_changes WHERE order_id = $1 ORDER BY id")
+        )
         .bind(order_id)
         .fetch_all(&db.pool)
         .await?;
-    order.history = history
-        .iter()
-        .map(|row| {
-            Ok(StatusChange {
-                status: status_of(row.try_get("status")?)?,
-                actor: row.try_get("actor")?,
-                at_ms: row.try_get("at_ms")?,
+        order.items = items.iter().map(|row| item_from_row(row).map(|(_, item)| item)).collect::<Result<_, _>>()?;
+        let history =
+            sqlx::query("SELECT status, actor, at_ms FROM order_status_changes WHERE order_id = $1 ORDER BY id")
+                .bind(order_id)
+                .fetch_all(&db.pool)
+                .await?;
+        order.history = history
+            .iter()
+            .map(|row| {
+                Ok(StatusChange {
+                    status: status_of(row.try_get("status")?)?,
+                    actor: row.try_get("actor")?,
+                    at_ms: row.try_get("at_ms")?,
+                })
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok(order)
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(order)
+    })
+    .await
 }
 
 /// One page of orders, newest first, with their items (one query for all
 /// the page's items, not one per order), and how many there are in all.
 pub async fn list(db: &Db, user_id: Option<i64>, page: Page) -> Result<(Vec<Order>, i64), OrderError> {
-    // Two shapes of query rather than `$3 IS NULL OR ...`, so each can use
-    // its index.
-    let filter = if user_id.is_some() { "WHERE user_id = $3" } else { "" };
-    let page_ids = format!("SELECT id FROM orders {filter} ORDER BY id DESC LIMIT $1 OFFSET $2");
-    let bind_page = |sql: String| {
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset());
-        match user_id {
-            Some(user_id) => query.bind(user_id),
-            None => query,
-        }
-    };
+    db.observe("list", async move {
+        // Two shapes of query rather than `$3 IS NULL OR ...`, so each can use
+        // its index.
+        let filter = if user_id.is_some() { "WHERE user_id = $3" } else { "" };
+        let page_ids = format!("SELECT id FROM orders {filter} ORDER BY id DESC LIMIT $1 OFFSET $2");
+        let bind_page = |sql: String| {
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset());
+            match user_id {
+                Some(user_id) => query.bind(user_id),
+                None => query,
+            }
+        };
 
-    let rows = bind_page(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({page_ids}) ORDER BY id DESC"))
+        let rows = bind_page(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({page_ids}) ORDER BY id DESC"))
+            .fetch_all(&db.pool)
+            .await?;
+        let mut orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+
+        let item_rows = bind_page(format!(
+            "SELECT order_id, product_id, quantity, product_name, unit_price_minor FROM order_items \
+         WHERE order_id IN ({page_ids}) ORDER BY order_id, product_id"
+        ))
         .fetch_all(&db.pool)
         .await?;
-    let mut orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
-
-    let item_rows = bind_page(format!(
-        "SELECT order_id, product_id, quantity, product_name, unit_price_minor FROM order_items \
-         WHERE order_id IN ({page_ids}) ORDER BY order_id, product_id"
-    ))
-    .fetch_all(&db.pool)
-    .await?;
-    let mut items: HashMap<i64, Vec<Item>> = HashMap::new();
-    for row in &item_rows {
-        let (order_id, item) = item_from_row(row)?;
-        items.entry(order_id).or_default().push(item);
-    }
-    for order in &mut orders {
-        order.items = items.remove(&order.id).unwrap_or_default();
-    }
-
-    let (total,): (i64,) = match user_id {
-        Some(user_id) => {
-            sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1").bind(user_id).fetch_one(&db.pool).await?
+        let mut items: HashMap<i64, Vec<Item>> = HashMap::new();
+        for row in &item_rows {
+            let (order_id, item) = item_from_row(row)?;
+            items.entry(order_id).or_default().push(item);
         }
-        None => sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&db.pool).await?,
-    };
-    Ok((orders, total))
+        for order in &mut orders {
+            order.items = items.remove(&order.id).unwrap_or_default();
+        }
+
+        let (total,): (i64,) = match user_id {
+            Some(user_id) => {
+                sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(&db.pool)
+                    .await?
+            }
+            None => sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&db.pool).await?,
+        };
+        Ok((orders, total))
+    })
+    .await
 }
 
 /// Pending orders last touched before `before_ms`, oldest first: work for
 /// the recovery pass.
 pub async fn stale_pending(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<(i64, Lines)>, OrderError> {
-    let ids: Vec<(i64,)> =
-        sqlx::query_as("SELECT id FROM orders WHERE status = 'pending' AND updated_at_ms < $1 ORDER BY id LIMIT $2")
-            .bind(before_ms)
-            .bind(limit)
-            .fetch_all(&db.pool)
-            .await?;
-    let mut pending = Vec::with_capacity(ids.len());
-    for (id,) in ids {
-        let lines: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY product_id")
-                .bind(id)
-                .fetch_all(&db.pool)
-                .await?;
-        pending.push((id, Lines::parse(lines)?));
-    }
-    Ok(pending)
+    db.observe("stale_pending", async move {
+        let ids: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM orders WHERE status = 'pending' AND updated_at_ms < $1 ORDER BY id LIMIT $2",
+        )
+        .bind(before_ms)
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?;
+        let mut pending = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            let lines: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY product_id")
+                    .bind(id)
+                    .fetch_all(&db.pool)
+                    .await?;
+            pending.push((id, Lines::parse(lines)?));
+        }
+        Ok(pending)
+    })
+    .await
 }
 
 /// Cancelled or rejected orders whose stock inventory may still hold.
 pub async fn unreleased(db: &Db, limit: i64) -> Result<Vec<i64>, OrderError> {
-    let ids: Vec<(i64,)> = sqlx::query_as(
-        "SELECT id FROM orders \
+    db.observe("unreleased", async move {
+        let ids: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM orders \
          WHERE (status IN ('cancelled', 'rejected') AND stock_state = 'reserved') \
             OR (status = 'cancelled' AND stock_state = 'none') \
          ORDER BY id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&db.pool)
-    .await?;
-    Ok(ids.into_iter().map(|(id,)| id).collect())
+        )
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    })
+    .await
 }

@@ -57,6 +57,16 @@ pub enum Command {
         #[arg(long)]
         admin: bool,
     },
+    /// Exits 0 when the process at TARGET is healthy, 1 otherwise: for
+    /// container health checks (the image has no curl or grpcurl).
+    /// TARGET is http://HOST:PORT/PATH (a 2xx answer) or grpc://HOST:PORT
+    /// (grpc.health.v1 says SERVING).
+    Healthcheck {
+        target: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Makes an existing account an admin (register it first). Admins are
     /// never made through the web.
     MakeAdmin {
@@ -195,6 +205,12 @@ pub struct Config {
     /// Log lines as readable text or as JSON objects.
     #[arg(long, env = "SHOP_LOG_FORMAT", value_enum, default_value = "pretty", global = true)]
     pub log_format: LogFormat,
+
+    /// Also push log lines (as JSON) to this Loki, e.g. http://loki:3100;
+    /// batched in the background. Traces are exported when the standard
+    /// OTEL_EXPORTER_OTLP_ENDPOINT is set (OTLP over gRPC, e.g. http://tempo:4317).
+    #[arg(long, env = "SHOP_LOKI_URL", global = true)]
+    pub loki_url: Option<String>,
 }
 
 impl Config {

@@ -4,6 +4,7 @@
 //! `shop users|inventory|orders|gateway` runs one of them.
 
 mod config;
+mod healthcheck;
 mod metrics;
 mod telemetry;
 
@@ -30,14 +31,31 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    telemetry::init(cli.config.log_format);
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::FAILURE
-        }
+    if let Some(Command::Healthcheck { target, timeout_secs }) = &cli.command {
+        // Quiet: a probe's answer is its exit status (and a line on failure).
+        return match healthcheck::check(target, Duration::from_secs(*timeout_secs)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("unhealthy: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
+    let part = match &cli.command {
+        Some(Command::Users) => Some("users"),
+        Some(Command::Inventory) => Some("inventory"),
+        Some(Command::Orders) => Some("orders"),
+        Some(Command::Gateway) => Some("gateway"),
+        _ => None,
+    };
+    let telemetry =
+        telemetry::init(cli.config.log_format, &telemetry::service_name(part), cli.config.loki_url.as_deref());
+    let outcome = run(cli).await;
+    if let Err(error) = &outcome {
+        tracing::error!("{error:#}");
+    }
+    telemetry.shutdown().await;
+    if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -61,6 +79,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::MakeAdmin { email } => make_admin(&config, &email).await,
+        Command::Healthcheck { .. } => unreachable!("answered before logging starts"),
         Command::TailEvents { all } => tail_events(&config, all).await,
         Command::CallerToken { user, admin } => {
             let Some(secret) = &config.internal_secret else {
@@ -85,7 +104,11 @@ fn migrations(service: Service) -> &'static Migrations {
 /// Connects to a service's database and brings its schema up to date.
 async fn open(config: &Config, service: Service) -> Result<Db> {
     let url = config.database_url(service);
-    let options = ConnectOptions { max_connections: config.db_max_connections, ..ConnectOptions::new(url.clone()) };
+    let options = ConnectOptions {
+        max_connections: config.db_max_connections,
+        service: service.name(),
+        ..ConnectOptions::new(url.clone())
+    };
     Db::connect_and_migrate(&options, migrations(service))
         .await
         .with_context(|| format!("opening the {} database at {}", service.name(), redact(&url)))
@@ -137,7 +160,7 @@ async fn make_admin(config: &Config, email: &str) -> Result<()> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
+pub(crate) enum Part {
     Users,
     Inventory,
     Orders,
@@ -196,11 +219,13 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
     let (stop, stop_rx) = watch::channel(false);
     let mut servers: JoinSet<Result<&'static str>> = JoinSet::new();
     let mut background = JoinSet::new();
-    metrics::serve(config.metrics_addr, &mut servers, stopped(stop_rx.clone())).await?;
+    metrics::serve(config.metrics_addr, parts, &mut servers, stopped(stop_rx.clone())).await?;
     let bus = event_bus(config, parts).await?;
     let identity = identity(config, parts)?;
-    // Publishes a service's outbox, when there is somewhere to publish to.
+    // Publishes a service's outbox, when there is somewhere to publish to,
+    // and reports its connection pool.
     let mut relay = |db: &Db, service: &'static str| {
+        background.spawn(db.clone().report_pool());
         let wake = shop_events::Wake::default();
         if let Some(bus) = &bus {
             background.spawn(shop_events::Relay::new(db.clone(), bus.clone(), service, wake.clone()).run());

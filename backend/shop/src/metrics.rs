@@ -7,9 +7,37 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::task::JoinSet;
 
+use crate::Part;
+
+/// HELP lines for what this process's parts record (and, for business
+/// counters, a zero before the first event).
+fn describe(parts: &[Part]) {
+    shop_events::describe_metrics();
+    metrics::describe_counter!("shop_log_lines_shipped_total", "Log lines pushed to Loki.");
+    metrics::describe_counter!(
+        "shop_log_lines_dropped_total",
+        "Log lines not pushed to Loki: its buffer was full or Loki refused them."
+    );
+    if parts.iter().any(|part| *part != Part::Gateway) {
+        shop_grpc::observe::describe();
+        shop_storage::describe_metrics();
+    }
+    if parts.contains(&Part::Inventory) {
+        shop_inventory::describe_metrics();
+    }
+    if parts.contains(&Part::Orders) {
+        shop_orders::metrics::describe();
+    }
+    if parts.contains(&Part::Gateway) {
+        shop_grpc::observe::describe();
+        shop_web::metrics::describe();
+    }
+}
+
 /// Installs the registry and serves it on `addr` beside the other servers.
 pub async fn serve(
     addr: SocketAddr,
+    parts: &[Part],
     servers: &mut JoinSet<Result<&'static str>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -21,9 +49,7 @@ pub async fn serve(
         .context("histogram buckets")?
         .install_recorder()
         .context("installing the metrics registry")?;
-    shop_grpc::metrics::describe();
-    shop_web::metrics::describe();
-    shop_events::describe_metrics();
+    describe(parts);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding /metrics on {addr}"))?;
     tracing::info!(url = %format!("http://{}/metrics", listener.local_addr()?), "metrics listening");
     let app = axum::Router::new().route("/metrics", get(move || std::future::ready(handle.render())));

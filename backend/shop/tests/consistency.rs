@@ -18,7 +18,7 @@ use shop_proto::inventory::v1::{CreateProductRequest, GetProductRequest};
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
 use shop_proto::orders::v1::{CreateOrderRequest, GetOrderRequest, OrderLine, OrderStatus, UpdateOrderStatusRequest};
 use shop_storage::sqlx;
-use support::{NatsServer, Postgres, Process, Stream, eventually, nats_url, shop};
+use support::{NatsServer, Postgres, Process, Stream, Web, admin_on, eventually, nats_url, shop};
 use tonic::Code;
 
 const READY: &str = "gateway (HTTP) listening";
@@ -260,33 +260,6 @@ async fn events_written_while_nats_is_down_arrive_once_it_returns() {
     })
     .await;
     consumer.abort();
-}
-
-struct Web {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Web {
-    fn new(base: String) -> Self {
-        let client = reqwest::Client::builder().cookie_store(true).build().expect("a client");
-        Self { client, base }
-    }
-
-    async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> reqwest::Response {
-        let request = self.client.request(method, format!("{}{path}", self.base)).header("Accept", "application/json");
-        let request = if body.is_null() { request } else { request.json(&body) };
-        request.send().await.expect("the gateway answers")
-    }
-}
-
-async fn admin_on(web: &Web, dir: &std::path::Path, email: &str) {
-    let body = json!({ "name": "Admin", "email": email, "password": "correct horse battery" });
-    assert_eq!(web.json(reqwest::Method::POST, "/users/register", body).await.status(), 201);
-    let promoted = shop(dir).args(["make-admin", email]).output().expect("make-admin runs");
-    assert!(promoted.status.success(), "{}", String::from_utf8_lossy(&promoted.stdout));
-    let login = json!({ "email": email, "password": "correct horse battery" });
-    assert_eq!(web.json(reqwest::Method::POST, "/users/login", login).await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,10 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateDatabase, Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, SqlStr};
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::Instrument;
 
 pub use sqlx;
 
@@ -118,6 +121,21 @@ pub enum StorageError {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Whose database this is: the `service` label of its metrics.
+    pub service: &'static str,
+}
+
+/// An error type that can tell a failing database (counted in
+/// `shop_db_query_errors_total`) from an answer the caller did not like
+/// (not found, a broken rule), which is not a database failure.
+pub trait StorageFailure {
+    fn is_storage_failure(&self) -> bool;
+}
+
+impl StorageFailure for sqlx::Error {
+    fn is_storage_failure(&self) -> bool {
+        violation(self).is_none()
+    }
 }
 
 /// How to connect.
@@ -129,11 +147,13 @@ pub struct ConnectOptions {
     pub max_connections: u32,
     /// Create the database (file or PostgreSQL database) when it is missing.
     pub create_missing: bool,
+    /// Whose database it is, for metrics and traces.
+    pub service: &'static str,
 }
 
 impl ConnectOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 10, create_missing: true }
+        Self { url: url.into(), max_connections: 10, create_missing: true, service: "shop" }
     }
 }
 
@@ -170,7 +190,7 @@ impl Db {
             }
             Backend::Postgres => pool_options.max_connections(options.max_connections).connect(&options.url).await?,
         };
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, service: options.service })
     }
 
     /// Connects and applies the service's migrations.
@@ -190,6 +210,69 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Runs one storage operation (a query, or a transaction of several) as
+    /// a span in the current trace, timed in `shop_db_query_duration_seconds`
+    /// by service and operation name.
+    pub async fn observe<T, E: StorageFailure>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let span = tracing::info_span!(
+            "db",
+            otel.name = %format_args!("{} {operation}", self.service),
+            otel.kind = "client",
+            db.system.name = self.backend.name(),
+            db.namespace = self.service,
+            db.operation.name = operation,
+            error.type = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let outcome = work.instrument(span.clone()).await;
+        metrics::histogram!("shop_db_query_duration_seconds", "service" => self.service, "query" => operation)
+            .record(started.elapsed().as_secs_f64());
+        if let Err(error) = &outcome
+            && error.is_storage_failure()
+        {
+            span.record("error.type", "storage");
+            metrics::counter!("shop_db_query_errors_total", "service" => self.service, "query" => operation)
+                .increment(1);
+        }
+        outcome
+    }
+
+    /// Sets the pool gauges every few seconds, until the process ends.
+    pub async fn report_pool(self) {
+        let max = f64::from(self.pool.options().get_max_connections());
+        loop {
+            let (size, idle) = (self.pool.size(), u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX));
+            metrics::gauge!("shop_db_pool_max_connections", "service" => self.service).set(max);
+            metrics::gauge!("shop_db_pool_connections", "service" => self.service, "state" => "idle")
+                .set(f64::from(idle));
+            metrics::gauge!("shop_db_pool_connections", "service" => self.service, "state" => "busy")
+                .set(f64::from(size.saturating_sub(idle)));
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Describes the storage metrics to the registry (their HELP lines).
+pub fn describe_metrics() {
+    metrics::describe_histogram!(
+        "shop_db_query_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time a storage operation (a query or one transaction) takes, by service and operation."
+    );
+    metrics::describe_counter!(
+        "shop_db_query_errors_total",
+        "Storage operations that failed in the database (not found and broken rules are not failures)."
+    );
+    metrics::describe_gauge!(
+        "shop_db_pool_connections",
+        "Database connections open, by service and state (idle, busy)."
+    );
+    metrics::describe_gauge!("shop_db_pool_max_connections", "The most connections a service's pool may open.");
 }
 
 fn sqlite_parent_dir(url: &str) -> Option<&std::path::Path> {

@@ -180,6 +180,8 @@ pub fn sign_as(caller: shop_grpc::identity::Caller) -> shop_grpc::identity::Sign
 }
 
 /// A connection to a test server.
-pub async fn connect(url: &str) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(url.to_owned()).expect("a URL").connect().await.expect("a connection")
+pub async fn connect(url: &str) -> shop_grpc::observe::Observed<tonic::transport::Channel> {
+    shop_grpc::observe::client(
+        tonic::transport::Endpoint::from_shared(url.to_owned()).expect("a URL").connect().await.expect("a connection"),
+    )
 }

@@ -39,3 +39,9 @@ impl From<UserError> for Status {
         }
     }
 }
+
+impl shop_storage::StorageFailure for UserError {
+    fn is_storage_failure(&self) -> bool {
+        matches!(self, Self::Storage(error) if error.is_storage_failure())
+    }
+}

@@ -13,5 +13,4 @@ pub use error::UserError;
 pub use service::UserService;
 
 /// The users database's schema, for each backend.
-pub const MIGRATIONS: Migrations =
-    shop_storage::migrations!("users": 1 => "0001_create_users", 2 => "0002_create_outbox");
+pub const MIGRATIONS: Migrations = shop_storage::migrations!("users": 1 => "0001_create_users", 2 => "0002_create_outbox", 3 => "0003_outbox_trace_context");

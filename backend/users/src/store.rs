@@ -32,24 +32,27 @@ fn map_write_error(error: sqlx::Error) -> UserError {
 }
 
 pub async fn insert(db: &Db, email: &Email, name: &UserName, password_hash: &str) -> Result<User, UserError> {
-    let sql = format!(
-        "INSERT INTO users (email, name, password_hash, role, created_at_ms, updated_at_ms) \
+    db.observe("insert", async move {
+        let sql = format!(
+            "INSERT INTO users (email, name, password_hash, role, created_at_ms, updated_at_ms) \
          VALUES ($1, $2, $3, 'customer', $4, $4) RETURNING {USER_COLUMNS}"
-    );
-    let mut tx = db.pool.begin().await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(email.as_str())
-        .bind(name.as_str())
-        .bind(password_hash)
-        .bind(now_ms())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_write_error)?;
-    let user = user_from_row(&row)?;
-    let registered = UserRegistered { user_id: user.id, email: user.email.clone(), name: user.name.clone() };
-    record(&mut tx, &registered).await?;
-    tx.commit().await?;
-    Ok(user)
+        );
+        let mut tx = db.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(email.as_str())
+            .bind(name.as_str())
+            .bind(password_hash)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_write_error)?;
+        let user = user_from_row(&row)?;
+        let registered = UserRegistered { user_id: user.id, email: user.email.clone(), name: user.name.clone() };
+        record(&mut tx, &registered).await?;
+        tx.commit().await?;
+        Ok(user)
+    })
+    .await
 }
 
 /// Writes an event to the outbox, in the transaction of its change.
@@ -59,19 +62,25 @@ async fn record<P: Payload>(tx: &mut sqlx::Transaction<'_, sqlx::Any>, payload: 
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<User, UserError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&db.pool).await?;
-    row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
+    db.observe("get", async move {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&db.pool).await?;
+        row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
+    })
+    .await
 }
 
 /// The user and their password hash, for authentication.
 pub async fn find_credentials(db: &Db, email: &Email) -> Result<Option<(User, String)>, UserError> {
-    let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email.as_str()).fetch_optional(&db.pool).await?;
-    match row {
-        Some(row) => Ok(Some((user_from_row(&row)?, row.try_get("password_hash")?))),
-        None => Ok(None),
-    }
+    db.observe("find_credentials", async move {
+        let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email.as_str()).fetch_optional(&db.pool).await?;
+        match row {
+            Some(row) => Ok(Some((user_from_row(&row)?, row.try_get("password_hash")?))),
+            None => Ok(None),
+        }
+    })
+    .await
 }
 
 /// The fields to change; `None` keeps the stored value.
@@ -83,42 +92,51 @@ pub struct Changes {
 }
 
 pub async fn update(db: &Db, id: i64, changes: &Changes) -> Result<User, UserError> {
-    let sql = format!(
-        "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
+    db.observe("update", async move {
+        let sql = format!(
+            "UPDATE users SET email = COALESCE($2, email), name = COALESCE($3, name), \
          password_hash = COALESCE($4, password_hash), updated_at_ms = $5 \
          WHERE id = $1 RETURNING {USER_COLUMNS}"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(changes.email.as_ref().map(|e| e.as_str().to_owned()))
-        .bind(changes.name.as_ref().map(|n| n.as_str().to_owned()))
-        .bind(changes.password_hash.clone())
-        .bind(now_ms())
-        .fetch_optional(&db.pool)
-        .await
-        .map_err(map_write_error)?;
-    row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(changes.email.as_ref().map(|e| e.as_str().to_owned()))
+            .bind(changes.name.as_ref().map(|n| n.as_str().to_owned()))
+            .bind(changes.password_hash.clone())
+            .bind(now_ms())
+            .fetch_optional(&db.pool)
+            .await
+            .map_err(map_write_error)?;
+        row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
+    })
+    .await
 }
 
 pub async fn delete(db: &Db, id: i64) -> Result<(), UserError> {
-    let mut tx = db.pool.begin().await?;
-    let result = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    if result.rows_affected() == 0 {
-        return Err(UserError::NotFound);
-    }
-    record(&mut tx, &UserDeleted { user_id: id }).await?;
-    tx.commit().await?;
-    Ok(())
+    db.observe("delete", async move {
+        let mut tx = db.pool.begin().await?;
+        let result = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        if result.rows_affected() == 0 {
+            return Err(UserError::NotFound);
+        }
+        record(&mut tx, &UserDeleted { user_id: id }).await?;
+        tx.commit().await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Gives an existing account a role; the only way to make an admin.
 pub async fn set_role(db: &Db, email: &Email, role: Role) -> Result<User, UserError> {
-    let sql = format!("UPDATE users SET role = $2, updated_at_ms = $3 WHERE email = $1 RETURNING {USER_COLUMNS}");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(email.as_str())
-        .bind(role.as_str())
-        .bind(now_ms())
-        .fetch_optional(&db.pool)
-        .await?;
-    row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
+    db.observe("set_role", async move {
+        let sql = format!("UPDATE users SET role = $2, updated_at_ms = $3 WHERE email = $1 RETURNING {USER_COLUMNS}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(email.as_str())
+            .bind(role.as_str())
+            .bind(now_ms())
+            .fetch_optional(&db.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
+    })
+    .await
 }

@@ -133,6 +133,11 @@ impl Process {
         }
     }
 
+    /// Every line logged so far, as text.
+    pub fn log_text(&self) -> String {
+        render(&self.log.0.lock().expect("the log"))
+    }
+
     pub fn kill_hard(&mut self) {
         if let Some(mut child) = self.child.take() {
             signal(&child, rustix::process::Signal::KILL);
@@ -339,4 +344,32 @@ where
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The gateway as a JSON client with a cookie jar.
+pub struct Web {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Web {
+    pub fn new(base: String) -> Self {
+        let client = reqwest::Client::builder().cookie_store(true).build().expect("a client");
+        Self { client, base }
+    }
+
+    pub async fn json(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> reqwest::Response {
+        let request = self.client.request(method, format!("{}{path}", self.base)).header("Accept", "application/json");
+        let request = if body.is_null() { request } else { request.json(&body) };
+        request.send().await.expect("the gateway answers")
+    }
+}
+
+pub async fn admin_on(web: &Web, dir: &std::path::Path, email: &str) {
+    let body = serde_json::json!({ "name": "Admin", "email": email, "password": "correct horse battery" });
+    assert_eq!(web.json(reqwest::Method::POST, "/users/register", body).await.status(), 201);
+    let promoted = shop(dir).args(["make-admin", email]).output().expect("make-admin runs");
+    assert!(promoted.status.success(), "{}", String::from_utf8_lossy(&promoted.stdout));
+    let login = serde_json::json!({ "email": email, "password": "correct horse battery" });
+    assert_eq!(web.json(reqwest::Method::POST, "/users/login", login).await.status(), 200);
 }

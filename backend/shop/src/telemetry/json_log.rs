@@ -1,0 +1,162 @@
+//! Log lines as JSON objects, one per event, carrying the trace and span id
+//! of the span they happened in, so Loki (or `grep`) finds a request's lines
+//! from its trace and Grafana links each line to its trace.
+//!
+//! A layer of its own rather than a `fmt` formatter: reading a span's
+//! OpenTelemetry ids needs the dispatcher, which only a layer is handed.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use opentelemetry::trace::TraceContextExt;
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use super::loki::Lines;
+
+/// Writes each event as one JSON line to stdout, and hands a copy to Loki
+/// when it is configured.
+pub struct JsonLog {
+    dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
+    stdout: bool,
+    loki: Option<Lines>,
+}
+
+impl JsonLog {
+    pub fn new(stdout: bool, loki: Option<Lines>) -> Self {
+        Self { dispatch: std::sync::OnceLock::new(), stdout, loki }
+    }
+}
+
+/// A span's own fields, kept for the events inside it.
+struct SpanFields(Map<String, Value>);
+
+/// A span's trace and span id, worked out at its first log line.
+#[derive(Clone)]
+struct TraceIds {
+    trace_id: String,
+    span_id: String,
+}
+
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), Value::String(value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.insert(field.name().to_owned(), Value::String(value.to_string()));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for JsonLog
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Map::new();
+        attrs.record(&mut JsonVisitor(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(SpanFields(fields)) = span.extensions_mut().get_mut::<SpanFields>()
+        {
+            values.record(&mut JsonVisitor(fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let metadata = event.metadata();
+        let mut line = Map::new();
+        let now = time::OffsetDateTime::now_utc();
+        line.insert("timestamp".into(), Value::String(now.format(&Rfc3339).unwrap_or_default()));
+        line.insert("level".into(), Value::String(metadata.level().as_str().to_ascii_lowercase()));
+        line.insert("target".into(), Value::String(metadata.target().to_owned()));
+        event.record(&mut JsonVisitor(&mut line));
+
+        if let Some(scope) = ctx.event_scope(event) {
+            // Fields of every span the event is in, the innermost winning;
+            // `otel.*` are instructions to the trace exporter, not data.
+            let mut span_fields = BTreeMap::new();
+            let mut innermost = None;
+            for span in scope.from_root() {
+                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
+                    for (key, value) in fields.iter().filter(|(key, _)| !key.starts_with("otel.")) {
+                        span_fields.insert(key.clone(), value.clone());
+                    }
+                }
+                innermost = Some((span.id(), span.name()));
+            }
+            if let Some((id, name)) = innermost {
+                span_fields.insert("name".into(), Value::String(name.to_owned()));
+                line.insert("span".into(), Value::Object(span_fields.into_iter().collect()));
+                if let Some(ids) = self.trace_ids(&id, &ctx) {
+                    line.insert("trace_id".into(), Value::String(ids.trace_id));
+                    line.insert("span_id".into(), Value::String(ids.span_id));
+                }
+            }
+        }
+
+        let Ok(mut text) = serde_json::to_string(&line) else { return };
+        text.push('\n');
+        if self.stdout {
+            // A closed stdout must not take the process down: the line is lost.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        }
+        if let Some(loki) = &self.loki {
+            loki.send(metadata.level(), now, text);
+        }
+    }
+}
+
+impl JsonLog {
+    /// The span's ids from the OpenTelemetry layer, asked once per span.
+    fn trace_ids<S>(&self, id: &Id, ctx: &Context<'_, S>) -> Option<TraceIds>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let span = ctx.span(id)?;
+        if let Some(ids) = span.extensions().get::<TraceIds>() {
+            return Some(ids.clone());
+        }
+        // No extensions may be held here: this locks them itself.
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        let context = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+        let span_context = context.span().span_context().clone();
+        if !span_context.is_valid() {
+            return None;
+        }
+        let ids =
+            TraceIds { trace_id: span_context.trace_id().to_string(), span_id: span_context.span_id().to_string() };
+        span.extensions_mut().insert(ids.clone());
+        Some(ids)
+    }
+}

@@ -1,0 +1,153 @@
+//! Shipping log lines to Loki's push API (`POST /loki/api/v1/push`), in
+//! batches from a background task: logging never waits for Loki, and a Loki
+//! that is down costs a bounded buffer, not memory without end.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Level;
+
+/// Lines waiting to be shipped; more than this and new ones are dropped.
+const BUFFER: usize = 10_000;
+/// At most this many lines per push, and a push at least this often.
+const BATCH: usize = 1_000;
+const EVERY: Duration = Duration::from_secs(1);
+
+/// One log line on its way: its level (a Loki label), when, and the JSON.
+struct Line {
+    level: &'static str,
+    unix_ns: i128,
+    text: String,
+}
+
+/// The logging side: hands lines to the shipper without blocking.
+#[derive(Clone)]
+pub struct Lines(mpsc::Sender<Line>);
+
+impl Lines {
+    pub fn send(&self, level: &Level, at: time::OffsetDateTime, mut text: String) {
+        text.truncate(text.trim_end().len());
+        let line = Line { level: level_label(level), unix_ns: at.unix_timestamp_nanos(), text };
+        if self.0.try_send(line).is_err() {
+            metrics::counter!("shop_log_lines_dropped_total").increment(1);
+        }
+    }
+}
+
+fn level_label(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "error",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
+    }
+}
+
+/// Where the lines go, and the task that takes them there.
+pub struct Shipper {
+    receiver: mpsc::Receiver<Line>,
+    /// Told at exit: push what is buffered, then end.
+    stop: oneshot::Receiver<()>,
+    client: reqwest::Client,
+    url: String,
+    service: String,
+}
+
+/// A shipper for the Loki at `base_url`, labelling lines with `service`;
+/// sending on the third ends it once what is buffered has been pushed.
+pub fn shipper(base_url: &str, service: &str) -> (Lines, Shipper, oneshot::Sender<()>) {
+    let (sender, receiver) = mpsc::channel(BUFFER);
+    let (stop_sender, stop) = oneshot::channel();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+    let url = format!("{}/loki/api/v1/push", base_url.trim_end_matches('/'));
+    (Lines(sender), Shipper { receiver, stop, client, url, service: service.to_owned() }, stop_sender)
+}
+
+impl Shipper {
+    /// Ships until stopped (or every `Lines` is dropped), then pushes what is left.
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut retry_in = EVERY;
+        let mut failing = false;
+        let mut stopping = false;
+        loop {
+            // Gather lines until the batch is full or a second has passed.
+            let deadline = tokio::time::sleep(EVERY);
+            tokio::pin!(deadline);
+            let mut closed = false;
+            while batch.len() < BATCH {
+                let room = BATCH - batch.len();
+                tokio::select! {
+                    received = self.receiver.recv_many(&mut batch, room) => if received == 0 {
+                        closed = true;
+                        break;
+                    },
+                    _ = &mut self.stop, if !stopping => {
+                        // Lines already sent are still received; then recv_many gives 0.
+                        stopping = true;
+                        self.receiver.close();
+                    },
+                    () = &mut deadline => break,
+                }
+            }
+            if !batch.is_empty() {
+                match self.push(&batch).await {
+                    Ok(()) => {
+                        batch.clear();
+                        retry_in = EVERY;
+                        failing = false;
+                    }
+                    Err(error) => {
+                        // Not logged through tracing: that would feed the failure back here.
+                        if !failing {
+                            eprintln!("shipping logs to Loki failed; retrying: {error}");
+                            failing = true;
+                        }
+                        if batch.len() >= BATCH || closed {
+                            metrics::counter!("shop_log_lines_dropped_total").increment(batch.len() as u64);
+                            batch.clear();
+                        }
+                        if !closed {
+                            tokio::time::sleep(retry_in).await;
+                            retry_in = (retry_in * 2).min(Duration::from_secs(30));
+                        }
+                    }
+                }
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    async fn push(&self, batch: &[Line]) -> Result<(), String> {
+        // One stream per level; Loki takes them in one request.
+        let streams: Vec<_> = ["error", "warn", "info", "debug", "trace"]
+            .into_iter()
+            .filter_map(|level| {
+                let values: Vec<_> = batch
+                    .iter()
+                    .filter(|line| line.level == level)
+                    .map(|line| json!([line.unix_ns.to_string(), line.text]))
+                    .collect();
+                (!values.is_empty())
+                    .then(|| json!({ "stream": { "service_name": self.service, "level": level }, "values": values }))
+            })
+            .collect();
+        let response = self
+            .client
+            .post(&self.url)
+            .json(&json!({ "streams": streams }))
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        if response.status().is_success() {
+            metrics::counter!("shop_log_lines_shipped_total").increment(batch.len() as u64);
+            Ok(())
+        } else {
+            Err(format!("Loki answered {}", response.status()))
+        }
+    }
+}

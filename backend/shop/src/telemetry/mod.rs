@@ -1,0 +1,140 @@
+//! Logs and traces, set up once by `main`.
+//!
+//! - Logs go to stdout as text or one JSON object per line (`SHOP_LOG_FORMAT`),
+//!   filtered by `RUST_LOG`; JSON lines carry the trace and span id of the
+//!   span they happened in. With `SHOP_LOKI_URL` they are also pushed to Loki.
+//! - Every span of the shop's own crates is an OpenTelemetry span, so trace
+//!   context flows between processes (and into log lines) in every mode. The
+//!   spans are exported over OTLP/gRPC only when the standard variables ask
+//!   for it (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`, or
+//!   `OTEL_TRACES_EXPORTER=otlp`); `OTEL_SDK_DISABLED=true` or
+//!   `OTEL_TRACES_EXPORTER=none` turns export off. The SDK itself reads
+//!   `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`
+//!   and the exporter's `OTEL_EXPORTER_OTLP_*` (headers, timeout, ...).
+
+mod json_log;
+mod loki;
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::LogFormat;
+
+/// What has to be flushed at exit.
+pub struct Telemetry {
+    traces: SdkTracerProvider,
+    loki: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+/// How the process is named in traces and in Loki: `OTEL_SERVICE_NAME`, or
+/// `shop-<part>` (`shop` for everything in one process).
+pub fn service_name(part: Option<&str>) -> String {
+    match std::env::var("OTEL_SERVICE_NAME") {
+        Ok(name) if !name.trim().is_empty() => name,
+        _ => part.map_or_else(|| "shop".to_owned(), |part| format!("shop-{part}")),
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+}
+
+/// Whether the `OTEL_*` variables ask for spans to be exported.
+fn export_wanted() -> Result<bool, String> {
+    if env("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
+        return Ok(false);
+    }
+    let wanted = match env("OTEL_TRACES_EXPORTER").as_deref() {
+        Some("none") => false,
+        Some("otlp") => true,
+        Some(other) => return Err(format!("OTEL_TRACES_EXPORTER={other} is not supported (otlp or none)")),
+        None => env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some(),
+    };
+    if wanted {
+        for name in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] {
+            if let Some(protocol) = env(name).filter(|protocol| protocol != "grpc") {
+                return Err(format!("{name}={protocol} is not supported: the shop exports OTLP over gRPC (grpc)"));
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+/// Installs logging and tracing for the process. Needs the Tokio runtime
+/// (the OTLP exporter and the Loki shipper run on it).
+pub fn init(format: LogFormat, service: &str, loki_url: Option<&str>) -> Telemetry {
+    let mut problems = Vec::new();
+    let mut traces =
+        SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service.to_owned()).build());
+    let exporting = match export_wanted() {
+        Ok(true) => match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+            Ok(exporter) => {
+                traces = traces.with_batch_exporter(exporter);
+                true
+            }
+            Err(error) => {
+                problems.push(format!("traces will not be exported: the OTLP exporter: {error}"));
+                false
+            }
+        },
+        Ok(false) => false,
+        Err(problem) => {
+            problems.push(format!("traces will not be exported: {problem}"));
+            false
+        }
+    };
+    let traces = traces.build();
+    // Every span of the shop's crates, whatever RUST_LOG says of logs.
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(traces.tracer("shop"))
+        .with_filter(Targets::new().with_target("shop", Level::INFO));
+
+    let (loki_lines, loki) = match loki_url {
+        Some(url) => {
+            let (lines, shipper, stop) = loki::shipper(url, service);
+            (Some(lines), Some((stop, tokio::spawn(shipper.run()))))
+        }
+        None => (None, None),
+    };
+    let logs = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,shop=info"));
+    let registry = tracing_subscriber::registry().with(spans);
+    match format {
+        LogFormat::Pretty => {
+            let loki = loki_lines.map(|lines| json_log::JsonLog::new(false, Some(lines)).with_filter(logs()));
+            registry.with(tracing_subscriber::fmt::layer().with_filter(logs())).with(loki).init();
+        }
+        LogFormat::Json => registry.with(json_log::JsonLog::new(true, loki_lines).with_filter(logs())).init(),
+    }
+    for problem in problems {
+        tracing::warn!("{problem}");
+    }
+    if exporting {
+        tracing::info!(service, "exporting traces over OTLP");
+    }
+    if let Some(url) = loki_url {
+        tracing::info!(service, loki = %crate::config::redact(url), "shipping logs to Loki");
+    }
+    Telemetry { traces, loki }
+}
+
+impl Telemetry {
+    /// Sends what is still buffered: the last spans and log lines. Bounded,
+    /// so a collector that is gone cannot hold the exit up.
+    pub async fn shutdown(self) {
+        let traces = self.traces;
+        let flushed = tokio::task::spawn_blocking(move || traces.shutdown());
+        let _ = tokio::time::timeout(Duration::from_secs(5), flushed).await;
+        if let Some((stop, shipper)) = self.loki {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Every request, observed once at the edge: a server span that continues
+//! the caller's trace (W3C `traceparent`) or starts one, RED metrics by
+//! method, route template (not the raw path, so ids do not explode the
+//! series) and status, and one log line when it is answered.
+//!
+//! Nothing from the request's headers, body or query is logged: cookies,
+//! passwords and tokens never reach the logs.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+use tracing::field::Empty;
+
+pub async fn request(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_owned();
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %request.uri().path(),
+        http.response.status_code = Empty,
+    );
+    shop_telemetry::adopt_parent(&span, request.headers());
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    span.in_scope(|| {
+        let duration_ms = elapsed.as_micros() as f64 / 1000.0;
+        if status.is_server_error() {
+            tracing::warn!(%method, %route, status = status.as_u16(), duration_ms, "request failed");
+        } else {
+            tracing::info!(%method, %route, status = status.as_u16(), duration_ms, "request");
+        }
+    });
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_str().to_owned())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed.as_secs_f64());
+    response
+}
