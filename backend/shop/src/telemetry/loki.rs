@@ -82,6 +82,7 @@ impl Shipper {
                 tokio::select! {
                     received = self.receiver.recv_many(&mut batch, room) => if received == 0 {
                         closed = true;
+                        stopping = true;
                         break;
                     },
                     _ = &mut self.stop, if !stopping => {
@@ -105,11 +106,13 @@ impl Shipper {
                             eprintln!("shipping logs to Loki failed; retrying: {error}");
                             failing = true;
                         }
-                        if batch.len() >= BATCH || closed {
+                        // A full batch (or one at exit) is given up; a smaller
+                        // one waits and grows until the next try.
+                        if batch.len() >= BATCH || stopping {
                             metrics::counter!("shop_log_lines_dropped_total").increment(batch.len() as u64);
                             batch.clear();
                         }
-                        if !closed {
+                        if !stopping {
                             tokio::time::sleep(retry_in).await;
                             retry_in = (retry_in * 2).min(Duration::from_secs(30));
                         }
@@ -149,5 +152,73 @@ impl Shipper {
         } else {
             Err(format!("Loki answered {}", response.status()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::routing::post;
+
+    use super::*;
+
+    /// A stand-in for Loki's push endpoint that keeps what it was sent.
+    async fn fake_loki() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+        let pushed = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&pushed);
+        let app = axum::Router::new().route(
+            "/loki/api/v1/push",
+            post(move |Json(body): Json<serde_json::Value>| async move {
+                kept.lock().unwrap().push(body);
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, pushed)
+    }
+
+    #[tokio::test]
+    async fn lines_are_pushed_in_batches_by_level_and_flushed_when_stopped() {
+        let (url, pushed) = fake_loki().await;
+        let (lines, shipper, stop) = shipper(&url, "shop-test");
+        let running = tokio::spawn(shipper.run());
+        let now = time::OffsetDateTime::now_utc();
+        lines.send(&Level::INFO, now, "{\"message\":\"one\"}\n".into());
+        lines.send(&Level::WARN, now, "{\"message\":\"two\"}\n".into());
+        lines.send(&Level::INFO, now, "{\"message\":\"three\"}\n".into());
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), running).await.unwrap().unwrap();
+
+        let pushed = pushed.lock().unwrap();
+        let streams: Vec<_> = pushed.iter().flat_map(|body| body["streams"].as_array().unwrap().clone()).collect();
+        let of_level = |level: &str| -> Vec<String> {
+            streams
+                .iter()
+                .filter(|stream| stream["stream"]["level"] == level)
+                .inspect(|stream| assert_eq!(stream["stream"]["service_name"], "shop-test"))
+                .flat_map(|stream| stream["values"].as_array().unwrap().clone())
+                .map(|value| value[1].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(of_level("info"), ["{\"message\":\"one\"}", "{\"message\":\"three\"}"]);
+        assert_eq!(of_level("warn"), ["{\"message\":\"two\"}"]);
+        let stamp = streams[0]["values"][0][0].as_str().unwrap();
+        assert!(stamp.parse::<i128>().unwrap() >= now.unix_timestamp_nanos(), "nanoseconds as a string: {stamp}");
+    }
+
+    #[tokio::test]
+    async fn a_loki_that_is_away_costs_lines_not_the_process() {
+        // Nothing listens on the discard port: every push fails.
+        let (lines, shipper, stop) = shipper("http://127.0.0.1:9", "shop-test");
+        let running = tokio::spawn(shipper.run());
+        for _ in 0..(BUFFER + 10) {
+            lines.send(&Level::INFO, time::OffsetDateTime::now_utc(), "{}".into());
+        }
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap();
     }
 }
