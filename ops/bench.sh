@@ -5,7 +5,8 @@
 #
 #   ops/bench.sh [SECONDS]        (default 10 s per scenario)
 #
-# Settings pass through: e.g. `SHOP_LOG_FORMAT=json ops/bench.sh`, or
+# Settings pass through: e.g. `SHOP_LOG_FORMAT=json ops/bench.sh`,
+# `OTEL_SDK_DISABLED=true ops/bench.sh` (no spans at all: what tracing costs), or
 # `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 ops/bench.sh` with a
 # collector listening, to see what exporting traces costs.
 # Needs wrk (Debian: apt-get install wrk) and curl; builds the release binary

@@ -7,8 +7,9 @@
 //!   context flows between processes (and into log lines) in every mode. The
 //!   spans are exported over OTLP/gRPC only when the standard variables ask
 //!   for it (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._TRACES_ENDPOINT`, or
-//!   `OTEL_TRACES_EXPORTER=otlp`); `OTEL_SDK_DISABLED=true` or
-//!   `OTEL_TRACES_EXPORTER=none` turns export off. The SDK itself reads
+//!   `OTEL_TRACES_EXPORTER=otlp`); `OTEL_TRACES_EXPORTER=none` turns export
+//!   off, and `OTEL_SDK_DISABLED=true` OpenTelemetry altogether (no trace
+//!   ids, no context passed on). The SDK itself reads
 //!   `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`
 //!   and the exporter's `OTEL_EXPORTER_OTLP_*` (headers, timeout, ...).
 
@@ -49,9 +50,6 @@ fn env(name: &str) -> Option<String> {
 
 /// Whether the `OTEL_*` variables ask for spans to be exported.
 fn export_wanted() -> Result<bool, String> {
-    if env("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
-        return Ok(false);
-    }
     let wanted = match env("OTEL_TRACES_EXPORTER").as_deref() {
         Some("none") => false,
         Some("otlp") => true,
@@ -74,7 +72,9 @@ pub fn init(format: LogFormat, service: &str, loki_url: Option<&str>) -> Telemet
     let mut problems = Vec::new();
     let mut traces =
         SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service.to_owned()).build());
+    let sdk_disabled = env("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true"));
     let exporting = match export_wanted() {
+        _ if sdk_disabled => false,
         Ok(true) => match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
             Ok(exporter) => {
                 traces = traces.with_batch_exporter(exporter);
@@ -93,9 +93,11 @@ pub fn init(format: LogFormat, service: &str, loki_url: Option<&str>) -> Telemet
     };
     let traces = traces.build();
     // Every span of the shop's crates, whatever RUST_LOG says of logs.
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(traces.tracer("shop"))
-        .with_filter(Targets::new().with_target("shop", Level::INFO));
+    let spans = (!sdk_disabled).then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(traces.tracer("shop"))
+            .with_filter(Targets::new().with_target("shop", Level::INFO))
+    });
 
     let (loki_lines, loki) = match loki_url {
         Some(url) => {
