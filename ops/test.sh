@@ -11,7 +11,9 @@
 #      ci-artifacts/screenshots/),
 #   6. tests/api/test_openapi.py: schemathesis against /openapi.json as an admin,
 #   7. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS,
-#      each followed by `promtool check metrics` on the process's /metrics,
+#      each followed by `promtool check metrics` on the process's /metrics;
+#      then compose.yaml's four shop processes run outside containers with
+#      its settings, scraped by a real Prometheus, through ops/smoke.sh,
 #   8. the deployment, with no Docker engine: compose.yaml through Docker
 #      Compose v2's parser and our rules, the Dockerfiles through hadolint,
 #      Tempo/Loki/Grafana configuration parsed and cross-checked (right after
@@ -694,6 +696,14 @@ smoke real SHOP_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" POSTGRES_DB_USERS="${SMOK
     SHOP_REDIS_URL="$SHOP_TEST_REDIS_URL" SHOP_CACHE_PREFIX="shop_test:${SMOKE_DB}:" \
     SHOP_NATS_URL="$SHOP_TEST_NATS_URL" SHOP_NATS_STREAM="SHOP_TEST_${SMOKE_DB}" SHOP_NATS_SUBJECT_PREFIX="$SMOKE_DB"
 forget_smoke_run
+step_done
+
+step "compose.yaml's four processes outside containers, scraped by Prometheus (tests/ops/test_processes.py)"
+# The shop services of compose.yaml with their own command, environment and
+# health check, only hosts, ports and names rewritten (databases, stream and
+# keys of its own, all removed again), on PostgreSQL, Redis and NATS; a real
+# Prometheus from ops/prometheus scrapes them through ops/smoke.sh.
+run "$VENV/bin/python" tests/ops/test_processes.py
 step_done
 
 step "Grafana dashboards against what the smoke runs exported (tests/ops/check_dashboards.py)"
