@@ -67,32 +67,14 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (service, method) = service_and_method(request.uri().path());
-        let span = if is_plumbing(&service) {
-            tracing::Span::none()
-        } else {
-            let span = tracing::info_span!(
-                "grpc.server",
-                otel.name = %format_args!("{service}/{method}"),
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
-                rpc.grpc.status_code = Empty,
-            );
-            shop_telemetry::adopt_parent(&span, request.headers());
-            span
-        };
+        let span = if is_plumbing(&service) { tracing::Span::none() } else { Side::Server.span(&service, &method) };
+        shop_telemetry::adopt_parent(&span, request.headers());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
                 let response = future.await?;
-                let code = status_code(&response);
-                tracing::Span::current().record("rpc.grpc.status_code", code);
-                metrics::counter!("grpc_server_handled_total", "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => code)
-                    .increment(1);
-                metrics::histogram!("grpc_server_handling_seconds", "grpc_service" => service, "grpc_method" => method)
-                    .record(started.elapsed().as_secs_f64());
+                Side::Server.record(service, method, status_code(&response), started);
                 Ok(response)
             }
             .instrument(span),
@@ -128,15 +110,7 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let (service, method) = service_and_method(request.uri().path());
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-        );
+        let span = Side::Client.span(&service, &method);
         shop_telemetry::inject(&span, request.headers_mut());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
@@ -144,16 +118,45 @@ where
             async move {
                 let outcome = future.await;
                 // No answer at all (refused, timed out) is what tonic reports as UNAVAILABLE.
-                let code = outcome.as_ref().map_or("UNAVAILABLE", status_code);
-                tracing::Span::current().record("rpc.grpc.status_code", code);
-                metrics::counter!("grpc_client_handled_total", "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => code)
-                    .increment(1);
-                metrics::histogram!("grpc_client_handling_seconds", "grpc_service" => service, "grpc_method" => method)
-                    .record(started.elapsed().as_secs_f64());
+                Side::Client.record(service, method, outcome.as_ref().map_or("UNAVAILABLE", status_code), started);
                 outcome
             }
             .instrument(span),
         )
+    }
+}
+
+/// Which end of a call is observed: the same span and metrics, named for it.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Server,
+    Client,
+}
+
+impl Side {
+    fn span(self, service: &str, method: &str) -> tracing::Span {
+        tracing::info_span!(
+            "grpc",
+            otel.name = %format_args!("{service}/{method}"),
+            otel.kind = match self { Self::Server => "server", Self::Client => "client" },
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = Empty,
+        )
+    }
+
+    /// Records the outcome on the current (the call's) span and in the metrics.
+    fn record(self, service: String, method: String, code: &'static str, started: Instant) {
+        tracing::Span::current().record("rpc.grpc.status_code", code);
+        let (handled, seconds) = match self {
+            Self::Server => ("grpc_server_handled_total", "grpc_server_handling_seconds"),
+            Self::Client => ("grpc_client_handled_total", "grpc_client_handling_seconds"),
+        };
+        metrics::counter!(handled, "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => code)
+            .increment(1);
+        metrics::histogram!(seconds, "grpc_service" => service, "grpc_method" => method)
+            .record(started.elapsed().as_secs_f64());
     }
 }
 
