@@ -4,45 +4,89 @@
 //! series) and status, and one log line when it is answered.
 //!
 //! Nothing from the request's headers, body or query is logged: cookies,
-//! passwords and tokens never reach the logs.
+//! passwords and tokens never reach the logs. Nothing a client chooses
+//! freely becomes a label or a span name: an unknown method is `_OTHER`.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+/// Probes ask every few seconds: counted, but neither traced nor logged.
+const QUIET_ROUTES: [&str; 1] = ["/healthz"];
+
 pub async fn request(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_owned();
-    let method = request.method().as_str().to_owned();
-    let span = tracing::info_span!(
-        "http.server",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
-        url.path = %request.uri().path(),
-        http.response.status_code = Empty,
-    );
+    let method = method_label(request.method());
+    let quiet = QUIET_ROUTES.contains(&route.as_str());
+    let span = if quiet {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "http.server",
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = method,
+            http.route = %route,
+            url.path = %request.uri().path(),
+            http.response.status_code = Empty,
+        )
+    };
     shop_telemetry::adopt_parent(&span, request.headers());
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
-    span.in_scope(|| {
-        let duration_ms = elapsed.as_micros() as f64 / 1000.0;
-        if status.is_server_error() {
-            tracing::warn!(%method, %route, status = status.as_u16(), duration_ms, "request failed");
-        } else {
-            tracing::info!(%method, %route, status = status.as_u16(), duration_ms, "request");
-        }
-    });
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_str().to_owned())
+    if !quiet {
+        span.in_scope(|| {
+            let duration_ms = elapsed.as_micros() as f64 / 1000.0;
+            if status.is_server_error() {
+                tracing::Span::current().record("otel.status_code", "error");
+                tracing::warn!(method, %route, status = status.as_u16(), duration_ms, "request failed");
+            } else {
+                tracing::info!(method, %route, status = status.as_u16(), duration_ms, "request");
+            }
+        });
+    }
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status.as_str().to_owned())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(elapsed.as_secs_f64());
     response
+}
+
+/// The request's method if it is one of HTTP's own, else `_OTHER`
+/// (OpenTelemetry's convention): a client cannot mint new series.
+fn method_label(method: &Method) -> &'static str {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ]
+    .iter()
+    .find(|known| *known == method)
+    .map_or("_OTHER", Method::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_methods_become_labels() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::from_bytes(b"XYZZY").unwrap()), "_OTHER");
+    }
 }

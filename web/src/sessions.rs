@@ -124,8 +124,12 @@ impl SessionStore for MemorySessions {
         Ok(())
     }
 
+    /// Only a session that still exists: a request that loaded it before
+    /// sign-out must not bring it back by saving (a cart change, say).
     async fn save(&self, record: &Record) -> Result<()> {
-        self.map()?.insert(record.id, record.clone());
+        if let Some(kept) = self.map()?.get_mut(&record.id) {
+            *kept = record.clone();
+        }
         Ok(())
     }
 
@@ -156,15 +160,13 @@ impl RedisSessions {
         format!("{}{id}", self.prefix)
     }
 
-    /// Writes `record`; with `only_new`, only when its id is not taken.
-    async fn write(&self, record: &Record, only_new: bool) -> Result<bool> {
+    /// Writes `record` when `condition` holds: NX (a new id) or XX (a session
+    /// that still exists). Whether it was written.
+    async fn write(&self, record: &Record, condition: SetOptions) -> Result<bool> {
         let json = serde_json::to_string(record).map_err(|e| Error::Encode(e.to_string()))?;
         let expires = Expiration::EXAT(record.expiry_date.unix_timestamp());
-        let written: Option<String> = self
-            .pool
-            .set(self.key(&record.id), json, Some(expires), only_new.then_some(SetOptions::NX), false)
-            .await
-            .map_err(backend)?;
+        let written: Option<String> =
+            self.pool.set(self.key(&record.id), json, Some(expires), Some(condition), false).await.map_err(backend)?;
         Ok(written.is_some())
     }
 
@@ -182,14 +184,15 @@ impl RedisSessions {
 #[async_trait]
 impl SessionStore for RedisSessions {
     async fn create(&self, record: &mut Record) -> Result<()> {
-        while !self.write(record, true).await? {
+        while !self.write(record, SetOptions::NX).await? {
             record.id = Id::default(); // taken: a new one
         }
         Ok(())
     }
 
+    /// Only a session that still exists (see `MemorySessions::save`).
     async fn save(&self, record: &Record) -> Result<()> {
-        self.write(record, false).await.map(drop)
+        self.write(record, SetOptions::XX).await.map(drop)
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
@@ -222,5 +225,8 @@ mod tests {
         assert_eq!(store.active().unwrap(), 1);
         store.delete(&live.id).await.unwrap();
         assert_eq!(store.active().unwrap(), 0);
+        // A request still holding the deleted session cannot bring it back.
+        store.save(&live).await.unwrap();
+        assert!(store.load(&live.id).await.unwrap().is_none());
     }
 }

@@ -106,15 +106,17 @@ where
                 messaging.operation.type = "process",
                 messaging.consumer.group.name = %consumer.name,
                 messaging.message.id = %delivery.event.id,
+                otel.status_code = tracing::field::Empty,
             );
             shop_telemetry::adopt_traceparent(&span, delivery.event.trace_parent.as_deref());
-            match handle(delivery.event.clone()).instrument(span).await {
+            match handle(delivery.event.clone()).instrument(span.clone()).await {
                 Ok(()) => {
                     handled.insert(delivery.event.id.clone());
                     delivery.ack().await;
                 }
                 Err(error) => {
-                    tracing::warn!(consumer = %consumer.name, kind = %delivery.event.kind, %error, "handling an event failed; it will come again");
+                    span.record("otel.status_code", "error");
+                    span.in_scope(|| tracing::warn!(consumer = %consumer.name, kind = %delivery.event.kind, %error, "handling an event failed; it will come again"));
                     delivery.retry_later().await;
                 }
             }

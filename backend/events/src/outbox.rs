@@ -141,10 +141,14 @@ impl Relay {
             messaging.system = self.bus.name(),
             messaging.operation.type = "publish",
             messaging.message.id = %event.id,
+            otel.status_code = tracing::field::Empty,
         );
         shop_telemetry::adopt_traceparent(&span, trace_parent.as_deref());
         event.trace_parent = shop_telemetry::traceparent(&span).or(trace_parent);
-        self.bus.publish(&event).instrument(span).await?;
+        if let Err(error) = self.bus.publish(&event).instrument(span.clone()).await {
+            span.record("otel.status_code", "error");
+            return Err(error.into());
+        }
         Ok(())
     }
 

@@ -63,7 +63,12 @@ where
 
     Server::builder()
         .timeout(Duration::from_secs(30))
-        .layer(observe::ServerLayer)
+        .layer(observe::ServerLayer::serving(&[
+            S::NAME,
+            HEALTH,
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,9 +1,14 @@
 //! What every gRPC call leaves behind, on both sides: a span in the
 //! request's trace (its W3C context read from, or put on, the call's
 //! metadata) and RED metrics by service, method and status code.
+//!
+//! A server names only what it serves: a call to a service it does not
+//! have, or to a method it answers UNIMPLEMENTED, is `unknown`, so callers
+//! cannot mint new series or span names.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -12,21 +17,33 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 /// The server side, layered once around every service a port serves.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServerLayer;
+#[derive(Debug, Clone)]
+pub struct ServerLayer {
+    services: Arc<[&'static str]>,
+}
+
+impl ServerLayer {
+    /// For a port serving `services` (full names, health and reflection included).
+    pub fn serving(services: &[&'static str]) -> Self {
+        Self { services: services.into() }
+    }
+}
 
 impl<S> Layer<S> for ServerLayer {
     type Service = Server<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Server { inner }
+        Server { inner, services: Arc::clone(&self.services) }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Server<S> {
     inner: S,
+    services: Arc<[&'static str]>,
 }
+
+const UNKNOWN: &str = "unknown";
 
 /// "/shop.users.v1.UserService/GetUserProfile" → its service and method.
 fn service_and_method(path: &str) -> (String, String) {
@@ -66,15 +83,24 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (service, method) = service_and_method(request.uri().path());
+        let (mut service, mut method) = service_and_method(request.uri().path());
+        if !self.services.contains(&service.as_str()) {
+            (service, method) = (UNKNOWN.to_owned(), UNKNOWN.to_owned());
+        }
         let span = if is_plumbing(&service) { tracing::Span::none() } else { Side::Server.span(&service, &method) };
         shop_telemetry::adopt_parent(&span, request.headers());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
+        let recorded = span.clone();
         Box::pin(
             async move {
                 let response = future.await?;
-                Side::Server.record(service, method, status_code(&response), started);
+                let code = status_code(&response);
+                if code == "UNIMPLEMENTED" {
+                    method = UNKNOWN.to_owned();
+                    recorded.record("otel.name", format!("{service}/{UNKNOWN}"));
+                }
+                Side::Server.record(&recorded, service, method, code, started);
                 Ok(response)
             }
             .instrument(span),
@@ -114,11 +140,14 @@ where
         shop_telemetry::inject(&span, request.headers_mut());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
+        let recorded = span.clone();
         Box::pin(
             async move {
                 let outcome = future.await;
-                // No answer at all (refused, timed out) is what tonic reports as UNAVAILABLE.
-                Side::Client.record(service, method, outcome.as_ref().map_or("UNAVAILABLE", status_code), started);
+                // No answer at all (refused, timed out at the transport) is
+                // counted as UNAVAILABLE.
+                let code = outcome.as_ref().map_or("UNAVAILABLE", status_code);
+                Side::Client.record(&recorded, service, method, code, started);
                 outcome
             }
             .instrument(span),
@@ -139,6 +168,7 @@ impl Side {
             "grpc",
             otel.name = %format_args!("{service}/{method}"),
             otel.kind = match self { Self::Server => "server", Self::Client => "client" },
+            otel.status_code = Empty,
             rpc.system = "grpc",
             rpc.service = %service,
             rpc.method = %method,
@@ -146,9 +176,12 @@ impl Side {
         )
     }
 
-    /// Records the outcome on the current (the call's) span and in the metrics.
-    fn record(self, service: String, method: String, code: &'static str, started: Instant) {
-        tracing::Span::current().record("rpc.grpc.status_code", code);
+    /// Records the outcome on the call's span and in the metrics.
+    fn record(self, span: &tracing::Span, service: String, method: String, code: &'static str, started: Instant) {
+        span.record("rpc.grpc.status_code", code);
+        if self.is_error(code) {
+            span.record("otel.status_code", "error");
+        }
         let (handled, seconds) = match self {
             Self::Server => ("grpc_server_handled_total", "grpc_server_handling_seconds"),
             Self::Client => ("grpc_client_handled_total", "grpc_client_handling_seconds"),
@@ -157,6 +190,23 @@ impl Side {
             .increment(1);
         metrics::histogram!(seconds, "grpc_service" => service, "grpc_method" => method)
             .record(started.elapsed().as_secs_f64());
+    }
+}
+
+impl Side {
+    /// Whether `code` marks the span failed (OpenTelemetry's conventions for
+    /// gRPC): for a client, anything but OK; for a server, only what is the
+    /// server's fault, not a refused request.
+    fn is_error(self, code: &str) -> bool {
+        match self {
+            Self::Client => code != "OK",
+            Self::Server => {
+                matches!(
+                    code,
+                    "UNKNOWN" | "DEADLINE_EXCEEDED" | "UNIMPLEMENTED" | "INTERNAL" | "UNAVAILABLE" | "DATA_LOSS"
+                )
+            }
+        }
     }
 }
 

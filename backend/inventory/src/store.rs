@@ -279,12 +279,13 @@ pub async fn release(db: &Db, order_id: i64) -> Result<bool, InventoryError> {
         let now = now_ms();
         let mut tx = db.pool.begin().await?;
         let released = sqlx::query(
-        "UPDATE reservations SET state = 'released', released_at_ms = $2 WHERE order_id = $1 AND state = 'reserved'",
-    )
-    .bind(order_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+            "UPDATE reservations SET state = 'released', released_at_ms = $2 \
+             WHERE order_id = $1 AND state = 'reserved'",
+        )
+        .bind(order_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         if released.rows_affected() == 0 {
             sqlx::query(
                 "INSERT INTO reservations (order_id, state, created_at_ms, released_at_ms) \

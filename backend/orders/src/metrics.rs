@@ -31,5 +31,8 @@ pub fn describe() {
     for outcome in ["confirmed", "rejected"] {
         metrics::counter!("shop_orders_total", "outcome" => outcome).absolute(0);
     }
+    for status in Status::ALL.into_iter().filter(|status| *status != Status::Pending) {
+        metrics::counter!("shop_order_status_changes_total", "status" => status.as_str()).absolute(0);
+    }
     metrics::counter!("shop_revenue_cents_total").absolute(0);
 }

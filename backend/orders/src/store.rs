@@ -108,59 +108,61 @@ pub async fn insert_pending(
     idempotency_key: Option<&str>,
 ) -> Result<Recorded, OrderError> {
     db.observe("insert_pending", async move {
-    let now = now_ms();
-    let mut tx = db.pool.begin().await?;
-    let (order_id,): (i64,) = sqlx::query_as(
-        "INSERT INTO orders (user_id, status, created_at_ms, updated_at_ms) VALUES ($1, 'pending', $2, $2) RETURNING id",
-    )
-    .bind(user_id)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-    for (product_id, quantity) in lines.iter() {
-        sqlx::query("INSERT INTO order_items (order_id, product_id, quantity) VALUES ($1, $2, $3)")
-            .bind(order_id)
-            .bind(product_id)
-            .bind(quantity)
-            .execute(&mut *tx)
-            .await?;
-    }
-    record_change(&mut tx, order_id, Status::Pending, actor, now).await?;
-    if let Some(key) = idempotency_key {
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (user_id, idempotency_key, request, order_id, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+        let now = now_ms();
+        let mut tx = db.pool.begin().await?;
+        let (order_id,): (i64,) = sqlx::query_as(
+            "INSERT INTO orders (user_id, status, created_at_ms, updated_at_ms) \
+             VALUES ($1, 'pending', $2, $2) RETURNING id",
         )
         .bind(user_id)
-        .bind(key)
-        .bind(lines.canonical())
-        .bind(order_id)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        if claimed.rows_affected() == 0 {
-            // Dropping `tx` rolls this request's order back.
-            let (request, existing): (String, i64) = sqlx::query_as(
-                "SELECT request, order_id FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2",
+        for (product_id, quantity) in lines.iter() {
+            sqlx::query("INSERT INTO order_items (order_id, product_id, quantity) VALUES ($1, $2, $3)")
+                .bind(order_id)
+                .bind(product_id)
+                .bind(quantity)
+                .execute(&mut *tx)
+                .await?;
+        }
+        record_change(&mut tx, order_id, Status::Pending, actor, now).await?;
+        if let Some(key) = idempotency_key {
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (user_id, idempotency_key, request, order_id, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
             )
             .bind(user_id)
             .bind(key)
-            .fetch_one(&mut *tx)
+            .bind(lines.canonical())
+            .bind(order_id)
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
-            return if request == lines.canonical() {
-                Ok(Recorded::Existing(existing))
-            } else {
-                Err(OrderError::invalid(
-                    "idempotency_key",
-                    "was already used for a different order; use a new key for a new order",
-                ))
-            };
+            if claimed.rows_affected() == 0 {
+                // Dropping `tx` rolls this request's order back.
+                let (request, existing): (String, i64) = sqlx::query_as(
+                    "SELECT request, order_id FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2",
+                )
+                .bind(user_id)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+                return if request == lines.canonical() {
+                    Ok(Recorded::Existing(existing))
+                } else {
+                    Err(OrderError::invalid(
+                        "idempotency_key",
+                        "was already used for a different order; use a new key for a new order",
+                    ))
+                };
+            }
         }
-    }
-    let items = lines.iter().map(|(product_id, quantity)| shop_events::OrderLine { product_id, quantity }).collect();
-    record(&mut tx, &OrderCreated { order_id, user_id, items }).await?;
-    tx.commit().await?;
-    Ok(Recorded::New(order_id))
+        let items =
+            lines.iter().map(|(product_id, quantity)| shop_events::OrderLine { product_id, quantity }).collect();
+        record(&mut tx, &OrderCreated { order_id, user_id, items }).await?;
+        tx.commit().await?;
+        Ok(Recorded::New(order_id))
     })
     .await
 }

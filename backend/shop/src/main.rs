@@ -41,15 +41,16 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let part = match &cli.command {
-        Some(Command::Users) => Some("users"),
-        Some(Command::Inventory) => Some("inventory"),
-        Some(Command::Orders) => Some("orders"),
-        Some(Command::Gateway) => Some("gateway"),
-        _ => None,
+    let (role, part) = match &cli.command {
+        None | Some(Command::All) => (telemetry::Role::Server, None),
+        Some(Command::Users) => (telemetry::Role::Server, Some("users")),
+        Some(Command::Inventory) => (telemetry::Role::Server, Some("inventory")),
+        Some(Command::Orders) => (telemetry::Role::Server, Some("orders")),
+        Some(Command::Gateway) => (telemetry::Role::Server, Some("gateway")),
+        Some(_) => (telemetry::Role::Command, None),
     };
     let telemetry =
-        telemetry::init(cli.config.log_format, &telemetry::service_name(part), cli.config.loki_url.as_deref());
+        telemetry::init(cli.config.log_format, role, &telemetry::service_name(part), cli.config.loki_url.as_deref());
     let outcome = run(cli).await;
     if let Err(error) = &outcome {
         tracing::error!("{error:#}");

@@ -40,10 +40,11 @@ async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
 
     let unknown = shop(data.path()).args(["make-admin", "nobody@example.com"]).output().expect("make-admin runs");
     assert!(!unknown.status.success());
-    assert!(String::from_utf8_lossy(&unknown.stdout).contains("register it first"));
+    // One-shot commands log (and fail) on stderr: stdout is their answer.
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("register it first"));
     let malformed = shop(data.path()).args(["make-admin", "not-an-email"]).output().expect("make-admin runs");
     assert!(!malformed.status.success());
-    assert!(String::from_utf8_lossy(&malformed.stdout).contains("email"));
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("email"));
 
     // An operator's signed caller, for calling a service directly.
     let token = shop(data.path()).args(["caller-token", "--user", "1", "--admin"]).output().expect("caller-token runs");
@@ -109,7 +110,7 @@ fn a_bad_setting_is_refused_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--http-addr"));
     let bad_url = shop(data.path()).env("SHOP_POSTGRES_URL", "mysql://db").arg("migrate").output().expect("shop runs");
     assert!(!bad_url.status.success());
-    assert!(String::from_utf8_lossy(&bad_url.stdout).contains("unsupported database URL"));
+    assert!(String::from_utf8_lossy(&bad_url.stderr).contains("unsupported database URL"));
 }
 
 #[test]
@@ -127,6 +128,7 @@ fn migrate_creates_each_service_database_on_postgresql() {
         .output()
         .expect("migrate runs");
     let stdout = String::from_utf8_lossy(&migrated.stdout).into_owned();
+    let log = String::from_utf8_lossy(&migrated.stderr).into_owned();
     let dropped: Vec<_> = names
         .iter()
         .map(|name| {
@@ -136,7 +138,7 @@ fn migrate_creates_each_service_database_on_postgresql() {
                 .map(|s| s.success())
         })
         .collect();
-    assert!(migrated.status.success(), "{stdout}");
+    assert!(migrated.status.success(), "{log}");
     assert!(stdout.contains("users: migrated") && stdout.contains("orders: migrated"), "{stdout}");
     assert!(dropped.iter().all(|d| matches!(d, Ok(true))), "the test databases are dropped: {dropped:?}");
 }

@@ -252,3 +252,39 @@ fn healthcheck_answers_for_a_running_process_and_fails_for_a_missing_one() {
     assert!(!check(&format!("{}/no-such-page", running.addresses.gateway())));
     assert!(!check("ftp://example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_cannot_mint_metric_series() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let running = Process::start(shop(dir.path()), "gateway (HTTP) listening");
+    let client = reqwest::Client::new();
+    let gateway = running.addresses.gateway();
+    for method in ["XYZZY", "FOO1"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        client.request(method, format!("{gateway}/")).send().await.expect("an answer");
+    }
+    // Services and methods that are not there, on a service's own port.
+    let channel = tonic::transport::Endpoint::from_shared(running.addresses.users())
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("a connection");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for path in ["/evil.Svc/A1", "/shop.users.v1.UserService/NoSuchMethod"] {
+        grpc.ready().await.expect("ready");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+        let answer = grpc
+            .unary::<(), (), _>(tonic::Request::new(()), path, tonic_prost::ProstCodec::default())
+            .await
+            .expect_err("no such method");
+        assert_eq!(answer.code(), tonic::Code::Unimplemented);
+    }
+
+    let metrics = client.get(running.addresses.metrics()).send().await.expect("metrics").text().await.expect("text");
+    for minted in ["XYZZY", "FOO1", "evil", "A1", "NoSuchMethod"] {
+        assert!(!metrics.contains(minted), "{minted} became a label:\n{metrics}");
+    }
+    assert!(metrics.contains(r#"method="_OTHER""#), "{metrics}");
+    assert!(metrics.contains(r#"grpc_service="unknown",grpc_method="unknown""#), "{metrics}");
+    assert!(metrics.contains(r#"grpc_service="shop.users.v1.UserService",grpc_method="unknown""#), "{metrics}");
+}

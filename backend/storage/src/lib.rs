@@ -134,7 +134,7 @@ pub trait StorageFailure {
 
 impl StorageFailure for sqlx::Error {
     fn is_storage_failure(&self) -> bool {
-        violation(self).is_none()
+        !matches!(self, sqlx::Error::RowNotFound) && violation(self).is_none()
     }
 }
 
@@ -227,6 +227,7 @@ impl Db {
             db.namespace = self.service,
             db.operation.name = operation,
             error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         let started = Instant::now();
         let outcome = work.instrument(span.clone()).await;
@@ -236,6 +237,7 @@ impl Db {
             && error.is_storage_failure()
         {
             span.record("error.type", "storage");
+            span.record("otel.status_code", "error");
             metrics::counter!("shop_db_query_errors_total", "service" => self.service, "query" => operation)
                 .increment(1);
         }

@@ -19,17 +19,42 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::loki::Lines;
 
-/// Writes each event as one JSON line to stdout, and hands a copy to Loki
+/// Writes each event as one JSON line to `output`, and hands a copy to Loki
 /// when it is configured.
 pub struct JsonLog {
     dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
-    stdout: bool,
+    output: Output,
     loki: Option<Lines>,
 }
 
+/// Where log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Stderr,
+    /// Only to Loki (or, without it, nowhere: the layer then does nothing).
+    Nowhere,
+}
+
+impl Output {
+    /// A writer for one line. A closed stream must not take the process
+    /// down: the line is lost.
+    pub fn writer(self) -> Box<dyn Write> {
+        match self {
+            Self::Stdout => Box::new(std::io::stdout()),
+            Self::Stderr => Box::new(std::io::stderr()),
+            Self::Nowhere => Box::new(std::io::sink()),
+        }
+    }
+}
+
 impl JsonLog {
-    pub fn new(stdout: bool, loki: Option<Lines>) -> Self {
-        Self { dispatch: std::sync::OnceLock::new(), stdout, loki }
+    pub fn new(output: Output, loki: Option<Lines>) -> Self {
+        Self { dispatch: std::sync::OnceLock::new(), output, loki }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.output == Output::Nowhere && self.loki.is_none()
     }
 }
 
@@ -78,6 +103,9 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if self.is_idle() {
+            return;
+        }
         let mut fields = Map::new();
         attrs.record(&mut JsonVisitor(&mut fields));
         if let Some(span) = ctx.span(id) {
@@ -94,6 +122,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if self.is_idle() {
+            return;
+        }
         let metadata = event.metadata();
         let mut line = Map::new();
         let now = time::OffsetDateTime::now_utc();
@@ -106,30 +137,31 @@ where
             // Fields of every span the event is in, the innermost winning;
             // `otel.*` are instructions to the trace exporter, not data.
             let mut span_fields = BTreeMap::new();
-            let mut innermost = None;
+            let mut spans = Vec::new();
             for span in scope.from_root() {
                 if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
                     for (key, value) in fields.iter().filter(|(key, _)| !key.starts_with("otel.")) {
                         span_fields.insert(key.clone(), value.clone());
                     }
                 }
-                innermost = Some((span.id(), span.name()));
+                spans.push((span.id(), span.name()));
             }
-            if let Some((id, name)) = innermost {
-                span_fields.insert("name".into(), Value::String(name.to_owned()));
+            if let Some((_, name)) = spans.last() {
+                span_fields.insert("name".into(), Value::String((*name).to_owned()));
                 line.insert("span".into(), Value::Object(span_fields.into_iter().collect()));
-                if let Some(ids) = self.trace_ids(&id, &ctx) {
-                    line.insert("trace_id".into(), Value::String(ids.trace_id));
-                    line.insert("span_id".into(), Value::String(ids.span_id));
-                }
+            }
+            // The innermost span that is part of a trace (a library's own
+            // span, seen with RUST_LOG=debug, is not).
+            if let Some(ids) = spans.iter().rev().find_map(|(id, _)| self.trace_ids(id, &ctx)) {
+                line.insert("trace_id".into(), Value::String(ids.trace_id));
+                line.insert("span_id".into(), Value::String(ids.span_id));
             }
         }
 
         let Ok(mut text) = serde_json::to_string(&line) else { return };
         text.push('\n');
-        if self.stdout {
-            // A closed stdout must not take the process down: the line is lost.
-            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        if self.output != Output::Nowhere {
+            let _ = self.output.writer().write_all(text.as_bytes());
         }
         if let Some(loki) = &self.loki {
             loki.send(metadata.level(), now, text);

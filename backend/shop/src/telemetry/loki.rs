@@ -30,7 +30,7 @@ impl Lines {
         text.truncate(text.trim_end().len());
         let line = Line { level: level_label(level), unix_ns: at.unix_timestamp_nanos(), text };
         if self.0.try_send(line).is_err() {
-            metrics::counter!("shop_log_lines_dropped_total").increment(1);
+            dropped(1);
         }
     }
 }
@@ -57,12 +57,15 @@ pub struct Shipper {
 
 /// A shipper for the Loki at `base_url`, labelling lines with `service`;
 /// sending on the third ends it once what is buffered has been pushed.
-pub fn shipper(base_url: &str, service: &str) -> (Lines, Shipper, oneshot::Sender<()>) {
+pub fn shipper(base_url: &str, service: &str) -> Result<(Lines, Shipper, oneshot::Sender<()>), String> {
+    if !base_url.starts_with("http://") {
+        return Err(format!("the Loki URL must be http://HOST:PORT (no TLS is built in), not {base_url}"));
+    }
     let (sender, receiver) = mpsc::channel(BUFFER);
     let (stop_sender, stop) = oneshot::channel();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
     let url = format!("{}/loki/api/v1/push", base_url.trim_end_matches('/'));
-    (Lines(sender), Shipper { receiver, stop, client, url, service: service.to_owned() }, stop_sender)
+    Ok((Lines(sender), Shipper { receiver, stop, client, url, service: service.to_owned() }, stop_sender))
 }
 
 impl Shipper {
@@ -73,22 +76,24 @@ impl Shipper {
         let mut failing = false;
         let mut stopping = false;
         loop {
-            // Gather lines until the batch is full or a second has passed.
+            // Gather lines until the batch is full or a second has passed. A
+            // stop closes the channel: lines sent before it still arrive, then
+            // recv_many gives 0.
             let deadline = tokio::time::sleep(EVERY);
             tokio::pin!(deadline);
-            let mut closed = false;
+            let mut drained = false;
             while batch.len() < BATCH {
                 let room = BATCH - batch.len();
                 tokio::select! {
-                    received = self.receiver.recv_many(&mut batch, room) => if received == 0 {
-                        closed = true;
-                        stopping = true;
-                        break;
-                    },
+                    biased;
                     _ = &mut self.stop, if !stopping => {
-                        // Lines already sent are still received; then recv_many gives 0.
                         stopping = true;
                         self.receiver.close();
+                    }
+                    received = self.receiver.recv_many(&mut batch, room) => if received == 0 {
+                        drained = true;
+                        stopping = true;
+                        break;
                     },
                     () = &mut deadline => break,
                 }
@@ -100,7 +105,14 @@ impl Shipper {
                         retry_in = EVERY;
                         failing = false;
                     }
-                    Err(error) => {
+                    Err(Failure::Refused(reason)) => {
+                        // Loki will never take these lines (too long, too old):
+                        // trying again would only hold the next ones up.
+                        eprintln!("Loki refused {} log lines: {reason}", batch.len());
+                        dropped(batch.len());
+                        batch.clear();
+                    }
+                    Err(Failure::Unreachable(error)) => {
                         // Not logged through tracing: that would feed the failure back here.
                         if !failing {
                             eprintln!("shipping logs to Loki failed; retrying: {error}");
@@ -109,23 +121,30 @@ impl Shipper {
                         // A full batch (or one at exit) is given up; a smaller
                         // one waits and grows until the next try.
                         if batch.len() >= BATCH || stopping {
-                            metrics::counter!("shop_log_lines_dropped_total").increment(batch.len() as u64);
+                            dropped(batch.len());
                             batch.clear();
                         }
                         if !stopping {
-                            tokio::time::sleep(retry_in).await;
+                            tokio::select! {
+                                biased;
+                                _ = &mut self.stop => {
+                                    stopping = true;
+                                    self.receiver.close();
+                                }
+                                () = tokio::time::sleep(retry_in) => {}
+                            }
                             retry_in = (retry_in * 2).min(Duration::from_secs(30));
                         }
                     }
                 }
             }
-            if closed {
+            if drained {
                 return;
             }
         }
     }
 
-    async fn push(&self, batch: &[Line]) -> Result<(), String> {
+    async fn push(&self, batch: &[Line]) -> Result<(), Failure> {
         // One stream per level; Loki takes them in one request.
         let streams: Vec<_> = ["error", "warn", "info", "debug", "trace"]
             .into_iter()
@@ -145,14 +164,29 @@ impl Shipper {
             .json(&json!({ "streams": streams }))
             .send()
             .await
-            .map_err(|error| error.to_string())?;
-        if response.status().is_success() {
+            .map_err(|error| Failure::Unreachable(error.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
             metrics::counter!("shop_log_lines_shipped_total").increment(batch.len() as u64);
             Ok(())
+        } else if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            Err(Failure::Refused(format!("{status}: {}", response.text().await.unwrap_or_default().trim())))
         } else {
-            Err(format!("Loki answered {}", response.status()))
+            Err(Failure::Unreachable(format!("Loki answered {status}")))
         }
     }
+}
+
+/// Why a push did not land.
+enum Failure {
+    /// Loki said no to these lines: sending them again will not help.
+    Refused(String),
+    /// Loki was not reached, or is busy: worth another try.
+    Unreachable(String),
+}
+
+fn dropped(lines: usize) {
+    metrics::counter!("shop_log_lines_dropped_total").increment(lines as u64);
 }
 
 #[cfg(test)]
@@ -184,7 +218,7 @@ mod tests {
     #[tokio::test]
     async fn lines_are_pushed_in_batches_by_level_and_flushed_when_stopped() {
         let (url, pushed) = fake_loki().await;
-        let (lines, shipper, stop) = shipper(&url, "shop-test");
+        let (lines, shipper, stop) = shipper(&url, "shop-test").unwrap();
         let running = tokio::spawn(shipper.run());
         let now = time::OffsetDateTime::now_utc();
         lines.send(&Level::INFO, now, "{\"message\":\"one\"}\n".into());
@@ -213,12 +247,32 @@ mod tests {
     #[tokio::test]
     async fn a_loki_that_is_away_costs_lines_not_the_process() {
         // Nothing listens on the discard port: every push fails.
-        let (lines, shipper, stop) = shipper("http://127.0.0.1:9", "shop-test");
+        let (lines, shipper, stop) = shipper("http://127.0.0.1:9", "shop-test").unwrap();
         let running = tokio::spawn(shipper.run());
         for _ in 0..(BUFFER + 10) {
             lines.send(&Level::INFO, time::OffsetDateTime::now_utc(), "{}".into());
         }
         stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn lines_loki_refuses_are_dropped_not_retried_and_tls_urls_are_refused_at_start() {
+        let app = axum::Router::new().route(
+            "/loki/api/v1/push",
+            post(|| async { (axum::http::StatusCode::BAD_REQUEST, "entry too far behind") }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (lines, shipper, stop) = shipper(&url, "shop-test").unwrap();
+        let running = tokio::spawn(shipper.run());
+        lines.send(&Level::INFO, time::OffsetDateTime::now_utc(), "{}".into());
+        // A refusal is not retried: the shipper is idle again within a second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), running).await.unwrap().unwrap();
+
+        assert!(super::shipper("https://loki.example.com", "shop-test").is_err());
     }
 }

@@ -29,6 +29,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
+/// How long each flush at exit may take.
+const FLUSH: Duration = Duration::from_secs(3);
+
 /// What has to be flushed at exit.
 pub struct Telemetry {
     traces: SdkTracerProvider,
@@ -66,15 +69,24 @@ fn export_wanted() -> Result<bool, String> {
     Ok(wanted)
 }
 
+/// What the process is: a server exports spans and ships logs; a one-shot
+/// command (`migrate`, `make-admin`, `caller-token`, `tail-events`) only
+/// logs, to stderr, so its stdout stays its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Command,
+}
+
 /// Installs logging and tracing for the process. Needs the Tokio runtime
 /// (the OTLP exporter and the Loki shipper run on it).
-pub fn init(format: LogFormat, service: &str, loki_url: Option<&str>) -> Telemetry {
+pub fn init(format: LogFormat, role: Role, service: &str, loki_url: Option<&str>) -> Telemetry {
     let mut problems = Vec::new();
     let mut traces =
         SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service.to_owned()).build());
     let sdk_disabled = env("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true"));
     let exporting = match export_wanted() {
-        _ if sdk_disabled => false,
+        _ if sdk_disabled || role == Role::Command => false,
         Ok(true) => match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
             Ok(exporter) => {
                 traces = traces.with_batch_exporter(exporter);
@@ -99,44 +111,56 @@ pub fn init(format: LogFormat, service: &str, loki_url: Option<&str>) -> Telemet
             .with_filter(Targets::new().with_target("shop", Level::INFO))
     });
 
-    let (loki_lines, loki) = match loki_url {
-        Some(url) => {
-            let (lines, shipper, stop) = loki::shipper(url, service);
-            (Some(lines), Some((stop, tokio::spawn(shipper.run()))))
+    let loki_url = loki_url.filter(|_| role == Role::Server);
+    let (loki_lines, loki) = match loki_url.map(|url| loki::shipper(url, service)) {
+        Some(Ok((lines, shipper, stop))) => (Some(lines), Some((stop, tokio::spawn(shipper.run())))),
+        Some(Err(problem)) => {
+            problems.push(format!("logs will not be shipped to Loki: {problem}"));
+            (None, None)
         }
         None => (None, None),
     };
+    let shipping = loki_lines.is_some();
     let logs = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,shop=info"));
-    let registry = tracing_subscriber::registry().with(spans);
-    match format {
-        LogFormat::Pretty => {
-            let loki = loki_lines.map(|lines| json_log::JsonLog::new(false, Some(lines)).with_filter(logs()));
-            registry.with(tracing_subscriber::fmt::layer().with_filter(logs())).with(loki).init();
-        }
-        LogFormat::Json => registry.with(json_log::JsonLog::new(true, loki_lines).with_filter(logs())).init(),
-    }
+    let output = match role {
+        Role::Server => json_log::Output::Stdout,
+        Role::Command => json_log::Output::Stderr,
+    };
+    // The JSON layer is always there (it ships to Loki even when people read
+    // text): an `Option` of it would not be handed the dispatcher it needs.
+    let (text, json) = match format {
+        LogFormat::Pretty => (
+            Some(tracing_subscriber::fmt::layer().with_writer(move || output.writer()).with_filter(logs())),
+            json_log::JsonLog::new(json_log::Output::Nowhere, loki_lines),
+        ),
+        LogFormat::Json => (None, json_log::JsonLog::new(output, loki_lines)),
+    };
+    tracing_subscriber::registry().with(spans).with(text).with(json.with_filter(logs())).init();
     for problem in problems {
         tracing::warn!("{problem}");
     }
     if exporting {
         tracing::info!(service, "exporting traces over OTLP");
     }
-    if let Some(url) = loki_url {
+    if let Some(url) = loki_url.filter(|_| shipping) {
         tracing::info!(service, loki = %crate::config::redact(url), "shipping logs to Loki");
     }
     Telemetry { traces, loki }
 }
 
 impl Telemetry {
-    /// Sends what is still buffered: the last spans and log lines. Bounded,
-    /// so a collector that is gone cannot hold the exit up.
+    /// Sends what is still buffered: the last spans, then the last log lines
+    /// (which say if the spans could not be sent). Three seconds each at most,
+    /// so a collector that is gone cannot hold the exit up: with the request
+    /// drain (SHOP_SHUTDOWN_TIMEOUT_SECS, 10 s) that stays inside compose's
+    /// 20 s grace period.
     pub async fn shutdown(self) {
         let traces = self.traces;
         let flushed = tokio::task::spawn_blocking(move || traces.shutdown());
-        let _ = tokio::time::timeout(Duration::from_secs(5), flushed).await;
+        let _ = tokio::time::timeout(FLUSH, flushed).await;
         if let Some((stop, shipper)) = self.loki {
             let _ = stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;
+            let _ = tokio::time::timeout(FLUSH, shipper).await;
         }
     }
 }
