@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use opentelemetry::trace::TraceContextExt;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use tracing::field::{Field, Visit};
@@ -126,12 +127,24 @@ where
             return;
         }
         let metadata = event.metadata();
-        let mut line = Map::new();
         let now = time::OffsetDateTime::now_utc();
-        line.insert("timestamp".into(), Value::String(now.format(&Rfc3339).unwrap_or_default()));
-        line.insert("level".into(), Value::String(metadata.level().as_str().to_ascii_lowercase()));
-        line.insert("target".into(), Value::String(metadata.target().to_owned()));
-        event.record(&mut JsonVisitor(&mut line));
+        let mut fields = Map::new();
+        event.record(&mut JsonVisitor(&mut fields));
+        let message = fields.remove("message");
+        // The line's own keys are not to be shadowed by an event's fields.
+        for reserved in RESERVED {
+            fields.remove(reserved);
+        }
+        let mut line = Line {
+            timestamp: now.format(&Rfc3339).unwrap_or_default(),
+            level: level_name(metadata.level()),
+            message,
+            target: metadata.target(),
+            fields,
+            span: None,
+            trace_id: None,
+            span_id: None,
+        };
 
         if let Some(scope) = ctx.event_scope(event) {
             // Fields of every span the event is in, the innermost winning;
@@ -148,13 +161,13 @@ where
             }
             if let Some((_, name)) = spans.last() {
                 span_fields.insert("name".into(), Value::String((*name).to_owned()));
-                line.insert("span".into(), Value::Object(span_fields.into_iter().collect()));
+                line.span = Some(Value::Object(span_fields.into_iter().collect()));
             }
             // The innermost span that is part of a trace (a library's own
             // span, seen with RUST_LOG=debug, is not).
             if let Some(ids) = spans.iter().rev().find_map(|(id, _)| self.trace_ids(id, &ctx)) {
-                line.insert("trace_id".into(), Value::String(ids.trace_id));
-                line.insert("span_id".into(), Value::String(ids.span_id));
+                line.trace_id = Some(ids.trace_id);
+                line.span_id = Some(ids.span_id);
             }
         }
 
@@ -166,6 +179,37 @@ where
         if let Some(loki) = &self.loki {
             loki.send(metadata.level(), now, text);
         }
+    }
+}
+
+/// One log line, its keys in the order people read them.
+#[derive(Serialize)]
+struct Line<'a> {
+    timestamp: String,
+    level: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<Value>,
+    target: &'a str,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_id: Option<String>,
+}
+
+const RESERVED: [&str; 6] = ["timestamp", "level", "target", "span", "trace_id", "span_id"];
+
+/// A level as Loki and Grafana name it.
+pub fn level_name(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
     }
 }
 

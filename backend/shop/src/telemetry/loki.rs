@@ -28,20 +28,10 @@ pub struct Lines(mpsc::Sender<Line>);
 impl Lines {
     pub fn send(&self, level: &Level, at: time::OffsetDateTime, mut text: String) {
         text.truncate(text.trim_end().len());
-        let line = Line { level: level_label(level), unix_ns: at.unix_timestamp_nanos(), text };
+        let line = Line { level: super::json_log::level_name(level), unix_ns: at.unix_timestamp_nanos(), text };
         if self.0.try_send(line).is_err() {
             dropped(1);
         }
-    }
-}
-
-fn level_label(level: &Level) -> &'static str {
-    match *level {
-        Level::ERROR => "error",
-        Level::WARN => "warn",
-        Level::INFO => "info",
-        Level::DEBUG => "debug",
-        Level::TRACE => "trace",
     }
 }
 
