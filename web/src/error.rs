@@ -139,6 +139,10 @@ pub struct ProblemBody {
     /// Per-field problems, for input that failed validation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For a failure of the shop's own (5xx): the request's trace id, to
+    /// quote to the shop, which finds the trace and its log lines by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl IntoResponse for AppError {
@@ -180,6 +184,7 @@ pub async fn render_errors(
     let path = request.uri().path().to_owned();
     let path_and_query = request.uri().path_and_query().map_or_else(|| path.clone(), ToString::to_string);
     let current_url = request.headers().get("hx-current-url").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let trace_id = request.extensions().get::<crate::observe::TraceId>().map(|id| id.0.clone());
     let response = next.run(request).await;
     let Some(problem) = response.extensions().get::<Problem>().cloned() else {
         return response;
@@ -191,6 +196,7 @@ pub async fn render_errors(
         tracing::info!(%method, %path, status = problem.status.as_u16(), detail = %problem.detail, "request refused");
     }
 
+    let trace_id = trace_id.filter(|_| problem.status.is_server_error());
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
     let out_of_band = response.extensions().get::<OutOfBand>().cloned();
     let mut rendered = match want {
@@ -201,6 +207,7 @@ pub async fn render_errors(
                 status: problem.status.as_u16(),
                 detail: problem.detail,
                 errors: problem.errors,
+                trace_id,
             };
             let mut response = (problem.status, axum::Json(body)).into_response();
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -222,7 +229,7 @@ pub async fn render_errors(
             response
         }
         Want::Page | Want::Partial => {
-            let context = minijinja::context! { status => problem.status.as_u16(), title => problem.status.canonical_reason().unwrap_or("Error"), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors), out_of_band => out_of_band.map(|html| minijinja::Value::from_safe_string(html.0)) };
+            let context = minijinja::context! { status => problem.status.as_u16(), title => problem.status.canonical_reason().unwrap_or("Error"), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors), trace_id, out_of_band => out_of_band.map(|html| minijinja::Value::from_safe_string(html.0)) };
             let mut response = state.templates.respond(&viewer, want, "error.html", "_error.html", context);
             *response.status_mut() = problem.status;
             if want == Want::Partial {

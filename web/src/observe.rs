@@ -19,7 +19,11 @@ use tracing::field::Empty;
 /// Probes ask every few seconds: counted, but neither traced nor logged.
 const QUIET_ROUTES: [&str; 1] = ["/healthz"];
 
-pub async fn request(request: Request, next: Next) -> Response {
+/// The request's trace id, for what answers it (an error's reference).
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
+
+pub async fn request(mut request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_owned();
     let method = method_label(request.method());
     let quiet = QUIET_ROUTES.contains(&route.as_str());
@@ -38,6 +42,9 @@ pub async fn request(request: Request, next: Next) -> Response {
         )
     };
     shop_telemetry::adopt_parent(&span, request.headers());
+    if let Some(trace_id) = shop_telemetry::trace_id(&span) {
+        request.extensions_mut().insert(TraceId(trace_id));
+    }
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();

@@ -235,6 +235,27 @@ async fn one_checkout_is_one_trace_across_gateway_orders_and_inventory() {
         assert!(!log.contains(&session), "the {name} log holds the session id");
         assert!(!log.contains(shop_testkit::TEST_SECRET), "the {name} log holds the internal secret");
     }
+
+    // A failure of the shop's own names its trace, for a customer to quote:
+    // with the order service gone, the list of orders is a 503 that says
+    // which trace holds the story, and the gateway's log line has the id.
+    let mut orders = orders;
+    orders.kill_hard();
+    let failed = web.json(reqwest::Method::GET, "/orders", Value::Null).await;
+    assert_eq!(failed.status(), 503);
+    let problem = failed.json::<Value>().await.expect("a problem");
+    let reference = problem["trace_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a trace id in {problem}; the gateway's log:\n{}", gateway.log_text()))
+        .to_owned();
+    let logged = gateway.wait_for_log(
+        |line| line["message"] == "request failed" && line["trace_id"] == reference.as_str(),
+        Duration::from_secs(5),
+    );
+    assert_eq!(logged["status"], 503, "{logged}");
+    let page = web.client.get(format!("{}/orders", web.base)).send().await.expect("an answer");
+    assert_eq!(page.status(), 503);
+    assert!(page.text().await.expect("a page").contains("If you tell us about this, quote"));
     stream.delete().await;
 }
 

@@ -252,6 +252,7 @@ fn unauthenticated_json() -> Response {
         status: 401,
         detail: "invalid email or password".into(),
         errors: Vec::new(),
+        trace_id: None,
     };
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response
