@@ -466,6 +466,40 @@ def loki_setup():
     problems(found, "Loki problems")
 
 
+# Images that ship no shell and no wget: their health checks must run a binary
+# the image (or ours built on it) has. Tempo dropped BusyBox in 2.10 (the image
+# is gcr.io/distroless/static-debian12), Loki in 3.6; Loki 3.7 added `loki
+# -health`, which GETs http://localhost:3100/ready.
+DISTROLESS_HEALTH = {
+    "tempo": ["CMD", "/busybox/busybox", "wget", "-q", "-O", "/dev/null"],
+    "loki": ["CMD", "/usr/bin/loki", "-health"],
+}
+
+
+@check("distroless Tempo and Loki: health checks run what the image has; start_interval's Engine 25+ is in README")
+def health_checks_runnable():
+    found = []
+    for name, prefix in DISTROLESS_HEALTH.items():
+        test = services()[name]["healthcheck"]["test"]
+        if test[: len(prefix)] != prefix:
+            found.append(f"{name}'s health check {test} does not start with {prefix}")
+    # The BusyBox the Tempo check runs: copied, static (the musl build), into
+    # the image compose builds for Tempo.
+    tempo = services()["tempo"]
+    dockerfile = (ROOT / tempo["build"]["context"] / tempo["build"].get("dockerfile", "Dockerfile")).read_text()
+    if not re.search(r"^FROM busybox:[0-9.]+-musl AS busybox$", dockerfile, re.M):
+        found.append("ops/tempo/Dockerfile does not take BusyBox from a pinned busybox:<version>-musl (static) stage")
+    if not re.search(r"^COPY --from=busybox /bin/busybox /busybox/busybox$", dockerfile, re.M):
+        found.append("ops/tempo/Dockerfile does not copy /bin/busybox to /busybox/busybox")
+    if not re.search(r"^FROM grafana/tempo:2\.10\.[0-9]+$", dockerfile, re.M):
+        found.append("ops/tempo/Dockerfile is not built on grafana/tempo 2.10.x, the version this was checked for")
+    if any("start_interval" in (s.get("healthcheck") or {}) for s in services().values()):
+        readme = (ROOT / "README.md").read_text()
+        if "Docker Engine 25" not in readme:
+            found.append("a health check sets start_interval (Docker Engine 25+), and README.md does not say so")
+    problems(found, "health check problems")
+
+
 @check("Grafana gets its provisioning, and its data sources' URLs are the services' ports")
 def grafana_setup():
     found = []
