@@ -7,7 +7,7 @@
 #   2. prepares a Python virtualenv in target/test-venv for the Python client test,
 #   3. cargo build --workspace, then cargo nextest run (or cargo test),
 #   4. tests/python/test_grpc_clients.py against the built shop binary,
-#   5. tests/browser/test_shop.py in headless Chromium (screenshots in
+#   5. tests/browser/test_shop.py and test_no_js.py (scripts off) in headless Chromium (screenshots in
 #      ci-artifacts/screenshots/),
 #   6. tests/api/test_openapi.py: schemathesis against /openapi.json as an admin,
 #   7. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS,
@@ -669,12 +669,14 @@ export SHOP_BIN=${SHOP_BIN:-$target_dir/debug/shop}
 run "$VENV/bin/python" tests/python/test_grpc_clients.py
 step_done
 
-step "browser tests in headless Chromium (tests/browser/test_shop.py)"
+step "browser tests in headless Chromium (tests/browser/test_shop.py, test_no_js.py)"
 # Every run's screenshots afresh, so none is left from an earlier run.
 export SHOP_SCREENSHOTS="$ROOT/ci-artifacts/screenshots"
 rm -rf "$SHOP_SCREENSHOTS"
 browser_status=0
 run "$VENV/bin/python" tests/browser/test_shop.py || browser_status=$?
+# The same shop with JavaScript off: every action is a plain form.
+[[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_no_js.py || browser_status=$?
 note "screenshots: $SHOP_SCREENSHOTS/ ($(find "$SHOP_SCREENSHOTS" -name '*.png' 2>/dev/null | wc -l) PNGs)"
 [[ $browser_status -eq 0 ]] || exit "$browser_status"
 step_done

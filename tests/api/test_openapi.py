@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
-from test_shop import PASSWORD, Api, Shop  # noqa: E402  (shares the browser test's shop launcher)
+from harness import PASSWORD, Api, Shop  # noqa: E402  (shares the browser tests' shop launcher)
 
 
 def session_cookie(api: Api) -> str:

@@ -58,6 +58,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Want {
     }
 }
 
+/// The id of the element an HTMX request will replace (`HX-Target`), so
+/// one handler can answer a list's row or a page's panel.
+#[derive(Debug, Clone, Default)]
+pub struct HxTarget(pub Option<String>);
+
+impl HxTarget {
+    pub fn starts_with(&self, prefix: &str) -> bool {
+        self.0.as_deref().is_some_and(|target| target.starts_with(prefix))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for HxTarget {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get("hx-target").and_then(|v| v.to_str().ok()).map(str::to_owned)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

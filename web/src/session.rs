@@ -16,6 +16,7 @@ use crate::error::AppError;
 
 const USER: &str = "user";
 const CART: &str = "cart";
+const FLASH: &str = "flash";
 
 /// The signed-in user, as the session remembers them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +45,10 @@ async fn session_of<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<Sess
 pub struct Viewer {
     pub user: Option<SessionUser>,
     pub cart_count: i64,
+    /// What the last form did, when it was posted without scripts and
+    /// answered with a redirect (see [`flash`]); shown once, by the page
+    /// the browser lands on.
+    pub flash: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -65,13 +70,23 @@ impl FromRequestParts<AppState> for Viewer {
             }
         }
         let cart = session.get::<Cart>(CART).await?.unwrap_or_default();
-        let viewer = Self { user, cart_count: cart.values().sum() };
+        // Only a whole page shows the message, so a partial, a JSON call or
+        // an asset fetched meanwhile does not use it up.
+        let shows_page = parts.method == axum::http::Method::GET
+            && crate::negotiate::Want::from_headers(&parts.headers) == crate::negotiate::Want::Page;
+        let flash = if shows_page { session.remove::<String>(FLASH).await? } else { None };
+        let viewer = Self { user, cart_count: cart.values().sum(), flash };
         parts.extensions.insert(viewer.clone());
         Ok(viewer)
     }
 }
 
 impl Viewer {
+    /// The signed-in user; anyone else is asked to sign in (401).
+    pub fn signed_in(&self) -> Result<CurrentUser, AppError> {
+        self.user.clone().map(CurrentUser).ok_or(AppError::Unauthenticated)
+    }
+
     /// Who calls to the services are made for.
     pub fn caller(&self) -> Caller {
         self.user.as_ref().map_or(Caller::Anonymous, |user| Caller::User { id: user.id, admin: user.admin })
@@ -92,7 +107,7 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Viewer::from_request_parts(parts, state).await?.user.map(Self).ok_or(AppError::Unauthenticated)
+        Viewer::from_request_parts(parts, state).await?.signed_in()
     }
 }
 
@@ -149,6 +164,14 @@ pub async fn refresh_user(session: &Session, mut user: SessionUser, signed_in_ag
         session.cycle_id().await?;
     }
     session.insert(USER, user).await?;
+    Ok(())
+}
+
+/// Leaves a message for the next page this session shows: what a form
+/// posted without scripts did, told on the page it is redirected to (with
+/// scripts, the partial that answers says it).
+pub async fn flash(session: &Session, message: impl Into<String>) -> Result<(), AppError> {
+    session.insert(FLASH, message.into()).await?;
     Ok(())
 }
 

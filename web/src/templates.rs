@@ -138,3 +138,138 @@ mod tests {
         }
     }
 }
+
+/// Every form works without scripts and none can put what it carries in a
+/// URL: each one, in every template, as rendered for a visitor, a customer
+/// and an admin, posts to an action of its own; only a search or filter
+/// form (which changes nothing and holds no password) may use GET.
+#[cfg(test)]
+mod forms {
+    use serde_json::{Value as Json, json};
+
+    use super::*;
+
+    /// A form's opening tag and what it holds, in the order they appear.
+    fn forms(html: &str) -> Vec<(&str, &str)> {
+        let mut found = Vec::new();
+        let mut rest = html;
+        while let Some(start) = rest.find("<form") {
+            let form = &rest[start..];
+            let Some(open) = form.find('>') else { break };
+            let close = form.find("</form>").unwrap_or(form.len()).max(open + 1);
+            found.push((&form[..=open], &form[open + 1..close]));
+            rest = &form[open + 1..];
+        }
+        found
+    }
+
+    /// An attribute's value as the browser reads it (minijinja escapes `/`
+    /// and friends as character references).
+    fn attribute(tag: &str, name: &str) -> Option<String> {
+        let needle = format!(" {name}=\"");
+        let start = tag.find(&needle)? + needle.len();
+        let end = tag[start..].find('"')? + start;
+        let references =
+            [("&#x2f;", "/"), ("&quot;", "\""), ("&#x27;", "'"), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")];
+        Some(
+            references
+                .iter()
+                .fold(tag[start..end].to_owned(), |value, (reference, text)| value.replace(reference, text)),
+        )
+    }
+
+    /// Why a form breaks the rule, if it does.
+    fn fault(tag: &str, body: &str) -> Option<String> {
+        let holds_password = body.contains("type=\"password\"") || body.contains("type=password");
+        match attribute(tag, "method").map(|method| method.to_ascii_lowercase()).as_deref() {
+            Some("post") => {}
+            Some("get") if !holds_password => {}
+            Some("get") => return Some("holds a password field but submits by GET".into()),
+            other => return Some(format!("has method {other:?}; it must say post (or get for a search)")),
+        }
+        match attribute(tag, "action") {
+            Some(action) if action.starts_with('/') && !action.starts_with("//") => None,
+            other => Some(format!("has action {other:?}; it must name where it goes")),
+        }
+    }
+
+    fn context(viewer: Json, partial: bool) -> Value {
+        let product = json!({ "id": 7, "name": "Tea", "description": "Green", "price_minor": 450, "price": "4.50",
+            "stock": 3, "created_at": "2026-11-30T10:00:00Z", "updated_at": "2026-11-30T10:00:00Z" });
+        let order = json!({ "id": 5, "user_id": 2, "status": "confirmed", "total_minor": 450, "total": "4.50",
+            "items": [{ "product_id": 7, "product_name": "Tea", "quantity": 1, "unit_price_minor": 450,
+                        "unit_price": "4.50", "line_total": "4.50" }],
+            "created_at": "2026-11-30T10:00:00Z", "updated_at": "2026-11-30T10:00:00Z",
+            "history": [{ "status": "confirmed", "actor": "system", "at": "2026-11-30T10:00:00Z" }],
+            "next_statuses": ["shipped", "cancelled"] });
+        let page =
+            json!({ "page": 2, "page_size": 20, "total": 60, "pages": 3, "has_previous": true, "has_next": true });
+        let mut list = page.clone();
+        list["products"] = json!([product]);
+        list["orders"] = json!([order]);
+        Value::from(minijinja::value::Serde(json!({
+            "viewer": viewer, "partial": partial,
+            "user": { "id": 2, "email": "casey@example.com", "name": "Casey", "role": "customer",
+                      "created_at": "2026-11-30T10:00:00Z" },
+            "product": product, "order": order, "list": list, "total": 60, "products": [product],
+            "cart": { "lines": [{ "product": product, "quantity": 1, "line_total": "4.50" }], "count": 1,
+                      "total_minor": 450, "total": "4.50" },
+            "checkout_key": "k", "quantity": 1, "user_filter": 2,
+            "values": { "next": "/cart", "name": "Casey" }, "errors": { "name": "is required" },
+        })))
+    }
+
+    #[test]
+    fn every_form_posts_to_an_action_unless_it_only_searches() -> Result<(), minijinja::Error> {
+        let templates = Templates::new();
+        let viewers = [
+            json!({ "user": null, "cart_count": 1, "flash": "Saved." }),
+            json!({ "user": { "id": 2, "name": "Casey", "email": "c@example.com", "admin": false }, "cart_count": 1 }),
+            json!({ "user": { "id": 1, "name": "Avery", "email": "a@example.com", "admin": true }, "cart_count": 0 }),
+        ];
+        let mut checked = 0;
+        for name in TemplateFiles::iter().filter(|name| !name.starts_with('_') && !name.contains("error")) {
+            for viewer in &viewers {
+                for partial in [false, true] {
+                    let html = templates.render(&name, context(viewer.clone(), partial))?;
+                    for (tag, body) in forms(&html) {
+                        assert_eq!(fault(tag, body), None, "{name}: {tag}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // The pages are full of forms (sign out, add to cart, ...): had the
+        // renders found none, this test would prove nothing.
+        assert!(checked > 100, "only {checked} forms were found");
+        Ok(())
+    }
+
+    /// Forms are made by the `form` macro, which always says `method="post"`;
+    /// a form written by hand may only be a search, with no password field.
+    #[test]
+    fn only_the_form_macro_writes_a_form_that_changes_things() {
+        for name in TemplateFiles::iter().filter(|name| name != "_forms.html") {
+            let file = TemplateFiles::get(&name).expect("an embedded template");
+            let source = String::from_utf8_lossy(&file.data);
+            for (tag, body) in forms(&source) {
+                let searches = attribute(tag, "method").as_deref() == Some("get") && !body.contains("password");
+                assert!(searches, "{name}: write `{tag}` with the form macro of _forms.html");
+            }
+        }
+    }
+
+    #[test]
+    fn the_checks_catch_what_they_look_for() {
+        assert_eq!(fault(r#"<form method="post" action="/x">"#, ""), None);
+        assert_eq!(fault(r#"<form method="get" action="/products">"#, r#"<input name="q">"#), None);
+        assert!(fault(r#"<form id="profile" hx-patch="/users/7">"#, "").is_some());
+        assert!(fault(r#"<form method="post">"#, "").is_some());
+        assert!(fault(r#"<form method="get" action="/x">"#, r#"<input type="password">"#).is_some());
+        let html = r#"<p><form method="post" action="/a"><input></form><form action="/b"></form>"#;
+        assert_eq!(
+            forms(html),
+            vec![(r#"<form method="post" action="/a">"#, "<input>"), (r#"<form action="/b">"#, "")]
+        );
+    }
+}

@@ -802,3 +802,103 @@ async fn injection_shaped_and_malformed_input_is_refused_or_kept_as_data() {
     assert_eq!(list["total"], 1);
     assert_eq!(admin.get_json("/orders").await.json::<Value>().await.expect("a list")["total"], 0);
 }
+
+/// Posts `fields` as a form without scripts: the answer is a 303 to `to`,
+/// whose page says `message`, once.
+async fn posts(who: &support::Browser, path: &str, fields: &[(&str, &str)], to: &str, message: &str) {
+    let answer = who.form(Method::POST, path, fields).await;
+    assert_eq!((answer.status(), location(&answer).as_str()), (StatusCode::SEE_OTHER, to), "POST {path}");
+    let page = text(who.page(to).await).await;
+    assert!(page.contains(message), "{to} does not say {message:?}:\n{page}");
+    assert!(!text(who.page(to).await).await.contains(message), "{to} says {message:?} twice");
+}
+
+/// Every change the JSON API makes with PUT, PATCH or DELETE is also a plain
+/// form POST (for browsers without scripts), served by the same handler: a
+/// 303 to the page that shows the result, which tells what happened once;
+/// with htmx the same POST answers with the partial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_is_also_a_plain_form_post() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway().await;
+    let admin = shop.admin(&gateway).await;
+    let tea = admin.product("Green tea", 450, 10).await;
+    let pot = admin.product("Teapot", 3_200, 3).await;
+    let carol = gateway.browser();
+    let me = carol.customer("Carol").await["id"].as_i64().expect("an id");
+
+    // The cart: add, then remove a line.
+    let (tea_id, pot_id) = (tea.to_string(), pot.to_string());
+    posts(&carol, "/cart/items", &[("product_id", &tea_id)], "/cart", "Added 1 × Green tea").await;
+    posts(&carol, "/cart/items", &[("product_id", &pot_id)], "/cart", "Added 1 × Teapot").await;
+    posts(&carol, &format!("/cart/items/{pot}/delete"), &[], "/cart", "Removed Teapot from your cart.").await;
+    let cart: Value = carol.get_json("/cart").await.json().await.expect("a cart");
+    assert_eq!(cart["count"], 1);
+
+    // An order, and the customer cancels it.
+    let placed = carol.form(Method::POST, "/orders", &[("idempotency_key", "form-post-1")]).await;
+    assert_eq!(placed.status(), StatusCode::SEE_OTHER);
+    let order = location(&placed);
+    assert!(text(carol.page(&order).await).await.contains("is confirmed"));
+    let status = format!("{order}/status");
+    posts(&carol, &status, &[("status", "cancelled")], &order, "is now cancelled").await;
+
+    // The profile: a change, a bad change shown again with its error.
+    let profile = format!("/users/{me}");
+    let fields = [("name", "Carol Renamed"), ("email", "carol@example.com"), ("password", "")];
+    posts(&carol, &profile, &fields, &profile, "The profile was saved.").await;
+    let renamed: Value = carol.get_json(&profile).await.json().await.expect("a profile");
+    assert_eq!(renamed["name"], "Carol Renamed");
+    let bad = carol.form(Method::POST, &profile, &[("name", ""), ("email", "carol@example.com")]).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(bad).await.contains("profile-name-error"));
+    let partial = carol.htmx(Method::POST, &profile).form(&[("name", "Carol Again")]).send().await.expect("an answer");
+    assert_eq!(partial.status(), StatusCode::OK);
+    let partial = text(partial).await;
+    assert!(partial.starts_with("<section id=\"profile\"") && partial.contains("Carol Again"), "{partial}");
+
+    // The admin: a product changed and deleted; an order moved on from the list.
+    let tea_url = format!("/products/{tea}");
+    let fields = [("name", "Green tea"), ("price", "5.00"), ("stock_delta", "2")];
+    posts(&admin, &tea_url, &fields, &tea_url, "Saved Green tea.").await;
+    let changed: Value = admin.get_json(&tea_url).await.json().await.expect("a product");
+    assert_eq!((changed["price_minor"].as_i64(), changed["stock"].as_i64()), (Some(500), Some(12)));
+    let customers_try = carol.form(Method::POST, &format!("{tea_url}/delete"), &[]).await;
+    assert_eq!(customers_try.status(), StatusCode::FORBIDDEN);
+    posts(&admin, &format!("/products/{pot}/delete"), &[], "/products", "The product was deleted.").await;
+    assert_eq!(admin.get_json(&format!("/products/{pot}")).await.status(), StatusCode::NOT_FOUND);
+    let deleted_by_htmx = admin.htmx(Method::POST, &format!("{tea_url}/delete")).send().await.expect("an answer");
+    assert!(text(deleted_by_htmx).await.contains("The product was deleted."));
+
+    let cup = admin.product("Cup", 300, 5).await;
+    let another = location(
+        &carol.json(Method::POST, "/orders", json!({ "items": [{ "product_id": cup, "quantity": 1 }] })).await,
+    );
+    posts(
+        &admin,
+        &format!("{another}/status"),
+        &[("status", "shipped"), ("next", "/orders")],
+        "/orders",
+        "is now shipped",
+    )
+    .await;
+    // `next` stays on this site.
+    let elsewhere = admin
+        .form(Method::POST, &format!("{another}/status"), &[("status", "delivered"), ("next", "//evil.example")])
+        .await;
+    assert_eq!(location(&elsewhere), "/");
+
+    // And the account goes: signed out, told so on the home page.
+    posts(&carol, &format!("{profile}/delete"), &[], "/", "The account was deleted.").await;
+    assert_eq!(carol.get_json("/orders").await.status(), StatusCode::UNAUTHORIZED);
+
+    // A cross-site form post is refused like any other write.
+    let forged = admin
+        .request(Method::POST, &format!("{another}/status"))
+        .header("origin", "https://evil.example")
+        .form(&[("status", "cancelled")])
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+}

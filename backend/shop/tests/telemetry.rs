@@ -3,7 +3,8 @@
 //! receiver inside this test, which checks that the gateway, orders and
 //! inventory spans share one trace id with the right parent chain, through
 //! SQL, the outbox and NATS to a consumer; and that the log lines of that
-//! request carry the same trace id, and no password or session id.
+//! request carry the same trace id, and no password or session id; nor does
+//! anything recorded keep a secret sent in a query string.
 
 mod support;
 
@@ -27,6 +28,8 @@ struct Span {
     parent_id: String,
     name: String,
     kind: &'static str,
+    /// Every attribute, as `key=value`.
+    attributes: Vec<String>,
 }
 
 /// An OTLP/gRPC trace receiver: what the collector (Tempo) would be.
@@ -58,6 +61,11 @@ impl TraceService for Receiver {
                     span_id: hex(&span.span_id),
                     parent_id: hex(&span.parent_span_id),
                     name: span.name,
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .map(|attribute| format!("{}={:?}", attribute.key, attribute.value))
+                        .collect(),
                     kind: ["unspecified", "internal", "server", "client", "producer", "consumer"]
                         .get(usize::try_from(span.kind).unwrap_or(0))
                         .copied()
@@ -234,6 +242,43 @@ async fn one_checkout_is_one_trace_across_gateway_orders_and_inventory() {
         assert!(!log.contains(PASSWORD), "the {name} log holds the password");
         assert!(!log.contains(&session), "the {name} log holds the session id");
         assert!(!log.contains(shop_testkit::TEST_SECRET), "the {name} log holds the internal secret");
+    }
+
+    // A secret in a query string (a form that once submitted by GET, a
+    // careless client) is recorded nowhere: neither in the request's log line
+    // nor in any span's attributes, whatever the route and its answer.
+    let secret = format!("hunter2-{}", uuid::Uuid::new_v4().simple());
+    let asked = [
+        (reqwest::Method::GET, format!("/products?password={secret}")),
+        (reqwest::Method::GET, format!("/users/login?next=%2F&password={secret}")),
+        (reqwest::Method::POST, format!("/users/login?password={secret}")),
+        (reqwest::Method::GET, format!("/users/1/edit?name=x&password={secret}")),
+        (reqwest::Method::GET, format!("/no/such/page?password={secret}")),
+    ];
+    for (method, path) in &asked {
+        web.client.request(method.clone(), format!("{}{path}", web.base)).send().await.expect("an answer");
+    }
+    gateway.wait_for_log(
+        |line| line["message"] == "request" && line["route"] == "unmatched" && line["status"] == 404,
+        Duration::from_secs(5),
+    );
+    eventually("the spans of the requests with a secret", Duration::from_secs(20), || {
+        let spans = receiver.spans();
+        async move {
+            let answered = |name: &str| spans.iter().any(|span| span.service == "shop-gateway" && span.name == name);
+            (answered("GET /products")
+                && answered("POST /users/login")
+                && answered("GET /users/{id}/edit")
+                && answered("GET unmatched"))
+            .then_some(())
+        }
+    })
+    .await;
+    assert!(!gateway.log_text().contains(&secret), "the gateway's log holds a query string's secret");
+    for span in receiver.spans() {
+        for attribute in &span.attributes {
+            assert!(!attribute.contains(&secret), "{} span {:?} records {attribute}", span.service, span.name);
+        }
     }
 
     // A failure of the shop's own names its trace, for a customer to quote:

@@ -112,12 +112,14 @@ pub async fn add(
             "cart/_added.html",
             minijinja::context! { product => minijinja::value::Serde(&product), quantity => quantity },
         )),
-        Want::Page => Ok(super::see_other(want, "/cart")),
+        Want::Page => {
+            super::done(&session, "/cart", format!("Added {quantity} × {} to your cart.", product.name)).await
+        }
         Want::Json => Ok(respond(&state, &viewer, want, &view(&state, &cart).await?)),
     }
 }
 
-/// Takes a product out of the cart.
+/// Takes a product out of the cart (also `POST /cart/items/{product_id}/delete`).
 #[utoipa::path(delete, path = "/cart/items/{product_id}", tag = "cart",
     params(("product_id" = i64, Path, description = "Product id")),
     responses((status = 200, body = CartView)))]
@@ -132,6 +134,11 @@ pub async fn remove(
     let mut cart = session::cart(&session).await?;
     cart.remove(&id);
     session::save_cart(&session, &cart).await?;
+    if want == Want::Page {
+        // A product deleted since it was added has no name to tell.
+        let name = fetch(&state, id).await.map_or_else(|_| "the product".to_owned(), |(product, _)| product.name);
+        return super::done(&session, "/cart", format!("Removed {name} from your cart.")).await;
+    }
     viewer.cart_count = cart.values().sum();
     let cart = view(&state, &cart).await?;
     Ok(respond(&state, &viewer, want, &cart))

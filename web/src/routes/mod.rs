@@ -13,13 +13,17 @@ pub mod users;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use tower_sessions::Session;
+
 use crate::AppState;
+use crate::error::AppError;
 use crate::negotiate::Want;
+use crate::session;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +67,16 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/users/login", get(users::login_form))
         .route("/users/{id}/edit", get(users::edit_form))
         .route("/orders/{id}/events", get(orders::events))
+        // HTML forms can only GET and POST: each change or deletion the JSON
+        // API makes with PUT, PATCH or DELETE is also a POST, served by the
+        // same handler. A change posts to the thing's own URL (or its
+        // `/status`), a deletion to the thing's URL + `/delete`.
+        .route("/products/{id}", post(products::update))
+        .route("/products/{id}/delete", post(products::delete))
+        .route("/orders/{id}/status", post(orders::update_status))
+        .route("/users/{id}", post(users::update))
+        .route("/users/{id}/delete", post(users::delete))
+        .route("/cart/items/{product_id}/delete", post(cart::remove))
         .route("/static/{*path}", get(assets::serve))
         .route("/openapi.json", get(openapi_json))
         .route("/healthz", get(|| async { "ok" }))
@@ -92,6 +106,14 @@ pub fn created<T: serde::Serialize>(want: Want, location: &str, body: &T) -> Res
         }
         Want::Partial | Want::Page => see_other(want, location),
     }
+}
+
+/// The answer to a form posted without scripts, once it has done its work:
+/// a 303 to the page that shows the result, which tells `message` once
+/// (the message an HTMX partial would have shown in place).
+pub async fn done(session: &Session, location: &str, message: impl Into<String>) -> Result<Response, AppError> {
+    session::flash(session, message).await?;
+    Ok(Redirect::to(location).into_response())
 }
 
 /// Sends a browser elsewhere after a form: 303 for a plain form post,

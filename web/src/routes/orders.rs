@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::error::{AppError, OutOfBand};
 use crate::extract::{Input, Paging, number_or_blank};
-use crate::negotiate::Want;
+use crate::negotiate::{HxTarget, Want};
 use crate::session::{self, CurrentUser, Viewer};
 use crate::views::{OrderList, OrderView, PageInfo, parse_status};
 
@@ -40,6 +40,9 @@ pub struct OrderInput {
 pub struct StatusInput {
     /// `shipped`, `delivered` or `cancelled`.
     pub status: String,
+    /// Where a browser goes afterwards (a path on this site; default the order).
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// Admins may look at one customer's orders.
@@ -222,11 +225,14 @@ pub async fn create(
     if from_cart {
         session::save_cart(&session, &session::Cart::new()).await?;
     }
+    if want.is_html() {
+        session::flash(&session, format!("Thank you: order #{} is {}.", order.id, order.status)).await?;
+    }
     Ok(super::created(want, &format!("/orders/{}", order.id), &order))
 }
 
 /// Moves an order on: admins to any status the state machine allows;
-/// customers may only cancel their own.
+/// customers may only cancel their own. Forms post to the same URL.
 #[utoipa::path(patch, path = "/orders/{id}/status", tag = "orders", request_body = StatusInput,
     params(("id" = i64, Path, description = "Order id")),
     responses((status = 200, body = OrderView), (status = 401, body = crate::error::ProblemBody),
@@ -235,13 +241,14 @@ pub async fn create(
               (status = 422, body = crate::error::ProblemBody)))]
 pub async fn update_status(
     State(state): State<AppState>,
-    user: CurrentUser,
+    session: Session,
     viewer: Viewer,
     want: Want,
-    headers: HeaderMap,
+    target: HxTarget,
     Path(id): Path<String>,
     Input(input): Input<StatusInput>,
 ) -> Result<Response, AppError> {
+    let user = viewer.signed_in()?;
     let id = order_id(&id)?;
     let status = parse_status(&input.status)
         .ok_or_else(|| AppError::field("status", "must be one of shipped, delivered or cancelled"))?;
@@ -257,9 +264,13 @@ pub async fn update_status(
             super::products::forget(&state, item.product_id).await;
         }
     }
+    if want == Want::Page {
+        let back =
+            input.next.as_deref().map_or_else(|| format!("/orders/{id}"), |next| super::users::safe_next(Some(next)));
+        return super::done(&session, &back, format!("Order #{id} is now {}.", order.status)).await;
+    }
     // HTMX names the element it will replace: a row of the list, or the
     // order's own status panel.
-    let in_row = headers.get("hx-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("order-row-"));
-    let partial = if in_row { "orders/_row.html" } else { "orders/_detail.html" };
+    let partial = if target.starts_with("order-row-") { "orders/_row.html" } else { "orders/_detail.html" };
     Ok(state.templates.represent(&viewer, want, ("orders/show.html", partial), "order", &order))
 }

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shop_proto::inventory::v1 as pb;
+use tower_sessions::Session;
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -15,7 +16,7 @@ use crate::cache::Lookup;
 use crate::error::{AppError, FieldError};
 use crate::extract::{Input, Paging, number_or_blank, parse_price};
 use crate::negotiate::Want;
-use crate::session::{Admin, Viewer};
+use crate::session::{self, Admin, Viewer};
 use crate::views::{PageInfo, ProductList, ProductView};
 
 /// A product as sent by an admin. On create, `name` and a price are
@@ -145,6 +146,7 @@ pub async fn new_form(State(state): State<AppState>, Admin(_): Admin, viewer: Vi
 pub async fn create(
     State(state): State<AppState>,
     Admin(_): Admin,
+    session: Session,
     viewer: Viewer,
     want: Want,
     Input(input): Input<ProductInput>,
@@ -177,6 +179,9 @@ pub async fn create(
         }
         (Ok(product), _) => {
             state.cache.retire_lists().await;
+            if want == Want::Page {
+                session::flash(&session, format!("Added {} at €{}.", product.name, product.price)).await?;
+            }
             Ok(super::created(want, &format!("/products/{}", product.id), &product))
         }
         (Err(AppError::Invalid(errors)), Want::Page | Want::Partial) => {
@@ -225,7 +230,8 @@ pub async fn edit_form(
 }
 
 /// Changes a product (admins). Only the fields sent change; stock moves by
-/// `stock_delta`, never to an absolute value.
+/// `stock_delta`, never to an absolute value. The edit form posts to the
+/// same URL.
 #[utoipa::path(put, path = "/products/{id}", tag = "products", request_body = ProductInput,
     params(("id" = i64, Path, description = "Product id")),
     responses((status = 200, body = ProductView), (status = 401, body = crate::error::ProblemBody),
@@ -235,6 +241,7 @@ pub async fn edit_form(
 pub async fn update(
     State(state): State<AppState>,
     Admin(_): Admin,
+    session: Session,
     viewer: Viewer,
     want: Want,
     Path(id): Path<String>,
@@ -254,6 +261,10 @@ pub async fn update(
     }
     .await;
     match result {
+        Ok(product) if want == Want::Page => {
+            forget(&state, id).await;
+            super::done(&session, &format!("/products/{id}"), format!("Saved {}.", product.name)).await
+        }
         Ok(product) => {
             forget(&state, id).await;
             Ok(state.templates.represent(
@@ -277,12 +288,14 @@ pub async fn update(
 }
 
 /// Removes a product (admins). Orders keep their copy of its name and price.
+/// A form posts to `/products/{id}/delete`.
 #[utoipa::path(delete, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
     responses((status = 204, description = "Deleted"), (status = 401, body = crate::error::ProblemBody),
               (status = 403, body = crate::error::ProblemBody), (status = 404, body = crate::error::ProblemBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     Admin(_): Admin,
+    session: Session,
     viewer: Viewer,
     want: Want,
     Path(id): Path<String>,
@@ -299,6 +312,6 @@ pub async fn delete(
             "products/_deleted.html",
             minijinja::context! {},
         ),
-        Want::Page => super::see_other(want, "/products"),
+        Want::Page => super::done(&session, "/products", "The product was deleted.").await?,
     })
 }

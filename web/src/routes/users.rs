@@ -336,7 +336,8 @@ pub async fn edit_form(
     Ok(state.templates.respond(&viewer, want, "users/edit.html", "users/_edit_form.html", context))
 }
 
-/// Changes a profile: name, email, password.
+/// Changes a profile: name, email, password. The profile form posts to the
+/// same URL.
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UserUpdateInput,
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, body = UserView), (status = 401, body = crate::error::ProblemBody),
@@ -391,10 +392,14 @@ pub async fn update(
     if profile.id == user.0.id {
         session::refresh_user(&session, session_user(&profile), password_changed).await?;
     }
+    if want == Want::Page {
+        return super::done(&session, &format!("/users/{id}"), "The profile was saved.").await;
+    }
     Ok(state.templates.represent(&viewer, want, ("users/show.html", "users/_card.html"), "user", &profile))
 }
 
-/// Deletes an account; deleting your own also signs you out.
+/// Deletes an account; deleting your own also signs you out. A form posts
+/// to `/users/{id}/delete`.
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = i64, Path, description = "User id")),
     responses((status = 204, description = "Deleted"), (status = 401, body = crate::error::ProblemBody),
               (status = 404, body = crate::error::ProblemBody)))]
@@ -415,6 +420,9 @@ pub async fn delete(
     state.revoked.end_sessions(id, crate::events::FOREVER).await.map_err(AppError::Internal)?;
     if id == user.0.id {
         session::sign_out(&session).await?;
+    }
+    if want.is_html() {
+        session::flash(&session, "The account was deleted.").await?;
     }
     Ok(match want {
         Want::Json => StatusCode::NO_CONTENT.into_response(),

@@ -1,0 +1,258 @@
+"""What the browser tests share: the shop they start (`shop all`, embedded, on
+free ports), a JSON client to seed it, Chromium's pages and screenshots.
+
+Debian's Chromium is driven through executable_path: `playwright install`
+(a downloaded browser) is never run.
+
+Environment: SHOP_BIN (the shop binary), SHOP_TEST_CHROMIUM (default
+/usr/bin/chromium), SHOP_SCREENSHOTS (default ci-artifacts/screenshots).
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOP_BIN = Path(os.environ.get("SHOP_BIN", ROOT / "target" / "debug" / "shop"))
+CHROMIUM = os.environ.get("SHOP_TEST_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("SHOP_SCREENSHOTS", ROOT / "ci-artifacts" / "screenshots"))
+PASSWORD = "correct horse battery"
+# Generous: CI machines have two cores and may be compiling meanwhile.
+TIMEOUT_MS = 15_000
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",  # as root in a container, Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # no calls home: the tests see only the shop
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+checks = 0
+
+
+def check(what: str) -> None:
+    global checks
+    checks += 1
+    print(f"  ok: {what}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def money(minor: int) -> str:
+    return f"€{minor // 100}.{minor % 100:02}"
+
+
+class Shop:
+    """`shop all` on free ports with a data dir of its own."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="shop-browser-"))
+        self.http = free_port()
+        self.base = f"http://127.0.0.1:{self.http}"
+        # Nothing of the caller's shop settings (a PostgreSQL, a Redis) leaks in:
+        # this is the embedded shop.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOP_", "POSTGRES_DB_"))}
+        env.update(
+            SHOP_DATA_DIR=str(self.dir / "data"),
+            SHOP_HTTP_ADDR=f"127.0.0.1:{self.http}",
+            SHOP_USERS_ADDR=f"127.0.0.1:{free_port()}",
+            SHOP_INVENTORY_ADDR=f"127.0.0.1:{free_port()}",
+            SHOP_ORDERS_ADDR=f"127.0.0.1:{free_port()}",
+            SHOP_METRICS_ADDR="127.0.0.1:0",
+            NO_COLOR="1",
+        )
+        self.env = env
+        self.log_path = self.dir / "shop.log"
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen([str(SHOP_BIN), "all"], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:  # ready when the gateway answers (it starts last); bounded
+            try:
+                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the shop exited with {self.process.returncode} while starting")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the shop did not answer /healthz within 60 s")
+            time.sleep(0.1)
+
+    def make_admin(self, email: str) -> None:
+        done = subprocess.run([str(SHOP_BIN), "make-admin", email], cwd=self.dir, env=self.env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"shop make-admin {email} failed ({done.returncode}): {done.stderr.strip()}")
+
+    def stop(self) -> int:
+        """SIGTERM, which must end the shop cleanly; returns its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+            print("the shop did not exit within 30 s of SIGTERM: killed it", file=sys.stderr)
+        self.log.close()
+        return code
+
+    def print_log_tail(self, lines: int = 40) -> None:
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- the end of the shop's log ({self.log_path}):", file=sys.stderr)
+        print("\n".join(tail), file=sys.stderr)
+
+
+class Api:
+    """A JSON client with a cookie jar, for seeding."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with self.opener.open(request, timeout=10) as reply:
+                text = reply.read()
+                return json.loads(text) if text else {}
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(f"{method} {path}: {error.code} {error.read()[:300]!r}") from None
+
+
+class Browsing:
+    """Pages opened in the test, and what went wrong in them."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.pages: dict[str, Page] = {}
+        self.errors: list[str] = []
+
+    def page(self, name: str, viewport: dict = DESKTOP, scripts: bool = True) -> Page:
+        # A context of its own: its own cookies, so its own session.
+        context: BrowserContext = self.browser.new_context(viewport=viewport, java_script_enabled=scripts)
+        context.set_default_timeout(TIMEOUT_MS)
+        # The htmx SSE extension announces an open stream with an event; the
+        # live order check waits for it (events are not replayed, so a change
+        # made before the stream opens would never arrive).
+        context.add_init_script(
+            "document.addEventListener('htmx:sseOpen', () => { window.__sseOpen = true }, true)"
+        )
+        page = context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{name}: {error}"))
+        self.pages[name] = page
+        return page
+
+    def no_script_errors(self) -> None:
+        assert not self.errors, f"uncaught JavaScript errors: {self.errors}"
+
+    def shoot_all(self, prefix: str) -> None:
+        for name, page in self.pages.items():
+            try:
+                shot(page, f"{prefix}-{name}")
+            except Exception as error:  # the page may be gone; the report matters more
+                print(f"(no screenshot of {name}: {error})", file=sys.stderr)
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def mark(page: Page) -> None:
+    """Marks the window; a full page load would lose the mark."""
+    page.evaluate("window.__marker = 1")
+
+
+def assert_still_marked(page: Page, what: str) -> None:
+    assert page.evaluate("window.__marker === 1"), f"{what} loaded a whole new page"
+
+
+def sign_in(page: Page, base: str, email: str) -> None:
+    page.goto(f"{base}/users/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def seed(shop: Shop, count: int = 25) -> list[dict]:
+    """An admin (registered with JSON, promoted by the CLI) and `count` products."""
+    admin = Api(shop.base)
+    admin.call("POST", "/users/register", {"name": "Avery Admin", "email": "admin@example.com", "password": PASSWORD})
+    shop.make_admin("admin@example.com")
+    # Signing in again puts the new role into the session.
+    assert admin.call("POST", "/users/login", {"email": "admin@example.com", "password": PASSWORD})["role"] == "admin"
+    products = []
+    for n in range(1, count + 1):
+        body = {"name": f"Product {n:02}", "description": f"Thing number {n}.", "price_minor": 100 * n + 99, "stock": 10}
+        products.append(admin.call("POST", "/products", body))
+    check(f"seeded an admin and {count} products through the JSON API")
+    return products
+
+
+def run(scenario: Callable[[Browsing, str, list[dict]], None], products: int) -> int:
+    """Starts a shop, seeds it with `products`, runs `scenario` in Chromium
+    and stops the shop; 0 when every check passed."""
+    print(f"browser: {CHROMIUM}; screenshots in {SHOTS}", flush=True)
+    shop = Shop()
+    failed = False
+    try:
+        seeded = seed(shop, products)
+        with sync_playwright() as playwright:
+            expect.set_options(timeout=TIMEOUT_MS)
+            # A plain launch runs on a fresh, temporary profile (user-data-dir)
+            # that is removed when the browser closes; launch_persistent_context
+            # would give one context only, and the admin needs cookies of its own.
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browsing = Browsing(browser)
+            try:
+                scenario(browsing, shop.base, seeded)
+            except BaseException:
+                browsing.shoot_all("failure")
+                raise
+            finally:
+                browser.close()
+    except BaseException:
+        failed = True
+        traceback.print_exc()
+        print(f"FAIL after {checks} checks; screenshots (failure-*.png) in {SHOTS}", file=sys.stderr)
+    code = shop.stop()
+    if not failed and code != 0:
+        failed = True
+        print(f"FAIL: the shop exited with {code} on SIGTERM", file=sys.stderr)
+    if failed:
+        shop.print_log_tail()
+        print(f"(the shop's data dir is kept: {shop.dir})", file=sys.stderr)
+        return 1
+    shutil.rmtree(shop.dir, ignore_errors=True)
+    print(f"browser: {checks} checks passed; screenshots in {SHOTS}")
+    return 0
