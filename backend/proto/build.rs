@@ -4,7 +4,7 @@
 use prost::Message;
 use std::{env, fs, io, path::PathBuf};
 
-const PROTOS: [&str; 3] = ["users.proto", "inventory.proto", "orders.proto"];
+const PROTOS: [&str; 4] = ["errors.proto", "users.proto", "inventory.proto", "orders.proto"];
 
 fn main() -> io::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");

@@ -85,7 +85,51 @@ def generate_stubs(out_dir: Path) -> dict[str, object]:
             name = proto.stem + suffix
             modules[name] = importlib.import_module(name)
     log(f"generated stubs for {', '.join(p.name for p in protos)}")
+    modules["rich_error_pb2"] = rich_error_stubs(out_dir, well_known)
     return modules
+
+
+# The messages of google/rpc/status.proto and google/rpc/error_details.proto
+# this test reads, with their field numbers: what any client of gRPC's rich
+# error model decodes from the `grpc-status-details-bin` trailer. (Only the
+# bytes matter, so they live in a package of their own.)
+RICH_ERROR_PROTO = """
+syntax = "proto3";
+package shop_test.rpc;
+import "google/protobuf/any.proto";
+message Status { int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3; }
+message ErrorInfo { string reason = 1; string domain = 2; map<string, string> metadata = 3; }
+message BadRequest {
+  message FieldViolation { string field = 1; string description = 2; }
+  repeated FieldViolation field_violations = 1;
+}
+"""
+
+
+def rich_error_stubs(out_dir: Path, well_known: object) -> object:
+    proto_dir = out_dir / "rich_error"
+    proto_dir.mkdir()
+    (proto_dir / "rich_error.proto").write_text(RICH_ERROR_PROTO)
+    args = ["grpc_tools.protoc", f"-I{proto_dir}", f"-I{well_known}", f"--python_out={out_dir}", "rich_error.proto"]
+    assert protoc.main(args) == 0, "protoc failed on the rich error messages"
+    return importlib.import_module("rich_error_pb2")
+
+
+def refusal(error: grpc.RpcError, rich_error: object) -> tuple[str | None, dict[str, str], list[str]]:
+    """The shop's reason, its metadata and the fields a BadRequest names."""
+    details = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    if details is None:
+        return None, {}, []
+    status = rich_error.Status.FromString(details)
+    reason, metadata, fields = None, {}, []
+    for detail in status.details:
+        if detail.type_url.endswith("/google.rpc.ErrorInfo"):
+            info = rich_error.ErrorInfo.FromString(detail.value)
+            assert info.domain == "shop", info
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.type_url.endswith("/google.rpc.BadRequest"):
+            fields = [v.field for v in rich_error.BadRequest.FromString(detail.value).field_violations]
+    return reason, metadata, fields
 
 
 def free_ports(count: int) -> list[int]:
@@ -234,13 +278,26 @@ def wait_until_serving(shop: Shop) -> None:
             log(f"  {name} :{shop.ports[name]} SERVING for {service} after {attempts} health check(s)")
 
 
-def expect_error(code: grpc.StatusCode, call: Callable[[], object], what: str) -> None:
+def expect_error(
+    pb: dict[str, object],
+    code: grpc.StatusCode,
+    reason: str,
+    call: Callable[[], object],
+    what: str,
+    fields: list[str] | None = None,
+) -> dict[str, str]:
+    """Expects `call` refused with `code` and the shop's stable `reason` (and
+    a BadRequest naming `fields`); returns the reason's metadata."""
     try:
         call()
     except grpc.RpcError as error:
         assert error.code() == code, f"{what}: expected {code.name}, got {error.code().name}: {error.details()}"
-        log(f"  {what} -> {code.name} ({error.details()})")
-        return
+        got, metadata, violated = refusal(error, pb["rich_error_pb2"])
+        assert got == reason, f"{what}: expected reason {reason}, got {got} ({error.details()})"
+        if fields is not None:
+            assert violated == fields, f"{what}: expected field violations {fields}, got {violated}"
+        log(f"  {what} -> {code.name} {reason} {metadata or ''}{violated or ''} ({error.details()})")
+        return metadata
     raise AssertionError(f"{what}: expected {code.name}, but the call succeeded")
 
 
@@ -302,15 +359,15 @@ class Checks:
 
     def unsigned_writes_are_refused(self) -> None:
         inventory = self.pb["inventory_pb2"]
-        try:
-            self.anonymous_inventory.CreateProduct(
+        expect_error(
+            self.pb,
+            grpc.StatusCode.UNAUTHENTICATED,
+            "SIGN_IN_REQUIRED",
+            lambda: self.anonymous_inventory.CreateProduct(
                 inventory.CreateProductRequest(name="Nope", price_minor=1, stock=1), timeout=RPC_TIMEOUT
-            )
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
-            log(f"  CreateProduct without a signed identity -> {error.code().name}")
-        else:
-            raise AssertionError("an unsigned CreateProduct was accepted")
+            ),
+            "CreateProduct without a signed identity",
+        )
         listed = self.anonymous_inventory.ListProducts(inventory.ListProductsRequest(), timeout=RPC_TIMEOUT)
         log(f"  ListProducts without one -> OK ({listed.total} products): the catalogue is public")
 
@@ -342,7 +399,9 @@ class Checks:
     def users_errors(self) -> None:
         users = self.pb["users_pb2"]
         expect_error(
+            self.pb,
             grpc.StatusCode.UNAUTHENTICATED,
+            "INVALID_CREDENTIALS",
             lambda: self.users.AuthenticateUser(
                 users.AuthenticateUserRequest(email="alice@example.com", password="wrong password!"),
                 timeout=RPC_TIMEOUT,
@@ -350,7 +409,9 @@ class Checks:
             "AuthenticateUser with a wrong password",
         )
         expect_error(
+            self.pb,
             grpc.StatusCode.UNAUTHENTICATED,
+            "INVALID_CREDENTIALS",
             lambda: self.users.AuthenticateUser(
                 users.AuthenticateUserRequest(email="nobody@example.com", password="correct horse battery"),
                 timeout=RPC_TIMEOUT,
@@ -358,20 +419,26 @@ class Checks:
             "AuthenticateUser with an unknown email",
         )
         expect_error(
+            self.pb,
             grpc.StatusCode.ALREADY_EXISTS,
+            "EMAIL_TAKEN",
             lambda: self.users.RegisterUser(
                 users.RegisterUserRequest(email="ALICE@example.com", name="Alice 2", password="another password"),
                 timeout=RPC_TIMEOUT,
             ),
             "RegisterUser with a taken email (other case)",
+            fields=["email"],
         )
         expect_error(
+            self.pb,
             grpc.StatusCode.INVALID_ARGUMENT,
+            "FIELD_INVALID",
             lambda: self.users.RegisterUser(
                 users.RegisterUserRequest(email="not-an-email", name="Mallory", password="long enough password"),
                 timeout=RPC_TIMEOUT,
             ),
             "RegisterUser with a malformed email",
+            fields=["email"],
         )
 
     def create_and_list_products(self) -> None:
@@ -435,7 +502,7 @@ class Checks:
     def ship_order(self) -> None:
         orders = self.pb["orders_pb2"]
         reply = self.orders.UpdateOrderStatus(
-            orders.UpdateOrderStatusRequest(id=self.order.id, status=orders.ORDER_STATUS_SHIPPED, actor="python-client"),
+            orders.UpdateOrderStatusRequest(id=self.order.id, status=orders.ORDER_STATUS_SHIPPED),
             timeout=RPC_TIMEOUT,
         )
         assert reply.order.status == orders.ORDER_STATUS_SHIPPED, orders.OrderStatus.Name(reply.order.status)
@@ -443,18 +510,39 @@ class Checks:
         statuses = [orders.OrderStatus.Name(h.status) for h in got.history]
         assert statuses[-2:] == ["ORDER_STATUS_CONFIRMED", "ORDER_STATUS_SHIPPED"], statuses
         # History names the caller the service verified (the signed admin,
-        # user 99), not the actor the request claims.
+        # user 99), and says what that admin may do next.
         assert got.history[-1].actor == "user:99", got.history[-1]
+        assert list(got.allowed_transitions) == [orders.ORDER_STATUS_DELIVERED], got.allowed_transitions
         log(f"  UpdateOrderStatus CONFIRMED -> SHIPPED; history {statuses}")
         # And the state machine refuses to go back.
-        expect_error(
+        refused = expect_error(
+            self.pb,
             grpc.StatusCode.FAILED_PRECONDITION,
+            "TRANSITION_FORBIDDEN",
             lambda: self.orders.UpdateOrderStatus(
                 orders.UpdateOrderStatusRequest(id=self.order.id, status=orders.ORDER_STATUS_PENDING),
                 timeout=RPC_TIMEOUT,
             ),
             "UpdateOrderStatus SHIPPED -> PENDING",
         )
+        assert (refused.get("from"), refused.get("to")) == ("shipped", "pending"), refused
+
+    def short_stock_rejects_the_order(self) -> None:
+        orders = self.pb["orders_pb2"]
+        teapot, _ = self.products
+        refused = expect_error(
+            self.pb,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ORDER_REJECTED",
+            lambda: self.orders.CreateOrder(
+                orders.CreateOrderRequest(
+                    user_id=self.user.id, items=[orders.OrderLine(product_id=teapot.id, quantity=1000)]
+                ),
+                timeout=RPC_TIMEOUT,
+            ),
+            "CreateOrder for more teapots than there are",
+        )
+        assert (refused.get("rejection"), refused.get("product_id")) == ("stock_short", str(teapot.id)), refused
 
 
 def graceful_shutdown(shop: Shop) -> None:
@@ -512,10 +600,11 @@ def main() -> int:
             ("the gateway listens on SHOP_HTTP_ADDR", step("gateway_listens_on_its_port")),
             ("a service refuses writes without a signed identity", step("unsigned_writes_are_refused")),
             ("RegisterUser and AuthenticateUser", step("register_and_authenticate")),
-            ("users: wrong password, taken email, malformed email", step("users_errors")),
+            ("users: wrong password, taken email, malformed email, each with its reason", step("users_errors")),
             ("CreateProduct and ListProducts", step("create_and_list_products")),
             ("CreateOrder and GetOrder: priced by inventory, stock taken", step("create_and_get_order")),
             ("UpdateOrderStatus confirmed -> shipped", step("ship_order")),
+            ("CreateOrder short of stock: rejected, with its reason", step("short_stock_rejects_the_order")),
         ]
         passed = failed = skipped = 0
         try:

@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use tonic::metadata::MetadataValue;
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
+
+use crate::rich_error::{ErrorReason, refuse};
 
 pub const HEADER: &str = "x-shop-caller";
 const LIFETIME: Duration = Duration::from_secs(60);
@@ -57,14 +59,35 @@ impl Caller {
     pub fn require(&self, allowed: bool) -> Result<(), Status> {
         match (allowed, self) {
             (true, _) => Ok(()),
-            (false, Self::Anonymous) => Err(Status::unauthenticated("sign in to do this")),
-            (false, _) => Err(Status::permission_denied("you are not allowed to do this")),
+            (false, Self::Anonymous) => Err(sign_in_required()),
+            (false, _) => {
+                Err(refuse(Code::PermissionDenied, ErrorReason::PermissionDenied, "you are not allowed to do this")
+                    .into())
+            }
         }
     }
 
     pub fn require_admin(&self) -> Result<(), Status> {
         self.require(self.is_admin())
     }
+
+    /// Refused unless signed in (as a person or a service). A service asks
+    /// this before looking anything up, so an anonymous caller learns
+    /// nothing, not even whether a thing exists.
+    pub fn require_signed_in(&self) -> Result<(), Status> {
+        match self {
+            Self::Anonymous => Err(sign_in_required()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn sign_in_required() -> Status {
+    refuse(Code::Unauthenticated, ErrorReason::SignInRequired, "sign in to do this").into()
+}
+
+fn unverified(message: &str) -> Status {
+    refuse(Code::Unauthenticated, ErrorReason::CallerUnverified, message).into()
 }
 
 /// Signs and checks caller tokens with the shop's shared secret.
@@ -126,7 +149,7 @@ impl Identity {
     /// that is forged, malformed or expired.
     pub fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let Some(token) = request.metadata().get(HEADER) else { return Ok(Caller::Anonymous) };
-        let invalid = || Status::unauthenticated("the caller identity is invalid");
+        let invalid = || unverified("the caller identity is invalid");
         let token = token.to_str().map_err(|_| invalid())?;
         let (payload, signature) = token.rsplit_once('|').ok_or_else(invalid)?;
         let signature = hex::decode(signature).map_err(|_| invalid())?;
@@ -138,7 +161,7 @@ impl Identity {
             return Err(invalid());
         }
         if expiry < now_ms() {
-            return Err(Status::unauthenticated("the caller identity has expired"));
+            return Err(unverified("the caller identity has expired"));
         }
         match *kind {
             "u" => Ok(Caller::User { id: who.parse().map_err(|_| invalid())?, admin: *admin == "1" }),
@@ -220,6 +243,8 @@ mod tests {
         let mut tampered = Request::new(());
         tampered.metadata_mut().insert(HEADER, MetadataValue::try_from(promoted).unwrap_or_else(|_| unreachable!()));
         assert_eq!(identity.caller(&tampered).map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
+        let reason = identity.caller(&tampered).err().and_then(|s| crate::rich_error::reason(&s));
+        assert_eq!(reason, Some(ErrorReason::CallerUnverified));
         let mut garbage = Request::new(());
         garbage.metadata_mut().insert(HEADER, MetadataValue::from_static("v1|u|1|1|9999999999999"));
         assert!(identity.caller(&garbage).is_err());
@@ -236,7 +261,9 @@ mod tests {
             MetadataValue::try_from(format!("{payload}|{signature}")).unwrap_or_else(|_| unreachable!()),
         );
         let refused = identity.caller(&old);
-        assert!(matches!(refused, Err(status) if status.message().contains("expired")));
+        assert!(
+            matches!(refused, Err(status) if crate::rich_error::reason(&status) == Some(ErrorReason::CallerUnverified))
+        );
     }
 
     #[test]
@@ -244,8 +271,20 @@ mod tests {
         let customer = Caller::User { id: 7, admin: false };
         assert!(customer.may_act_for(7) && !customer.may_act_for(8));
         assert!(Caller::User { id: 1, admin: true }.may_act_for(8));
-        assert_eq!(Caller::Anonymous.require_admin().map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
-        assert_eq!(customer.require_admin().map_err(|s| s.code()), Err(tonic::Code::PermissionDenied));
+        let refusal = |result: Result<(), Status>| result.map_err(|s| (s.code(), crate::rich_error::reason(&s)));
+        assert_eq!(
+            refusal(Caller::Anonymous.require_admin()),
+            Err((Code::Unauthenticated, Some(ErrorReason::SignInRequired)))
+        );
+        assert_eq!(
+            refusal(customer.require_admin()),
+            Err((Code::PermissionDenied, Some(ErrorReason::PermissionDenied)))
+        );
+        assert_eq!(
+            refusal(Caller::Anonymous.require_signed_in()),
+            Err((Code::Unauthenticated, Some(ErrorReason::SignInRequired)))
+        );
+        assert!(customer.require_signed_in().is_ok() && Caller::Service("orders".into()).require_signed_in().is_ok());
         assert!(!Caller::Service("orders".into()).may_act_for(7));
     }
 }

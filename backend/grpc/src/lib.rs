@@ -3,6 +3,7 @@
 
 pub mod identity;
 pub mod observe;
+pub mod rich_error;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,8 +1,6 @@
 //! Products and reservations, and the values they are made of, parsed at the
 //! boundary.
 
-use std::collections::BTreeMap;
-
 use crate::InventoryError;
 
 fn invalid(field: &'static str, message: &str) -> InventoryError {
@@ -83,6 +81,24 @@ pub fn parse_id(field: &'static str, id: i64) -> Result<i64, InventoryError> {
     if id > 0 { Ok(id) } else { Err(invalid(field, "must be a positive integer")) }
 }
 
+/// Most products one `GetProducts` call may ask for (a cart's bound).
+pub const MAX_IDS: usize = 100;
+
+/// The ids of a batch read: each positive, at most [`MAX_IDS`], repeats dropped.
+pub fn parse_ids(ids: &[i64]) -> Result<Vec<i64>, InventoryError> {
+    let mut unique = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = parse_id("ids", *id)?;
+        if !unique.contains(&id) {
+            unique.push(id);
+        }
+    }
+    if unique.len() > MAX_IDS {
+        return Err(invalid("ids", "may name at most 100 products"));
+    }
+    Ok(unique)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
     pub id: i64,
@@ -109,45 +125,9 @@ pub struct ProductChanges {
     pub stock_delta: Option<i64>,
 }
 
-/// Most distinct products one reservation may hold.
-pub const MAX_LINES: usize = 100;
-/// Most units of one product one reservation may hold.
-pub const MAX_QUANTITY: i64 = 10_000;
-
-/// What an order asks for: product id to quantity, one entry per product,
-/// in id order (the order rows are locked in, so concurrent reservations
-/// cannot deadlock).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request(BTreeMap<i64, i64>);
-
-impl Request {
-    /// Lines naming the same product are added together.
-    pub fn parse(lines: impl IntoIterator<Item = (i64, i64)>) -> Result<Self, InventoryError> {
-        let mut wanted = BTreeMap::new();
-        for (product_id, quantity) in lines {
-            parse_id("items.product_id", product_id)?;
-            if !(1..=MAX_QUANTITY).contains(&quantity) {
-                return Err(invalid("items.quantity", "must be between 1 and 10000"));
-            }
-            let total: &mut i64 = wanted.entry(product_id).or_default();
-            *total += quantity;
-            if *total > MAX_QUANTITY {
-                return Err(invalid("items.quantity", "must be between 1 and 10000 per product"));
-            }
-        }
-        if wanted.is_empty() {
-            return Err(invalid("items", "must name at least one product"));
-        }
-        if wanted.len() > MAX_LINES {
-            return Err(invalid("items", "must name at most 100 products"));
-        }
-        Ok(Self(wanted))
-    }
-
-    pub fn lines(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.0.iter().map(|(id, quantity)| (*id, *quantity))
-    }
-}
+/// What an order asks for, parsed by the one parser the order service uses
+/// too.
+pub use shop_order_lines::OrderLines;
 
 /// One reserved line, priced at the time of reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,16 +171,10 @@ mod tests {
     }
 
     #[test]
-    fn requests_merge_lines_and_are_bounded() -> Result<(), InventoryError> {
-        let request = Request::parse([(2, 1), (1, 2), (2, 3)])?;
-        assert_eq!(request.lines().collect::<Vec<_>>(), vec![(1, 2), (2, 4)]);
-        assert_eq!(field_of(Request::parse([])), "items");
-        assert_eq!(field_of(Request::parse([(1, 0)])), "items.quantity");
-        assert_eq!(field_of(Request::parse([(1, -4)])), "items.quantity");
-        assert_eq!(field_of(Request::parse([(0, 1)])), "items.product_id");
-        assert_eq!(field_of(Request::parse([(1, 6000), (1, 6000)])), "items.quantity");
-        assert_eq!(field_of(Request::parse((1..=101).map(|id| (id, 1)))), "items");
-        Ok(())
+    fn order_lines_are_refused_with_their_field() {
+        assert_eq!(field_of(OrderLines::parse([]).map_err(InventoryError::from)), "items");
+        assert_eq!(field_of(OrderLines::parse([(1, 0)]).map_err(InventoryError::from)), "items.quantity");
+        assert_eq!(field_of(OrderLines::parse([(0, 1)]).map_err(InventoryError::from)), "items.product_id");
     }
 }
 
@@ -211,21 +185,6 @@ mod properties {
     use super::*;
 
     proptest! {
-        /// Any lines at all: refused with a field, or merged into at most
-        /// 100 products of 1 to 10,000 units each, totals kept.
-        #[test]
-        fn requests_are_refused_or_bounded(lines in proptest::collection::vec((any::<i64>(), any::<i64>()), 0..120)) {
-            if let Ok(request) = Request::parse(lines.iter().copied()) {
-                let parsed: Vec<_> = request.lines().collect();
-                prop_assert!(!parsed.is_empty() && parsed.len() <= MAX_LINES);
-                for (product_id, quantity) in &parsed {
-                    prop_assert!(*product_id > 0 && (1..=MAX_QUANTITY).contains(quantity));
-                    let asked: i64 = lines.iter().filter(|(id, _)| id == product_id).map(|(_, q)| q).sum();
-                    prop_assert_eq!(asked, *quantity);
-                }
-            }
-        }
-
         #[test]
         fn money_and_stock_bounds_hold(price in any::<i64>(), stock in any::<i64>(), delta in any::<i64>()) {
             prop_assert_eq!(parse_price(price).is_ok(), (0..=10_000_000_000).contains(&price));

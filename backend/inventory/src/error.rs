@@ -1,6 +1,8 @@
-//! The inventory service's errors, and their one mapping to gRPC status codes.
+//! The inventory service's errors, and their one mapping to gRPC statuses,
+//! each with its stable reason (`shop.errors.v1.ErrorReason`).
 
-use tonic::Status;
+use shop_grpc::rich_error::{ErrorReason, refuse};
+use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -24,19 +26,42 @@ impl InventoryError {
     }
 }
 
+impl From<shop_order_lines::LinesError> for InventoryError {
+    fn from(error: shop_order_lines::LinesError) -> Self {
+        Self::invalid(error.field(), error.message())
+    }
+}
+
 impl From<InventoryError> for Status {
     fn from(error: InventoryError) -> Self {
+        let message = error.to_string();
         match error {
-            InventoryError::Invalid { .. } => Status::invalid_argument(error.to_string()),
-            InventoryError::ProductNotFound(_) => Status::not_found(error.to_string()),
-            InventoryError::InsufficientStock { .. }
-            | InventoryError::StockBelowZero(_)
-            | InventoryError::Released(_) => Status::failed_precondition(error.to_string()),
+            InventoryError::Invalid { field, message: description } => {
+                refuse(Code::InvalidArgument, ErrorReason::FieldInvalid, message).field_violation(field, description)
+            }
+            InventoryError::ProductNotFound(product_id) => {
+                refuse(Code::NotFound, ErrorReason::ProductNotFound, message).metadata("product_id", product_id)
+            }
+            InventoryError::InsufficientStock { product_id, requested, available } => {
+                refuse(Code::FailedPrecondition, ErrorReason::StockShort, message)
+                    .metadata("product_id", product_id)
+                    .metadata("requested", requested)
+                    .metadata("available", available)
+            }
+            InventoryError::StockBelowZero(product_id) => {
+                refuse(Code::FailedPrecondition, ErrorReason::StockWouldGoNegative, message)
+                    .metadata("product_id", product_id)
+            }
+            InventoryError::Released(order_id) => {
+                refuse(Code::FailedPrecondition, ErrorReason::ReservationReleased, message)
+                    .metadata("order_id", order_id)
+            }
             InventoryError::Storage(_) => {
-                tracing::error!(error = %error, "inventory service failure");
-                Status::internal("internal error")
+                tracing::error!(error = %message, "inventory service failure");
+                refuse(Code::Internal, ErrorReason::Internal, "internal error")
             }
         }
+        .into()
     }
 }
 

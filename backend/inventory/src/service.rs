@@ -10,8 +10,8 @@ use shop_storage::{Db, Page};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    Description, NewProduct, Product, ProductChanges, ProductName, ReservedItem, parse_id, parse_price, parse_stock,
-    parse_stock_delta,
+    Description, NewProduct, Product, ProductChanges, ProductName, ReservedItem, parse_id, parse_ids, parse_price,
+    parse_stock, parse_stock_delta,
 };
 use crate::{InventoryError, domain, store};
 
@@ -88,8 +88,8 @@ fn parse_page(page: u32, size: u32) -> Result<Page, InventoryError> {
     })
 }
 
-fn parse_stock_request(items: &[pb::StockItem]) -> Result<domain::Request, InventoryError> {
-    domain::Request::parse(items.iter().map(|item| (item.product_id, item.quantity)))
+fn parse_stock_request(items: &[pb::StockItem]) -> Result<domain::OrderLines, InventoryError> {
+    Ok(domain::OrderLines::parse(items.iter().map(|item| (item.product_id, item.quantity)))?)
 }
 
 #[tonic::async_trait]
@@ -113,6 +113,15 @@ impl inventory_service_server::InventoryService for InventoryService {
         let id = parse_id("id", request.into_inner().id)?;
         let product = store::get(&self.db, id).await?;
         Ok(Response::new(pb::GetProductResponse { product: Some(product.into()) }))
+    }
+
+    async fn get_products(
+        &self,
+        request: Request<pb::GetProductsRequest>,
+    ) -> Result<Response<pb::GetProductsResponse>, Status> {
+        let ids = parse_ids(&request.into_inner().ids)?;
+        let products = store::get_many(&self.db, &ids).await?;
+        Ok(Response::new(pb::GetProductsResponse { products: products.into_iter().map(Into::into).collect() }))
     }
 
     async fn update_product(

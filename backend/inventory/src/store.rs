@@ -7,7 +7,7 @@ use shop_storage::{Db, Page, Violation, now_ms, violation};
 use shop_events::{Event, Payload, ProductChanged, StockLow, outbox};
 
 use crate::InventoryError;
-use crate::domain::{NewProduct, Product, ProductChanges, Request, ReservedItem};
+use crate::domain::{NewProduct, OrderLines, Product, ProductChanges, ReservedItem};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -101,6 +101,28 @@ pub async fn get(db: &Db, id: i64) -> Result<Product, InventoryError> {
     .await
 }
 
+/// The products among `ids` that exist, in the order of `ids`.
+pub async fn get_many(db: &Db, ids: &[i64]) -> Result<Vec<Product>, InventoryError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    db.observe("get_many", async move {
+        // One placeholder per id (at most 100, checked by the caller): the
+        // statement is built from numbers only, never from input.
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})", placeholders.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&db.pool).await?;
+        let mut found = rows.iter().map(product_from_row).collect::<Result<Vec<_>, _>>()?;
+        found.sort_by_key(|product| ids.iter().position(|id| *id == product.id));
+        Ok(found)
+    })
+    .await
+}
+
 /// Applies the set fields in one statement; stock moves relative to what is
 /// there now, and the CHECK constraint refuses a negative result.
 pub async fn update(db: &Db, id: i64, changes: &ProductChanges, low_stock: i64) -> Result<Product, InventoryError> {
@@ -171,7 +193,7 @@ pub async fn list(db: &Db, page: Page) -> Result<(Vec<Product>, i64), InventoryE
     .await
 }
 
-/// Reserves every line of `request` for `order_id`, or nothing.
+/// Reserves every line of `lines` for `order_id`, or nothing.
 ///
 /// The reservation row is claimed first: a second call for the same order
 /// (a retry, or a recovery pass racing the first call) waits for the first
@@ -179,7 +201,7 @@ pub async fn list(db: &Db, page: Page) -> Result<(Vec<Product>, i64), InventoryE
 pub async fn reserve(
     db: &Db,
     order_id: i64,
-    request: &Request,
+    lines: &OrderLines,
     low_stock: i64,
 ) -> Result<Vec<ReservedItem>, InventoryError> {
     db.observe("reserve", async move {
@@ -208,7 +230,7 @@ pub async fn reserve(
 
         let mut items = Vec::new();
         let mut ran_low = 0;
-        for (product_id, quantity) in request.lines() {
+        for (product_id, quantity) in lines.iter() {
             // Relative and conditional: never "read stock, write it back".
             let taken = sqlx::query(
                 "UPDATE products SET stock = stock - $2, updated_at_ms = $3 \

@@ -2,12 +2,14 @@
 //! against SQLite and PostgreSQL: the catalogue, and stock that is never
 //! oversold.
 
-use shop_grpc::identity::{Caller, Signed};
+use shop_grpc::identity::{Caller, Identity, SignAs, Signed};
+use shop_grpc::rich_error::{self, ErrorReason};
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::inventory::v1::*;
 use shop_storage::sqlx;
 use shop_testkit::{
-    Backend, Running, TestDb, admin, assert_status, connect, identity, loopback, on_both_backends, sign_as,
+    Backend, Running, TestDb, admin, assert_refused, assert_status, connect, identity, loopback, on_both_backends,
+    sign_as,
 };
 use tonic::Code;
 
@@ -325,8 +327,76 @@ async fn only_admins_change_the_catalogue_and_only_orders_move_stock(backend: Ba
     assert_status(orders.create_product(new_product("Side job", 1, 1)).await, Code::PermissionDenied, "not allowed");
 }
 
+/// The field each violation names, in order.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    rich_error::field_violations(status).into_iter().map(|(field, _)| field).collect()
+}
+
+async fn every_refusal_carries_its_reason(backend: Backend) {
+    let mut inventory = start(backend).await;
+    let lamp = create(&mut inventory, "Lamp", 100, 3).await;
+    let meta = |status: &tonic::Status, key: &str| rich_error::metadata(status, key);
+
+    let missing = inventory.client.get_product(GetProductRequest { id: 424_242 }).await;
+    let missing = assert_refused(missing, Code::NotFound, ErrorReason::ProductNotFound);
+    assert_eq!(meta(&missing, "product_id").as_deref(), Some("424242"));
+    let gone = inventory.client.delete_product(DeleteProductRequest { id: 424_242 }).await;
+    assert_refused(gone, Code::NotFound, ErrorReason::ProductNotFound);
+    let unknown_line = inventory.client.reserve_stock(reservation(1, &[(lamp.id, 1), (424_242, 1)])).await;
+    let unknown_line = assert_refused(unknown_line, Code::NotFound, ErrorReason::ProductNotFound);
+    assert_eq!(meta(&unknown_line, "product_id").as_deref(), Some("424242"));
+
+    let short = inventory.client.reserve_stock(reservation(2, &[(lamp.id, 5)])).await;
+    let short = assert_refused(short, Code::FailedPrecondition, ErrorReason::StockShort);
+    let (id, requested, available) = (meta(&short, "product_id"), meta(&short, "requested"), meta(&short, "available"));
+    assert_eq!((id, requested.as_deref(), available.as_deref()), (Some(lamp.id.to_string()), Some("5"), Some("3")));
+
+    let below = UpdateProductRequest { id: lamp.id, stock_delta: Some(-4), ..Default::default() };
+    let below = assert_refused(
+        inventory.client.update_product(below).await,
+        Code::FailedPrecondition,
+        ErrorReason::StockWouldGoNegative,
+    );
+    assert_eq!(meta(&below, "product_id"), Some(lamp.id.to_string()));
+
+    inventory.client.release_stock(ReleaseStockRequest { order_id: 3 }).await.expect("released");
+    let late = inventory.client.reserve_stock(reservation(3, &[(lamp.id, 1)])).await;
+    let late = assert_refused(late, Code::FailedPrecondition, ErrorReason::ReservationReleased);
+    assert_eq!(meta(&late, "order_id").as_deref(), Some("3"));
+
+    // Invalid input: a BadRequest naming the field.
+    for (result, field) in [
+        (inventory.client.create_product(new_product("", 1, 1)).await.map(drop), "name"),
+        (inventory.client.create_product(new_product("Lamp", -1, 1)).await.map(drop), "price_minor"),
+        (inventory.client.reserve_stock(reservation(4, &[(lamp.id, 0)])).await.map(drop), "items.quantity"),
+        (inventory.client.reserve_stock(reservation(4, &[])).await.map(drop), "items"),
+        (inventory.client.reserve_stock(reservation(4, &[(-1, 1)])).await.map(drop), "items.product_id"),
+        (inventory.client.list_products(ListProductsRequest { page: 1, page_size: 101 }).await.map(drop), "page_size"),
+        (inventory.client.get_product(GetProductRequest { id: 0 }).await.map(drop), "id"),
+    ] {
+        let refused = assert_refused(result, Code::InvalidArgument, ErrorReason::FieldInvalid);
+        assert_eq!(violated_fields(&refused), vec![field.to_owned()]);
+    }
+
+    // Who may not: a customer, an anonymous caller, a forger.
+    let mut customer = InventoryServiceClient::with_interceptor(
+        connect(&inventory.url).await,
+        sign_as(Caller::User { id: 5, admin: false }),
+    );
+    let mut anonymous = InventoryServiceClient::new(connect(&inventory.url).await);
+    let forger = SignAs::fixed(Identity::new(b"not the shop's secret at all"), admin());
+    let mut forged = InventoryServiceClient::with_interceptor(connect(&inventory.url).await, forger);
+    let denied = customer.create_product(new_product("Mine", 1, 1)).await;
+    assert_refused(denied, Code::PermissionDenied, ErrorReason::PermissionDenied);
+    let anonymous = anonymous.reserve_stock(reservation(5, &[(lamp.id, 1)])).await;
+    assert_refused(anonymous, Code::Unauthenticated, ErrorReason::SignInRequired);
+    let forged = forged.create_product(new_product("Forged", 1, 1)).await;
+    assert_refused(forged, Code::Unauthenticated, ErrorReason::CallerUnverified);
+}
+
 on_both_backends!(
     only_admins_change_the_catalogue_and_only_orders_move_stock,
+    every_refusal_carries_its_reason,
     products_are_created_read_changed_and_deleted,
     bad_products_are_refused_and_write_nothing,
     listing_pages_through_a_stable_order,

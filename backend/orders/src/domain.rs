@@ -1,7 +1,5 @@
 //! Orders, their lines and the status state machine.
 
-use std::collections::BTreeMap;
-
 use crate::OrderError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,46 +49,57 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// Most distinct products in one order, and units of one product.
-pub const MAX_LINES: usize = 100;
-pub const MAX_QUANTITY: i64 = 10_000;
+/// What a customer orders: product id to quantity, one entry per product,
+/// parsed by the one parser inventory uses too.
+pub use shop_order_lines::OrderLines;
 
-/// What a customer orders: product id to quantity, one entry per product.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lines(BTreeMap<i64, i64>);
+/// Why inventory refused an order's stock, as the order keeps it (the
+/// `rejection` column), to answer its retries the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A product had fewer units on hand than the order asked for.
+    StockShort,
+    /// A product of the order does not exist.
+    ProductNotFound,
+}
 
-impl Lines {
-    /// Lines naming the same product are added together.
-    pub fn parse(lines: impl IntoIterator<Item = (i64, i64)>) -> Result<Self, OrderError> {
-        let mut wanted = BTreeMap::new();
-        for (product_id, quantity) in lines {
-            parse_id("items.product_id", product_id)?;
-            if !(1..=MAX_QUANTITY).contains(&quantity) {
-                return Err(OrderError::invalid("items.quantity", "must be between 1 and 10000"));
-            }
-            let total: &mut i64 = wanted.entry(product_id).or_default();
-            *total += quantity;
-            if *total > MAX_QUANTITY {
-                return Err(OrderError::invalid("items.quantity", "must be between 1 and 10000 per product"));
-            }
+impl Rejection {
+    pub const ALL: [Self; 2] = [Self::StockShort, Self::ProductNotFound];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StockShort => "stock_short",
+            Self::ProductNotFound => "product_not_found",
         }
-        if wanted.is_empty() {
-            return Err(OrderError::invalid("items", "must name at least one product"));
-        }
-        if wanted.len() > MAX_LINES {
-            return Err(OrderError::invalid("items", "must name at most 100 products"));
-        }
-        Ok(Self(wanted))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.0.iter().map(|(id, quantity)| (*id, *quantity))
+    pub fn from_db(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == value)
+    }
+}
+
+/// Who is looking at an order, as far as changing it goes. Anyone else does
+/// not get to see it at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Admin,
+    /// The customer whose order it is.
+    Owner,
+}
+
+impl Access {
+    /// Whether this kind of caller may ask for an order to move to `to` at
+    /// all: admins for any status, owners only to cancel.
+    pub fn may_ask_for(self, to: Status) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Owner => to == Status::Cancelled,
+        }
     }
 
-    /// "product:quantity,..." in product order: equal for equal orders,
-    /// however their lines were written.
-    pub fn canonical(&self) -> String {
-        self.iter().map(|(id, quantity)| format!("{id}:{quantity}")).collect::<Vec<_>>().join(",")
+    /// The statuses this caller may move an order in `from` to now.
+    pub fn allowed_transitions(self, from: Status) -> Vec<Status> {
+        Status::ALL.into_iter().filter(|to| from.can_be_moved_to(*to) && self.may_ask_for(*to)).collect()
     }
 }
 
@@ -185,16 +194,40 @@ mod tests {
     }
 
     #[test]
-    fn lines_merge_and_are_bounded() -> Result<(), OrderError> {
-        assert_eq!(Lines::parse([(3, 1), (3, 2)])?.iter().collect::<Vec<_>>(), vec![(3, 3)]);
-        assert!(Lines::parse([]).is_err());
-        assert!(Lines::parse([(1, 0)]).is_err());
-        assert!(Lines::parse([(1, -1)]).is_err());
-        assert!(Lines::parse([(-1, 1)]).is_err());
-        assert!(Lines::parse([(1, 10_001)]).is_err());
-        assert!(Lines::parse((1..=101).map(|id| (id, 1))).is_err());
-        assert_eq!(Lines::parse([(9, 1), (2, 5), (9, 2)])?.canonical(), "2:5,9:3");
-        Ok(())
+    fn admins_may_make_every_move_owners_only_cancel() {
+        let moves = |access: Access| {
+            Status::ALL.into_iter().map(|from| (from, access.allowed_transitions(from))).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            moves(Access::Admin),
+            vec![
+                (Pending, vec![Cancelled]),
+                (Confirmed, vec![Shipped, Cancelled]),
+                (Shipped, vec![Delivered]),
+                (Delivered, vec![]),
+                (Cancelled, vec![]),
+                (Rejected, vec![]),
+            ]
+        );
+        assert_eq!(
+            moves(Access::Owner),
+            vec![
+                (Pending, vec![Cancelled]),
+                (Confirmed, vec![Cancelled]),
+                (Shipped, vec![]),
+                (Delivered, vec![]),
+                (Cancelled, vec![]),
+                (Rejected, vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejections_round_trip_through_the_database_form() {
+        for rejection in Rejection::ALL {
+            assert_eq!(Rejection::from_db(rejection.as_str()), Some(rejection));
+        }
+        assert_eq!(Rejection::from_db("tuesday"), None);
     }
 
     #[test]

@@ -1,22 +1,27 @@
-//! The order service's errors, and their one mapping to gRPC status codes.
+//! The order service's errors, and their one mapping to gRPC statuses, each
+//! with its stable reason (`shop.errors.v1.ErrorReason`).
 
+use shop_grpc::rich_error::{ErrorReason, refuse};
 use tonic::{Code, Status};
 
-use crate::domain::Status as OrderStatus;
+use crate::domain::{Rejection, Status as OrderStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// No such order, or one the caller may not see: one answer for both.
     #[error("order {0} not found")]
     NotFound(i64),
     /// Inventory refused the reservation; the order is kept as rejected.
-    #[error("order {order_id} rejected: {reason}")]
-    Rejected { order_id: i64, reason: String, code: Code },
+    #[error("order {order_id} rejected: {}", rejection_text(*.rejection, *.product_id))]
+    Rejected { order_id: i64, rejection: Rejection, product_id: Option<i64> },
     #[error("an order cannot go from {from} to {to}")]
-    Transition { from: OrderStatus, to: OrderStatus },
+    Transition { order_id: i64, from: OrderStatus, to: OrderStatus },
     #[error("order {0} was changed by someone else meanwhile; read it again")]
     Conflict(i64),
+    #[error("idempotency_key: was already used for a different order; use a new key for a new order")]
+    IdempotencyKeyReused,
     #[error(
         "inventory is unavailable; order {0} is recorded as pending and will be confirmed or rejected automatically"
     )]
@@ -29,26 +34,74 @@ pub enum OrderError {
     Storage(#[from] sqlx::Error),
 }
 
+/// Why an order was rejected, for people.
+fn rejection_text(rejection: Rejection, product_id: Option<i64>) -> String {
+    match (rejection, product_id) {
+        (Rejection::StockShort, Some(id)) => format!("not enough stock for product {id}"),
+        (Rejection::StockShort, None) => "not enough stock".to_owned(),
+        (Rejection::ProductNotFound, Some(id)) => format!("product {id} not found"),
+        (Rejection::ProductNotFound, None) => "a product was not found".to_owned(),
+    }
+}
+
 impl OrderError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid { field, message: message.into() }
     }
 }
 
+impl From<shop_order_lines::LinesError> for OrderError {
+    fn from(error: shop_order_lines::LinesError) -> Self {
+        Self::invalid(error.field(), error.message())
+    }
+}
+
 impl From<OrderError> for Status {
     fn from(error: OrderError) -> Self {
-        match &error {
-            OrderError::Invalid { .. } => Status::invalid_argument(error.to_string()),
-            OrderError::NotFound(_) => Status::not_found(error.to_string()),
-            OrderError::Rejected { code, .. } => Status::new(*code, error.to_string()),
-            OrderError::Transition { .. } | OrderError::TotalOverflow => Status::failed_precondition(error.to_string()),
-            OrderError::Conflict(_) => Status::aborted(error.to_string()),
-            OrderError::InventoryUnavailable(_) => Status::unavailable(error.to_string()),
-            OrderError::Inventory(_) | OrderError::Storage(_) => {
-                tracing::error!(error = %error, "order service failure");
-                Status::internal("internal error")
+        let message = error.to_string();
+        match error {
+            OrderError::Invalid { field, message: description } => {
+                refuse(Code::InvalidArgument, ErrorReason::FieldInvalid, message).field_violation(field, description)
+            }
+            OrderError::NotFound(order_id) => {
+                refuse(Code::NotFound, ErrorReason::OrderNotFound, message).metadata("order_id", order_id)
+            }
+            OrderError::Rejected { order_id, rejection, product_id } => {
+                // The code says what kind of refusal it was, as inventory's did.
+                let code = match rejection {
+                    Rejection::StockShort => Code::FailedPrecondition,
+                    Rejection::ProductNotFound => Code::NotFound,
+                };
+                let refusal = refuse(code, ErrorReason::OrderRejected, message)
+                    .metadata("order_id", order_id)
+                    .metadata("rejection", rejection.as_str());
+                match product_id {
+                    Some(product_id) => refusal.metadata("product_id", product_id),
+                    None => refusal,
+                }
+            }
+            OrderError::Transition { order_id, from, to } => {
+                refuse(Code::FailedPrecondition, ErrorReason::TransitionForbidden, message)
+                    .metadata("order_id", order_id)
+                    .metadata("from", from)
+                    .metadata("to", to)
+            }
+            OrderError::Conflict(order_id) => {
+                refuse(Code::Aborted, ErrorReason::ConcurrentChange, message).metadata("order_id", order_id)
+            }
+            OrderError::IdempotencyKeyReused => {
+                refuse(Code::InvalidArgument, ErrorReason::IdempotencyKeyReused, message)
+                    .field_violation("idempotency_key", "was already used for a different order")
+            }
+            OrderError::InventoryUnavailable(order_id) => {
+                refuse(Code::Unavailable, ErrorReason::OrderPending, message).metadata("order_id", order_id)
+            }
+            OrderError::TotalOverflow | OrderError::Inventory(_) | OrderError::Storage(_) => {
+                tracing::error!(error = %message, "order service failure");
+                refuse(Code::Internal, ErrorReason::Internal, "internal error")
             }
         }
+        .into()
     }
 }
 

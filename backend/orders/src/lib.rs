@@ -9,6 +9,8 @@
 
 pub mod domain;
 pub mod error;
+#[cfg(feature = "fault-hooks")]
+pub mod fault_hooks;
 pub mod metrics;
 pub mod recovery;
 pub mod service;
@@ -20,4 +22,4 @@ pub use error::OrderError;
 pub use service::OrderService;
 
 /// The orders database's schema, for each backend.
-pub const MIGRATIONS: Migrations = shop_storage::migrations!("orders": 1 => "0001_create_orders", 2 => "0002_idempotency_keys", 3 => "0003_create_outbox", 4 => "0004_outbox_trace_context");
+pub const MIGRATIONS: Migrations = shop_storage::migrations!("orders": 1 => "0001_create_orders", 2 => "0002_idempotency_keys", 3 => "0003_create_outbox", 4 => "0004_outbox_trace_context", 5 => "0005_rejection_reason");

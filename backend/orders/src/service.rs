@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use shop_events::Wake;
 use shop_grpc::identity::{Caller, Identity, SignAs, Signed};
+use shop_grpc::rich_error::{self, ErrorReason};
 use shop_proto::inventory::v1 as inventory;
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::orders::v1 as pb;
@@ -12,9 +13,9 @@ use shop_proto::orders::v1::order_service_server::{self, OrderServiceServer};
 use shop_proto::time::from_unix_ms;
 use shop_storage::{Db, Page, PageError};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
-use crate::domain::{self, Lines, Order, PricedLine, Status as OrderStatus, parse_id};
+use crate::domain::{self, Access, Order, OrderLines, PricedLine, Rejection, Status as OrderStatus, parse_id};
 use crate::{OrderError, store};
 
 #[derive(Clone)]
@@ -23,7 +24,6 @@ pub struct OrderService {
     channel: Channel,
     inventory: InventoryServiceClient<Signed>,
     outbox: Wake,
-    pause_after_recording: bool,
     identity: Identity,
 }
 
@@ -47,14 +47,7 @@ pub fn inventory_channel(url: &str) -> Result<Channel, tonic::transport::Error> 
 impl OrderService {
     pub fn new(db: Db, inventory: Channel) -> Self {
         let identity = Identity::random();
-        Self {
-            db,
-            inventory: as_orders(&identity, &inventory),
-            channel: inventory,
-            outbox: Wake::default(),
-            pause_after_recording: false,
-            identity,
-        }
+        Self { db, inventory: as_orders(&identity, &inventory), channel: inventory, outbox: Wake::default(), identity }
     }
 
     /// Checks callers' signed identities, and signs calls to inventory, with
@@ -62,13 +55,6 @@ impl OrderService {
     pub fn with_identity(mut self, identity: Identity) -> Self {
         self.inventory = as_orders(&identity, &self.channel);
         self.identity = identity;
-        self
-    }
-
-    /// Fault injection, for crash tests only: after recording an order and
-    /// before reserving its stock, stop and wait to be killed.
-    pub fn with_pause_after_recording(mut self, pause: bool) -> Self {
-        self.pause_after_recording = pause;
         self
     }
 
@@ -88,16 +74,14 @@ impl OrderService {
 
     async fn create(&self, request: pb::CreateOrderRequest) -> Result<Order, OrderError> {
         let user_id = parse_id("user_id", request.user_id)?;
-        let lines = Lines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
+        let lines = OrderLines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
         let key = domain::parse_idempotency_key(&request.idempotency_key)?;
         let actor = domain::user_actor(user_id);
         let order_id = match store::insert_pending(&self.db, user_id, &lines, &actor, key).await? {
             store::Recorded::New(order_id) => {
                 self.outbox.wake();
-                if self.pause_after_recording {
-                    tracing::warn!(order_id, "fault injection: order recorded, pausing before reserving its stock");
-                    std::future::pending::<()>().await;
-                }
+                #[cfg(feature = "fault-hooks")]
+                crate::fault_hooks::after_recording(order_id).await;
                 order_id
             }
             store::Recorded::Existing(order_id) => return self.replay(order_id, &lines).await,
@@ -117,7 +101,7 @@ impl OrderService {
     /// Answers a retry the way the first request was answered. A retry that
     /// finds its order still pending (the first request crashed, or is still
     /// running) reserves again: inventory does it once per order id.
-    async fn replay(&self, order_id: i64, lines: &Lines) -> Result<Order, OrderError> {
+    async fn replay(&self, order_id: i64, lines: &OrderLines) -> Result<Order, OrderError> {
         let order = store::get(&self.db, order_id).await?;
         match order.status {
             OrderStatus::Pending => {
@@ -125,10 +109,11 @@ impl OrderService {
                 store::get(&self.db, order_id).await
             }
             OrderStatus::Rejected => {
-                let (reason, code) = store::rejection(&self.db, order_id)
-                    .await?
-                    .unwrap_or_else(|| ("stock was short".to_owned(), Code::FailedPrecondition.into()));
-                Err(OrderError::Rejected { order_id, reason, code: Code::from_i32(code) })
+                // Every rejected order has its rejection (migration 0005
+                // gave older ones theirs).
+                let (rejection, product_id) =
+                    store::rejection(&self.db, order_id).await?.unwrap_or((Rejection::StockShort, None));
+                Err(OrderError::Rejected { order_id, rejection, product_id })
             }
             _ => Ok(order),
         }
@@ -136,7 +121,7 @@ impl OrderService {
 
     /// Has inventory reserve and price a pending order's lines, then records
     /// the outcome. Safe to repeat: inventory reserves once per order id.
-    pub(crate) async fn reserve(&self, order_id: i64, lines: &Lines) -> Result<(), OrderError> {
+    pub(crate) async fn reserve(&self, order_id: i64, lines: &OrderLines) -> Result<(), OrderError> {
         let request = inventory::ReserveStockRequest {
             order_id,
             items: lines.iter().map(|(product_id, quantity)| inventory::StockItem { product_id, quantity }).collect(),
@@ -163,21 +148,35 @@ impl OrderService {
                 }
                 Ok(())
             }
-            Err(refused) if matches!(refused.code(), Code::FailedPrecondition | Code::NotFound) => {
-                store::reject(&self.db, order_id, refused.message(), refused.code().into()).await?;
-                self.outbox.wake();
-                tracing::info!(order_id, reason = refused.message(), "order rejected");
-                Err(OrderError::Rejected { order_id, reason: refused.message().to_owned(), code: refused.code() })
-            }
-            Err(failure) if matches!(failure.code(), Code::InvalidArgument) => {
-                // Our own request was malformed: a bug, not the customer's fault.
-                Err(OrderError::Inventory(failure.message().to_owned()))
-            }
-            Err(failure) => {
-                tracing::warn!(order_id, error = %failure, "inventory unavailable; order left pending");
-                Err(OrderError::InventoryUnavailable(order_id))
-            }
+            Err(refused) => self.refused(order_id, &refused).await,
         }
+    }
+
+    /// What inventory's refusal means for a pending order, decided by its
+    /// reason (never its message): rejected for stock or a product, nothing
+    /// to do for an order that was cancelled meanwhile, and otherwise left
+    /// pending for a retry or the recovery pass.
+    async fn refused(&self, order_id: i64, refused: &Status) -> Result<(), OrderError> {
+        let rejection = match rich_error::reason(refused) {
+            Some(ErrorReason::StockShort) => Rejection::StockShort,
+            Some(ErrorReason::ProductNotFound) => Rejection::ProductNotFound,
+            // The order was cancelled before its stock was reserved, and
+            // inventory will never reserve any for it: it stays cancelled.
+            Some(ErrorReason::ReservationReleased) => return Ok(()),
+            Some(ErrorReason::FieldInvalid) => {
+                // Our own request was malformed: a bug, not the customer's fault.
+                return Err(OrderError::Inventory(refused.to_string()));
+            }
+            _ => {
+                tracing::warn!(order_id, error = %refused, "inventory unavailable; order left pending");
+                return Err(OrderError::InventoryUnavailable(order_id));
+            }
+        };
+        let product_id = rich_error::metadata(refused, "product_id").and_then(|id| id.parse().ok());
+        store::reject(&self.db, order_id, rejection, product_id).await?;
+        self.outbox.wake();
+        tracing::info!(order_id, rejection = rejection.as_str(), product_id, "order rejected");
+        Err(OrderError::Rejected { order_id, rejection, product_id })
     }
 
     /// Asks inventory to give the order's stock back. A failure is left for
@@ -199,29 +198,56 @@ impl OrderService {
         }
     }
 
+    /// The order, if `caller` may see it, and how they may change it. An
+    /// order that is not theirs is "not found", exactly as one that does not
+    /// exist, so its existence is not revealed.
+    async fn visible(&self, caller: &Caller, id: i64) -> Result<(Order, Access), Status> {
+        caller.require_signed_in()?;
+        let order = store::get(&self.db, id).await?;
+        match access(caller, order.user_id) {
+            Some(access) => Ok((order, access)),
+            None => Err(OrderError::NotFound(id).into()),
+        }
+    }
+
     /// Admins move orders along; a customer may only cancel their own.
-    async fn update_status(&self, caller: &Caller, request: pb::UpdateOrderStatusRequest) -> Result<Order, Status> {
+    async fn update_status(
+        &self,
+        caller: &Caller,
+        request: pb::UpdateOrderStatusRequest,
+    ) -> Result<(Order, Access), Status> {
         let id = parse_id("id", request.id)?;
         let to = status_from_proto(request.status)?;
-        let order = store::get(&self.db, id).await?;
-        caller.require(caller.is_admin() || (caller.may_act_for(order.user_id) && to == OrderStatus::Cancelled))?;
-        // History names the caller the service verified, not what a request says.
-        let actor = caller.actor();
+        let (order, access) = self.visible(caller, id).await?;
+        caller.require(access.may_ask_for(to))?;
         if order.status == to {
-            return Ok(order); // asking twice for the same status changes nothing
+            return Ok((order, access)); // asking twice for the same status changes nothing
         }
         if !order.status.can_be_moved_to(to) {
-            return Err(OrderError::Transition { from: order.status, to }.into());
+            return Err(OrderError::Transition { order_id: id, from: order.status, to }.into());
         }
-        if !store::transition(&self.db, id, order.status, to, &actor).await? {
+        // History names the caller the service verified.
+        if !store::transition(&self.db, id, order.status, to, &caller.actor()).await? {
             return Err(OrderError::Conflict(id).into());
         }
         self.outbox.wake();
         if to == OrderStatus::Cancelled {
             self.release(id).await;
         }
-        Ok(store::get(&self.db, id).await?)
+        Ok((store::get(&self.db, id).await?, access))
     }
+}
+
+/// How `caller` stands towards an order of `owner`'s: `None` for anyone who
+/// may not see it.
+fn access(caller: &Caller, owner: i64) -> Option<Access> {
+    caller.may_act_for(owner).then(|| owner_or_admin(caller))
+}
+
+/// How a caller already let through to orders (as their owner, or as an
+/// admin) stands towards them.
+fn owner_or_admin(caller: &Caller) -> Access {
+    if caller.is_admin() { Access::Admin } else { Access::Owner }
 }
 
 fn status_from_proto(value: i32) -> Result<OrderStatus, OrderError> {
@@ -256,17 +282,17 @@ impl order_service_server::OrderService for OrderService {
         let caller = self.identity.caller(&request)?;
         let request = request.into_inner();
         caller.require(caller.may_act_for(request.user_id))?;
+        let access = owner_or_admin(&caller);
         let order = self.create(request).await?;
         tracing::info!(order_id = order.id, user_id = order.user_id, total_minor = order.total_minor, "order placed");
-        Ok(Response::new(pb::CreateOrderResponse { order: Some(order.into()) }))
+        Ok(Response::new(pb::CreateOrderResponse { order: Some(to_proto(order, access)) }))
     }
 
     async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::GetOrderResponse>, Status> {
         let caller = self.identity.caller(&request)?;
         let id = parse_id("id", request.into_inner().id)?;
-        let order = store::get(&self.db, id).await?;
-        caller.require(caller.may_act_for(order.user_id))?;
-        Ok(Response::new(pb::GetOrderResponse { order: Some(order.into()) }))
+        let (order, access) = self.visible(&caller, id).await?;
+        Ok(Response::new(pb::GetOrderResponse { order: Some(to_proto(order, access)) }))
     }
 
     async fn list_orders(
@@ -280,8 +306,9 @@ impl order_service_server::OrderService for OrderService {
         caller.require(user_id.map_or(caller.is_admin(), |id| caller.may_act_for(id)))?;
         let page = parse_page(request.page, request.page_size)?;
         let (orders, total) = store::list(&self.db, user_id, page).await?;
+        let access = owner_or_admin(&caller);
         Ok(Response::new(pb::ListOrdersResponse {
-            orders: orders.into_iter().map(Into::into).collect(),
+            orders: orders.into_iter().map(|order| to_proto(order, access)).collect(),
             total,
             page: page.number,
             page_size: page.size,
@@ -293,8 +320,8 @@ impl order_service_server::OrderService for OrderService {
         request: Request<pb::UpdateOrderStatusRequest>,
     ) -> Result<Response<pb::UpdateOrderStatusResponse>, Status> {
         let caller = self.identity.caller(&request)?;
-        let order = self.update_status(&caller, request.into_inner()).await?;
-        Ok(Response::new(pb::UpdateOrderStatusResponse { order: Some(order.into()) }))
+        let (order, access) = self.update_status(&caller, request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateOrderStatusResponse { order: Some(to_proto(order, access)) }))
     }
 }
 
@@ -311,7 +338,18 @@ impl From<OrderStatus> for pb::OrderStatus {
     }
 }
 
+/// An order as `access` sees it: with the status changes that caller may
+/// make now.
+fn to_proto(order: Order, access: Access) -> pb::Order {
+    let allowed = access.allowed_transitions(order.status);
+    pb::Order {
+        allowed_transitions: allowed.into_iter().map(|status| pb::OrderStatus::from(status).into()).collect(),
+        ..order.into()
+    }
+}
+
 impl From<Order> for pb::Order {
+    /// Without `allowed_transitions`, which depend on who asks: see [`to_proto`].
     fn from(order: Order) -> Self {
         Self {
             id: order.id,
@@ -339,6 +377,7 @@ impl From<Order> for pb::Order {
                     at: Some(from_unix_ms(change.at_ms)),
                 })
                 .collect(),
+            allowed_transitions: Vec::new(),
         }
     }
 }

@@ -10,7 +10,7 @@ use shop_storage::{Db, Page, now_ms};
 use shop_events::{Event, OrderCreated, OrderStatusChanged, Payload, outbox};
 
 use crate::OrderError;
-use crate::domain::{Item, Lines, Order, PricedLine, Status, StatusChange};
+use crate::domain::{Item, Order, OrderLines, PricedLine, Rejection, Status, StatusChange};
 
 const ORDER_COLUMNS: &str = "id, user_id, status, total_minor, created_at_ms, updated_at_ms";
 
@@ -103,7 +103,7 @@ async fn status_changed(
 pub async fn insert_pending(
     db: &Db,
     user_id: i64,
-    lines: &Lines,
+    lines: &OrderLines,
     actor: &str,
     idempotency_key: Option<&str>,
 ) -> Result<Recorded, OrderError> {
@@ -151,10 +151,7 @@ pub async fn insert_pending(
                 return if request == lines.canonical() {
                     Ok(Recorded::Existing(existing))
                 } else {
-                    Err(OrderError::invalid(
-                        "idempotency_key",
-                        "was already used for a different order; use a new key for a new order",
-                    ))
+                    Err(OrderError::IdempotencyKeyReused)
                 };
             }
         }
@@ -179,15 +176,18 @@ pub async fn expire_idempotency_keys(db: &Db, before_ms: i64) -> Result<u64, Ord
     .await
 }
 
-/// Why a rejected order was rejected: inventory's message and status code.
-pub async fn rejection(db: &Db, order_id: i64) -> Result<Option<(String, i32)>, OrderError> {
+/// Why a rejected order was rejected, and the product concerned if known.
+pub async fn rejection(db: &Db, order_id: i64) -> Result<Option<(Rejection, Option<i64>)>, OrderError> {
     db.observe("rejection", async move {
-        let row: Option<(Option<String>, Option<i32>)> =
-            sqlx::query_as("SELECT rejection_reason, rejection_code FROM orders WHERE id = $1")
+        let row: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT rejection, rejected_product_id FROM orders WHERE id = $1")
                 .bind(order_id)
                 .fetch_optional(&db.pool)
                 .await?;
-        Ok(row.and_then(|(reason, code)| reason.zip(code)))
+        let Some((Some(rejection), product_id)) = row else { return Ok(None) };
+        let rejection = Rejection::from_db(&rejection)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown rejection {rejection:?}").into()))?;
+        Ok(Some((rejection, product_id)))
     })
     .await
 }
@@ -243,18 +243,18 @@ pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], total_minor: 
 }
 
 /// Rejects a pending order whose stock inventory refused, keeping why.
-pub async fn reject(db: &Db, order_id: i64, reason: &str, code: i32) -> Result<(), OrderError> {
+pub async fn reject(db: &Db, order_id: i64, rejection: Rejection, product_id: Option<i64>) -> Result<(), OrderError> {
     db.observe("reject", async move {
         let now = now_ms();
         let mut tx = db.pool.begin().await?;
         let rejected = sqlx::query(
-            "UPDATE orders SET status = 'rejected', rejection_reason = $3, rejection_code = $4, updated_at_ms = $2 \
+            "UPDATE orders SET status = 'rejected', rejection = $3, rejected_product_id = $4, updated_at_ms = $2 \
          WHERE id = $1 AND status = 'pending'",
         )
         .bind(order_id)
         .bind(now)
-        .bind(reason)
-        .bind(code)
+        .bind(rejection.as_str())
+        .bind(product_id)
         .execute(&mut *tx)
         .await?;
         let newly_rejected = rejected.rows_affected() == 1;
@@ -402,7 +402,7 @@ pub async fn list(db: &Db, user_id: Option<i64>, page: Page) -> Result<(Vec<Orde
 
 /// Pending orders last touched before `before_ms`, oldest first: work for
 /// the recovery pass.
-pub async fn stale_pending(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<(i64, Lines)>, OrderError> {
+pub async fn stale_pending(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<(i64, OrderLines)>, OrderError> {
     db.observe("stale_pending", async move {
         let ids: Vec<(i64,)> = sqlx::query_as(
             "SELECT id FROM orders WHERE status = 'pending' AND updated_at_ms < $1 ORDER BY id LIMIT $2",
@@ -418,7 +418,7 @@ pub async fn stale_pending(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<(i
                     .bind(id)
                     .fetch_all(&db.pool)
                     .await?;
-            pending.push((id, Lines::parse(lines)?));
+            pending.push((id, OrderLines::parse(lines)?));
         }
         Ok(pending)
     })

@@ -5,14 +5,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shop_grpc::identity::{Caller, Signed};
+use shop_grpc::identity::{Caller, Identity, SignAs, Signed};
+use shop_grpc::rich_error::{self, ErrorReason};
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::inventory::v1::{CreateProductRequest, GetProductRequest, UpdateProductRequest};
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
 use shop_proto::orders::v1::*;
 use shop_storage::sqlx;
 use shop_testkit::{
-    Backend, Running, TestDb, admin, assert_status, connect, identity, loopback, on_both_backends, sign_as,
+    Backend, Running, TestDb, admin, assert_refused, assert_status, connect, identity, loopback, on_both_backends,
+    sign_as,
 };
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -39,12 +41,16 @@ fn serve_inventory(db: &TestDb, listener: TcpListener) -> Running {
 }
 
 async fn start(backend: Backend) -> Shop {
+    start_on(backend, TestDb::new(backend, &shop_orders::MIGRATIONS).await).await
+}
+
+/// The shop, with the order service on `orders_db`.
+async fn start_on(backend: Backend, orders_db: TestDb) -> Shop {
     let inventory_db = TestDb::new(backend, &shop_inventory::MIGRATIONS).await;
     let (listener, inventory_url) = loopback().await;
     let inventory_addr = listener.local_addr().expect("an address");
     let inventory_server = serve_inventory(&inventory_db, listener);
 
-    let orders_db = TestDb::new(backend, &shop_orders::MIGRATIONS).await;
     let channel = shop_orders::service::inventory_channel(&inventory_url).expect("a channel");
     let service = shop_orders::OrderService::new(orders_db.db.clone(), channel).with_identity(identity());
     let (listener, orders_url) = loopback().await;
@@ -90,7 +96,7 @@ impl Shop {
     }
 
     async fn set_status(&mut self, id: i64, status: OrderStatus) -> Result<Order, tonic::Status> {
-        let request = UpdateOrderStatusRequest { id, status: status.into(), actor: "user:99".into() };
+        let request = UpdateOrderStatusRequest { id, status: status.into() };
         Ok(self.orders.update_order_status(request).await?.into_inner().order.expect("an order"))
     }
 
@@ -253,9 +259,9 @@ async fn status_follows_the_state_machine(backend: Backend) {
     );
     assert_eq!(shop.stock(tea).await, 9, "a delivered order keeps its stock");
 
-    let unspecified = UpdateOrderStatusRequest { id: order.id, status: 0, actor: String::new() };
+    let unspecified = UpdateOrderStatusRequest { id: order.id, status: 0 };
     assert_status(shop.orders.update_order_status(unspecified).await, Code::InvalidArgument, "status");
-    let unknown_value = UpdateOrderStatusRequest { id: order.id, status: 99, actor: String::new() };
+    let unknown_value = UpdateOrderStatusRequest { id: order.id, status: 99 };
     assert_status(shop.orders.update_order_status(unknown_value).await, Code::InvalidArgument, "status");
     assert_status(shop.set_status(55_555, OrderStatus::Shipped).await, Code::NotFound, "not found");
     assert_status(shop.set_status(0, OrderStatus::Shipped).await, Code::InvalidArgument, "id");
@@ -319,7 +325,8 @@ async fn a_retry_with_the_same_idempotency_key_is_the_same_order(backend: Backen
     assert_eq!(shop.stock(tea).await, 98, "reserved once");
     // The same key with other items is refused, and changes nothing.
     let other = shop.order_with_key(1, &[(tea, 3)], "checkout-1").await;
-    assert_status(other, Code::InvalidArgument, "idempotency_key: was already used for a different order");
+    assert_status(other.clone(), Code::InvalidArgument, "idempotency_key: was already used for a different order");
+    assert_refused(other, Code::InvalidArgument, ErrorReason::IdempotencyKeyReused);
     // Keys belong to their user.
     let someone_else = shop.order_with_key(2, &[(tea, 2)], "checkout-1").await.expect("another order");
     assert_ne!(someone_else.id, first.id);
@@ -344,17 +351,47 @@ async fn a_retry_with_the_same_idempotency_key_is_the_same_order(backend: Backen
     assert_eq!(shop.stock(tea).await, 98 - 2 - 1);
     assert_eq!(shop.count("idempotency_keys").await, 3);
 
-    // A rejected order's retry gets the same refusal and no second order.
+    // A rejected order's retry gets the same refusal, for the same reason,
+    // and no second order; even after the stock came back.
     let short = shop.order_with_key(4, &[(pot, 2)], "too-many").await;
-    assert_status(short, Code::FailedPrecondition, "not enough stock");
+    assert_status(short.clone(), Code::FailedPrecondition, "not enough stock");
     let orders_before = shop.count("orders").await;
-    assert_status(shop.order_with_key(4, &[(pot, 2)], "too-many").await, Code::FailedPrecondition, "not enough stock");
+    let restock = UpdateProductRequest { id: pot, stock_delta: Some(5), ..Default::default() };
+    shop.inventory.update_product(restock).await.expect("restocked");
+    let retried = shop.order_with_key(4, &[(pot, 2)], "too-many").await;
+    assert_eq!(rejection_of(retried), rejection_of(short));
     assert_eq!(shop.count("orders").await, orders_before);
+    let unknown = shop.order_with_key(4, &[(777_777, 1)], "no-such-thing").await;
+    let unknown_again = shop.order_with_key(4, &[(777_777, 1)], "no-such-thing").await;
+    let (code, reason, rejection, ..) = rejection_of(unknown.clone());
+    assert_eq!(
+        (code, reason, rejection.as_deref()),
+        (Code::NotFound, Some(ErrorReason::OrderRejected), Some("product_not_found"))
+    );
+    assert_eq!(rejection_of(unknown_again), rejection_of(unknown));
+    let orders_before = shop.count("orders").await;
 
     // A bad key is refused before anything is written.
     let long = "k".repeat(201);
     assert_status(shop.order_with_key(5, &[(tea, 1)], &long).await, Code::InvalidArgument, "idempotency_key");
     assert_eq!(shop.count("orders").await, orders_before);
+}
+
+/// Everything a client can learn of a rejection: code, reason, its
+/// metadata and the message.
+fn rejection_of(
+    result: Result<Order, tonic::Status>,
+) -> (Code, Option<ErrorReason>, Option<String>, Option<String>, Option<String>, String) {
+    let status = result.expect_err("a rejection");
+    let meta = |key| rich_error::metadata(&status, key);
+    (
+        status.code(),
+        rich_error::reason(&status),
+        meta("rejection"),
+        meta("order_id"),
+        meta("product_id"),
+        status.message().to_owned(),
+    )
 }
 
 async fn a_retry_finishes_an_order_an_outage_left_pending(backend: Backend) {
@@ -384,28 +421,321 @@ async fn customers_reach_only_their_own_orders(backend: Backend) {
     let for_ada = CreateOrderRequest { user_id: 1, items: line(), ..Default::default() };
     assert_status(eve.create_order(for_ada.clone()).await, Code::PermissionDenied, "not allowed");
     assert_status(anonymous.create_order(for_ada).await, Code::Unauthenticated, "sign in");
-    // Reading, listing and changing someone else's order too.
-    assert_status(eve.get_order(GetOrderRequest { id: mine.id }).await, Code::PermissionDenied, "not allowed");
+    // Someone else's order does not exist for her: reading or changing it is
+    // answered exactly as for an order that does not exist.
+    let missing = answer(eve.get_order(GetOrderRequest { id: 999_999 }).await);
+    assert_eq!(missing.0, Code::NotFound);
+    assert_eq!(missing.1, Some(ErrorReason::OrderNotFound));
+    let not_found_as = |id: i64, missing: &Refusal| {
+        let text = missing.2.replace("999999", &id.to_string());
+        (missing.0, missing.1, text, Some(id.to_string()))
+    };
+    assert_eq!(answer(eve.get_order(GetOrderRequest { id: mine.id }).await), not_found_as(mine.id, &missing));
+    let cancel = UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Cancelled.into() };
+    assert_eq!(answer(eve.update_order_status(cancel).await), not_found_as(mine.id, &missing));
+    let cancel_missing = UpdateOrderStatusRequest { id: 999_999, ..cancel };
+    assert_eq!(answer(eve.update_order_status(cancel_missing).await), missing);
+    // Listing someone else's orders, or everyone's, is not for her.
     let adas = ListOrdersRequest { user_id: Some(1), ..Default::default() };
-    assert_status(eve.list_orders(adas).await, Code::PermissionDenied, "not allowed");
-    assert_status(eve.list_orders(ListOrdersRequest::default()).await, Code::PermissionDenied, "not allowed");
-    let cancel =
-        UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Cancelled.into(), actor: "user:1".into() };
-    assert_status(eve.update_order_status(cancel.clone()).await, Code::PermissionDenied, "not allowed");
+    assert_refused(eve.list_orders(adas).await, Code::PermissionDenied, ErrorReason::PermissionDenied);
+    let everyone = eve.list_orders(ListOrdersRequest::default()).await;
+    assert_refused(everyone, Code::PermissionDenied, ErrorReason::PermissionDenied);
+    // Nor for an anonymous caller, who learns nothing either way.
+    for id in [mine.id, 999_999] {
+        let refused = anonymous.get_order(GetOrderRequest { id }).await;
+        assert_refused(refused, Code::Unauthenticated, ErrorReason::SignInRequired);
+    }
     // A customer may not ship her own order, but may cancel it; history
-    // names who the service verified, not what the request claims.
-    let ship = UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Shipped.into(), actor: "user:99".into() };
-    assert_status(ada.update_order_status(ship).await, Code::PermissionDenied, "not allowed");
+    // names who the service verified.
+    let ship = UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Shipped.into() };
+    assert_refused(ada.update_order_status(ship).await, Code::PermissionDenied, ErrorReason::PermissionDenied);
     assert_eq!(ada.list_orders(adas).await.expect("her list").into_inner().total, 1);
-    let claimed = UpdateOrderStatusRequest { actor: "admin".into(), ..cancel };
-    let cancelled = ada.update_order_status(claimed).await.expect("cancelled").into_inner().order.expect("an order");
+    let cancelled = ada.update_order_status(cancel).await.expect("cancelled").into_inner().order.expect("an order");
     assert_eq!(statuses(&cancelled).last(), Some(&(OrderStatus::Cancelled, "user:1".to_owned())));
     assert_eq!(shop.stock(tea).await, 10);
     assert_eq!(shop.count("orders").await, 1);
 }
 
+/// Code, reason, message and the order it names: what a client can tell apart.
+type Refusal = (Code, Option<ErrorReason>, String, Option<String>);
+
+fn answer<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Refusal {
+    let status = result.expect_err("a refusal");
+    (status.code(), rich_error::reason(&status), status.message().to_owned(), rich_error::metadata(&status, "order_id"))
+}
+
+/// A client signed as customer `id`.
+async fn as_customer(shop: &Shop, id: i64) -> OrderServiceClient<Signed> {
+    OrderServiceClient::with_interceptor(connect(&shop.orders_url).await, sign_as(Caller::User { id, admin: false }))
+}
+
+async fn every_refusal_carries_its_reason(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let meta = |status: &tonic::Status, key: &str| rich_error::metadata(status, key);
+
+    let missing = shop.orders.get_order(GetOrderRequest { id: 31_337 }).await;
+    let missing = assert_refused(missing, Code::NotFound, ErrorReason::OrderNotFound);
+    assert_eq!(meta(&missing, "order_id").as_deref(), Some("31337"));
+
+    // Rejections, for short stock and for an unknown product.
+    let short = shop.order(1, &[(tea, 11)]).await;
+    let short = assert_refused(short, Code::FailedPrecondition, ErrorReason::OrderRejected);
+    assert_eq!(meta(&short, "rejection").as_deref(), Some("stock_short"));
+    assert_eq!(meta(&short, "product_id"), Some(tea.to_string()));
+    let rejected_id: i64 = meta(&short, "order_id").and_then(|id| id.parse().ok()).expect("the order id");
+    assert_eq!(shop.get(rejected_id).await.status(), OrderStatus::Rejected);
+    let unknown = shop.order(1, &[(tea, 1), (777_777, 1)]).await;
+    let unknown = assert_refused(unknown, Code::NotFound, ErrorReason::OrderRejected);
+    assert_eq!(meta(&unknown, "rejection").as_deref(), Some("product_not_found"));
+    assert_eq!(meta(&unknown, "product_id").as_deref(), Some("777777"));
+
+    // The state machine refuses a move.
+    let order = shop.order(1, &[(tea, 1)]).await.expect("an order");
+    let back = shop.set_status(order.id, OrderStatus::Pending).await;
+    let back = assert_refused(back, Code::FailedPrecondition, ErrorReason::TransitionForbidden);
+    assert_eq!(
+        (meta(&back, "order_id"), meta(&back, "from"), meta(&back, "to")),
+        (Some(order.id.to_string()), Some("confirmed".to_owned()), Some("pending".to_owned()))
+    );
+
+    // A reused idempotency key names its field.
+    shop.order_with_key(1, &[(tea, 1)], "k").await.expect("an order");
+    let reused = shop.order_with_key(1, &[(tea, 2)], "k").await;
+    let reused = assert_refused(reused, Code::InvalidArgument, ErrorReason::IdempotencyKeyReused);
+    assert_eq!(rich_error::field_violations(&reused)[0].0, "idempotency_key");
+
+    // Invalid input: a BadRequest naming each field.
+    for (result, field) in [
+        (shop.order(0, &[(tea, 1)]).await.map(drop), "user_id"),
+        (shop.order(1, &[]).await.map(drop), "items"),
+        (shop.order(1, &[(tea, 0)]).await.map(drop), "items.quantity"),
+        (shop.order(1, &[(-4, 1)]).await.map(drop), "items.product_id"),
+        (shop.order_with_key(1, &[(tea, 1)], "with space").await.map(drop), "idempotency_key"),
+        (shop.set_status(order.id, OrderStatus::Unspecified).await.map(drop), "status"),
+        (shop.orders.get_order(GetOrderRequest { id: -1 }).await.map(drop), "id"),
+        (
+            shop.orders.list_orders(ListOrdersRequest { page_size: 1_000, ..Default::default() }).await.map(drop),
+            "page_size",
+        ),
+    ] {
+        let refused = assert_refused(result, Code::InvalidArgument, ErrorReason::FieldInvalid);
+        let fields: Vec<_> = rich_error::field_violations(&refused).into_iter().map(|(field, _)| field).collect();
+        assert_eq!(fields, vec![field.to_owned()]);
+    }
+
+    // Who may not.
+    let mut eve = as_customer(&shop, 2).await;
+    let for_someone_else = CreateOrderRequest {
+        user_id: 1,
+        items: vec![OrderLine { product_id: tea, quantity: 1 }],
+        ..Default::default()
+    };
+    assert_refused(eve.create_order(for_someone_else).await, Code::PermissionDenied, ErrorReason::PermissionDenied);
+    let forger = SignAs::fixed(Identity::new(b"not the shop's secret at all"), admin());
+    let mut forged = OrderServiceClient::with_interceptor(connect(&shop.orders_url).await, forger);
+    let forged = forged.get_order(GetOrderRequest { id: order.id }).await;
+    assert_refused(forged, Code::Unauthenticated, ErrorReason::CallerUnverified);
+
+    // Inventory away: the order is recorded and left pending.
+    shop.stop_inventory().await;
+    let pending = shop.order(1, &[(tea, 1)]).await;
+    let pending = assert_refused(pending, Code::Unavailable, ErrorReason::OrderPending);
+    let pending_id: i64 = meta(&pending, "order_id").and_then(|id| id.parse().ok()).expect("the order id");
+    assert_eq!(shop.get(pending_id).await.status(), OrderStatus::Pending);
+}
+
+async fn a_change_made_meanwhile_is_refused_as_such(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 10).await;
+    let order = shop.order(1, &[(tea, 1)]).await.expect("an order");
+    // Another writer, played by a trigger: the service's conditional update
+    // finds the order no longer as it read it.
+    let pool = shop.orders_db.db.pool.clone();
+    let statements: &[&str] = match backend {
+        Backend::Sqlite => &["CREATE TRIGGER another_writer BEFORE UPDATE OF status ON orders \
+             WHEN NEW.status = 'shipped' BEGIN SELECT RAISE(IGNORE); END"],
+        Backend::Postgres => &[
+            "CREATE FUNCTION another_writer() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+            "CREATE TRIGGER another_writer BEFORE UPDATE ON orders FOR EACH ROW \
+             WHEN (NEW.status = 'shipped') EXECUTE FUNCTION another_writer()",
+        ],
+    };
+    for statement in statements {
+        sqlx::query(sqlx::AssertSqlSafe(*statement)).execute(&pool).await.expect("the trigger");
+    }
+    let refused = shop.set_status(order.id, OrderStatus::Shipped).await;
+    let refused = assert_refused(refused, Code::Aborted, ErrorReason::ConcurrentChange);
+    assert_eq!(rich_error::metadata(&refused, "order_id"), Some(order.id.to_string()));
+    let drop_trigger = match backend {
+        Backend::Sqlite => "DROP TRIGGER another_writer",
+        Backend::Postgres => "DROP TRIGGER another_writer ON orders",
+    };
+    sqlx::query(drop_trigger).execute(&pool).await.expect("no more trigger");
+    assert_eq!(shop.set_status(order.id, OrderStatus::Shipped).await.expect("shipped").status(), OrderStatus::Shipped);
+}
+
+/// The statuses as the proto lists them.
+fn transitions(order: &Order) -> Vec<OrderStatus> {
+    order.allowed_transitions().collect()
+}
+
+async fn allowed_transitions_follow_the_caller_for_every_status(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 100).await;
+    let mut ada = as_customer(&shop, 1).await;
+    let mut eve = as_customer(&shop, 2).await;
+    let line = || vec![OrderLine { product_id: tea, quantity: 1 }];
+    let place = |user_id| CreateOrderRequest { user_id, items: line(), ..Default::default() };
+    use OrderStatus::*;
+
+    // The answer to CreateOrder says what its caller may do next.
+    let confirmed = ada.create_order(place(1)).await.expect("an order").into_inner().order.expect("an order");
+    assert_eq!((confirmed.status(), transitions(&confirmed)), (Confirmed, vec![Cancelled]));
+    let by_admin = shop.orders.create_order(place(1)).await.expect("an order").into_inner().order.expect("an order");
+    assert_eq!(transitions(&by_admin), vec![Shipped, Cancelled]);
+    // So does the answer to UpdateOrderStatus.
+    let shipped = shop.set_status(by_admin.id, Shipped).await.expect("shipped");
+    assert_eq!(transitions(&shipped), vec![Delivered]);
+    let delivered = shop.order(1, &[(tea, 1)]).await.expect("an order").id;
+    shop.set_status(delivered, Shipped).await.expect("shipped");
+    assert_eq!(transitions(&shop.set_status(delivered, Delivered).await.expect("delivered")), vec![]);
+    let cancelled = ada.create_order(place(1)).await.expect("an order").into_inner().order.expect("an order").id;
+    let cancel = UpdateOrderStatusRequest { id: cancelled, status: Cancelled.into() };
+    let after_cancel = ada.update_order_status(cancel).await.expect("cancelled").into_inner().order.expect("an order");
+    assert_eq!((after_cancel.status(), transitions(&after_cancel)), (Cancelled, vec![]));
+    let rejected = shop.order(1, &[(tea, 1_000)]).await.expect_err("rejected");
+    let rejected: i64 = rich_error::metadata(&rejected, "order_id").and_then(|id| id.parse().ok()).expect("an id");
+    shop.stop_inventory().await;
+    let pending = shop.order(1, &[(tea, 1)]).await.expect_err("left pending");
+    let pending: i64 = rich_error::metadata(&pending, "order_id").and_then(|id| id.parse().ok()).expect("an id");
+
+    let every = [
+        (pending, Pending, vec![Cancelled], vec![Cancelled]),
+        (confirmed.id, Confirmed, vec![Shipped, Cancelled], vec![Cancelled]),
+        (shipped.id, Shipped, vec![Delivered], vec![]),
+        (delivered, Delivered, vec![], vec![]),
+        (cancelled, Cancelled, vec![], vec![]),
+        (rejected, Rejected, vec![], vec![]),
+    ];
+    let admin_list = shop.orders.list_orders(ListOrdersRequest::default()).await.expect("a list").into_inner().orders;
+    let adas_list = ada.list_orders(ListOrdersRequest { user_id: Some(1), ..Default::default() }).await;
+    let adas_list = adas_list.expect("her list").into_inner().orders;
+    assert_eq!(
+        eve.list_orders(ListOrdersRequest { user_id: Some(2), ..Default::default() })
+            .await
+            .expect("a list")
+            .into_inner()
+            .total,
+        0
+    );
+    for (id, status, admins, owners) in every {
+        let as_admin = shop.get(id).await;
+        assert_eq!((as_admin.status(), transitions(&as_admin)), (status, admins.clone()), "admin, {status:?}");
+        let listed = admin_list.iter().find(|o| o.id == id).expect("in the admin's list");
+        assert_eq!(transitions(listed), admins, "admin's list, {status:?}");
+
+        let as_owner = ada.get_order(GetOrderRequest { id }).await.expect("hers").into_inner().order.expect("an order");
+        assert_eq!(transitions(&as_owner), owners, "owner, {status:?}");
+        let listed = adas_list.iter().find(|o| o.id == id).expect("in her list");
+        assert_eq!(transitions(listed), owners, "owner's list, {status:?}");
+
+        assert_refused(eve.get_order(GetOrderRequest { id }).await, Code::NotFound, ErrorReason::OrderNotFound);
+        for to in [Cancelled, Shipped] {
+            let change = eve.update_order_status(UpdateOrderStatusRequest { id, status: to.into() }).await;
+            assert_refused(change, Code::NotFound, ErrorReason::OrderNotFound);
+        }
+    }
+}
+
+async fn rejections_of_the_old_schema_migrate_and_answer_retries_alike(backend: Backend) {
+    // The schema before rejections were the order service's own: inventory's
+    // message and gRPC code were kept.
+    let before = shop_storage::Migrations {
+        postgres: &shop_orders::MIGRATIONS.postgres[..4],
+        sqlite: &shop_orders::MIGRATIONS.sqlite[..4],
+    };
+    let orders_db = TestDb::new(backend, &before).await;
+    let pool = &orders_db.db.pool;
+    let mut ids = Vec::new();
+    for (status, reason, code) in [
+        ("rejected", Some("product 777 not found"), Some(5)),
+        ("rejected", Some("not enough stock for product 3: 2 wanted, 1 available"), Some(9)),
+        ("rejected", None, None),
+        ("confirmed", None, None),
+    ] {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO orders (user_id, status, rejection_reason, rejection_code, created_at_ms, updated_at_ms) \
+             VALUES (4, $1, $2, $3, 0, 0) RETURNING id",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(code)
+        .fetch_one(pool)
+        .await
+        .expect("an old order");
+        sqlx::query("INSERT INTO order_items (order_id, product_id, quantity) VALUES ($1, 777, 1)")
+            .bind(id)
+            .execute(pool)
+            .await
+            .expect("its line");
+        sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, idempotency_key, request, order_id, created_at_ms) \
+             VALUES (4, $1, '777:1', $2, $3)",
+        )
+        .bind(format!("key-{id}"))
+        .bind(id)
+        .bind(shop_storage::now_ms())
+        .execute(pool)
+        .await
+        .expect("its key");
+        ids.push(id);
+    }
+
+    orders_db.db.migrate(&shop_orders::MIGRATIONS).await.expect("migrated");
+    let rows: Vec<(i64, Option<String>, Option<i64>)> =
+        sqlx::query_as("SELECT id, rejection, rejected_product_id FROM orders ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .expect("the orders");
+    let rejections: Vec<_> = rows.iter().map(|(_, rejection, product)| (rejection.as_deref(), *product)).collect();
+    assert_eq!(
+        rejections,
+        vec![(Some("product_not_found"), None), (Some("stock_short"), None), (Some("stock_short"), None), (None, None)]
+    );
+    assert!(
+        sqlx::query("SELECT rejection_code FROM orders").fetch_all(pool).await.is_err(),
+        "the old columns are gone"
+    );
+    assert!(sqlx::query("SELECT rejection_reason FROM orders").fetch_all(pool).await.is_err());
+    let bogus = sqlx::query("UPDATE orders SET rejection = 'bored' WHERE id = $1").bind(ids[0]).execute(pool).await;
+    assert!(bogus.is_err(), "only the domain's rejections are stored");
+
+    // A retry of an order rejected before the migration is answered with
+    // its reason, as one rejected after.
+    let mut shop = start_on(backend, orders_db).await;
+    let expected = [
+        (Code::NotFound, "product_not_found"),
+        (Code::FailedPrecondition, "stock_short"),
+        (Code::FailedPrecondition, "stock_short"),
+    ];
+    for (id, (code, rejection)) in ids.iter().zip(expected) {
+        let retried = rejection_of(shop.order_with_key(4, &[(777, 1)], &format!("key-{id}")).await);
+        assert_eq!(
+            (retried.0, retried.1, retried.2.as_deref(), retried.3),
+            (code, Some(ErrorReason::OrderRejected), Some(rejection), Some(id.to_string()))
+        );
+    }
+    let confirmed = shop.order_with_key(4, &[(777, 1)], &format!("key-{}", ids[3])).await.expect("the old order");
+    assert_eq!(confirmed.id, ids[3]);
+}
+
 on_both_backends!(
+    rejections_of_the_old_schema_migrate_and_answer_retries_alike,
     customers_reach_only_their_own_orders,
+    every_refusal_carries_its_reason,
+    a_change_made_meanwhile_is_refused_as_such,
+    allowed_transitions_follow_the_caller_for_every_status,
     a_retry_with_the_same_idempotency_key_is_the_same_order,
     a_retry_finishes_an_order_an_outage_left_pending,
     an_order_is_priced_by_inventory_and_reserves_its_stock,

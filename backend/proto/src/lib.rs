@@ -3,6 +3,14 @@
 //! Each service has a versioned package (`shop.users.v1`, ...); this crate
 //! mirrors them as modules so a reader finds `shop_proto::users::v1::User`.
 
+/// Why a service refused a call: the reasons its `google.rpc.ErrorInfo`
+/// carries (read and written by `shop_grpc::rich_error`).
+pub mod errors {
+    pub mod v1 {
+        tonic::include_proto!("shop.errors.v1");
+    }
+}
+
 pub mod users {
     pub mod v1 {
         tonic::include_proto!("shop.users.v1");

@@ -179,10 +179,6 @@ pub struct Config {
     /// Where Prometheus scrapes /metrics (one registry for the whole process).
     #[arg(long, env = "SHOP_METRICS_ADDR", default_value = "127.0.0.1:2112", global = true)]
     pub metrics_addr: SocketAddr,
-    /// Fault injection for crash tests: the order service stops after
-    /// recording an order, before reserving its stock. Never set in production.
-    #[arg(long, env = "SHOP_TEST_PAUSE_AFTER_RECORDING_ORDER", default_value_t = false, hide = true, global = true)]
-    pub test_pause_after_recording_order: bool,
 
     /// Hours after signing in at which a session ends, however busy.
     #[arg(long, env = "SHOP_SESSION_LIFETIME_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8760), global = true)]

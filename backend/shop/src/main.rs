@@ -280,7 +280,6 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let channel = shop_orders::service::inventory_channel(&inventory_url).context("the inventory URL")?;
         let service = shop_orders::OrderService::new(db.clone(), channel)
             .with_outbox(relay(&db, "orders"))
-            .with_pause_after_recording(config.test_pause_after_recording_order)
             .with_identity(identity.clone());
         background.spawn(shop_orders::recovery::run_periodically(
             service.clone(),

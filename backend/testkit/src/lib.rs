@@ -161,6 +161,25 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code:
     }
 }
 
+/// Asserts that a call was refused with `code` and the stable `reason`
+/// (read as a client reads it, from the status details), and returns the
+/// status for checks of its metadata and field violations.
+#[track_caller]
+pub fn assert_refused<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    reason: shop_grpc::rich_error::ErrorReason,
+) -> tonic::Status {
+    match result {
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            assert_eq!(shop_grpc::rich_error::reason(&status), Some(reason), "unexpected reason: {status:?}");
+            status
+        }
+        Ok(value) => panic!("expected {code:?} ({reason:?}), got {value:?}"),
+    }
+}
+
 /// The secret test services check callers with, and test clients sign with.
 /// (`shop` processes started by tests get it as `SHOP_INTERNAL_SECRET`.)
 pub const TEST_SECRET: &str = "the shop's test secret, never a real one";

@@ -1,6 +1,8 @@
-//! The user service's errors, and their one mapping to gRPC status codes.
+//! The user service's errors, and their one mapping to gRPC statuses, each
+//! with its stable reason (`shop.errors.v1.ErrorReason`).
 
-use tonic::Status;
+use shop_grpc::rich_error::{ErrorReason, refuse};
+use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -8,6 +10,7 @@ pub enum UserError {
     Invalid { field: &'static str, message: String },
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// No such user, or one the caller may not see: one answer for both.
     #[error("user not found")]
     NotFound,
     #[error("invalid email or password")]
@@ -26,17 +29,23 @@ impl UserError {
 
 impl From<UserError> for Status {
     fn from(error: UserError) -> Self {
+        let message = error.to_string();
         match error {
-            UserError::Invalid { .. } => Status::invalid_argument(error.to_string()),
-            UserError::EmailTaken => Status::already_exists(error.to_string()),
-            UserError::NotFound => Status::not_found(error.to_string()),
-            UserError::BadCredentials => Status::unauthenticated(error.to_string()),
+            UserError::Invalid { field, message: description } => {
+                refuse(Code::InvalidArgument, ErrorReason::FieldInvalid, message).field_violation(field, description)
+            }
+            UserError::EmailTaken => {
+                refuse(Code::AlreadyExists, ErrorReason::EmailTaken, message).field_violation("email", "is taken")
+            }
+            UserError::NotFound => refuse(Code::NotFound, ErrorReason::UserNotFound, message),
+            UserError::BadCredentials => refuse(Code::Unauthenticated, ErrorReason::InvalidCredentials, message),
             UserError::Hashing(_) | UserError::Storage(_) => {
                 // The detail is for operators; clients learn only that it failed.
-                tracing::error!(error = %error, "user service failure");
-                Status::internal("internal error")
+                tracing::error!(error = %message, "user service failure");
+                refuse(Code::Internal, ErrorReason::Internal, "internal error")
             }
         }
+        .into()
     }
 }
 

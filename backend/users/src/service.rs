@@ -2,7 +2,7 @@
 //! work, map the answer. Conversions to protobuf live at the bottom.
 
 use shop_events::Wake;
-use shop_grpc::identity::Identity;
+use shop_grpc::identity::{Caller, Identity};
 use shop_proto::time::from_unix_ms;
 use shop_proto::users::v1 as pb;
 use shop_proto::users::v1::user_service_server::{self, UserServiceServer};
@@ -109,7 +109,7 @@ impl user_service_server::UserService for UserService {
     ) -> Result<Response<pb::GetUserProfileResponse>, Status> {
         let caller = self.identity.caller(&request)?;
         let id = parse_id(request.into_inner().id)?;
-        caller.require(caller.may_act_for(id))?;
+        reachable(&caller, id)?;
         let user = store::get(&self.db, id).await?;
         Ok(Response::new(pb::GetUserProfileResponse { user: Some(user.into()) }))
     }
@@ -120,7 +120,7 @@ impl user_service_server::UserService for UserService {
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
         let caller = self.identity.caller(&request)?;
         let request = request.into_inner();
-        caller.require(caller.may_act_for(request.id))?;
+        reachable(&caller, parse_id(request.id)?)?;
         let user = self.update(request).await?;
         Ok(Response::new(pb::UpdateUserResponse { user: Some(user.into()) }))
     }
@@ -131,12 +131,20 @@ impl user_service_server::UserService for UserService {
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
         let caller = self.identity.caller(&request)?;
         let id = parse_id(request.into_inner().id)?;
-        caller.require(caller.may_act_for(id))?;
+        reachable(&caller, id)?;
         store::delete(&self.db, id).await?;
         self.outbox.wake();
         tracing::info!(user_id = id, "user deleted");
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
+}
+
+/// An account is reachable by its owner and by admins. Anyone else signed in
+/// is told it is not found, as if it did not exist, so whether it exists is
+/// not revealed; anonymous callers are asked to sign in, before any lookup.
+fn reachable(caller: &Caller, user_id: i64) -> Result<(), Status> {
+    caller.require_signed_in()?;
+    if caller.may_act_for(user_id) { Ok(()) } else { Err(UserError::NotFound.into()) }
 }
 
 impl From<Role> for pb::Role {

@@ -2,11 +2,13 @@
 //! SQLite and PostgreSQL.
 
 use shop_grpc::identity::{Caller, Identity, SignAs, Signed};
+use shop_grpc::rich_error::{self, ErrorReason};
 use shop_proto::users::v1::user_service_client::UserServiceClient;
 use shop_proto::users::v1::*;
 use shop_storage::sqlx;
 use shop_testkit::{
-    Backend, Running, TestDb, admin, assert_status, connect, identity, loopback, on_both_backends, sign_as,
+    Backend, Running, TestDb, admin, assert_refused, assert_status, connect, identity, loopback, on_both_backends,
+    sign_as,
 };
 use tonic::Code;
 
@@ -217,6 +219,12 @@ impl Users {
     }
 }
 
+/// Code, reason and message: everything a client can tell apart.
+fn answer<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (Code, Option<ErrorReason>, String) {
+    let status = result.expect_err("a refusal");
+    (status.code(), rich_error::reason(&status), status.message().to_owned())
+}
+
 async fn only_the_user_or_an_admin_reaches_an_account(backend: Backend) {
     let mut users = start(backend).await;
     let ada = register(&mut users, "ada@example.com").await;
@@ -229,16 +237,27 @@ async fn only_the_user_or_an_admin_reaches_an_account(backend: Backend) {
     // Registering and signing in are open to anyone.
     let open = anonymous.authenticate_user(login("ada@example.com", "correct horse battery")).await;
     assert!(open.is_ok());
-    // Someone else's account is not for Grace, an anonymous caller or a forger.
+    // Someone else's account is not for Grace: to her it does not exist, the
+    // very answer an account that does not exist gets.
     let read = || GetUserProfileRequest { id: ada.id };
-    assert_status(as_grace.get_user_profile(read()).await, Code::PermissionDenied, "not allowed");
-    assert_status(anonymous.get_user_profile(read()).await, Code::Unauthenticated, "sign in");
-    assert_status(forged.get_user_profile(read()).await, Code::Unauthenticated, "identity is invalid");
-    let rename = UpdateUserRequest { id: ada.id, name: Some("Pwned".into()), ..Default::default() };
-    assert_status(as_grace.update_user(rename.clone()).await, Code::PermissionDenied, "not allowed");
-    assert_status(anonymous.update_user(rename).await, Code::Unauthenticated, "sign in");
-    assert_status(as_grace.delete_user(DeleteUserRequest { id: ada.id }).await, Code::PermissionDenied, "not allowed");
-    assert_status(forged.delete_user(DeleteUserRequest { id: ada.id }).await, Code::Unauthenticated, "invalid");
+    let missing = answer(as_grace.get_user_profile(GetUserProfileRequest { id: 999_999 }).await);
+    assert_eq!(missing, (Code::NotFound, Some(ErrorReason::UserNotFound), "user not found".to_owned()));
+    assert_eq!(answer(as_grace.get_user_profile(read()).await), missing);
+    let rename = |id| UpdateUserRequest { id, name: Some("Pwned".into()), ..Default::default() };
+    assert_eq!(answer(as_grace.update_user(rename(ada.id)).await), missing);
+    assert_eq!(answer(as_grace.update_user(rename(999_999)).await), missing);
+    assert_eq!(answer(as_grace.delete_user(DeleteUserRequest { id: ada.id }).await), missing);
+    assert_eq!(answer(as_grace.delete_user(DeleteUserRequest { id: 999_999 }).await), missing);
+    // An anonymous caller is asked to sign in, before anything is looked up.
+    for id in [ada.id, 999_999] {
+        let refused = anonymous.get_user_profile(GetUserProfileRequest { id }).await;
+        assert_refused(refused, Code::Unauthenticated, ErrorReason::SignInRequired);
+        assert_refused(anonymous.update_user(rename(id)).await, Code::Unauthenticated, ErrorReason::SignInRequired);
+    }
+    // A forger is not believed.
+    assert_refused(forged.get_user_profile(read()).await, Code::Unauthenticated, ErrorReason::CallerUnverified);
+    let refused = forged.delete_user(DeleteUserRequest { id: ada.id }).await;
+    assert_refused(refused, Code::Unauthenticated, ErrorReason::CallerUnverified);
     let still = users.client.get_user_profile(read()).await.expect("the admin reads it");
     assert_eq!(still.into_inner().user, Some(ada));
     // Her own account is hers.
@@ -246,8 +265,52 @@ async fn only_the_user_or_an_admin_reaches_an_account(backend: Backend) {
     assert_eq!(own.expect("her own profile").into_inner().user.map(|u| u.id), Some(grace.id));
 }
 
+async fn every_refusal_carries_its_reason(backend: Backend) {
+    let mut users = start(backend).await;
+    register(&mut users, "ada@example.com").await;
+
+    let taken = users.client.register_user(registration("ADA@example.com", "Ada", "correct horse")).await;
+    let taken = assert_refused(taken, Code::AlreadyExists, ErrorReason::EmailTaken);
+    assert_eq!(rich_error::field_violations(&taken), vec![("email".to_owned(), "is taken".to_owned())]);
+    let grace = register(&mut users, "grace@example.com").await;
+    let steal = UpdateUserRequest { email: Some("ada@example.com".into()), ..rename_of(grace.id) };
+    assert_refused(users.client.update_user(steal).await, Code::AlreadyExists, ErrorReason::EmailTaken);
+
+    let wrong = users.client.authenticate_user(login("ada@example.com", "wrong password")).await;
+    assert_refused(wrong, Code::Unauthenticated, ErrorReason::InvalidCredentials);
+    let unknown = users.client.authenticate_user(login("nobody@example.com", "correct horse")).await;
+    assert_refused(unknown, Code::Unauthenticated, ErrorReason::InvalidCredentials);
+
+    let missing = users.client.get_user_profile(GetUserProfileRequest { id: 999_999 }).await;
+    assert_refused(missing, Code::NotFound, ErrorReason::UserNotFound);
+    assert_refused(users.client.update_user(rename_of(999_999)).await, Code::NotFound, ErrorReason::UserNotFound);
+    let gone = users.client.delete_user(DeleteUserRequest { id: 999_999 }).await;
+    assert_refused(gone, Code::NotFound, ErrorReason::UserNotFound);
+
+    // Invalid input names each field in a BadRequest, whatever the message says.
+    for (request, field) in [
+        (registration("nope", "Ada", "correct horse"), "email"),
+        (registration("ada2@example.com", " ", "correct horse"), "name"),
+        (registration("ada2@example.com", "Ada", "short"), "password"),
+    ] {
+        let refused =
+            assert_refused(users.client.register_user(request).await, Code::InvalidArgument, ErrorReason::FieldInvalid);
+        let violations = rich_error::field_violations(&refused);
+        assert_eq!(violations.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), vec![field], "{refused:?}");
+        assert!(!violations[0].1.is_empty());
+    }
+    let bad_id = users.client.get_user_profile(GetUserProfileRequest { id: 0 }).await;
+    let bad_id = assert_refused(bad_id, Code::InvalidArgument, ErrorReason::FieldInvalid);
+    assert_eq!(rich_error::field_violations(&bad_id)[0].0, "id");
+}
+
+fn rename_of(id: i64) -> UpdateUserRequest {
+    UpdateUserRequest { id, name: Some("Renamed".into()), ..Default::default() }
+}
+
 on_both_backends!(
     only_the_user_or_an_admin_reaches_an_account,
+    every_refusal_carries_its_reason,
     a_user_registers_logs_in_changes_and_leaves,
     passwords_are_stored_only_as_argon2id_hashes,
     bad_registrations_are_refused_and_write_nothing,

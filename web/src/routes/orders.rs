@@ -256,7 +256,7 @@ pub async fn update_status(
     if !user.0.admin && (status != pb::OrderStatus::Cancelled || order.user_id != user.0.id) {
         return Err(AppError::Forbidden);
     }
-    let request = pb::UpdateOrderStatusRequest { id, status: status.into(), actor: user.actor() };
+    let request = pb::UpdateOrderStatusRequest { id, status: status.into() };
     let updated = state.orders.clone().update_order_status(request).await?.into_inner().order;
     let order = updated.map(OrderView::from).ok_or_else(|| AppError::Internal("orders returned no order".into()))?;
     if status == pb::OrderStatus::Cancelled {
