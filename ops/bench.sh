@@ -4,6 +4,7 @@
 # and cache) on this machine. Prints one line per scenario.
 #
 #   ops/bench.sh [SECONDS]        (default 10 s per scenario)
+#   SHOP_BIN=/path/to/shop ops/bench.sh   (measure that binary instead of building)
 #
 # Settings pass through: e.g. `SHOP_LOG_FORMAT=json ops/bench.sh`,
 # `OTEL_SDK_DISABLED=true ops/bench.sh` (no spans at all: what tracing costs), or
@@ -19,8 +20,13 @@ CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-2}
 command -v wrk >/dev/null || { echo "ops/bench.sh needs wrk (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --release -p shop --quiet
-BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/shop
+# SHOP_BIN: another build of the shop to measure (an older commit's, to
+# compare before and after a change on the same machine).
+if [[ -z "${SHOP_BIN:-}" ]]; then
+    cargo build --release -p shop --quiet
+    SHOP_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/shop
+fi
+BIN=$SHOP_BIN
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shop-bench.XXXXXX")
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

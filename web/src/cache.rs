@@ -108,13 +108,15 @@ impl Cache {
         tracing::warn!(%error, what, "cache unavailable; going to the service");
     }
 
-    /// The cached value, or `fetch`'s (which is then cached).
-    pub async fn get_or_fetch<T, E, F>(&self, key: &str, fetch: F) -> Result<(T, Lookup), E>
+    /// The cached value, or `fetch`'s (which is then cached). `fetch` is
+    /// only called on a miss, so a hit makes no client and no call. `kind`
+    /// names what is cached, for the metrics.
+    pub async fn get_or_fetch<T, E, F, Fut>(&self, kind: &'static str, key: &str, fetch: F) -> Result<(T, Lookup), E>
     where
         T: Serialize + DeserializeOwned,
-        F: std::future::Future<Output = Result<T, E>>,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
     {
-        let kind = key.split(':').next().unwrap_or("other").to_owned();
         if let Some(value) = self.get(key).await {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("shop_cache_requests_total", "kind" => kind, "result" => "hit").increment(1);
@@ -122,7 +124,7 @@ impl Cache {
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("shop_cache_requests_total", "kind" => kind, "result" => "miss").increment(1);
-        let value = fetch.await?;
+        let value = fetch().await?;
         self.put(key, &value).await;
         Ok((value, Lookup::Miss))
     }
@@ -206,8 +208,17 @@ impl Cache {
 /// Connects a pool to Redis. Commands time out quickly, so a Redis that
 /// stops answering costs a request little before it falls back.
 pub async fn connect_redis(url: &str) -> Result<Pool, fred::error::Error> {
+    connect_redis_database(url, None).await
+}
+
+/// Like [`connect_redis`], to logical database `database` instead of the
+/// URL's own (the sessions' database).
+pub async fn connect_redis_database(url: &str, database: Option<u8>) -> Result<Pool, fred::error::Error> {
     use fred::prelude::{Builder, Config, ReconnectPolicy};
-    let config = Config::from_url(url)?;
+    let mut config = Config::from_url(url)?;
+    if database.is_some() {
+        config.database = database;
+    }
     let pool = Builder::from_config(config)
         .with_performance_config(|performance| {
             performance.default_command_timeout = Duration::from_millis(500);
@@ -229,11 +240,11 @@ mod tests {
     #[tokio::test]
     async fn reads_through_counts_and_invalidates() {
         let cache = Cache::memory("test:", Duration::from_secs(60));
-        let fetch = |value: i64| async move { Ok::<_, ()>(value) };
-        assert_eq!(cache.get_or_fetch("k", fetch(1)).await, Ok((1, Lookup::Miss)));
-        assert_eq!(cache.get_or_fetch("k", fetch(2)).await, Ok((1, Lookup::Hit)));
+        let fetch = |value: i64| move || async move { Ok::<_, ()>(value) };
+        assert_eq!(cache.get_or_fetch("test", "k", fetch(1)).await, Ok((1, Lookup::Miss)));
+        assert_eq!(cache.get_or_fetch("test", "k", fetch(2)).await, Ok((1, Lookup::Hit)));
         cache.invalidate("k").await;
-        assert_eq!(cache.get_or_fetch("k", fetch(3)).await, Ok((3, Lookup::Miss)));
+        assert_eq!(cache.get_or_fetch("test", "k", fetch(3)).await, Ok((3, Lookup::Miss)));
         assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 2, failures: 0 });
         let before = cache.list_version().await;
         cache.retire_lists().await;
@@ -243,7 +254,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fetch_is_not_cached() {
         let cache = Cache::memory("test:", Duration::from_secs(60));
-        assert_eq!(cache.get_or_fetch::<i64, _, _>("k", async { Err("down") }).await, Err("down"));
-        assert_eq!(cache.get_or_fetch("k", async { Ok::<_, &str>(5) }).await, Ok((5, Lookup::Miss)));
+        assert_eq!(cache.get_or_fetch::<i64, _, _, _>("test", "k", || async { Err("down") }).await, Err("down"));
+        assert_eq!(cache.get_or_fetch("test", "k", || async { Ok::<_, &str>(5) }).await, Ok((5, Lookup::Miss)));
     }
 }

@@ -1,18 +1,15 @@
-//! The gateway's errors, mapped once: from gRPC status codes on the way in,
-//! and to `application/problem+json`, an HTML error page or an HTMX error
-//! partial on the way out (by [`render_errors`], which knows what the
-//! request wanted).
+//! The gateway's error type, mapped once from the services' refusals: each
+//! carries a stable reason (gRPC's rich error model, `shop.errors.v1`), and
+//! the reason alone decides the HTTP status, the message a person reads and
+//! the problem type a JSON client matches on. No status message is read to
+//! decide anything. A handler returns an [`AppError`]; `error_page` renders
+//! it as the request wanted.
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use shop_grpc::rich_error::{self, ErrorReason};
 use tonic::Code;
-
-use crate::AppState;
-use crate::negotiate::Want;
-use crate::session::Viewer;
 
 /// A problem with one field of the input, shown beside that field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -27,6 +24,55 @@ impl FieldError {
     }
 }
 
+/// What a service refused, as the gateway tells it: each has its HTTP
+/// status and its problem type (`/problems/<slug>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    EmailTaken,
+    UserNotFound,
+    ProductNotFound,
+    StockShort,
+    StockWouldGoNegative,
+    ReservationReleased,
+    OrderNotFound,
+    OrderRejected,
+    OrderPending,
+    TransitionForbidden,
+    ConcurrentChange,
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::UserNotFound | Self::ProductNotFound | Self::OrderNotFound => StatusCode::NOT_FOUND,
+            Self::OrderPending => StatusCode::SERVICE_UNAVAILABLE,
+            Self::EmailTaken
+            | Self::StockShort
+            | Self::StockWouldGoNegative
+            | Self::ReservationReleased
+            | Self::OrderRejected
+            | Self::TransitionForbidden
+            | Self::ConcurrentChange => StatusCode::CONFLICT,
+        }
+    }
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::EmailTaken => "email-taken",
+            Self::UserNotFound => "user-not-found",
+            Self::ProductNotFound => "product-not-found",
+            Self::StockShort => "stock-short",
+            Self::StockWouldGoNegative => "stock-would-go-negative",
+            Self::ReservationReleased => "reservation-released",
+            Self::OrderNotFound => "order-not-found",
+            Self::OrderRejected => "order-rejected",
+            Self::OrderPending => "order-pending",
+            Self::TransitionForbidden => "transition-forbidden",
+            Self::ConcurrentChange => "concurrent-change",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
@@ -35,12 +81,17 @@ pub enum AppError {
     Invalid(Vec<FieldError>),
     #[error("please sign in to continue")]
     Unauthenticated,
+    /// A sign-in with a wrong email or password (which one is not said).
+    #[error("invalid email or password")]
+    BadCredentials,
     #[error("you are not allowed to do that")]
     Forbidden,
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    /// A service's refusal, told in the gateway's words; `field` when it is
+    /// about one field of a form (a taken email), shown beside it.
+    #[error("{detail}")]
+    Refused { refusal: Refusal, detail: String, field: Option<&'static str> },
     #[error("send the body as application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error("the request body is larger than 64 KiB")]
@@ -54,6 +105,10 @@ pub enum AppError {
     /// The detail is for the log; clients see a generic message.
     #[error("something went wrong on our side; please try again")]
     Internal(String),
+    /// Something that is always there was not (a service's answer without
+    /// its body, a layer not installed): a bug of ours, a 500.
+    #[error("something went wrong on our side; please try again")]
+    Missing(&'static str),
 }
 
 impl AppError {
@@ -61,20 +116,52 @@ impl AppError {
         Self::Invalid(vec![FieldError::new(field, message)])
     }
 
+    fn refused(refusal: Refusal, detail: String) -> Self {
+        Self::Refused { refusal, detail, field: None }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::CrossSite => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Refused { refusal, .. } => refusal.status(),
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::CrossSite => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::Missing(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem type's last segment: what a JSON client matches on.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad-request",
+            Self::Invalid(_) => "invalid-fields",
+            Self::Unauthenticated => "sign-in-required",
+            Self::BadCredentials => "invalid-credentials",
+            Self::Forbidden => "forbidden",
+            Self::NotFound(_) => "not-found",
+            Self::Refused { refusal, .. } => refusal.slug(),
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::TooLarge => "too-large",
+            Self::TooManyRequests { .. } => "too-many-requests",
+            Self::CrossSite => "cross-site-write",
+            Self::Unavailable(_) => "service-unavailable",
+            Self::Internal(_) | Self::Missing(_) => "internal",
+        }
+    }
+
+    /// The errors shown beside form fields, when this is about fields.
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(errors) => errors.clone(),
+            Self::Refused { field: Some(field), detail, .. } => vec![FieldError::new(*field, detail.clone())],
+            Self::BadCredentials => vec![FieldError::new("form", "Invalid email or password.")],
+            _ => Vec::new(),
         }
     }
 }
@@ -82,27 +169,90 @@ impl AppError {
 pub const SERVICE_UNAVAILABLE: &str =
     "The shop cannot reach one of its services just now; please try again in a moment.";
 
-/// The services' messages are written for clients (internal failures are
-/// already opaque), so they pass through; `INVALID_ARGUMENT` messages have
-/// the form `field: message` and become field errors.
+/// A service's refusal, by its reason and metadata. Field errors come from
+/// the `BadRequest` details; what people read is written here.
 impl From<tonic::Status> for AppError {
     fn from(status: tonic::Status) -> Self {
-        let message = status.message().to_owned();
-        match status.code() {
-            Code::InvalidArgument => match message.split_once(": ") {
-                Some((field, text)) if !field.contains(' ') => Self::field(field, text),
-                _ => Self::BadRequest(message),
-            },
-            Code::NotFound => Self::NotFound(message),
-            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => Self::Conflict(message),
-            Code::Unauthenticated => Self::Unauthenticated,
-            Code::PermissionDenied => Self::Forbidden,
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-                tracing::warn!(error = %status, "a service is unavailable");
-                Self::Unavailable(SERVICE_UNAVAILABLE.to_owned())
+        let meta = |key: &str| rich_error::metadata(&status, key).unwrap_or_default();
+        let Some(reason) = rich_error::reason(&status) else {
+            return without_reason(&status);
+        };
+        match reason {
+            ErrorReason::FieldInvalid | ErrorReason::IdempotencyKeyReused => {
+                let errors: Vec<FieldError> = rich_error::field_violations(&status)
+                    .into_iter()
+                    .map(|(field, description)| FieldError::new(field, description))
+                    .collect();
+                if errors.is_empty() { Self::BadRequest(status.message().to_owned()) } else { Self::Invalid(errors) }
             }
-            _ => Self::Internal(status.to_string()),
+            ErrorReason::SignInRequired => Self::Unauthenticated,
+            ErrorReason::InvalidCredentials => Self::BadCredentials,
+            ErrorReason::PermissionDenied => Self::Forbidden,
+            ErrorReason::CallerUnverified | ErrorReason::Internal | ErrorReason::Unspecified => {
+                Self::Internal(format!("{reason:?}: {status}"))
+            }
+            ErrorReason::EmailTaken => Self::Refused {
+                refusal: Refusal::EmailTaken,
+                detail: "An account with this email already exists.".into(),
+                field: Some("email"),
+            },
+            ErrorReason::StockWouldGoNegative => Self::Refused {
+                refusal: Refusal::StockWouldGoNegative,
+                detail: "That would take the stock below zero.".into(),
+                field: Some("stock_delta"),
+            },
+            ErrorReason::UserNotFound => Self::refused(Refusal::UserNotFound, "That user was not found.".into()),
+            ErrorReason::ProductNotFound => {
+                Self::refused(Refusal::ProductNotFound, format!("Product {} was not found.", meta("product_id")))
+            }
+            ErrorReason::OrderNotFound => Self::refused(Refusal::OrderNotFound, "That order was not found.".into()),
+            ErrorReason::StockShort => Self::refused(Refusal::StockShort, "There is not enough stock.".into()),
+            ErrorReason::ReservationReleased => {
+                Self::refused(Refusal::ReservationReleased, "This order's stock was already given back.".into())
+            }
+            ErrorReason::OrderRejected => rejected(&meta("rejection"), &meta("product_id")),
+            ErrorReason::OrderPending => Self::refused(
+                Refusal::OrderPending,
+                "We could not confirm your order just now. It is saved as pending and will be confirmed or \
+                 rejected within a minute; see it under Orders."
+                    .into(),
+            ),
+            ErrorReason::TransitionForbidden => Self::refused(
+                Refusal::TransitionForbidden,
+                format!("An order cannot go from {} to {}.", meta("from"), meta("to")),
+            ),
+            ErrorReason::ConcurrentChange => Self::refused(
+                Refusal::ConcurrentChange,
+                "The order was changed meanwhile; look at it again and try once more.".into(),
+            ),
         }
+    }
+}
+
+/// An order kept as rejected: why, in words.
+fn rejected(rejection: &str, product_id: &str) -> AppError {
+    let which = if product_id.is_empty() { String::new() } else { format!(" (product {product_id})") };
+    match rejection {
+        "product_not_found" => AppError::refused(
+            Refusal::ProductNotFound,
+            format!("Your order could not be placed: a product in it was not found{which}."),
+        ),
+        _ => AppError::refused(
+            Refusal::OrderRejected,
+            format!("Your order could not be placed: not enough stock{which}."),
+        ),
+    }
+}
+
+/// A status with no reason of ours: the transport's own (a service down or
+/// slow), or something unexpected.
+fn without_reason(status: &tonic::Status) -> AppError {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            tracing::warn!(error = %status, "a service is unavailable");
+            AppError::Unavailable(SERVICE_UNAVAILABLE.to_owned())
+        }
+        _ => AppError::Internal(status.to_string()),
     }
 }
 
@@ -112,37 +262,20 @@ impl From<tower_sessions::session::Error> for AppError {
     }
 }
 
-/// HTML a handler adds to its error answer for an HTMX request, swapped in
-/// out of band (`hx-swap-oob`) beside the message, e.g. a fresh form key.
+/// A template a handler adds to its error answer for an HTMX request,
+/// swapped in out of band (`hx-swap-oob`) beside the message, e.g. a fresh
+/// form key: the template's name and its context.
 #[derive(Debug, Clone)]
-pub struct OutOfBand(pub String);
+pub struct OutOfBand(pub &'static str, pub minijinja::Value);
 
-/// What the response carries until [`render_errors`] renders it.
+/// What the response carries until `error_page` renders it.
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub status: StatusCode,
+    pub slug: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub log: Option<String>,
-}
-
-/// The body of an `application/problem+json` answer (RFC 9457).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ProblemBody {
-    /// Always `about:blank`: the status says what kind of problem it is.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub title: String,
-    pub status: u16,
-    /// What went wrong, in words a person can act on.
-    pub detail: String,
-    /// Per-field problems, for input that failed validation.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-    /// For a failure of the shop's own (5xx): the request's trace id, to
-    /// quote to the shop, which finds the trace and its log lines by it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
 }
 
 impl IntoResponse for AppError {
@@ -150,12 +283,10 @@ impl IntoResponse for AppError {
         let status = self.status();
         let log = match &self {
             Self::Internal(detail) => Some(detail.clone()),
+            Self::Missing(what) => Some(format!("missing: {what}")),
             _ => None,
         };
-        let errors = match &self {
-            Self::Invalid(errors) => errors.clone(),
-            _ => Vec::new(),
-        };
+        let errors = self.field_errors();
         let detail = match &self {
             Self::Invalid(errors) if errors.len() == 1 => {
                 format!("{}: {}", errors[0].field, errors[0].message)
@@ -166,112 +297,194 @@ impl IntoResponse for AppError {
         if let Self::TooManyRequests { retry_after_secs } = &self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
-        response.extensions_mut().insert(Problem { status, detail, errors, log });
+        response.extensions_mut().insert(Problem { status, slug: self.slug(), detail, errors, log });
         response
     }
-}
-
-/// Renders every [`Problem`] in the representation the request wanted, and
-/// logs it with the request's method and path.
-pub async fn render_errors(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    want: Want,
-    request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let path_and_query = request.uri().path_and_query().map_or_else(|| path.clone(), ToString::to_string);
-    let current_url = request.headers().get("hx-current-url").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let trace_id = request.extensions().get::<crate::observe::TraceId>().map(|id| id.0.clone());
-    let response = next.run(request).await;
-    let Some(problem) = response.extensions().get::<Problem>().cloned() else {
-        return response;
-    };
-
-    if problem.status.is_server_error() {
-        tracing::error!(%method, %path, status = problem.status.as_u16(), detail = problem.log.as_deref().unwrap_or(&problem.detail), "request failed");
-    } else {
-        tracing::info!(%method, %path, status = problem.status.as_u16(), detail = %problem.detail, "request refused");
-    }
-
-    let trace_id = trace_id.filter(|_| problem.status.is_server_error());
-    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-    let out_of_band = response.extensions().get::<OutOfBand>().cloned();
-    let mut rendered = match want {
-        Want::Json => {
-            let body = ProblemBody {
-                kind: "about:blank",
-                title: problem.status.canonical_reason().unwrap_or("Error").to_owned(),
-                status: problem.status.as_u16(),
-                detail: problem.detail,
-                errors: problem.errors,
-                trace_id,
-            };
-            let mut response = (problem.status, axum::Json(body)).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-            response
-        }
-        Want::Page if problem.status == StatusCode::UNAUTHORIZED => {
-            Redirect::to(&crate::routes::users::login_url(&path_and_query)).into_response()
-        }
-        Want::Partial if problem.status == StatusCode::UNAUTHORIZED => {
-            let mut response = StatusCode::UNAUTHORIZED.into_response();
-            // Back to the page the person was on, once signed in.
-            let here = current_url
-                .as_deref()
-                .and_then(|url| url.split_once("://"))
-                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]));
-            if let Ok(target) = HeaderValue::from_str(&crate::routes::users::login_url(here.unwrap_or("/"))) {
-                response.headers_mut().insert("hx-redirect", target);
-            }
-            response
-        }
-        Want::Page | Want::Partial => {
-            let context = minijinja::context! { status => problem.status.as_u16(), title => problem.status.canonical_reason().unwrap_or("Error"), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors), trace_id, out_of_band => out_of_band.map(|html| minijinja::Value::from_safe_string(html.0)) };
-            let mut response = state.templates.respond(&viewer, want, "error.html", "_error.html", context);
-            *response.status_mut() = problem.status;
-            if want == Want::Partial {
-                // Errors of an HTMX request show in the page's message area,
-                // whatever element the request meant to update.
-                response.headers_mut().insert("hx-retarget", HeaderValue::from_static("#flash"));
-                response.headers_mut().insert("hx-reswap", HeaderValue::from_static("innerHTML"));
-            }
-            response
-        }
-    };
-    if let Some(retry_after) = retry_after {
-        rendered.headers_mut().insert(header::RETRY_AFTER, retry_after);
-    }
-    rendered
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn grpc_statuses_map_to_http_problems() {
-        let invalid = AppError::from(tonic::Status::invalid_argument("email: must look like name@example.com"));
-        assert!(
-            matches!(&invalid, AppError::Invalid(errors) if errors[0] == FieldError::new("email", "must look like name@example.com"))
-        );
-        assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let cases = [
-            (tonic::Status::not_found("product 4 not found"), StatusCode::NOT_FOUND),
-            (tonic::Status::already_exists("taken"), StatusCode::CONFLICT),
-            (tonic::Status::failed_precondition("not enough stock"), StatusCode::CONFLICT),
-            (tonic::Status::unauthenticated("no"), StatusCode::UNAUTHORIZED),
-            (tonic::Status::unavailable("tcp connect error"), StatusCode::SERVICE_UNAVAILABLE),
-            (tonic::Status::internal("internal error"), StatusCode::INTERNAL_SERVER_ERROR),
-            (tonic::Status::invalid_argument("something odd happened"), StatusCode::BAD_REQUEST),
-        ];
-        for (status, http) in cases {
-            assert_eq!(AppError::from(status).status(), http);
+    fn refusal(code: Code, reason: ErrorReason, message: &str) -> rich_error::Refusal {
+        rich_error::refuse(code, reason, message)
+    }
+
+    /// Every reason a service sends, and what the gateway makes of it.
+    fn cases() -> Vec<(tonic::Status, StatusCode, &'static str, &'static str)> {
+        vec![
+            (
+                refusal(Code::InvalidArgument, ErrorReason::FieldInvalid, "x")
+                    .field_violation("email", "must look like name@example.com")
+                    .into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-fields",
+                "email: must look like name@example.com",
+            ),
+            (
+                refusal(Code::InvalidArgument, ErrorReason::IdempotencyKeyReused, "x")
+                    .field_violation("idempotency_key", "was used for another order")
+                    .into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-fields",
+                "idempotency_key",
+            ),
+            (
+                refusal(Code::Unauthenticated, ErrorReason::SignInRequired, "x").into(),
+                StatusCode::UNAUTHORIZED,
+                "sign-in-required",
+                "sign in",
+            ),
+            (
+                refusal(Code::Unauthenticated, ErrorReason::InvalidCredentials, "x").into(),
+                StatusCode::UNAUTHORIZED,
+                "invalid-credentials",
+                "invalid email or password",
+            ),
+            (
+                refusal(Code::PermissionDenied, ErrorReason::PermissionDenied, "x").into(),
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "not allowed",
+            ),
+            (
+                refusal(Code::Unauthenticated, ErrorReason::CallerUnverified, "x").into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "on our side",
+            ),
+            (
+                refusal(Code::Internal, ErrorReason::Internal, "x").into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "on our side",
+            ),
+            (
+                refusal(Code::AlreadyExists, ErrorReason::EmailTaken, "x").field_violation("email", "x").into(),
+                StatusCode::CONFLICT,
+                "email-taken",
+                "already exists",
+            ),
+            (
+                refusal(Code::NotFound, ErrorReason::UserNotFound, "x").into(),
+                StatusCode::NOT_FOUND,
+                "user-not-found",
+                "not found",
+            ),
+            (
+                refusal(Code::NotFound, ErrorReason::ProductNotFound, "x").metadata("product_id", 4).into(),
+                StatusCode::NOT_FOUND,
+                "product-not-found",
+                "Product 4 was not found",
+            ),
+            (
+                refusal(Code::FailedPrecondition, ErrorReason::StockShort, "x").into(),
+                StatusCode::CONFLICT,
+                "stock-short",
+                "not enough stock",
+            ),
+            (
+                refusal(Code::FailedPrecondition, ErrorReason::StockWouldGoNegative, "x").into(),
+                StatusCode::CONFLICT,
+                "stock-would-go-negative",
+                "below zero",
+            ),
+            (
+                refusal(Code::FailedPrecondition, ErrorReason::ReservationReleased, "x").into(),
+                StatusCode::CONFLICT,
+                "reservation-released",
+                "given back",
+            ),
+            (
+                refusal(Code::NotFound, ErrorReason::OrderNotFound, "x").into(),
+                StatusCode::NOT_FOUND,
+                "order-not-found",
+                "not found",
+            ),
+            (
+                refusal(Code::FailedPrecondition, ErrorReason::OrderRejected, "x")
+                    .metadata("rejection", "stock_short")
+                    .metadata("product_id", 3)
+                    .into(),
+                StatusCode::CONFLICT,
+                "order-rejected",
+                "Your order could not be placed: not enough stock (product 3).",
+            ),
+            (
+                refusal(Code::NotFound, ErrorReason::OrderRejected, "x")
+                    .metadata("rejection", "product_not_found")
+                    .into(),
+                StatusCode::NOT_FOUND,
+                "product-not-found",
+                "could not be placed: a product in it was not found",
+            ),
+            (
+                refusal(Code::Unavailable, ErrorReason::OrderPending, "x").into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "order-pending",
+                "saved as pending",
+            ),
+            (
+                refusal(Code::FailedPrecondition, ErrorReason::TransitionForbidden, "x")
+                    .metadata("from", "shipped")
+                    .metadata("to", "cancelled")
+                    .into(),
+                StatusCode::CONFLICT,
+                "transition-forbidden",
+                "cannot go from shipped to cancelled",
+            ),
+            (
+                refusal(Code::Aborted, ErrorReason::ConcurrentChange, "x").into(),
+                StatusCode::CONFLICT,
+                "concurrent-change",
+                "changed meanwhile",
+            ),
+            (
+                tonic::Status::unavailable("tcp connect error 10.0.0.3"),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "cannot reach",
+            ),
+            (tonic::Status::internal("boom"), StatusCode::INTERNAL_SERVER_ERROR, "internal", "on our side"),
+        ]
+    }
+
+    fn detail(error: &AppError) -> String {
+        match error {
+            AppError::Invalid(errors) if errors.len() == 1 => format!("{}: {}", errors[0].field, errors[0].message),
+            other => other.to_string(),
         }
-        assert!(
-            !AppError::from(tonic::Status::unavailable("tcp connect error 10.0.0.3")).to_string().contains("10.0.0.3")
-        );
+    }
+
+    #[test]
+    fn every_reason_maps_to_a_status_a_problem_type_and_words() {
+        for (status, http, slug, words) in cases() {
+            let error = AppError::from(status);
+            assert_eq!((error.status(), error.slug()), (http, slug), "{error:?}");
+            assert!(detail(&error).to_lowercase().contains(&words.to_lowercase()), "{slug}: {error}");
+        }
+        let taken = AppError::from(tonic::Status::from(refusal(Code::AlreadyExists, ErrorReason::EmailTaken, "x")));
+        assert_eq!(taken.field_errors()[0].field, "email", "shown beside the email field");
+    }
+
+    /// A service may reword its messages at will: only the reason and its
+    /// details decide, so another message changes nothing here.
+    #[test]
+    fn rewording_a_message_changes_nothing() {
+        for (status, ..) in cases() {
+            let reworded = tonic::Status::with_details(
+                status.code(),
+                "completely different words, and a colon: here",
+                status.details().to_vec().into(),
+            );
+            let (before, after) = (AppError::from(status), AppError::from(reworded));
+            assert_eq!(
+                (before.status(), before.slug(), detail(&before)),
+                (after.status(), after.slug(), detail(&after))
+            );
+        }
+        // And a bare code without a reason is never read for its words.
+        let bare = AppError::from(tonic::Status::failed_precondition("order 1 rejected: not enough stock"));
+        assert_eq!(bare.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -16,7 +16,8 @@ use shop_events::{Bus, Consumer, OrderStatusChanged, Payload, ProductChanged, Us
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::cache::Cache;
+use crate::catalog::Catalog;
+use crate::profiles::Profiles;
 
 /// Per user, the moment before which their sessions are no longer valid:
 /// set to "forever" when the account is deleted, to "now" when the password
@@ -99,28 +100,26 @@ impl Live {
 }
 
 /// Starts this replica's consumers; they run until their handles are aborted.
-pub fn start(bus: &Bus, cache: Cache, revoked: Revoked, live: Live) -> Vec<JoinHandle<()>> {
+pub fn start(bus: &Bus, catalog: Catalog, profiles: Profiles, revoked: Revoked, live: Live) -> Vec<JoinHandle<()>> {
     let products = Consumer::per_replica("gateway-products", vec![ProductChanged::KIND]);
     let users = Consumer::per_replica("gateway-users", vec![UserDeleted::KIND]);
     let orders = Consumer::per_replica("gateway-orders", vec![OrderStatusChanged::KIND]);
-    let product_cache = cache.clone();
     vec![
         tokio::spawn(run_consumer(bus.clone(), products, move |event| {
-            let cache = product_cache.clone();
+            let catalog = catalog.clone();
             async move {
                 if let Some(changed) = event.decode::<ProductChanged>() {
-                    cache.invalidate(&format!("product:{}", changed.product_id)).await;
-                    cache.retire_lists().await;
+                    catalog.forget(changed.product_id).await;
                 }
                 Ok(())
             }
         })),
         tokio::spawn(run_consumer(bus.clone(), users, move |event| {
-            let (cache, revoked) = (cache.clone(), revoked.clone());
+            let (profiles, revoked) = (profiles.clone(), revoked.clone());
             async move {
                 if let Some(deleted) = event.decode::<UserDeleted>() {
                     revoked.end_sessions(deleted.user_id, FOREVER).await?;
-                    cache.invalidate(&format!("user:{}", deleted.user_id)).await;
+                    profiles.forget(deleted.user_id).await;
                     tracing::info!(user_id = deleted.user_id, "sessions of a deleted user revoked");
                 }
                 Ok(())

@@ -50,6 +50,51 @@ fn rejected(status: axum::http::StatusCode, what: &str, text: String) -> AppErro
     }
 }
 
+/// The id in a path like `/products/{id}`: a positive whole number, or the
+/// page is not there (404, naming the kind of thing). `K` names the kind.
+pub struct Id<K>(pub i64, pub std::marker::PhantomData<K>);
+
+/// What an [`Id`] names, for its 404.
+pub trait Kind {
+    const NAME: &'static str;
+}
+
+macro_rules! kinds {
+    ($($kind:ident = $name:literal),*) => {$(
+        pub struct $kind;
+        impl Kind for $kind {
+            const NAME: &'static str = $name;
+        }
+    )*};
+}
+kinds!(Product = "product", Order = "order", User = "user");
+
+impl<S: Send + Sync, K: Kind> FromRequestParts<S> for Id<K> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(raw)) => raw,
+            Err(_) => String::new(),
+        };
+        match raw.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Self(id, std::marker::PhantomData)),
+            _ => Err(AppError::NotFound(format!("There is no {} {raw:?}.", K::NAME))),
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, when sent.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned)))
+    }
+}
+
 /// `?page=N&page_size=M`, both optional. The services bound them; here they
 /// only have to be whole numbers.
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]

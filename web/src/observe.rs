@@ -41,8 +41,8 @@ pub async fn request(mut request: Request, next: Next) -> Response {
             http.response.status_code = Empty,
         )
     };
-    shop_telemetry::adopt_parent(&span, request.headers());
-    if let Some(trace_id) = shop_telemetry::trace_id(&span) {
+    shop_trace_context::adopt_parent(&span, request.headers());
+    if let Some(trace_id) = shop_trace_context::trace_id(&span) {
         request.extensions_mut().insert(TraceId(trace_id));
     }
     let started = Instant::now();

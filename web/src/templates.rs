@@ -10,7 +10,7 @@ use minijinja::{Environment, Value};
 use rust_embed::RustEmbed;
 
 use crate::negotiate::Want;
-use crate::session::Viewer;
+use crate::viewer::Viewer;
 
 #[derive(RustEmbed)]
 #[folder = "templates/"]
@@ -215,6 +215,7 @@ mod forms {
             "cart": { "lines": [{ "product": product, "quantity": 1, "line_total": "4.50" }], "count": 1,
                       "total_minor": 450, "total": "4.50" },
             "checkout_key": "k", "quantity": 1, "user_filter": 2,
+            "problem": { "slug": "stock-short", "type": "/problems/stock-short", "meaning": "Not enough." },
             "values": { "next": "/cart", "name": "Casey" }, "errors": { "name": "is required" },
         })))
     }

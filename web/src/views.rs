@@ -110,7 +110,9 @@ pub struct OrderView {
     pub updated_at: String,
     /// Oldest first; empty in lists.
     pub history: Vec<StatusChangeView>,
-    /// The statuses an admin may move this order to next.
+    /// The statuses the viewer may move this order to now, as the order
+    /// service decides (an admin along the state machine, the customer only
+    /// to cancel their own); empty when there is nothing they may do.
     pub next_statuses: Vec<String>,
 }
 
@@ -126,31 +128,26 @@ pub fn status_name(status: orders::OrderStatus) -> &'static str {
     }
 }
 
-/// The statuses people can ask for, by name.
+/// A status by its name; whether an order may move to it is the order
+/// service's to say.
 pub fn parse_status(name: &str) -> Option<orders::OrderStatus> {
-    match name.trim() {
-        "shipped" => Some(orders::OrderStatus::Shipped),
-        "delivered" => Some(orders::OrderStatus::Delivered),
-        "cancelled" => Some(orders::OrderStatus::Cancelled),
-        _ => None,
-    }
-}
-
-/// Mirrors the order service's state machine for the admin's menu; the
-/// service still decides.
-fn next_statuses(status: orders::OrderStatus) -> Vec<String> {
-    let next: &[&str] = match status {
-        orders::OrderStatus::Pending => &["cancelled"],
-        orders::OrderStatus::Confirmed => &["shipped", "cancelled"],
-        orders::OrderStatus::Shipped => &["delivered"],
-        _ => &[],
-    };
-    next.iter().map(|s| (*s).to_owned()).collect()
+    let name = name.trim();
+    [
+        orders::OrderStatus::Pending,
+        orders::OrderStatus::Confirmed,
+        orders::OrderStatus::Shipped,
+        orders::OrderStatus::Delivered,
+        orders::OrderStatus::Cancelled,
+        orders::OrderStatus::Rejected,
+    ]
+    .into_iter()
+    .find(|status| status_name(*status) == name)
 }
 
 impl From<orders::Order> for OrderView {
     fn from(o: orders::Order) -> Self {
         let status = o.status();
+        let next_statuses = o.allowed_transitions().map(|next| status_name(next).to_owned()).collect();
         Self {
             id: o.id,
             user_id: o.user_id,
@@ -180,7 +177,7 @@ impl From<orders::Order> for OrderView {
                     at: rfc3339(change.at),
                 })
                 .collect(),
-            next_statuses: next_statuses(status),
+            next_statuses,
         }
     }
 }
@@ -226,6 +223,12 @@ pub struct CartLine {
     pub line_total: String,
 }
 
+impl CartLine {
+    pub fn new(quantity: i64, product: ProductView) -> Self {
+        Self { line_total: money(product.price_minor.saturating_mul(quantity)), product, quantity }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CartView {
     pub lines: Vec<CartLine>,
@@ -234,6 +237,15 @@ pub struct CartView {
     /// At today's prices; the order is priced again when placed.
     pub total_minor: i64,
     pub total: String,
+}
+
+impl CartView {
+    pub fn new(lines: Vec<CartLine>) -> Self {
+        let total_minor =
+            lines.iter().map(|l| l.product.price_minor.saturating_mul(l.quantity)).fold(0_i64, i64::saturating_add);
+        let count = lines.iter().map(|l| l.quantity).sum();
+        Self { lines, count, total_minor, total: money(total_minor) }
+    }
 }
 
 #[cfg(test)]

@@ -902,3 +902,93 @@ async fn every_change_is_also_a_plain_form_post() {
         .expect("an answer");
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
+
+/// What each viewer may do with an order is the order service's answer
+/// (`allowed_transitions`), shown as it is: the admin's status menu, the
+/// customer's Cancel button and `next_statuses` in JSON, for every status;
+/// another customer does not see the order at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_viewer_sees_what_they_may_do_with_an_order() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway().await;
+    let admin = shop.admin(&gateway).await;
+    let tea = admin.product("Tea", 450, 10).await;
+    let (carol, dave) = (gateway.browser(), gateway.browser());
+    carol.customer("Carol").await;
+    dave.customer("Dave").await;
+    let order = |quantity: i64| {
+        let carol = &carol;
+        async move {
+            let placed = carol
+                .json(Method::POST, "/orders", json!({ "items": [{ "product_id": tea, "quantity": quantity }] }))
+                .await;
+            assert_eq!(placed.status(), StatusCode::CREATED);
+            location(&placed)
+        }
+    };
+    let moved = |url: String, to: &'static str| {
+        let admin = &admin;
+        async move {
+            assert_eq!(
+                admin.json(Method::PATCH, &format!("{url}/status"), json!({ "status": to })).await.status(),
+                StatusCode::OK
+            )
+        }
+    };
+    let confirmed = order(1).await;
+    let shipped = order(1).await;
+    moved(shipped.clone(), "shipped").await;
+    let delivered = order(1).await;
+    moved(delivered.clone(), "shipped").await;
+    moved(delivered.clone(), "delivered").await;
+    let cancelled = order(1).await;
+    assert_eq!(
+        carol.json(Method::PATCH, &format!("{cancelled}/status"), json!({ "status": "cancelled" })).await.status(),
+        StatusCode::OK
+    );
+    // More than there is: kept as rejected, and the problem says so by its type.
+    let refused =
+        carol.json(Method::POST, "/orders", json!({ "items": [{ "product_id": tea, "quantity": 1000 }] })).await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert_eq!(refused.json::<Value>().await.expect("a problem")["type"], "/problems/order-rejected");
+    let mine: Value = carol.get_json("/orders").await.json().await.expect("a list");
+    let rejected = mine["orders"]
+        .as_array()
+        .and_then(|orders| orders.iter().find(|o| o["status"] == "rejected"))
+        .map(|o| format!("/orders/{}", o["id"]))
+        .expect("the rejected order is kept");
+
+    let expected: [(&str, &[&str], &[&str]); 5] = [
+        (&confirmed, &["shipped", "cancelled"], &["cancelled"]),
+        (&shipped, &["delivered"], &[]),
+        (&delivered, &[], &[]),
+        (&cancelled, &[], &[]),
+        (&rejected, &[], &[]),
+    ];
+    for (url, admin_may, customer_may) in expected {
+        let as_admin: Value = admin.get_json(url).await.json().await.expect("an order");
+        assert_eq!(as_admin["next_statuses"], json!(admin_may), "the admin, {} order", as_admin["status"]);
+        let as_owner: Value = carol.get_json(url).await.json().await.expect("an order");
+        assert_eq!(as_owner["next_statuses"], json!(customer_may), "the owner, {} order", as_owner["status"]);
+        let stranger = dave.get_json(url).await;
+        assert_eq!(stranger.status(), StatusCode::NOT_FOUND);
+        assert_eq!(stranger.json::<Value>().await.expect("a problem")["type"], "/problems/order-not-found");
+
+        let admin_page = text(admin.page(url).await).await;
+        assert_eq!(admin_page.contains("status-form"), !admin_may.is_empty(), "{url}");
+        for status in admin_may {
+            assert!(admin_page.contains(&format!(r#"<option value="{status}">"#)), "{url} offers {status}");
+        }
+        let owner_page = text(carol.page(url).await).await;
+        assert_eq!(owner_page.contains("Cancel order"), !customer_may.is_empty(), "{url}");
+        assert!(!owner_page.contains("status-form"), "a customer has no status menu");
+    }
+    // What the service refuses is refused whatever the page offered.
+    let forbidden = carol.json(Method::PATCH, &format!("{shipped}/status"), json!({ "status": "delivered" })).await;
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    let backwards = admin.json(Method::PATCH, &format!("{delivered}/status"), json!({ "status": "shipped" })).await;
+    assert_eq!(backwards.status(), StatusCode::CONFLICT);
+    assert_eq!(backwards.json::<Value>().await.expect("a problem")["type"], "/problems/transition-forbidden");
+    let problem_page = text(admin.page("/problems/transition-forbidden").await).await;
+    assert!(problem_page.contains("cannot move to that status"));
+}

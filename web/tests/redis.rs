@@ -30,8 +30,15 @@ impl Prefix {
         Self(format!("shop_test:{}:", uuid::Uuid::new_v4().simple()))
     }
 
+    /// Sessions go to the shared session database under random ids; they
+    /// expire within minutes rather than the default 12 hours.
     fn config(&self, shop: &Shop) -> GatewayConfig {
-        GatewayConfig { redis_url: Some(redis_url()), cache_prefix: self.0.clone(), ..shop.config() }
+        GatewayConfig {
+            redis_url: Some(redis_url()),
+            cache_prefix: self.0.clone(),
+            session_idle: Duration::from_secs(600),
+            ..shop.config()
+        }
     }
 
     async fn clean(&self) {
@@ -154,13 +161,13 @@ async fn a_cache_outage_falls_back_to_the_service() {
     let pool = shop_web::cache::connect_redis(&proxy.url).await.expect("Redis through the proxy");
     let prefix = Prefix::new();
     let cache = Cache::redis(pool, &prefix.0, Duration::from_secs(60));
-    let fetch = |n: i64| async move { Ok::<_, ()>(n) };
-    assert_eq!(cache.get_or_fetch("k", fetch(1)).await, Ok((1, Lookup::Miss)));
-    assert_eq!(cache.get_or_fetch("k", fetch(2)).await, Ok((1, Lookup::Hit)));
+    let fetch = |n: i64| move || async move { Ok::<_, ()>(n) };
+    assert_eq!(cache.get_or_fetch("test", "k", fetch(1)).await, Ok((1, Lookup::Miss)));
+    assert_eq!(cache.get_or_fetch("test", "k", fetch(2)).await, Ok((1, Lookup::Hit)));
 
     proxy.cut().await;
     let started = std::time::Instant::now();
-    assert_eq!(cache.get_or_fetch("k", fetch(3)).await, Ok((3, Lookup::Miss)), "the service answers instead");
+    assert_eq!(cache.get_or_fetch("test", "k", fetch(3)).await, Ok((3, Lookup::Miss)), "the service answers instead");
     assert!(started.elapsed() < Duration::from_secs(5), "a dead cache costs little time: {:?}", started.elapsed());
     cache.invalidate("k").await;
     cache.retire_lists().await;

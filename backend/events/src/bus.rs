@@ -169,7 +169,7 @@ impl Nats {
         let mut message =
             jetstream::message::PublishMessage::build().payload(payload.into()).message_id(event.id.as_str());
         if let Some(trace_parent) = &event.trace_parent {
-            message = message.header(shop_telemetry::TRACEPARENT, trace_parent.as_str());
+            message = message.header(shop_trace_context::TRACEPARENT, trace_parent.as_str());
         }
         let ack = self.jetstream.send_publish(self.subject(&event.kind), message).await.map_err(nats_error)?;
         ack.await.map_err(nats_error)?;
@@ -252,7 +252,7 @@ impl Subscription {
                             event.trace_parent = message
                                 .headers
                                 .as_ref()
-                                .and_then(|headers| headers.get(shop_telemetry::TRACEPARENT))
+                                .and_then(|headers| headers.get(shop_trace_context::TRACEPARENT))
                                 .map(|value| value.as_str().to_owned());
                             return Some(Delivery { event, message: Some(message) });
                         }

@@ -108,7 +108,7 @@ where
                 messaging.message.id = %delivery.event.id,
                 otel.status_code = tracing::field::Empty,
             );
-            shop_telemetry::adopt_traceparent(&span, delivery.event.trace_parent.as_deref());
+            shop_trace_context::adopt_traceparent(&span, delivery.event.trace_parent.as_deref());
             match handle(delivery.event.clone()).instrument(span.clone()).await {
                 Ok(()) => {
                     handled.insert(delivery.event.id.clone());

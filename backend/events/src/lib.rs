@@ -53,7 +53,7 @@ impl Event {
             version: P::VERSION,
             occurred_at_ms: shop_storage::now_ms(),
             data: serde_json::to_value(payload)?,
-            trace_parent: shop_telemetry::traceparent(&tracing::Span::current()),
+            trace_parent: shop_trace_context::traceparent(&tracing::Span::current()),
         })
     }
 

@@ -143,8 +143,8 @@ impl Relay {
             messaging.message.id = %event.id,
             otel.status_code = tracing::field::Empty,
         );
-        shop_telemetry::adopt_traceparent(&span, trace_parent.as_deref());
-        event.trace_parent = shop_telemetry::traceparent(&span).or(trace_parent);
+        shop_trace_context::adopt_traceparent(&span, trace_parent.as_deref());
+        event.trace_parent = shop_trace_context::traceparent(&span).or(trace_parent);
         if let Err(error) = self.bus.publish(&event).instrument(span.clone()).await {
             span.record("otel.status_code", "error");
             return Err(error.into());

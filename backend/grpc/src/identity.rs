@@ -171,37 +171,25 @@ impl Identity {
     }
 }
 
-tokio::task_local! {
-    /// The caller a request in the gateway acts for, set around each HTTP
-    /// request; [`SignAs`] puts it on every gRPC call made meanwhile.
-    pub static CURRENT_CALLER: Caller;
-}
-
-/// A client interceptor that signs every call: as a fixed caller (a service,
-/// a test), or as the task's [`CURRENT_CALLER`].
+/// A client interceptor that signs every call as one caller (a person the
+/// gateway acts for, a service, a test). There is no unsigned or ambient
+/// variant: a client is made for someone, so a call cannot go out as
+/// "whoever happens to be current" by accident.
 #[derive(Clone, Debug)]
 pub struct SignAs {
     identity: Identity,
-    fixed: Option<Caller>,
+    caller: Caller,
 }
 
 impl SignAs {
     pub fn fixed(identity: Identity, caller: Caller) -> Self {
-        Self { identity, fixed: Some(caller) }
-    }
-
-    pub fn current(identity: Identity) -> Self {
-        Self { identity, fixed: None }
+        Self { identity, caller }
     }
 }
 
 impl tonic::service::Interceptor for SignAs {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = match &self.fixed {
-            Some(caller) => caller.clone(),
-            None => CURRENT_CALLER.try_with(Caller::clone).unwrap_or(Caller::Anonymous),
-        };
-        self.identity.sign(&caller, &mut request);
+        self.identity.sign(&self.caller, &mut request);
         Ok(request)
     }
 }

@@ -88,7 +88,7 @@ where
             (service, method) = (UNKNOWN.to_owned(), UNKNOWN.to_owned());
         }
         let span = if is_plumbing(&service) { tracing::Span::none() } else { Side::Server.span(&service, &method) };
-        shop_telemetry::adopt_parent(&span, request.headers());
+        shop_trace_context::adopt_parent(&span, request.headers());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
         let recorded = span.clone();
@@ -137,7 +137,7 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let (service, method) = service_and_method(request.uri().path());
         let span = Side::Client.span(&service, &method);
-        shop_telemetry::inject(&span, request.headers_mut());
+        shop_trace_context::inject(&span, request.headers_mut());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
         let recorded = span.clone();

@@ -149,6 +149,10 @@ pub struct Config {
     /// Unset: both in memory, which suits one gateway process.
     #[arg(long, env = "SHOP_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
+    /// The Redis logical database (0-15) that holds only the gateway's sessions,
+    /// so they can be counted; the cache stays in the URL's own database.
+    #[arg(long, env = "SHOP_SESSION_REDIS_DB", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=15), global = true)]
+    pub session_redis_db: u8,
     /// Prefix of every cache key in Redis.
     #[arg(long, env = "SHOP_CACHE_PREFIX", default_value = "shop:cache:", global = true)]
     pub cache_prefix: String,

@@ -297,6 +297,7 @@ async fn serve(config: &Config, parts: &[Part]) -> Result<()> {
         let shutdown = stopped(stop_rx.clone());
         let gateway = shop_web::GatewayConfig {
             redis_url: config.redis_url.clone(),
+            session_db: config.session_redis_db,
             cache_prefix: config.cache_prefix.clone(),
             cache_ttl: Duration::from_secs(config.cache_ttl_secs),
             cookie_secure: config.cookie_secure,

@@ -1,24 +1,21 @@
 //! The cart, kept in the session: anyone may fill one; checkout (POST
 //! /orders) needs an account.
 
-use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
-use tower_sessions::Session;
 use utoipa::ToSchema;
 
-use super::products::{fetch, product_id};
-use crate::AppState;
-use crate::error::AppError;
-use crate::extract::{Input, number_or_blank};
-use crate::negotiate::Want;
-use crate::session::{self, Cart, Viewer};
-use crate::views::{CartLine, CartView, money};
+use shop_order_lines::{LinesError, OrderLines};
 
-/// Most distinct products, and units of one product, a cart may hold
-/// (the same bounds as an order).
-const MAX_LINES: usize = 100;
-const MAX_QUANTITY: i64 = 10_000;
+use crate::context::{Ctx, Pages};
+use crate::error::AppError;
+use crate::extract::{Id, Input, Product, number_or_blank};
+use crate::negotiate::Want;
+use crate::viewer::{self, Cart};
+use crate::views::{CartLine, CartView};
+
+const CART: Pages = Pages::new("cart/show.html", "cart/_cart.html");
+const ADDED: Pages = Pages::new("cart/show.html", "cart/_added.html");
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CartItemInput {
@@ -29,35 +26,21 @@ pub struct CartItemInput {
     pub quantity: Option<i64>,
 }
 
-/// The cart with today's names and prices. Products deleted since they
-/// were added drop out.
-pub async fn view(state: &AppState, cart: &Cart) -> Result<CartView, AppError> {
-    let mut lines = Vec::with_capacity(cart.len());
-    for (&id, &quantity) in cart {
-        match fetch(state, id).await {
-            Ok((product, _)) => lines.push(CartLine {
-                line_total: money(product.price_minor.saturating_mul(quantity)),
-                product,
-                quantity,
-            }),
-            Err(AppError::NotFound(_)) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    let total_minor =
-        lines.iter().map(|l| l.product.price_minor.saturating_mul(l.quantity)).fold(0_i64, i64::saturating_add);
-    let count = lines.iter().map(|l| l.quantity).sum();
-    Ok(CartView { lines, count, total_minor, total: money(total_minor) })
+/// The cart with today's names and prices, read in one call; products
+/// deleted since they were added drop out.
+async fn view(ctx: &Ctx, cart: &Cart) -> Result<CartView, AppError> {
+    let products = ctx.state.catalog.products(&ctx.services(), cart.keys().copied().collect()).await?;
+    let lines = products.into_iter().filter_map(|product| Some(CartLine::new(*cart.get(&product.id)?, product)));
+    Ok(CartView::new(lines.collect()))
 }
 
-fn respond(state: &AppState, viewer: &Viewer, want: Want, cart: &CartView) -> Response {
-    match want {
-        Want::Json => axum::Json(cart).into_response(),
-        _ => state.templates.respond(
-            viewer,
-            want,
-            "cart/show.html",
-            "cart/_cart.html",
+/// The cart in the representation wanted, with a fresh checkout key (one
+/// per rendering: submitting the form twice places one order).
+fn respond(ctx: &Ctx, cart: &CartView) -> Response {
+    match ctx.want {
+        Want::Json => ctx.show(CART, "cart", cart),
+        _ => ctx.render(
+            CART,
             minijinja::context! { cart => minijinja::value::Serde(cart), checkout_key => uuid::Uuid::new_v4().to_string() },
         ),
     }
@@ -65,57 +48,46 @@ fn respond(state: &AppState, viewer: &Viewer, want: Want, cart: &CartView) -> Re
 
 /// What the cart holds.
 #[utoipa::path(get, path = "/cart", tag = "cart", responses((status = 200, body = CartView)))]
-pub async fn show(
-    State(state): State<AppState>,
-    session: Session,
-    viewer: Viewer,
-    want: Want,
-) -> Result<Response, AppError> {
-    let cart = view(&state, &session::cart(&session).await?).await?;
-    Ok(respond(&state, &viewer, want, &cart))
+pub async fn show(ctx: Ctx) -> Result<Response, AppError> {
+    let cart = view(&ctx, &viewer::cart(&ctx.session).await?).await?;
+    Ok(respond(&ctx, &cart))
+}
+
+/// `quantity` more of `id`: a cart holds what one order may hold, checked
+/// by the parser the order service and inventory use.
+fn add_to(cart: &mut Cart, id: i64, quantity: i64) -> Result<(), AppError> {
+    // A quantity out of bounds is this request's fault, whatever the cart held.
+    let lines = std::iter::once((id, quantity)).chain(cart.iter().map(|(id, quantity)| (*id, *quantity)));
+    OrderLines::parse(lines).map_err(|error| {
+        let field = match error {
+            LinesError::Quantity | LinesError::QuantityPerProduct => "quantity",
+            LinesError::ProductId | LinesError::Empty | LinesError::TooMany => "product_id",
+        };
+        AppError::field(field, error.message())
+    })?;
+    *cart.entry(id).or_default() += quantity;
+    Ok(())
 }
 
 /// Adds units of a product.
 #[utoipa::path(post, path = "/cart/items", tag = "cart", request_body = CartItemInput,
-    responses((status = 200, body = CartView), (status = 404, body = crate::error::ProblemBody),
-              (status = 422, body = crate::error::ProblemBody)))]
-pub async fn add(
-    State(state): State<AppState>,
-    session: Session,
-    mut viewer: Viewer,
-    want: Want,
-    Input(input): Input<CartItemInput>,
-) -> Result<Response, AppError> {
+    responses((status = 200, body = CartView), (status = 404, body = crate::error_page::ProblemBody),
+              (status = 422, body = crate::error_page::ProblemBody)))]
+pub async fn add(mut ctx: Ctx, Input(input): Input<CartItemInput>) -> Result<Response, AppError> {
     let id =
         input.product_id.filter(|id| *id > 0).ok_or_else(|| AppError::field("product_id", "must name a product"))?;
     let quantity = input.quantity.unwrap_or(1);
-    if !(1..=MAX_QUANTITY).contains(&quantity) {
-        return Err(AppError::field("quantity", "must be between 1 and 10000"));
-    }
-    let (product, _) = fetch(&state, id).await?;
-    let mut cart = session::cart(&session).await?;
-    let total = cart.get(&id).copied().unwrap_or(0).saturating_add(quantity);
-    if total > MAX_QUANTITY {
-        return Err(AppError::field("quantity", "a cart holds at most 10000 of one product"));
-    }
-    if !cart.contains_key(&id) && cart.len() >= MAX_LINES {
-        return Err(AppError::field("product_id", "a cart holds at most 100 different products"));
-    }
-    cart.insert(id, total);
-    session::save_cart(&session, &cart).await?;
-    viewer.cart_count = cart.values().sum();
-    match want {
-        Want::Partial => Ok(state.templates.respond(
-            &viewer,
-            want,
-            "cart/show.html",
-            "cart/_added.html",
-            minijinja::context! { product => minijinja::value::Serde(&product), quantity => quantity },
-        )),
-        Want::Page => {
-            super::done(&session, "/cart", format!("Added {quantity} × {} to your cart.", product.name)).await
+    let (product, _) = ctx.state.catalog.product(&ctx.services(), id).await?;
+    let mut cart = viewer::cart(&ctx.session).await?;
+    add_to(&mut cart, id, quantity)?;
+    viewer::save_cart(&ctx.session, &cart).await?;
+    ctx.viewer.cart_count = cart.values().sum();
+    match ctx.want {
+        Want::Json => Ok(respond(&ctx, &view(&ctx, &cart).await?)),
+        Want::Partial => {
+            Ok(ctx.render(ADDED, minijinja::context! { product => minijinja::value::Serde(&product), quantity }))
         }
-        Want::Json => Ok(respond(&state, &viewer, want, &view(&state, &cart).await?)),
+        Want::Page => ctx.redirect("/cart", format!("Added {quantity} × {} to your cart.", product.name)).await,
     }
 }
 
@@ -123,23 +95,16 @@ pub async fn add(
 #[utoipa::path(delete, path = "/cart/items/{product_id}", tag = "cart",
     params(("product_id" = i64, Path, description = "Product id")),
     responses((status = 200, body = CartView)))]
-pub async fn remove(
-    State(state): State<AppState>,
-    session: Session,
-    mut viewer: Viewer,
-    want: Want,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let id = product_id(&id)?;
-    let mut cart = session::cart(&session).await?;
+pub async fn remove(mut ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppError> {
+    let mut cart = viewer::cart(&ctx.session).await?;
     cart.remove(&id);
-    session::save_cart(&session, &cart).await?;
-    if want == Want::Page {
+    viewer::save_cart(&ctx.session, &cart).await?;
+    ctx.viewer.cart_count = cart.values().sum();
+    if ctx.want == Want::Page {
         // A product deleted since it was added has no name to tell.
-        let name = fetch(&state, id).await.map_or_else(|_| "the product".to_owned(), |(product, _)| product.name);
-        return super::done(&session, "/cart", format!("Removed {name} from your cart.")).await;
+        let name =
+            ctx.state.catalog.product(&ctx.services(), id).await.map_or_else(|_| "the product".into(), |p| p.0.name);
+        return ctx.redirect("/cart", format!("Removed {name} from your cart.")).await;
     }
-    viewer.cart_count = cart.values().sum();
-    let cart = view(&state, &cart).await?;
-    Ok(respond(&state, &viewer, want, &cart))
+    Ok(respond(&ctx, &view(&ctx, &cart).await?))
 }

@@ -1,34 +1,26 @@
-//! The home page: the newest products.
+//! The home page: the newest products (the first page of the catalogue,
+//! through its cache).
 
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-use crate::AppState;
+use crate::context::{Ctx, Pages};
 use crate::error::AppError;
 use crate::negotiate::Want;
-use crate::session::Viewer;
 
-pub async fn home(State(state): State<AppState>, viewer: Viewer, want: Want) -> Result<Response, AppError> {
-    let listed = state
-        .inventory
-        .clone()
-        .list_products(shop_proto::inventory::v1::ListProductsRequest { page: 1, page_size: 8 })
-        .await?
-        .into_inner();
-    let products: Vec<crate::views::ProductView> = listed.products.into_iter().map(Into::into).collect();
-    Ok(match want {
+const HOME: Pages = Pages::new("home.html", "home.html");
+
+pub async fn home(ctx: Ctx) -> Result<Response, AppError> {
+    let (newest, _) = ctx.state.catalog.page(&ctx.services(), 1, 8).await?;
+    Ok(match ctx.want {
         Want::Json => axum::Json(serde_json::json!({
-            "products": products,
-            "total": listed.total,
+            "products": newest.products,
+            "total": newest.page.total,
             "links": { "products": "/products", "orders": "/orders", "cart": "/cart", "openapi": "/openapi.json" },
         }))
         .into_response(),
-        _ => state.templates.respond(
-            &viewer,
-            want,
-            "home.html",
-            "home.html",
-            minijinja::context! { products => minijinja::value::Serde(&products), total => listed.total },
+        _ => ctx.render(
+            HOME,
+            minijinja::context! { products => minijinja::value::Serde(&newest.products), total => newest.page.total },
         ),
     })
 }

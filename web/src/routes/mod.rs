@@ -7,23 +7,19 @@ pub mod assets;
 pub mod cart;
 pub mod home;
 pub mod orders;
+pub mod problems;
 pub mod products;
 pub mod users;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use tower_sessions::Session;
-
-use crate::AppState;
 use crate::error::AppError;
-use crate::negotiate::Want;
-use crate::session;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,7 +29,7 @@ use crate::session;
                        Bodies may be JSON or form-encoded. Errors are `application/problem+json`. \
                        Sign in with POST /users/login; the session cookie `shop_session` carries it."
     ),
-    components(schemas(crate::error::ProblemBody, crate::error::FieldError)),
+    components(schemas(crate::error_page::ProblemBody, crate::error::FieldError)),
     tags(
         (name = "products", description = "The catalogue"),
         (name = "orders", description = "Orders and their status"),
@@ -43,6 +39,8 @@ use crate::session;
 )]
 struct ApiDoc;
 
+/// Every route that answers as someone (pages, forms, the JSON API), and
+/// the OpenAPI document of the JSON ones.
 pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(products::list, products::create))
@@ -77,57 +75,22 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/users/{id}", post(users::update))
         .route("/users/{id}/delete", post(users::delete))
         .route("/cart/items/{product_id}/delete", post(cart::remove))
-        .route("/static/{*path}", get(assets::serve))
         .route("/openapi.json", get(openapi_json))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/problems/{slug}", get(problems::show))
         .fallback(not_found);
     (router, openapi)
 }
 
+/// What answers nobody in particular: assets and the health check, which
+/// never touch a session.
+pub fn sessionless() -> Router<AppState> {
+    Router::new().route("/static/{*path}", get(assets::serve)).route("/healthz", get(|| async { "ok" }))
+}
+
 async fn openapi_json(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    axum::Json(state.openapi.as_ref().clone()).into_response()
+    axum::Json(&state.openapi).into_response()
 }
 
-async fn not_found() -> crate::error::AppError {
-    crate::error::AppError::NotFound("There is no page at this address.".into())
-}
-
-/// The answer to a successful create: 201 with `Location` and the new
-/// thing for JSON clients; a redirect to it for browsers (HTMX follows
-/// `HX-Redirect`).
-pub fn created<T: serde::Serialize>(want: Want, location: &str, body: &T) -> Response {
-    match want {
-        Want::Json => {
-            let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
-            if let Ok(value) = HeaderValue::from_str(location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
-            response
-        }
-        Want::Partial | Want::Page => see_other(want, location),
-    }
-}
-
-/// The answer to a form posted without scripts, once it has done its work:
-/// a 303 to the page that shows the result, which tells `message` once
-/// (the message an HTMX partial would have shown in place).
-pub async fn done(session: &Session, location: &str, message: impl Into<String>) -> Result<Response, AppError> {
-    session::flash(session, message).await?;
-    Ok(Redirect::to(location).into_response())
-}
-
-/// Sends a browser elsewhere after a form: 303 for a plain form post,
-/// `HX-Redirect` for HTMX (which would otherwise swap the redirect target
-/// into the page).
-pub fn see_other(want: Want, location: &str) -> Response {
-    match want {
-        Want::Partial => {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            if let Ok(value) = HeaderValue::from_str(location) {
-                response.headers_mut().insert("hx-redirect", value);
-            }
-            response
-        }
-        Want::Page | Want::Json => Redirect::to(location).into_response(),
-    }
+async fn not_found() -> AppError {
+    AppError::NotFound("There is no page at this address.".into())
 }

@@ -1,23 +1,26 @@
 //! The catalogue: browsing for everyone; creating, editing and deleting for
-//! admins, each as a partial swap.
+//! admins. Reads go through the [`Catalog`](crate::catalog::Catalog)'s cache;
+//! every write forgets what it changed.
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use shop_proto::inventory::v1 as pb;
-use tower_sessions::Session;
 use utoipa::ToSchema;
 
-use crate::AppState;
-use crate::cache::Lookup;
+use crate::context::{Ctx, Pages};
 use crate::error::{AppError, FieldError};
-use crate::extract::{Input, Paging, number_or_blank, parse_price};
-use crate::negotiate::Want;
-use crate::session::{self, Admin, Viewer};
-use crate::views::{PageInfo, ProductList, ProductView};
+use crate::extract::{Id, Input, Paging, Product, number_or_blank, parse_price};
+use crate::views::ProductView;
+
+const LIST: Pages = Pages::new("products/index.html", "products/_list.html");
+const CARD: Pages = Pages::new("products/show.html", "products/_card.html");
+const NEW: Pages = Pages::new("products/new.html", "products/_new_form.html");
+const ADDED: Pages = Pages::new("products/new.html", "products/_created.html");
+const EDIT: Pages = Pages::new("products/edit.html", "products/_edit_form.html");
+const DELETED: Pages = Pages::new("products/show.html", "products/_deleted.html");
 
 /// A product as sent by an admin. On create, `name` and a price are
 /// required; on update, only what is sent changes.
@@ -46,187 +49,104 @@ impl ProductInput {
             _ => Ok(None),
         }
     }
-}
 
-pub fn product_id(raw: &str) -> Result<i64, AppError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| AppError::NotFound(format!("There is no product {raw:?}.")))
-}
-
-fn error_map(errors: &[FieldError]) -> BTreeMap<String, String> {
-    errors
-        .iter()
-        .map(|e| {
-            // The form has one price field, whichever form the service named.
-            let field = if e.field == "price_minor" { "price".to_owned() } else { e.field.clone() };
-            (field, e.message.clone())
-        })
+    /// What was typed, to show the form again.
+    fn values(&self) -> BTreeMap<String, String> {
+        let price = self.price.clone().or_else(|| self.price_minor.map(crate::views::money));
+        [
+            ("name", self.name.clone()),
+            ("description", self.description.clone()),
+            ("price", price),
+            ("stock", self.stock.map(|s| s.to_string())),
+            ("stock_delta", self.stock_delta.map(|s| s.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_owned(), value?)))
         .collect()
+    }
 }
 
-/// Reads a product through the cache.
-pub async fn fetch(state: &AppState, id: i64) -> Result<(ProductView, Lookup), AppError> {
-    let mut inventory = state.inventory.clone();
-    state
-        .cache
-        .get_or_fetch(&format!("product:{id}"), async move {
-            let product = inventory.get_product(pb::GetProductRequest { id }).await?.into_inner().product;
-            product.map(ProductView::from).ok_or_else(|| AppError::Internal("inventory returned no product".into()))
-        })
-        .await
-}
-
-/// Forgets a product's cached copies (it changed or went).
-pub async fn forget(state: &AppState, id: i64) {
-    state.cache.invalidate(&format!("product:{id}")).await;
-    state.cache.retire_lists().await;
-}
-
-async fn fetch_page(state: &AppState, page: u32, page_size: u32) -> Result<(ProductList, Lookup), AppError> {
-    let version = state.cache.list_version().await;
-    let mut inventory = state.inventory.clone();
-    state
-        .cache
-        .get_or_fetch(&format!("products:v{version}:{page}:{page_size}"), async move {
-            let listed = inventory.list_products(pb::ListProductsRequest { page, page_size }).await?.into_inner();
-            Ok::<_, AppError>(ProductList {
-                page: PageInfo::new(listed.page, listed.page_size, listed.total),
-                products: listed.products.into_iter().map(ProductView::from).collect(),
-            })
-        })
-        .await
+/// The form has one price field, whichever form the service named.
+fn on_form(error: AppError) -> AppError {
+    match error {
+        AppError::Invalid(errors) => AppError::Invalid(
+            errors
+                .into_iter()
+                .map(|e| FieldError::new(if e.field == "price_minor" { "price" } else { e.field.as_str() }, e.message))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// The catalogue, newest first, a page at a time.
 #[utoipa::path(get, path = "/products", tag = "products", params(Paging),
-    responses((status = 200, description = "A page of products", body = ProductList),
-              (status = 400, description = "A malformed page number", body = crate::error::ProblemBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    want: Want,
-    paging: Paging,
-) -> Result<Response, AppError> {
-    let (list, lookup) = fetch_page(&state, paging.page(), paging.page_size()).await?;
-    let mut response =
-        state.templates.represent(&viewer, want, ("products/index.html", "products/_list.html"), "list", &list);
-    response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
-    Ok(response)
+    responses((status = 200, description = "A page of products", body = crate::views::ProductList),
+              (status = 400, description = "A malformed page number", body = crate::error_page::ProblemBody)))]
+pub async fn list(ctx: Ctx, paging: Paging) -> Result<Response, AppError> {
+    let (list, lookup) = ctx.state.catalog.page(&ctx.services(), paging.page(), paging.page_size()).await?;
+    Ok(ctx.show_cached(LIST, "list", &list, lookup))
 }
 
 /// One product.
 #[utoipa::path(get, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
-    responses((status = 200, body = ProductView), (status = 404, body = crate::error::ProblemBody)))]
-pub async fn show(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    want: Want,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let (product, lookup) = fetch(&state, product_id(&id)?).await?;
-    let mut response =
-        state.templates.represent(&viewer, want, ("products/show.html", "products/_card.html"), "product", &product);
-    response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
-    Ok(response)
+    responses((status = 200, body = ProductView), (status = 404, body = crate::error_page::ProblemBody)))]
+pub async fn show(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppError> {
+    let (product, lookup) = ctx.state.catalog.product(&ctx.services(), id).await?;
+    Ok(ctx.show_cached(CARD, "product", &product, lookup))
 }
 
 /// The form for a new product (admins).
-pub async fn new_form(State(state): State<AppState>, Admin(_): Admin, viewer: Viewer, want: Want) -> Response {
-    let context = minijinja::context! { values => BTreeMap::<String, String>::new(), errors => BTreeMap::<String, String>::new() };
-    state.templates.respond(&viewer, want, "products/new.html", "products/_new_form.html", context)
+pub async fn new_form(ctx: Ctx) -> Result<Response, AppError> {
+    ctx.admin()?;
+    Ok(ctx.render(NEW, minijinja::context! { values => BTreeMap::<String, String>::new(), errors => BTreeMap::<String, String>::new() }))
 }
 
 /// Adds a product (admins).
 #[utoipa::path(post, path = "/products", tag = "products", request_body = ProductInput,
     responses((status = 201, description = "Created; `Location` names it", body = ProductView),
-              (status = 401, body = crate::error::ProblemBody), (status = 403, body = crate::error::ProblemBody),
-              (status = 422, description = "A field is invalid", body = crate::error::ProblemBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    Admin(_): Admin,
-    session: Session,
-    viewer: Viewer,
-    want: Want,
-    Input(input): Input<ProductInput>,
-) -> Result<Response, AppError> {
-    let result = async {
-        let price_minor = input.price_minor()?.ok_or_else(|| AppError::field("price", "is required"))?;
-        let request = pb::CreateProductRequest {
-            name: input.name.clone().unwrap_or_default(),
-            description: input.description.clone().unwrap_or_default(),
-            price_minor,
-            stock: input.stock.unwrap_or(0),
-        };
-        let product = state.inventory.clone().create_product(request).await?.into_inner().product;
-        product.map(ProductView::from).ok_or_else(|| AppError::Internal("inventory returned no product".into()))
+              (status = 401, body = crate::error_page::ProblemBody), (status = 403, body = crate::error_page::ProblemBody),
+              (status = 422, description = "A field is invalid", body = crate::error_page::ProblemBody)))]
+pub async fn create(ctx: Ctx, Input(input): Input<ProductInput>) -> Result<Response, AppError> {
+    ctx.admin()?;
+    let product = match add(&ctx, &input).await {
+        Ok(product) => product,
+        Err(error) => return ctx.form_again(NEW, on_form(error), input.values(), minijinja::context! {}),
+    };
+    ctx.state.catalog.forget_lists().await;
+    if ctx.want == crate::negotiate::Want::Partial {
+        // The new-product form stays open on the list: it says what was added.
+        let mut response = ctx.show(ADDED, "product", &product);
+        *response.status_mut() = StatusCode::CREATED;
+        response.headers_mut().insert("hx-trigger", HeaderValue::from_static("product-list-changed"));
+        return Ok(response);
     }
-    .await;
-    match (result, want) {
-        (Ok(product), Want::Partial) => {
-            state.cache.retire_lists().await;
-            let mut response = state.templates.respond(
-                &viewer,
-                want,
-                "products/new.html",
-                "products/_created.html",
-                minijinja::context! { product => minijinja::value::Serde(&product) },
-            );
-            *response.status_mut() = StatusCode::CREATED;
-            response.headers_mut().insert("hx-trigger", HeaderValue::from_static("product-list-changed"));
-            Ok(response)
-        }
-        (Ok(product), _) => {
-            state.cache.retire_lists().await;
-            if want == Want::Page {
-                session::flash(&session, format!("Added {} at €{}.", product.name, product.price)).await?;
-            }
-            Ok(super::created(want, &format!("/products/{}", product.id), &product))
-        }
-        (Err(AppError::Invalid(errors)), Want::Page | Want::Partial) => {
-            let values = form_values(&input);
-            let context = minijinja::context! { values => values, errors => error_map(&errors) };
-            let mut response =
-                state.templates.respond(&viewer, want, "products/new.html", "products/_new_form.html", context);
-            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(response)
-        }
-        (Err(error), _) => Err(error),
-    }
+    let message = format!("Added {} at €{}.", product.name, product.price);
+    ctx.created(&format!("/products/{}", product.id), &product, message).await
 }
 
-fn form_values(input: &ProductInput) -> BTreeMap<String, String> {
-    let mut values = BTreeMap::new();
-    let mut put = |key: &str, value: Option<String>| {
-        if let Some(value) = value {
-            values.insert(key.to_owned(), value);
-        }
+async fn add(ctx: &Ctx, input: &ProductInput) -> Result<ProductView, AppError> {
+    let request = pb::CreateProductRequest {
+        name: input.name.clone().unwrap_or_default(),
+        description: input.description.clone().unwrap_or_default(),
+        price_minor: input.price_minor()?.ok_or_else(|| AppError::field("price", "is required"))?,
+        stock: input.stock.unwrap_or(0),
     };
-    put("name", input.name.clone());
-    put("description", input.description.clone());
-    put("price", input.price.clone().or_else(|| input.price_minor.map(crate::views::money)));
-    put("stock", input.stock.map(|s| s.to_string()));
-    put("stock_delta", input.stock_delta.map(|s| s.to_string()));
-    values
+    let created = ctx.services().inventory().create_product(request).await?.into_inner();
+    created.product.map(ProductView::from).ok_or(AppError::Missing("inventory returned no product"))
 }
 
 /// The form editing a product (admins), swapped over its card.
-pub async fn edit_form(
-    State(state): State<AppState>,
-    Admin(_): Admin,
-    viewer: Viewer,
-    want: Want,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let (product, _) = fetch(&state, product_id(&id)?).await?;
+pub async fn edit_form(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppError> {
+    ctx.admin()?;
+    let (product, _) = ctx.state.catalog.product(&ctx.services(), id).await?;
     let values = BTreeMap::from([
-        ("name".to_owned(), product.name.clone()),
-        ("description".to_owned(), product.description.clone()),
-        ("price".to_owned(), product.price.clone()),
+        ("name", product.name.clone()),
+        ("description", product.description.clone()),
+        ("price", product.price.clone()),
     ]);
     let context = minijinja::context! { product => minijinja::value::Serde(&product), values => values, errors => BTreeMap::<String, String>::new() };
-    Ok(state.templates.respond(&viewer, want, "products/edit.html", "products/_edit_form.html", context))
+    Ok(ctx.render(EDIT, context))
 }
 
 /// Changes a product (admins). Only the fields sent change; stock moves by
@@ -234,84 +154,50 @@ pub async fn edit_form(
 /// same URL.
 #[utoipa::path(put, path = "/products/{id}", tag = "products", request_body = ProductInput,
     params(("id" = i64, Path, description = "Product id")),
-    responses((status = 200, body = ProductView), (status = 401, body = crate::error::ProblemBody),
-              (status = 403, body = crate::error::ProblemBody), (status = 404, body = crate::error::ProblemBody),
-              (status = 409, description = "Stock would go below zero", body = crate::error::ProblemBody),
-              (status = 422, body = crate::error::ProblemBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    Admin(_): Admin,
-    session: Session,
-    viewer: Viewer,
-    want: Want,
-    Path(id): Path<String>,
-    Input(input): Input<ProductInput>,
-) -> Result<Response, AppError> {
-    let id = product_id(&id)?;
-    let result = async {
-        let request = pb::UpdateProductRequest {
-            id,
-            name: input.name.clone(),
-            description: input.description.clone(),
-            price_minor: input.price_minor()?,
-            stock_delta: input.stock_delta.filter(|delta| *delta != 0 || want == Want::Json),
-        };
-        let product = state.inventory.clone().update_product(request).await?.into_inner().product;
-        product.map(ProductView::from).ok_or_else(|| AppError::Internal("inventory returned no product".into()))
-    }
-    .await;
-    match result {
-        Ok(product) if want == Want::Page => {
-            forget(&state, id).await;
-            super::done(&session, &format!("/products/{id}"), format!("Saved {}.", product.name)).await
+    responses((status = 200, body = ProductView), (status = 401, body = crate::error_page::ProblemBody),
+              (status = 403, body = crate::error_page::ProblemBody), (status = 404, body = crate::error_page::ProblemBody),
+              (status = 409, description = "Stock would go below zero", body = crate::error_page::ProblemBody),
+              (status = 422, body = crate::error_page::ProblemBody)))]
+pub async fn update(ctx: Ctx, Id(id, _): Id<Product>, Input(input): Input<ProductInput>) -> Result<Response, AppError> {
+    ctx.admin()?;
+    let product = match change(&ctx, id, &input).await {
+        Ok(product) => product,
+        Err(error) if ctx.is_html() => {
+            let (product, _) = ctx.state.catalog.product(&ctx.services(), id).await?;
+            let context = minijinja::context! { product => minijinja::value::Serde(&product) };
+            return ctx.form_again(EDIT, on_form(error), input.values(), context);
         }
-        Ok(product) => {
-            forget(&state, id).await;
-            Ok(state.templates.represent(
-                &viewer,
-                want,
-                ("products/show.html", "products/_card.html"),
-                "product",
-                &product,
-            ))
-        }
-        Err(AppError::Invalid(errors)) if want.is_html() => {
-            let (product, _) = fetch(&state, id).await?;
-            let context = minijinja::context! { product => minijinja::value::Serde(&product), values => form_values(&input), errors => error_map(&errors) };
-            let mut response =
-                state.templates.respond(&viewer, want, "products/edit.html", "products/_edit_form.html", context);
-            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(response)
-        }
-        Err(error) => Err(error),
-    }
+        Err(error) => return Err(error),
+    };
+    ctx.state.catalog.forget(id).await;
+    let message = format!("Saved {}.", product.name);
+    ctx.done((CARD, "product", &product), &format!("/products/{id}"), message).await
+}
+
+async fn change(ctx: &Ctx, id: i64, input: &ProductInput) -> Result<ProductView, AppError> {
+    let request = pb::UpdateProductRequest {
+        id,
+        name: input.name.clone(),
+        description: input.description.clone(),
+        price_minor: input.price_minor()?,
+        // A form's empty "add to stock" is no change; JSON may say 0.
+        stock_delta: input.stock_delta.filter(|delta| *delta != 0 || !ctx.is_html()),
+    };
+    let updated = ctx.services().inventory().update_product(request).await?.into_inner();
+    updated.product.map(ProductView::from).ok_or(AppError::Missing("inventory returned no product"))
 }
 
 /// Removes a product (admins). Orders keep their copy of its name and price.
 /// A form posts to `/products/{id}/delete`.
 #[utoipa::path(delete, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
-    responses((status = 204, description = "Deleted"), (status = 401, body = crate::error::ProblemBody),
-              (status = 403, body = crate::error::ProblemBody), (status = 404, body = crate::error::ProblemBody)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    Admin(_): Admin,
-    session: Session,
-    viewer: Viewer,
-    want: Want,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let id = product_id(&id)?;
-    state.inventory.clone().delete_product(pb::DeleteProductRequest { id }).await?;
-    forget(&state, id).await;
-    Ok(match want {
-        Want::Json => StatusCode::NO_CONTENT.into_response(),
-        Want::Partial => state.templates.respond(
-            &viewer,
-            want,
-            "products/show.html",
-            "products/_deleted.html",
-            minijinja::context! {},
-        ),
-        Want::Page => super::done(&session, "/products", "The product was deleted.").await?,
-    })
+    responses((status = 204, description = "Deleted"), (status = 401, body = crate::error_page::ProblemBody),
+              (status = 403, body = crate::error_page::ProblemBody), (status = 404, body = crate::error_page::ProblemBody)))]
+pub async fn delete(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppError> {
+    ctx.admin()?;
+    ctx.services().inventory().delete_product(pb::DeleteProductRequest { id }).await?;
+    ctx.state.catalog.forget(id).await;
+    match ctx.want {
+        crate::negotiate::Want::Partial => Ok(ctx.render(DELETED, minijinja::context! {})),
+        _ => ctx.redirect("/products", "The product was deleted.".into()).await,
+    }
 }

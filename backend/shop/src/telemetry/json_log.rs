@@ -18,7 +18,7 @@ use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::loki::Lines;
+use super::loki::{Lines, level_name};
 
 /// Writes each event as one JSON line to `output`, and hands a copy to Loki
 /// when it is configured.
@@ -201,17 +201,6 @@ struct Line<'a> {
 }
 
 const RESERVED: [&str; 6] = ["timestamp", "level", "target", "span", "trace_id", "span_id"];
-
-/// A level as Loki and Grafana name it.
-pub fn level_name(level: &tracing::Level) -> &'static str {
-    match *level {
-        tracing::Level::ERROR => "error",
-        tracing::Level::WARN => "warn",
-        tracing::Level::INFO => "info",
-        tracing::Level::DEBUG => "debug",
-        tracing::Level::TRACE => "trace",
-    }
-}
 
 impl JsonLog {
     /// The span's ids from the OpenTelemetry layer, asked once per span.

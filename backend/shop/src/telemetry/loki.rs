@@ -8,6 +8,18 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Level;
 
+/// A level as Loki and Grafana name it (a label of each stream, and the
+/// `level` of each JSON line).
+pub fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "error",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
+    }
+}
+
 /// Lines waiting to be shipped; more than this and new ones are dropped.
 const BUFFER: usize = 10_000;
 /// At most this many lines per push, and a push at least this often.
@@ -28,7 +40,7 @@ pub struct Lines(mpsc::Sender<Line>);
 impl Lines {
     pub fn send(&self, level: &Level, at: time::OffsetDateTime, mut text: String) {
         text.truncate(text.trim_end().len());
-        let line = Line { level: super::json_log::level_name(level), unix_ns: at.unix_timestamp_nanos(), text };
+        let line = Line { level: level_name(level), unix_ns: at.unix_timestamp_nanos(), text };
         if self.0.try_send(line).is_err() {
             dropped(1);
         }

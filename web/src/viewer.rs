@@ -1,18 +1,17 @@
-//! Who is asking: the signed-in user and the cart, both kept in the session
-//! (tower-sessions; in memory, or in Redis when configured).
+//! Who is asking: the signed-in user, the cart and a one-time message, all
+//! kept in the session (tower-sessions; in memory, or in Redis when
+//! configured). Where the session is kept: `session_store`.
 
 use std::collections::BTreeMap;
 
-use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use axum::response::Response;
-use shop_grpc::identity::{CURRENT_CALLER, Caller};
+use shop_grpc::identity::Caller;
 
-use crate::AppState;
 use crate::error::AppError;
+use crate::events::Revoked;
 
 const USER: &str = "user";
 const CART: &str = "cart";
@@ -34,10 +33,17 @@ pub struct SessionUser {
 /// Product id → quantity.
 pub type Cart = BTreeMap<i64, i64>;
 
-async fn session_of<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<Session, AppError> {
-    Session::from_request_parts(parts, state)
-        .await
-        .map_err(|(_, message)| AppError::Internal(format!("no session layer: {message}")))
+pub fn session_of(parts: &Parts) -> Result<Session, AppError> {
+    parts.extensions.get::<Session>().cloned().ok_or(AppError::Missing("the session layer"))
+}
+
+/// How long a signed-in session may last, and which have been ended early
+/// (a new password, a deleted account).
+#[derive(Clone)]
+pub struct SessionRules {
+    /// However busy, a session ends this long after signing in (ms).
+    pub lifetime_ms: i64,
+    pub revoked: Revoked,
 }
 
 /// Anyone: signed in or not, with what their cart holds.
@@ -51,88 +57,38 @@ pub struct Viewer {
     pub flash: Option<String>,
 }
 
-impl FromRequestParts<AppState> for Viewer {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(viewer) = parts.extensions.get::<Self>() {
-            return Ok(viewer.clone());
-        }
-        let session = session_of(parts, state).await?;
+impl Viewer {
+    /// Who the session says is asking. A session too old, or of an account
+    /// deleted or whose password changed since (here or on another
+    /// replica), ends. `take_flash` takes the one-time message with it.
+    pub async fn load(session: &Session, rules: &SessionRules, take_flash: bool) -> Result<Self, AppError> {
         let mut user = session.get::<SessionUser>(USER).await?;
-        // The session is too old, or its account was deleted or its password
-        // changed since (here or on another replica): it ends.
         if let Some(signed_in) = &user {
-            let too_old = now_ms().saturating_sub(signed_in.signed_in_at_ms) > state.session_lifetime_ms;
-            if too_old || state.revoked.has_ended(signed_in.id, signed_in.signed_in_at_ms).await {
+            let too_old = now_ms().saturating_sub(signed_in.signed_in_at_ms) > rules.lifetime_ms;
+            if too_old || rules.revoked.has_ended(signed_in.id, signed_in.signed_in_at_ms).await {
                 session.flush().await?;
                 user = None;
             }
         }
         let cart = session.get::<Cart>(CART).await?.unwrap_or_default();
-        // Only a whole page shows the message, so a partial, a JSON call or
-        // an asset fetched meanwhile does not use it up.
-        let shows_page = parts.method == axum::http::Method::GET
-            && crate::negotiate::Want::from_headers(&parts.headers) == crate::negotiate::Want::Page;
-        let flash = if shows_page { session.remove::<String>(FLASH).await? } else { None };
-        let viewer = Self { user, cart_count: cart.values().sum(), flash };
-        parts.extensions.insert(viewer.clone());
-        Ok(viewer)
+        let flash = if take_flash { session.remove::<String>(FLASH).await? } else { None };
+        Ok(Self { user, cart_count: cart.values().sum(), flash })
     }
-}
 
-impl Viewer {
     /// The signed-in user; anyone else is asked to sign in (401).
-    pub fn signed_in(&self) -> Result<CurrentUser, AppError> {
-        self.user.clone().map(CurrentUser).ok_or(AppError::Unauthenticated)
+    pub fn user(&self) -> Result<&SessionUser, AppError> {
+        self.user.as_ref().ok_or(AppError::Unauthenticated)
+    }
+
+    /// A signed-in admin; a customer gets 403, a stranger 401.
+    pub fn admin(&self) -> Result<&SessionUser, AppError> {
+        let user = self.user()?;
+        if user.admin { Ok(user) } else { Err(AppError::Forbidden) }
     }
 
     /// Who calls to the services are made for.
     pub fn caller(&self) -> Caller {
         self.user.as_ref().map_or(Caller::Anonymous, |user| Caller::User { id: user.id, admin: user.admin })
-    }
-}
-
-/// Runs the rest of the request as its viewer: every gRPC call made meanwhile
-/// carries their signed identity, and the services check it again.
-pub async fn act_for_viewer(viewer: Viewer, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    CURRENT_CALLER.scope(viewer.caller(), next.run(request)).await
-}
-
-/// A signed-in user; anyone else is asked to sign in (401).
-#[derive(Debug, Clone)]
-pub struct CurrentUser(pub SessionUser);
-
-impl FromRequestParts<AppState> for CurrentUser {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Viewer::from_request_parts(parts, state).await?.signed_in()
-    }
-}
-
-impl CurrentUser {
-    /// May this user see and change what belongs to `owner`?
-    pub fn may_access(&self, owner: i64) -> bool {
-        self.0.admin || self.0.id == owner
-    }
-
-    /// How order history names this user.
-    pub fn actor(&self) -> String {
-        format!("user:{}", self.0.id)
-    }
-}
-
-/// A signed-in admin; a customer gets 403, a stranger 401.
-#[derive(Debug, Clone)]
-pub struct Admin(pub SessionUser);
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
-        if user.admin { Ok(Self(user)) } else { Err(AppError::Forbidden) }
     }
 }
 

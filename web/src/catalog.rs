@@ -1,0 +1,77 @@
+//! The catalogue as the gateway reads it: products and pages of products
+//! through the cache, the cache's keys for them, and forgetting them.
+//!
+//! Two invalidations keep the cache fresh, and each has its job (see
+//! docs/ARCHITECTURE.md): the gateway that made a change forgets the
+//! product at once, so the writer reads its own write on the next request;
+//! `product.changed` reaches every replica (this one too, harmlessly), so
+//! the others stop serving the old copy. The TTL is only the backstop.
+
+use shop_proto::inventory::v1 as pb;
+
+use crate::cache::{Cache, Lookup};
+use crate::error::AppError;
+use crate::services::Clients;
+use crate::views::{PageInfo, ProductList, ProductView};
+
+#[derive(Clone)]
+pub struct Catalog {
+    cache: Cache,
+}
+
+fn product_key(id: i64) -> String {
+    format!("product:{id}")
+}
+
+impl Catalog {
+    pub fn new(cache: Cache) -> Self {
+        Self { cache }
+    }
+
+    /// One product, from the cache or from inventory.
+    pub async fn product(&self, clients: &Clients, id: i64) -> Result<(ProductView, Lookup), AppError> {
+        self.cache
+            .get_or_fetch("product", &product_key(id), || async {
+                let product = clients.inventory().get_product(pb::GetProductRequest { id }).await?.into_inner();
+                product.product.map(ProductView::from).ok_or(AppError::Missing("inventory returned no product"))
+            })
+            .await
+    }
+
+    /// Several products in one call to inventory, today's prices; ids that
+    /// name no product (deleted since) are left out.
+    pub async fn products(&self, clients: &Clients, ids: Vec<i64>) -> Result<Vec<ProductView>, AppError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = clients.inventory().get_products(pb::GetProductsRequest { ids }).await?.into_inner();
+        Ok(found.products.into_iter().map(ProductView::from).collect())
+    }
+
+    /// A page of the catalogue, newest first.
+    pub async fn page(&self, clients: &Clients, page: u32, page_size: u32) -> Result<(ProductList, Lookup), AppError> {
+        // Lists are retired all at once by moving to a new version.
+        let version = self.cache.list_version().await;
+        self.cache
+            .get_or_fetch("products", &format!("products:v{version}:{page}:{page_size}"), || async {
+                let request = pb::ListProductsRequest { page, page_size };
+                let listed = clients.inventory().list_products(request).await?.into_inner();
+                Ok::<_, AppError>(ProductList {
+                    page: PageInfo::new(listed.page, listed.page_size, listed.total),
+                    products: listed.products.into_iter().map(ProductView::from).collect(),
+                })
+            })
+            .await
+    }
+
+    /// Forgets a product and every page of products (it changed or went).
+    pub async fn forget(&self, id: i64) {
+        self.cache.invalidate(&product_key(id)).await;
+        self.cache.retire_lists().await;
+    }
+
+    /// Forgets every page of products (one was added).
+    pub async fn forget_lists(&self) {
+        self.cache.retire_lists().await;
+    }
+}

@@ -1,0 +1,118 @@
+//! Renders every error once, as the request wanted: `application/problem+json`
+//! for JSON clients, an error page for a browser, a message partial in
+//! `#flash` for HTMX; and logs it with the request's method and path.
+//!
+//! The viewer (for the page's navigation bar) is read from the session only
+//! when an HTML error is rendered: a JSON error, or a request that never
+//! touches its session, costs no session work.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Serialize;
+use tower_sessions::Session;
+
+use crate::error::{FieldError, OutOfBand, Problem};
+use crate::negotiate::Want;
+use crate::state::AppState;
+use crate::viewer::Viewer;
+
+/// The body of an `application/problem+json` answer (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemBody {
+    /// What kind of problem this is, stable for clients to match on:
+    /// `/problems/<slug>`, a page of this site that explains it (e.g.
+    /// `/problems/stock-short`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, in words a person can act on.
+    pub detail: String,
+    /// Per-field problems, for input that failed validation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// For a failure of the shop's own (5xx): the request's trace id, to
+    /// quote to the shop, which finds the trace and its log lines by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+/// Renders every [`Problem`] in the representation the request wanted, and
+/// logs it with the request's method and path.
+pub async fn render_errors(State(state): State<AppState>, want: Want, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let path_and_query = request.uri().path_and_query().map_or_else(|| path.clone(), ToString::to_string);
+    let current_url = request.headers().get("hx-current-url").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let trace_id = request.extensions().get::<crate::observe::TraceId>().map(|id| id.0.clone());
+    let session = request.extensions().get::<Session>().cloned();
+    let response = next.run(request).await;
+    let Some(problem) = response.extensions().get::<Problem>().cloned() else {
+        return response;
+    };
+
+    if problem.status.is_server_error() {
+        tracing::error!(%method, %path, status = problem.status.as_u16(), detail = problem.log.as_deref().unwrap_or(&problem.detail), "request failed");
+    } else {
+        tracing::info!(%method, %path, status = problem.status.as_u16(), detail = %problem.detail, "request refused");
+    }
+
+    let trace_id = trace_id.filter(|_| problem.status.is_server_error());
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let out_of_band = response.extensions().get::<OutOfBand>().cloned();
+    let mut rendered = match want {
+        Want::Json => {
+            let body = ProblemBody {
+                kind: format!("/problems/{}", problem.slug),
+                title: problem.status.canonical_reason().unwrap_or("Error").to_owned(),
+                status: problem.status.as_u16(),
+                detail: problem.detail,
+                errors: problem.errors,
+                trace_id,
+            };
+            let mut response = (problem.status, axum::Json(body)).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+            response
+        }
+        Want::Page if problem.status == StatusCode::UNAUTHORIZED => {
+            Redirect::to(&crate::return_to::login_url(&path_and_query)).into_response()
+        }
+        Want::Partial if problem.status == StatusCode::UNAUTHORIZED => {
+            let mut response = StatusCode::UNAUTHORIZED.into_response();
+            // Back to the page the person was on, once signed in.
+            let here = current_url
+                .as_deref()
+                .and_then(|url| url.split_once("://"))
+                .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]));
+            if let Ok(target) = HeaderValue::from_str(&crate::return_to::login_url(here.unwrap_or("/"))) {
+                response.headers_mut().insert("hx-redirect", target);
+            }
+            response
+        }
+        Want::Page | Want::Partial => {
+            let viewer = match &session {
+                Some(session) => Viewer::load(session, &state.sessions, false).await.unwrap_or_default(),
+                None => Viewer::default(),
+            };
+            let out_of_band = out_of_band.and_then(|OutOfBand(template, context)| {
+                state.templates.render(template, context).ok().map(minijinja::Value::from_safe_string)
+            });
+            let context = minijinja::context! { status => problem.status.as_u16(), title => problem.status.canonical_reason().unwrap_or("Error"), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors), trace_id, out_of_band };
+            let mut response = state.templates.respond(&viewer, want, "error.html", "_error.html", context);
+            *response.status_mut() = problem.status;
+            if want == Want::Partial {
+                // Errors of an HTMX request show in the page's message area,
+                // whatever element the request meant to update.
+                response.headers_mut().insert("hx-retarget", HeaderValue::from_static("#flash"));
+                response.headers_mut().insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+            }
+            response
+        }
+    };
+    if let Some(retry_after) = retry_after {
+        rendered.headers_mut().insert(header::RETRY_AFTER, retry_after);
+    }
+    rendered
+}

@@ -1,0 +1,134 @@
+//! The gateway put together: its stores (memory or Redis), its event
+//! consumers, its shared state, and the layers every request passes.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::cache::{self, Cache};
+use crate::catalog::Catalog;
+use crate::config::GatewayConfig;
+use crate::events::{self, Live, Revoked};
+use crate::profiles::Profiles;
+use crate::services::Services;
+use crate::session_store::SessionStoreKind;
+use crate::state::{AppState, Shared};
+use crate::viewer::SessionRules;
+use crate::{error_page, observe, routes, security, templates};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("a service URL: {0}")]
+    ServiceUrl(#[from] tonic::transport::Error),
+    #[error("connecting to Redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The gateway's router, the stores it uses, and its event consumers.
+pub struct Gateway {
+    pub router: Router,
+    pub cache: Cache,
+    pub sessions: SessionStoreKind,
+    pub consumers: Consumers,
+}
+
+/// This replica's event consumers and its session count; they stop when
+/// this is dropped.
+#[derive(Default)]
+pub struct Consumers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Consumers {
+    fn drop(&mut self) {
+        for consumer in &self.0 {
+            consumer.abort();
+        }
+    }
+}
+
+impl Gateway {
+    pub async fn build(config: &GatewayConfig) -> Result<Self, StartError> {
+        let (cache, sessions, revoked) = match &config.redis_url {
+            Some(url) => {
+                let pool = cache::connect_redis(url).await?;
+                let sessions = cache::connect_redis_database(url, Some(config.session_db)).await?;
+                (
+                    Cache::redis(pool.clone(), &config.cache_prefix, config.cache_ttl),
+                    SessionStoreKind::redis(sessions),
+                    Revoked::redis(pool, &config.cache_prefix),
+                )
+            }
+            None => {
+                (Cache::memory(&config.cache_prefix, config.cache_ttl), SessionStoreKind::memory(), Revoked::memory())
+            }
+        };
+        let (catalog, profiles, live) = (Catalog::new(cache.clone()), Profiles::new(cache.clone()), Live::default());
+        let mut consumers = match &config.bus {
+            Some(bus) => {
+                Consumers(events::start(bus, catalog.clone(), profiles.clone(), revoked.clone(), live.clone()))
+            }
+            None => Consumers::default(),
+        };
+        consumers.0.push(tokio::spawn(sessions.clone().report_active()));
+        let (routes, openapi) = routes::router();
+        let state = AppState::new(Shared {
+            services: Arc::new(Services::connect(&config.services, config.identity.clone())?),
+            templates: templates::Templates::new(),
+            catalog,
+            profiles,
+            sessions: SessionRules {
+                lifetime_ms: i64::try_from(config.session_lifetime.as_millis()).unwrap_or(i64::MAX),
+                revoked,
+            },
+            live,
+            limits: security::Limits::default(),
+            openapi,
+        });
+        let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::hours(12));
+        let session_layer = SessionManagerLayer::new(sessions.clone())
+            .with_name("shop_session")
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(config.cookie_secure)
+            .with_expiry(Expiry::OnInactivity(idle));
+        // Innermost first: a refused cross-site write is rendered like any
+        // other error. Assets and the health check never touch a session.
+        let pages = routes
+            .layer(axum::middleware::from_fn(security::same_origin_writes))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), error_page::render_errors))
+            .layer(session_layer);
+        let router = routes::sessionless()
+            .layer(axum::middleware::from_fn_with_state(state.clone(), error_page::render_errors))
+            .merge(pages)
+            .layer(axum::middleware::from_fn(security::headers))
+            .layer(DefaultBodyLimit::max(64 * 1024))
+            .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+            .layer(axum::middleware::from_fn(observe::request))
+            .with_state(state);
+        Ok(Self { router, cache, sessions, consumers })
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    config: &GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let gateway = Gateway::build(config).await?;
+    tracing::info!(cache = gateway.cache.backend(), sessions = gateway.sessions.name(), "gateway ready");
+    let _consumers = gateway.consumers;
+    // Client addresses feed the sign-in rate limits.
+    let app = gateway.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

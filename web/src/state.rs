@@ -1,0 +1,60 @@
+//! What every request of the gateway shares, behind one `Arc`: cloning the
+//! state for a request is one reference count, and extractors borrow the
+//! parts they need through axum's `FromRef`.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::catalog::Catalog;
+use crate::events::Live;
+use crate::profiles::Profiles;
+use crate::security::Limits;
+use crate::services::{Clients, Services};
+use crate::templates::Templates;
+use crate::viewer::SessionRules;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub services: Arc<Services>,
+    pub templates: Templates,
+    pub catalog: Catalog,
+    pub profiles: Profiles,
+    pub sessions: SessionRules,
+    pub live: Live,
+    pub limits: Limits,
+    pub openapi: utoipa::openapi::OpenApi,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+
+    /// Clients of the services that call as `caller`.
+    pub fn clients(&self, caller: shop_grpc::identity::Caller) -> Clients {
+        Clients::new(self.0.services.clone(), caller)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Templates {
+    fn from_ref(state: &AppState) -> Self {
+        state.templates.clone()
+    }
+}
+
+impl FromRef<AppState> for Catalog {
+    fn from_ref(state: &AppState) -> Self {
+        state.catalog.clone()
+    }
+}
