@@ -1,13 +1,14 @@
 //! The process's Prometheus registry, served at `/metrics`.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusBuilder;
-use tokio::task::JoinSet;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::Part;
+use crate::app::{Part, Server};
 
 /// HELP lines for what this process's parts record (and, for business
 /// counters, a zero before the first event).
@@ -34,27 +35,39 @@ fn describe(parts: &[Part]) {
     }
 }
 
-/// Installs the registry and serves it on `addr` beside the other servers.
+/// The process's registry: installed by the first app built in the process
+/// and shared by any later one (a test process builds several). Prometheus
+/// has one registry per process, whatever runs in it.
+fn registry() -> Result<PrometheusHandle> {
+    static REGISTRY: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    let installed = REGISTRY.get_or_init(|| {
+        // Durations as real Prometheus histograms (not summaries), so they can
+        // be aggregated across processes; buckets from 5 ms to 10 s.
+        let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .context("histogram buckets")
+            .and_then(|builder| builder.install_recorder().context("installing the metrics registry"))
+            .map_err(|error| format!("{error:#}"))
+    });
+    installed.clone().map_err(anyhow::Error::msg)
+}
+
+/// Binds `/metrics` on `addr` for the registry, described for `parts`; the
+/// server runs when the returned future is polled, until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
     parts: &[Part],
-    servers: &mut JoinSet<Result<&'static str>>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    // Durations as real Prometheus histograms (not summaries), so they can
-    // be aggregated across processes; buckets from 5 ms to 10 s.
-    let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-    let handle = PrometheusBuilder::new()
-        .set_buckets(&buckets)
-        .context("histogram buckets")?
-        .install_recorder()
-        .context("installing the metrics registry")?;
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, Server)> {
+    let handle = registry()?;
     describe(parts);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding /metrics on {addr}"))?;
-    tracing::info!(url = %format!("http://{}/metrics", listener.local_addr()?), "metrics listening");
+    let local = listener.local_addr()?;
+    tracing::info!(url = %format!("http://{local}/metrics"), "metrics listening");
     let app = axum::Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
-    servers.spawn(async move {
+    let server = Box::pin(async move {
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map(|()| "metrics").context("metrics")
     });
-    Ok(())
+    Ok((local, server))
 }

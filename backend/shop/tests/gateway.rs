@@ -1,17 +1,19 @@
 //! Every endpoint of the gateway, in HTML and in JSON, with its errors,
-//! against the real services on random ports.
+//! against the real services on random ports: the whole shop in this
+//! process, as `shop all` runs it.
 
-mod support;
+mod in_process;
 
+use in_process::Shop;
+use in_process::browser::{Browser, PASSWORD, assert_problem, location, text};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{PASSWORD, Shop, assert_problem, location, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_are_browsed_by_all_and_managed_by_admins() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
     let customer = gateway.browser();
     customer.customer("Carol").await;
@@ -134,7 +136,7 @@ async fn products_are_browsed_by_all_and_managed_by_admins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_register_sign_in_and_keep_to_themselves() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let ada = gateway.browser();
 
     let registered = ada
@@ -285,7 +287,7 @@ async fn accounts_register_sign_in_and_keep_to_themselves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carts_become_orders_that_admins_move_along() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
     let tea = admin.product("Green tea", 450, 10).await;
     let pot = admin.product("Teapot", 3_200, 1).await;
@@ -476,7 +478,7 @@ async fn carts_become_orders_that_admins_move_along() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_answers_and_pages_are_safe() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
     let browser = gateway.browser();
 
@@ -558,7 +560,7 @@ async fn bad_requests_get_clear_answers_and_pages_are_safe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_every_json_endpoint_of_the_seed() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let doc: Value = gateway.browser().get_json("/openapi.json").await.json().await.expect("a document");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let seed = [
@@ -589,7 +591,7 @@ trait EmptyCheckout {
     async fn form_json_empty_checkout(&self) -> reqwest::Response;
 }
 
-impl EmptyCheckout for support::Browser {
+impl EmptyCheckout for Browser {
     /// A JSON client posting the checkout form's (empty) body.
     async fn form_json_empty_checkout(&self) -> reqwest::Response {
         self.request(Method::POST, "/orders")
@@ -605,7 +607,7 @@ impl EmptyCheckout for support::Browser {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_from_other_sites_and_guessing_runs_are_refused() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
 
     // Every response carries the security headers, errors included.
@@ -676,7 +678,7 @@ async fn writes_from_other_sites_and_guessing_runs_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_with_a_new_password_a_deleted_account_or_old_age() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
 
     // Ada signs in on two devices, then changes her password on one.
@@ -700,9 +702,8 @@ async fn sessions_end_with_a_new_password_a_deleted_account_or_old_age() {
     assert_eq!(eve.get_json("/orders").await.status(), StatusCode::UNAUTHORIZED);
 
     // However busy, a session ends at its absolute lifetime.
-    let short = support::Gateway::start(shop_web::GatewayConfig {
-        session_lifetime: std::time::Duration::from_millis(50),
-        ..shop.config()
+    let short = in_process::Gateway::start_adjusted(&shop, &[], |gateway| {
+        gateway.session_lifetime = std::time::Duration::from_millis(50);
     })
     .await;
     let brief = short.browser();
@@ -718,7 +719,7 @@ async fn sessions_end_with_a_new_password_a_deleted_account_or_old_age() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
     let pot = admin.product("Teapot", 3_200, 1).await;
     let carol = gateway.browser();
@@ -758,7 +759,7 @@ async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injection_shaped_and_malformed_input_is_refused_or_kept_as_data() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
 
     // SQL-shaped text is stored and shown as the text it is; nothing else moves.
@@ -805,7 +806,7 @@ async fn injection_shaped_and_malformed_input_is_refused_or_kept_as_data() {
 
 /// Posts `fields` as a form without scripts: the answer is a 303 to `to`,
 /// whose page says `message`, once.
-async fn posts(who: &support::Browser, path: &str, fields: &[(&str, &str)], to: &str, message: &str) {
+async fn posts(who: &Browser, path: &str, fields: &[(&str, &str)], to: &str, message: &str) {
     let answer = who.form(Method::POST, path, fields).await;
     assert_eq!((answer.status(), location(&answer).as_str()), (StatusCode::SEE_OTHER, to), "POST {path}");
     let page = text(who.page(to).await).await;
@@ -820,7 +821,7 @@ async fn posts(who: &support::Browser, path: &str, fields: &[(&str, &str)], to: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_change_is_also_a_plain_form_post() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
     let tea = admin.product("Green tea", 450, 10).await;
     let pot = admin.product("Teapot", 3_200, 3).await;
@@ -910,7 +911,7 @@ async fn every_change_is_also_a_plain_form_post() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_viewer_sees_what_they_may_do_with_an_order() {
     let shop = Shop::start().await;
-    let gateway = shop.gateway().await;
+    let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
     let tea = admin.product("Tea", 450, 10).await;
     let (carol, dave) = (gateway.browser(), gateway.browser());

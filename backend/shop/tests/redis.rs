@@ -4,17 +4,17 @@
 //! ops/test.sh starts one. Every test uses a cache prefix of its own and
 //! deletes its keys afterwards.
 
-mod support;
+mod in_process;
 
 use std::time::Duration;
 
 use fred::interfaces::ClientLike;
 use fred::types::CustomCommand;
+use in_process::browser::Browser;
+use in_process::{Gateway, Shop};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use shop_web::GatewayConfig;
 use shop_web::cache::{Cache, Lookup};
-use support::{Browser, Gateway, Shop};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -30,15 +30,12 @@ impl Prefix {
         Self(format!("shop_test:{}:", uuid::Uuid::new_v4().simple()))
     }
 
+    /// A gateway with its sessions and cache in Redis, in front of `shop`.
     /// Sessions go to the shared session database under random ids; they
     /// expire within minutes rather than the default 12 hours.
-    fn config(&self, shop: &Shop) -> GatewayConfig {
-        GatewayConfig {
-            redis_url: Some(redis_url()),
-            cache_prefix: self.0.clone(),
-            session_idle: Duration::from_secs(600),
-            ..shop.config()
-        }
+    async fn gateway(&self, shop: &Shop) -> Gateway {
+        let url = redis_url();
+        Gateway::start(shop, &["--redis-url", &url, "--cache-prefix", &self.0, "--session-idle-minutes", "10"]).await
     }
 
     async fn clean(&self) {
@@ -60,15 +57,15 @@ fn same_browser_at(browser: &Browser, gateway: &Gateway) -> Browser {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_in_redis_survives_a_gateway_restart() {
-    let shop = Shop::start().await;
+    let shop = Shop::services().await;
     let prefix = Prefix::new();
-    let first = Gateway::start(prefix.config(&shop)).await;
+    let first = prefix.gateway(&shop).await;
     let browser = first.browser();
     browser.customer("Rita").await;
     assert_eq!(browser.get_json("/orders").await.status(), StatusCode::OK);
     first.stop().await;
 
-    let second = Gateway::start(prefix.config(&shop)).await;
+    let second = prefix.gateway(&shop).await;
     let same = same_browser_at(&browser, &second);
     assert_eq!(same.get_json("/orders").await.status(), StatusCode::OK, "still signed in after the restart");
     assert_eq!(same.json(Method::POST, "/users/logout", Value::Null).await.status(), StatusCode::NO_CONTENT);
@@ -76,21 +73,21 @@ async fn a_session_in_redis_survives_a_gateway_restart() {
 
     // The same restart with sessions in memory signs everyone out: the
     // check above can tell the difference.
-    let memory = Gateway::start(shop.config()).await;
+    let memory = Gateway::start(&shop, &[]).await;
     let forgetful = memory.browser();
     forgetful.customer("Mo").await;
     memory.stop().await;
-    let restarted = Gateway::start(shop.config()).await;
+    let restarted = Gateway::start(&shop, &[]).await;
     assert_eq!(same_browser_at(&forgetful, &restarted).get_json("/orders").await.status(), StatusCode::UNAUTHORIZED);
     prefix.clean().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_cache_is_shared_by_replicas_and_fresh_after_writes() {
-    let shop = Shop::start().await;
+    let shop = Shop::services().await;
     let prefix = Prefix::new();
-    let one = Gateway::start(prefix.config(&shop)).await;
-    let two = Gateway::start(prefix.config(&shop)).await;
+    let one = prefix.gateway(&shop).await;
+    let two = prefix.gateway(&shop).await;
 
     let ada = one.browser();
     let user = ada.customer("Ada").await;

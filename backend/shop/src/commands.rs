@@ -1,0 +1,63 @@
+//! The one-shot commands beside the servers: `make-admin`, `tail-events`,
+//! `caller-token`. `main` prints what they return.
+
+use anyhow::{Context, Result, bail};
+
+use crate::app::shutdown_signal;
+use crate::config::{Config, Service, redact};
+use crate::databases;
+
+/// `shop make-admin EMAIL`: makes an existing account an admin (admins are
+/// never made through the web), and returns it.
+pub async fn make_admin(config: &Config, email: &str) -> Result<shop_users::domain::User> {
+    let db = databases::open(config, Service::Users).await?;
+    let email = shop_users::domain::Email::parse(email)?;
+    let result = shop_users::store::set_role(&db, &email, shop_users::domain::Role::Admin).await;
+    db.close().await;
+    match result {
+        Ok(user) => Ok(user),
+        Err(shop_users::UserError::NotFound) => {
+            bail!("no account has the email {}; register it first, then run this again", email.as_str())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `shop caller-token`: a signed caller identity for calling a service
+/// directly, valid for a minute.
+pub fn caller_token(config: &Config, user: i64, admin: bool) -> Result<String> {
+    let Some(secret) = &config.internal_secret else { bail!("caller-token needs the shop's SHOP_INTERNAL_SECRET") };
+    let identity = shop_grpc::identity::Identity::new(secret.as_bytes());
+    let caller = shop_grpc::identity::Caller::User { id: user, admin };
+    Ok(identity.token(&caller).unwrap_or_default())
+}
+
+/// `shop tail-events`: prints the shop's events from NATS, one JSON object
+/// per line, until Ctrl-C or SIGTERM.
+pub async fn tail_events(config: &Config, all: bool) -> Result<()> {
+    let Some(url) = &config.nats_url else { bail!("tail-events needs NATS: set SHOP_NATS_URL or --nats-url") };
+    let settings = shop_events::NatsSettings {
+        url: url.clone(),
+        stream: config.nats_stream.clone(),
+        subject_prefix: config.nats_subject_prefix.clone(),
+    };
+    let bus = shop_events::Bus::nats(settings).await.context("connecting to NATS")?;
+    let kinds = vec![
+        "user.registered",
+        "user.deleted",
+        "product.changed",
+        "stock.low",
+        "order.created",
+        "order.status_changed",
+    ];
+    let mut consumer = shop_events::Consumer::per_replica("tail", kinds);
+    consumer.from_start = all;
+    eprintln!("tailing {} on {} (Ctrl-C to stop)", config.nats_stream, redact(url));
+    tokio::select! {
+        () = shop_events::run_consumer(bus, consumer, |event| async move {
+            println!("{}", serde_json::to_string(&event).map_err(|e| e.to_string())?);
+            Ok(())
+        }) => Ok(()),
+        () = shutdown_signal() => Ok(()),
+    }
+}
