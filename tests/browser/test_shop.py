@@ -34,6 +34,11 @@ from harness import (
 )
 
 
+def no_sideways_scroll(page, path: str) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{path} scrolls sideways at phone width ({width}px)"
+
+
 def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> None:
     # Register, sign out, sign in.
     customer = browsing.page("customer")
@@ -182,15 +187,43 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
     expect(stranger).to_have_url(re.compile(r"/users/register$"))
     check("a taken email is shown beside its field; name and email kept (not the password)")
 
-    # Phone width.
+    # Phone width: every page, as a visitor, a customer and an admin, does
+    # not scroll sideways; each is photographed at 390 px.
     phone = browsing.page("phone", PHONE)
     for path, name in [("/", "home-phone"), ("/products", "products-phone")]:
         phone.goto(f"{base}{path}")
         expect(phone.locator(".product-tile").first).to_be_visible()
         shot(phone, name)
-        width = phone.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], f"{path} scrolls sideways at phone width ({width}px)"
-    check("phone width (390x844): home and products do not scroll sideways")
+        no_sideways_scroll(phone, path)
+    customer_phone = browsing.page("customer-phone", PHONE)
+    sign_in(customer_phone, base, "casey@example.com")
+    expect(customer_phone.get_by_test_id("nav-user")).to_be_visible()
+    customer_id = customer_phone.get_by_test_id("nav-user").get_attribute("href")
+    admin_phone = browsing.page("admin-phone", PHONE)
+    sign_in(admin_phone, base, "admin@example.com")
+    expect(admin_phone.get_by_test_id("nav-user")).to_be_visible()
+    pages = [
+        (phone, "/users/login", "login"),
+        (phone, "/users/register", "register"),
+        (phone, f"/products/{first['id']}", "product"),
+        (phone, "/problems/order-rejected", "problem"),
+        (phone, "/no/such/page", "not-found"),
+        (customer_phone, "/cart", "cart"),
+        (customer_phone, "/orders", "orders"),
+        (customer_phone, f"/orders/{order_id}", "order"),
+        (customer_phone, customer_id, "profile"),
+        (customer_phone, f"{customer_id}/edit", "profile-edit"),
+        (admin_phone, "/orders", "admin-orders"),
+        (admin_phone, f"/orders/{order_id}", "admin-order"),
+        (admin_phone, "/products/new", "product-new"),
+        (admin_phone, f"/products/{first['id']}/edit", "product-edit"),
+    ]
+    for page_, path, name in pages:
+        page_.goto(f"{base}{path}")
+        expect(page_.locator("main h1").first).to_be_visible()
+        shot(page_, f"{name}-phone")
+        no_sideways_scroll(page_, path)
+    check(f"phone width (390x844): {len(pages) + 2} pages, none scrolls sideways")
 
     browsing.no_script_errors()
     check("no uncaught JavaScript errors on any page")

@@ -158,11 +158,13 @@ where
     }
 }
 
-/// A price typed by a person ("19.99", "20", "0.5") in minor units.
+/// A price typed by a person ("19.99", "19,99", "20", "0.5") in minor units:
+/// a euro shop takes either decimal mark, but not both in one amount.
 pub fn parse_price(text: &str) -> Result<i64, AppError> {
-    let invalid = || AppError::field("price", "must be an amount like 19.99");
+    let invalid = || AppError::field("price", "must be an amount like 19.99 or 19,99");
     let text = text.trim();
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let mark = if text.contains(',') { ',' } else { '.' };
+    let (whole, fraction) = text.split_once(mark).unwrap_or((text, ""));
     if whole.is_empty()
         || fraction.len() > 2
         || !whole.bytes().all(|b| b.is_ascii_digit())
@@ -184,7 +186,8 @@ mod tests {
         assert_eq!(parse_price("19.99").ok(), Some(1999));
         assert_eq!(parse_price(" 20 ").ok(), Some(2000));
         assert_eq!(parse_price("0.5").ok(), Some(50));
-        for bad in ["", "-1", "1.234", "abc", "1,50", ".5", "99999999999999999999"] {
+        assert_eq!(parse_price("29,90").ok(), Some(2990));
+        for bad in ["", "-1", "1.234", "abc", "1.000,50", "1,5,0", ".5", ",5", "99999999999999999999"] {
             assert!(parse_price(bad).is_err(), "{bad:?}");
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -109,6 +110,9 @@ impl Gateway {
             .layer(axum::middleware::from_fn_with_state(state.clone(), error_page::render_errors))
             .merge(pages)
             .layer(axum::middleware::from_fn(security::headers))
+            // HTML, CSS, JS and JSON are sent gzip- or brotli-compressed when
+            // the client accepts it (not images, not the live order stream).
+            .layer(CompressionLayer::new())
             .layer(DefaultBodyLimit::max(64 * 1024))
             .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
             .layer(axum::middleware::from_fn(observe::request))

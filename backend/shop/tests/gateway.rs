@@ -993,3 +993,40 @@ async fn every_viewer_sees_what_they_may_do_with_an_order() {
     let problem_page = text(admin.page("/problems/transition-forbidden").await).await;
     assert!(problem_page.contains("cannot move to that status"));
 }
+
+/// Pages, styles and JSON travel compressed when the client accepts it; the
+/// icon is there; a price may be typed with a decimal comma.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_light_and_prices_take_either_decimal_mark() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway();
+    let admin = shop.admin(&gateway).await;
+    for (path, accept) in [("/", "text/html"), ("/static/style.css", "text/css"), ("/products", "application/json")] {
+        for encoding in ["gzip", "br"] {
+            let answer = admin
+                .request(Method::GET, path)
+                .header(ACCEPT, accept)
+                .header("accept-encoding", encoding)
+                .send()
+                .await
+                .expect("an answer");
+            assert_eq!(answer.status(), StatusCode::OK, "{path}");
+            assert_eq!(answer.headers()["content-encoding"], encoding, "{path}");
+        }
+    }
+    let plain = admin.page("/").await;
+    assert!(plain.headers().get("content-encoding").is_none(), "uncompressed for a client that asks for nothing");
+
+    let icon = admin.request(Method::GET, "/favicon.ico").send().await.expect("an answer");
+    assert_eq!(icon.status(), StatusCode::PERMANENT_REDIRECT);
+    let to = location(&icon);
+    assert!(to.starts_with("/static/favicon.svg?v="), "{to}");
+    let svg = admin.request(Method::GET, &to).send().await.expect("an answer");
+    assert_eq!((svg.status(), svg.headers()["content-type"].to_str().ok()), (StatusCode::OK, Some("image/svg+xml")));
+
+    let created =
+        admin.form(Method::POST, "/products", &[("name", "Kettle"), ("price", "29,90"), ("stock", "3")]).await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    let kettle: Value = admin.get_json(&location(&created)).await.json().await.expect("a product");
+    assert_eq!(kettle["price_minor"], 2990);
+}

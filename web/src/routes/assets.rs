@@ -9,6 +9,14 @@ use axum::response::{IntoResponse, Response};
 use crate::error::AppError;
 use crate::templates::StaticFiles;
 
+/// Browsers that ask for `/favicon.ico` before reading the page's icon link
+/// are sent to the icon itself.
+pub async fn favicon() -> Response {
+    let versions = crate::templates::asset_versions();
+    let version = versions.get("favicon.svg").map_or(String::new(), |v| format!("?v={v}"));
+    axum::response::Redirect::permanent(&format!("/static/favicon.svg{version}")).into_response()
+}
+
 pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {
     let file = StaticFiles::get(&path).ok_or_else(|| AppError::NotFound(format!("There is no file {path:?}.")))?;
     let etag: String =

@@ -84,7 +84,10 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// What answers nobody in particular: assets and the health check, which
 /// never touch a session.
 pub fn sessionless() -> Router<AppState> {
-    Router::new().route("/static/{*path}", get(assets::serve)).route("/healthz", get(|| async { "ok" }))
+    Router::new()
+        .route("/static/{*path}", get(assets::serve))
+        .route("/favicon.ico", get(assets::favicon))
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 async fn openapi_json(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
