@@ -146,7 +146,8 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
     expect(list_).to_contain_text("Product 05")
     expect(list_).not_to_contain_text("Product 25")
     assert_still_marked(page, "Next")
-    check("Next swaps in page 2 and pushes /products?page=2&page_size=20 (no page load)")
+    assert page.evaluate("document.activeElement.id") == "product-list", "the focus follows the new page of the list"
+    check("Next swaps in page 2 and pushes /products?page=2&page_size=20 (no page load); the list has the focus")
     page.get_by_role("link", name="← Previous").click()
     expect(page).to_have_url(re.compile(r"/products\?page=1&page_size=20$"))
     expect(list_).to_contain_text("page 1 of 2")
@@ -185,7 +186,8 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
     expect(stranger.get_by_label("Email")).to_have_value("CASEY@example.com")
     expect(stranger.get_by_label("Password")).to_have_value("")
     expect(stranger).to_have_url(re.compile(r"/users/register$"))
-    check("a taken email is shown beside its field; name and email kept (not the password)")
+    expect(stranger.get_by_label("Email")).to_be_focused()
+    check("a taken email is shown beside its field, which has the focus; name and email kept (not the password)")
 
     # Phone width: every page, as a visitor, a customer and an admin, does
     # not scroll sideways; each is photographed at 390 px.
