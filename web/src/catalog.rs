@@ -70,6 +70,14 @@ impl Catalog {
         self.cache.retire_lists().await;
     }
 
+    /// Forgets products whose stock an order moved, and the pages once.
+    pub async fn forget_all(&self, ids: &[i64]) {
+        for id in ids {
+            self.cache.invalidate(&product_key(*id)).await;
+        }
+        self.cache.retire_lists().await;
+    }
+
     /// Forgets every page of products (one was added).
     pub async fn forget_lists(&self) {
         self.cache.retire_lists().await;

@@ -49,9 +49,14 @@ impl FromRequestParts<AppState> for Ctx {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let want = Want::from_headers(&parts.headers);
         let session = viewer::session_of(parts)?;
-        // Only a whole page shows the one-time message, so a partial, a JSON
-        // call or an asset fetched meanwhile does not use it up.
-        let shows_page = parts.method == axum::http::Method::GET && want == Want::Page;
+        // Only a whole page a browser shows takes the one-time message, so a
+        // partial, a JSON call or an event stream's reconnect does not use it up.
+        let accepts_html = parts
+            .headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+        let shows_page = parts.method == axum::http::Method::GET && want == Want::Page && accepts_html;
         let viewer = Viewer::load(&session, &state.sessions, shows_page).await?;
         Ok(Self { state: state.clone(), viewer, want, session })
     }

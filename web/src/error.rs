@@ -173,17 +173,34 @@ pub const SERVICE_UNAVAILABLE: &str =
 /// the `BadRequest` details; what people read is written here.
 impl From<tonic::Status> for AppError {
     fn from(status: tonic::Status) -> Self {
-        let meta = |key: &str| rich_error::metadata(&status, key).unwrap_or_default();
-        let Some(reason) = rich_error::reason(&status) else {
-            return without_reason(&status);
+        Self::from_refusal(&status, None)
+    }
+}
+
+impl AppError {
+    /// A refused checkout's product, when the refusal names one.
+    pub fn product_of(status: &tonic::Status) -> Option<i64> {
+        rich_error::metadata(status, "product_id").and_then(|id| id.parse().ok())
+    }
+
+    /// Like `From<Status>`, telling the product the refusal is about by
+    /// `product_name` (which the caller looked up) rather than by its id.
+    pub fn from_refusal(status: &tonic::Status, product_name: Option<&str>) -> Self {
+        let meta = |key: &str| rich_error::metadata(status, key).unwrap_or_default();
+        let Some(reason) = rich_error::reason(status) else {
+            return without_reason(status);
         };
         match reason {
             ErrorReason::FieldInvalid | ErrorReason::IdempotencyKeyReused => {
-                let errors: Vec<FieldError> = rich_error::field_violations(&status)
+                let errors: Vec<FieldError> = rich_error::field_violations(status)
                     .into_iter()
                     .map(|(field, description)| FieldError::new(field, description))
                     .collect();
-                if errors.is_empty() { Self::BadRequest(status.message().to_owned()) } else { Self::Invalid(errors) }
+                if errors.is_empty() {
+                    Self::BadRequest("The request was not valid.".to_owned())
+                } else {
+                    Self::Invalid(errors)
+                }
             }
             ErrorReason::SignInRequired => Self::Unauthenticated,
             ErrorReason::InvalidCredentials => Self::BadCredentials,
@@ -210,12 +227,14 @@ impl From<tonic::Status> for AppError {
             ErrorReason::ReservationReleased => {
                 Self::refused(Refusal::ReservationReleased, "This order's stock was already given back.".into())
             }
-            ErrorReason::OrderRejected => rejected(&meta("rejection"), &meta("product_id")),
+            ErrorReason::OrderRejected => rejected(&meta("rejection"), &meta("product_id"), product_name),
             ErrorReason::OrderPending => Self::refused(
                 Refusal::OrderPending,
-                "We could not confirm your order just now. It is saved as pending and will be confirmed or \
-                 rejected within a minute; see it under Orders."
-                    .into(),
+                format!(
+                    "We could not confirm your order just now. It is saved as pending (order #{}) and will be \
+                     confirmed or rejected within a minute; see it under Orders.",
+                    meta("order_id")
+                ),
             ),
             ErrorReason::TransitionForbidden => Self::refused(
                 Refusal::TransitionForbidden,
@@ -229,17 +248,21 @@ impl From<tonic::Status> for AppError {
     }
 }
 
-/// An order kept as rejected: why, in words.
-fn rejected(rejection: &str, product_id: &str) -> AppError {
-    let which = if product_id.is_empty() { String::new() } else { format!(" (product {product_id})") };
+/// An order kept as rejected: why, in words, naming the product when it can.
+fn rejected(rejection: &str, product_id: &str, product_name: Option<&str>) -> AppError {
+    let product = match (product_name, product_id) {
+        (Some(name), _) => name.to_owned(),
+        (None, "") => "a product in it".to_owned(),
+        (None, id) => format!("product {id}"),
+    };
     match rejection {
         "product_not_found" => AppError::refused(
             Refusal::ProductNotFound,
-            format!("Your order could not be placed: a product in it was not found{which}."),
+            format!("Your order could not be placed: {product} was not found (it is no longer sold)."),
         ),
         _ => AppError::refused(
             Refusal::OrderRejected,
-            format!("Your order could not be placed: not enough stock{which}."),
+            format!("Your order could not be placed: not enough stock of {product}."),
         ),
     }
 }
@@ -408,7 +431,7 @@ mod tests {
                     .into(),
                 StatusCode::CONFLICT,
                 "order-rejected",
-                "Your order could not be placed: not enough stock (product 3).",
+                "Your order could not be placed: not enough stock of product 3.",
             ),
             (
                 refusal(Code::NotFound, ErrorReason::OrderRejected, "x")
@@ -419,10 +442,10 @@ mod tests {
                 "could not be placed: a product in it was not found",
             ),
             (
-                refusal(Code::Unavailable, ErrorReason::OrderPending, "x").into(),
+                refusal(Code::Unavailable, ErrorReason::OrderPending, "x").metadata("order_id", 12).into(),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "order-pending",
-                "saved as pending",
+                "saved as pending (order #12)",
             ),
             (
                 refusal(Code::FailedPrecondition, ErrorReason::TransitionForbidden, "x")
@@ -465,6 +488,21 @@ mod tests {
         }
         let taken = AppError::from(tonic::Status::from(refusal(Code::AlreadyExists, ErrorReason::EmailTaken, "x")));
         assert_eq!(taken.field_errors()[0].field, "email", "shown beside the email field");
+    }
+
+    #[test]
+    fn a_refused_checkout_names_its_product_when_it_can() {
+        let status: tonic::Status = refusal(Code::FailedPrecondition, ErrorReason::OrderRejected, "x")
+            .metadata("rejection", "stock_short")
+            .metadata("product_id", 31)
+            .into();
+        assert_eq!(AppError::product_of(&status), Some(31));
+        let named = AppError::from_refusal(&status, Some("Teapot"));
+        assert_eq!(named.to_string(), "Your order could not be placed: not enough stock of Teapot.");
+        assert_eq!(
+            AppError::from(status).to_string(),
+            "Your order could not be placed: not enough stock of product 31."
+        );
     }
 
     /// A service may reword its messages at will: only the reason and its

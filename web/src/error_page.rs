@@ -46,6 +46,13 @@ pub async fn render_errors(State(state): State<AppState>, want: Want, request: R
     let path = request.uri().path().to_owned();
     let path_and_query = request.uri().path_and_query().map_or_else(|| path.clone(), ToString::to_string);
     let current_url = request.headers().get("hx-current-url").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // The page a form was posted from (this site's only: the policy is same-origin).
+    let referer_path = request
+        .headers()
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|url| url.split_once("://"))
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()));
     let trace_id = request.extensions().get::<crate::observe::TraceId>().map(|id| id.0.clone());
     let session = request.extensions().get::<Session>().cloned();
     let response = next.run(request).await;
@@ -77,7 +84,13 @@ pub async fn render_errors(State(state): State<AppState>, want: Want, request: R
             response
         }
         Want::Page if problem.status == StatusCode::UNAUTHORIZED => {
-            Redirect::to(&crate::return_to::login_url(&path_and_query)).into_response()
+            // After signing in, a GET comes back to where it was going; a form
+            // post (whose URL may take only POST) to the page the form was on.
+            let back = match (&method, referer_path) {
+                (&axum::http::Method::GET, _) | (_, None) => path_and_query.clone(),
+                (_, Some(page)) => page,
+            };
+            Redirect::to(&crate::return_to::login_url(&back)).into_response()
         }
         Want::Partial if problem.status == StatusCode::UNAUTHORIZED => {
             let mut response = StatusCode::UNAUTHORIZED.into_response();

@@ -32,6 +32,11 @@ pub enum StartError {
     Redis(#[from] fred::error::Error),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "the sessions' Redis database ({0}) is the one the cache uses: give sessions a database of their own \
+         (SHOP_SESSION_REDIS_DB), so they can be counted"
+    )]
+    SharedSessionDatabase(u8),
 }
 
 /// The gateway's router, the stores it uses, and its event consumers.
@@ -59,6 +64,10 @@ impl Gateway {
     pub async fn build(config: &GatewayConfig) -> Result<Self, StartError> {
         let (cache, sessions, revoked) = match &config.redis_url {
             Some(url) => {
+                let cache_db = fred::prelude::Config::from_url(url)?.database.unwrap_or(0);
+                if cache_db == config.session_db {
+                    return Err(StartError::SharedSessionDatabase(cache_db));
+                }
                 let pool = cache::connect_redis(url).await?;
                 let sessions = cache::connect_redis_database(url, Some(config.session_db)).await?;
                 (

@@ -5,8 +5,9 @@
 //! asking, even when all of them run in one process.
 //!
 //! Layers, from the request in: `observe` (span, metrics, log line),
-//! `security` (headers, cross-site writes), the session, `error_page`
-//! (renders every error once); then a handler in `routes`, which gets a
+//! compression, `security::headers`, the session, `error_page` (renders
+//! every error once), `security::same_origin_writes` (refuses cross-site
+//! writes, rendered like any error); then a handler in `routes`, which gets a
 //! [`context::Ctx`] (who, what representation, clients signed for them),
 //! asks the services, and answers through `Ctx`. `catalog` and `profiles`
 //! read through the cache; `events` keeps it fresh across replicas.

@@ -2,10 +2,19 @@
 //! on this site, so a `next=` parameter cannot send anyone elsewhere.
 
 /// A path on this site to go to; anything else (another site,
-/// `//evil.example`) becomes `/`.
+/// `//evil.example`, or a path with a control character or a space, which
+/// browsers strip and so could read `/\t/evil.example` as `//evil.example`)
+/// becomes `/`.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            path.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -27,7 +36,16 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/orders?page=2")), "/orders?page=2");
-        for outside in ["https://evil.example", "//evil.example", "/\\evil.example", "orders"] {
+        for outside in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "orders",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/orders\r\nSet-Cookie: x=1",
+        ] {
             assert_eq!(safe_next(Some(outside)), "/", "{outside}");
         }
         assert_eq!(safe_next(None), "/");

@@ -53,7 +53,7 @@ impl SessionStoreKind {
     /// in Redis (so take the max across gateways, not the sum).
     pub async fn active(&self) -> Result<usize> {
         match self {
-            Self::Memory(store) => store.active(),
+            Self::Memory(store) => store.active().await,
             Self::Redis(_, pool) => {
                 let keys: u64 = pool.dbsize().await.map_err(|error| Error::Backend(error.to_string()))?;
                 Ok(usize::try_from(keys).unwrap_or(usize::MAX))
@@ -118,11 +118,24 @@ impl MemorySessions {
         self.open.lock().map_err(|_| Error::Backend("the session index was poisoned".into()))
     }
 
-    fn active(&self) -> Result<usize> {
+    fn is_open(&self, id: &Id) -> Result<bool> {
+        Ok(self.open()?.get(id).is_some_and(|expiry| *expiry > OffsetDateTime::now_utc()))
+    }
+
+    /// Counts the open sessions, and frees the expired ones (MemoryStore
+    /// never drops a record by itself).
+    async fn active(&self) -> Result<usize> {
         let now = OffsetDateTime::now_utc();
-        let mut open = self.open()?;
-        open.retain(|_, expiry| *expiry > now);
-        Ok(open.len())
+        let (expired, active) = {
+            let mut open = self.open()?;
+            let expired: Vec<Id> = open.iter().filter(|(_, expiry)| **expiry <= now).map(|(id, _)| *id).collect();
+            open.retain(|_, expiry| *expiry > now);
+            (expired, open.len())
+        };
+        for id in expired {
+            self.store.delete(&id).await?;
+        }
+        Ok(active)
     }
 }
 
@@ -135,7 +148,9 @@ impl SessionStore for MemorySessions {
     }
 
     /// Only a session that is still open: a request that loaded it before
-    /// sign-out must not bring it back by saving (a cart change, say).
+    /// sign-out must not bring it back by saving (a cart change, say). A
+    /// sign-out that lands while this saves is seen afterwards, and the
+    /// record goes again.
     async fn save(&self, record: &Record) -> Result<()> {
         let still_open = match self.open()?.get_mut(&record.id) {
             Some(expiry) => {
@@ -144,10 +159,21 @@ impl SessionStore for MemorySessions {
             }
             None => false,
         };
-        if still_open { self.store.save(record).await } else { Ok(()) }
+        if !still_open {
+            return Ok(());
+        }
+        self.store.save(record).await?;
+        if !self.is_open(&record.id)? {
+            self.store.delete(&record.id).await?;
+        }
+        Ok(())
     }
 
+    /// Only an open session loads, whatever the store still holds.
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
+        if !self.is_open(id)? {
+            return Ok(None);
+        }
         self.store.load(id).await
     }
 
@@ -174,9 +200,9 @@ mod tests {
         store.create(&mut dead).await?;
         assert_eq!(store.load(&live.id).await?.map(|r| r.id), Some(live.id));
         assert!(store.load(&dead.id).await?.is_none());
-        assert_eq!(store.active()?, 1);
+        assert_eq!(store.active().await?, 1);
         store.delete(&live.id).await?;
-        assert_eq!(store.active()?, 0);
+        assert_eq!(store.active().await?, 0);
         // A request still holding the deleted session cannot bring it back.
         store.save(&live).await?;
         assert!(store.load(&live.id).await?.is_none());

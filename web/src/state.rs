@@ -1,10 +1,9 @@
 //! What every request of the gateway shares, behind one `Arc`: cloning the
-//! state for a request is one reference count, and extractors borrow the
-//! parts they need through axum's `FromRef`.
+//! state for a request is one reference count, so extractors and
+//! middleware take the whole `AppState` and read the parts they need
+//! (no per-part `FromRef` copies are needed).
 
 use std::sync::Arc;
-
-use axum::extract::FromRef;
 
 use crate::catalog::Catalog;
 use crate::events::Live;
@@ -44,17 +43,5 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &Shared {
         &self.0
-    }
-}
-
-impl FromRef<AppState> for Templates {
-    fn from_ref(state: &AppState) -> Self {
-        state.templates.clone()
-    }
-}
-
-impl FromRef<AppState> for Catalog {
-    fn from_ref(state: &AppState) -> Self {
-        state.catalog.clone()
     }
 }

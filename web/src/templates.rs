@@ -62,26 +62,6 @@ impl Templates {
         self.env.get_template(name)?.render(context)
     }
 
-    /// JSON for API clients; otherwise the page, or its fragment for an
-    /// HTMX request, showing `value` as `name`. One view serves all three.
-    pub fn represent<T: serde::Serialize>(
-        &self,
-        viewer: &Viewer,
-        want: Want,
-        (page, partial): (&str, &str),
-        name: &str,
-        value: &T,
-    ) -> Response {
-        match want {
-            Want::Json => axum::Json(value).into_response(),
-            Want::Page | Want::Partial => {
-                let value = Value::from(minijinja::value::Serde(value));
-                let context = Value::from(std::collections::BTreeMap::from([(name.to_owned(), value)]));
-                self.respond(viewer, want, page, partial, context)
-            }
-        }
-    }
-
     /// A full page, or just its fragment for an HTMX request. Every page
     /// also gets the viewer, for the navigation bar.
     pub fn respond(&self, viewer: &Viewer, want: Want, page: &str, partial: &str, context: Value) -> Response {

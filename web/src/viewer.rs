@@ -46,6 +46,15 @@ pub struct SessionRules {
     pub revoked: Revoked,
 }
 
+impl SessionRules {
+    /// Whether a session of `user` still stands: not too old, not ended by a
+    /// new password or a deleted account (here or on another replica).
+    pub async fn still_valid(&self, user: &SessionUser) -> bool {
+        let too_old = now_ms().saturating_sub(user.signed_in_at_ms) > self.lifetime_ms;
+        !too_old && !self.revoked.has_ended(user.id, user.signed_in_at_ms).await
+    }
+}
+
 /// Anyone: signed in or not, with what their cart holds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Viewer {
@@ -63,12 +72,11 @@ impl Viewer {
     /// replica), ends. `take_flash` takes the one-time message with it.
     pub async fn load(session: &Session, rules: &SessionRules, take_flash: bool) -> Result<Self, AppError> {
         let mut user = session.get::<SessionUser>(USER).await?;
-        if let Some(signed_in) = &user {
-            let too_old = now_ms().saturating_sub(signed_in.signed_in_at_ms) > rules.lifetime_ms;
-            if too_old || rules.revoked.has_ended(signed_in.id, signed_in.signed_in_at_ms).await {
-                session.flush().await?;
-                user = None;
-            }
+        if let Some(signed_in) = &user
+            && !rules.still_valid(signed_in).await
+        {
+            session.flush().await?;
+            user = None;
         }
         let cart = session.get::<Cart>(CART).await?.unwrap_or_default();
         let flash = if take_flash { session.remove::<String>(FLASH).await? } else { None };
@@ -101,9 +109,12 @@ pub async fn sign_in(session: &Session, mut user: SessionUser) -> Result<(), App
     Ok(())
 }
 
-/// Ends the session and deletes it from the store.
+/// Ends the session and deletes it from the store. Whatever the session
+/// holds afterwards (a one-time message) goes under a new id: `flush` keeps
+/// the old one in the record, and saving would bring that id back.
 pub async fn sign_out(session: &Session) -> Result<(), AppError> {
     session.flush().await?;
+    session.cycle_id().await?;
     Ok(())
 }
 

@@ -237,6 +237,9 @@ pub struct CartView {
     /// At today's prices; the order is priced again when placed.
     pub total_minor: i64,
     pub total: String,
+    /// Products that were in the cart but are no longer sold: taken out of
+    /// it by this reading (0 almost always).
+    pub removed: usize,
 }
 
 impl CartView {
@@ -244,7 +247,7 @@ impl CartView {
         let total_minor =
             lines.iter().map(|l| l.product.price_minor.saturating_mul(l.quantity)).fold(0_i64, i64::saturating_add);
         let count = lines.iter().map(|l| l.quantity).sum();
-        Self { lines, count, total_minor, total: money(total_minor) }
+        Self { lines, count, total_minor, total: money(total_minor), removed: 0 }
     }
 }
 

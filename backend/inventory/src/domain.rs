@@ -86,15 +86,16 @@ pub const MAX_IDS: usize = 100;
 
 /// The ids of a batch read: each positive, at most [`MAX_IDS`], repeats dropped.
 pub fn parse_ids(ids: &[i64]) -> Result<Vec<i64>, InventoryError> {
+    // Bounded before anything else: de-duplicating is quadratic.
+    if ids.len() > MAX_IDS {
+        return Err(invalid("ids", "may name at most 100 products"));
+    }
     let mut unique = Vec::with_capacity(ids.len());
     for id in ids {
         let id = parse_id("ids", *id)?;
         if !unique.contains(&id) {
             unique.push(id);
         }
-    }
-    if unique.len() > MAX_IDS {
-        return Err(invalid("ids", "may name at most 100 products"));
     }
     Ok(unique)
 }

@@ -283,8 +283,8 @@ impl order_service_server::OrderService for OrderService {
         let request = request.into_inner();
         caller.require(caller.may_act_for(request.user_id))?;
         let access = owner_or_admin(&caller);
+        // `create` logs "order placed" once, for a new order only (not a replay).
         let order = self.create(request).await?;
-        tracing::info!(order_id = order.id, user_id = order.user_id, total_minor = order.total_minor, "order placed");
         Ok(Response::new(pb::CreateOrderResponse { order: Some(to_proto(order, access)) }))
     }
 
@@ -305,7 +305,9 @@ impl order_service_server::OrderService for OrderService {
         // Everyone's orders are for admins; one user's, for them too.
         caller.require(user_id.map_or(caller.is_admin(), |id| caller.may_act_for(id)))?;
         let page = parse_page(request.page, request.page_size)?;
-        let (orders, total) = store::list(&self.db, user_id, page).await?;
+        // A customer's orders are orders: a refused checkout (kept as rejected
+        // for the shop's record and for retries) is not one of them.
+        let (orders, total) = store::list(&self.db, user_id, caller.is_admin(), page).await?;
         let access = owner_or_admin(&caller);
         Ok(Response::new(pb::ListOrdersResponse {
             orders: orders.into_iter().map(|order| to_proto(order, access)).collect(),

@@ -352,11 +352,25 @@ pub async fn get(db: &Db, order_id: i64) -> Result<Order, OrderError> {
 
 /// One page of orders, newest first, with their items (one query for all
 /// the page's items, not one per order), and how many there are in all.
-pub async fn list(db: &Db, user_id: Option<i64>, page: Page) -> Result<(Vec<Order>, i64), OrderError> {
+/// A page of orders, newest first: one user's or everyone's; rejected ones
+/// (refused checkouts, kept for the record) only when `with_rejected`.
+pub async fn list(
+    db: &Db,
+    user_id: Option<i64>,
+    with_rejected: bool,
+    page: Page,
+) -> Result<(Vec<Order>, i64), OrderError> {
     db.observe("list", async move {
-        // Two shapes of query rather than `$3 IS NULL OR ...`, so each can use
-        // its index.
-        let filter = if user_id.is_some() { "WHERE user_id = $3" } else { "" };
+        // Shapes of query rather than `$3 IS NULL OR ...`, so each can use its
+        // index; built from constants only.
+        let conditions = |user: &str| {
+            let mut conditions: Vec<String> = user_id.map(|_| format!("user_id = {user}")).into_iter().collect();
+            if !with_rejected {
+                conditions.push("status <> 'rejected'".to_owned());
+            }
+            if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
+        };
+        let filter = conditions("$3");
         let page_ids = format!("SELECT id FROM orders {filter} ORDER BY id DESC LIMIT $1 OFFSET $2");
         let bind_page = |sql: String| {
             let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset());
@@ -386,14 +400,11 @@ pub async fn list(db: &Db, user_id: Option<i64>, page: Page) -> Result<(Vec<Orde
             order.items = items.remove(&order.id).unwrap_or_default();
         }
 
+        let count = format!("SELECT COUNT(*) FROM orders {}", conditions("$1"));
+        let count = sqlx::query_as(sqlx::AssertSqlSafe(count));
         let (total,): (i64,) = match user_id {
-            Some(user_id) => {
-                sqlx::query_as("SELECT COUNT(*) FROM orders WHERE user_id = $1")
-                    .bind(user_id)
-                    .fetch_one(&db.pool)
-                    .await?
-            }
-            None => sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&db.pool).await?,
+            Some(user_id) => count.bind(user_id).fetch_one(&db.pool).await?,
+            None => count.fetch_one(&db.pool).await?,
         };
         Ok((orders, total))
     })

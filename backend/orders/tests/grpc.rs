@@ -169,11 +169,25 @@ async fn an_order_short_of_stock_is_rejected_and_takes_nothing(backend: Backend)
     assert_status(unknown, Code::NotFound, "product 777777 not found");
     assert_eq!((shop.stock(tea).await, shop.stock(pot).await), (10, 1));
 
-    // Both are kept, as rejected, for the record.
+    // Both are kept, as rejected, for the record: admins see them.
     let listed = shop.orders.list_orders(ListOrdersRequest { user_id: Some(1), ..Default::default() }).await;
     let listed = listed.expect("a list").into_inner();
     assert_eq!(listed.total, 2);
     assert!(listed.orders.iter().all(|o| o.status() == OrderStatus::Rejected && o.total_minor == 0));
+
+    // The customer's own list holds the orders they placed, not refusals;
+    // a rejected order is still theirs to open.
+    shop.order(1, &[(tea, 1)]).await.expect("an order");
+    let mut customer = as_customer(&shop, 1).await;
+    let mine = customer.list_orders(ListOrdersRequest { user_id: Some(1), ..Default::default() }).await;
+    let mine = mine.expect("a list").into_inner();
+    assert_eq!((mine.total, mine.orders.len()), (1, 1));
+    assert_eq!(mine.orders[0].status(), OrderStatus::Confirmed);
+    let rejected = listed.orders[0].id;
+    let opened = customer.get_order(GetOrderRequest { id: rejected }).await.expect("their rejected order");
+    assert_eq!(opened.into_inner().order.map(|o| o.status()), Some(OrderStatus::Rejected));
+    let everyone = shop.orders.list_orders(ListOrdersRequest { user_id: None, ..Default::default() }).await;
+    assert_eq!(everyone.expect("a list").into_inner().total, 3, "admins see every order");
 }
 
 async fn bad_orders_are_refused_and_write_nothing(backend: Backend) {
@@ -637,8 +651,11 @@ async fn allowed_transitions_follow_the_caller_for_every_status(backend: Backend
 
         let as_owner = ada.get_order(GetOrderRequest { id }).await.expect("hers").into_inner().order.expect("an order");
         assert_eq!(transitions(&as_owner), owners, "owner, {status:?}");
-        let listed = adas_list.iter().find(|o| o.id == id).expect("in her list");
-        assert_eq!(transitions(listed), owners, "owner's list, {status:?}");
+        // A refused checkout is not in her list of orders (only in the admin's).
+        match adas_list.iter().find(|o| o.id == id) {
+            Some(listed) => assert_eq!(transitions(listed), owners, "owner's list, {status:?}"),
+            None => assert_eq!(status, Rejected, "only a rejected order is left out of her list"),
+        }
 
         assert_refused(eve.get_order(GetOrderRequest { id }).await, Code::NotFound, ErrorReason::OrderNotFound);
         for to in [Cancelled, Shipped] {

@@ -406,9 +406,11 @@ async fn carts_become_orders_that_admins_move_along() {
         "stock read fresh after orders"
     );
 
-    // Lists: a customer's own; an admin's everyone's.
+    // Lists: a customer's own orders (two placed, one cancelled; the two
+    // refused checkouts are not orders of hers); an admin's everyone's,
+    // refusals included (issue 12).
     let mine: Value = carol.get_json("/orders").await.json().await.expect("a list");
-    assert_eq!(mine["total"], 5, "two placed, one cancelled, two rejected");
+    assert_eq!(mine["total"], 3, "two placed, one cancelled");
     let dave = gateway.browser();
     dave.customer("Dave").await;
     assert_eq!(dave.get_json("/orders").await.json::<Value>().await.expect("a list")["total"], 0);
@@ -736,6 +738,7 @@ async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
     assert_eq!(refused.headers()["hx-retarget"], "#flash");
     let body = text(refused).await;
     assert!(body.contains("Your order could not be placed: not enough stock"), "{body}");
+    assert!(body.contains("not enough stock of Teapot"), "the product by its name, not its id: {body}");
     assert!(body.contains(r#"id="checkout-key""#) && body.contains(r#"hx-swap-oob="true""#), "{body}");
     assert!(!body.contains("Conflict."), "no HTTP wording in a message: {body}");
     let fresh_key = body.split(r#"value=""#).nth(1).and_then(|rest| rest.split('"').next()).expect("a new key");
@@ -952,12 +955,16 @@ async fn every_viewer_sees_what_they_may_do_with_an_order() {
         carol.json(Method::POST, "/orders", json!({ "items": [{ "product_id": tea, "quantity": 1000 }] })).await;
     assert_eq!(refused.status(), StatusCode::CONFLICT);
     assert_eq!(refused.json::<Value>().await.expect("a problem")["type"], "/problems/order-rejected");
-    let mine: Value = carol.get_json("/orders").await.json().await.expect("a list");
-    let rejected = mine["orders"]
+    // Kept for the shop's record (the admin's list), not in the customer's.
+    let everyone: Value = admin.get_json("/orders").await.json().await.expect("a list");
+    let rejected = everyone["orders"]
         .as_array()
         .and_then(|orders| orders.iter().find(|o| o["status"] == "rejected"))
         .map(|o| format!("/orders/{}", o["id"]))
         .expect("the rejected order is kept");
+    let mine: Value = carol.get_json("/orders").await.json().await.expect("a list");
+    assert_eq!(mine["total"], 4, "a refused checkout is not one of her orders");
+    assert!(mine["orders"].as_array().is_some_and(|orders| orders.iter().all(|o| o["status"] != "rejected")));
 
     let expected: [(&str, &[&str], &[&str]); 5] = [
         (&confirmed, &["shipped", "cancelled"], &["cancelled"]),
@@ -1018,7 +1025,7 @@ async fn answers_are_light_and_prices_take_either_decimal_mark() {
     assert!(plain.headers().get("content-encoding").is_none(), "uncompressed for a client that asks for nothing");
 
     let icon = admin.request(Method::GET, "/favicon.ico").send().await.expect("an answer");
-    assert_eq!(icon.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(icon.status(), StatusCode::TEMPORARY_REDIRECT);
     let to = location(&icon);
     assert!(to.starts_with("/static/favicon.svg?v="), "{to}");
     let svg = admin.request(Method::GET, &to).send().await.expect("an answer");
@@ -1029,4 +1036,55 @@ async fn answers_are_light_and_prices_take_either_decimal_mark() {
     assert_eq!(created.status(), StatusCode::SEE_OTHER);
     let kettle: Value = admin.get_json(&location(&created)).await.json().await.expect("a product");
     assert_eq!(kettle["price_minor"], 2990);
+}
+
+/// A cart says plainly what changed since things were put in it: a product
+/// no longer sold is taken out (once, with a message), a line beyond the
+/// stock says how many are left; a refused checkout names the product.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cart_tells_what_changed_since() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway();
+    let admin = shop.admin(&gateway).await;
+    let tea = admin.product("Green tea", 450, 10).await;
+    let pot = admin.product("Teapot", 3_200, 1).await;
+    let gone = admin.product("Old mug", 900, 5).await;
+    let carol = gateway.browser();
+    carol.customer("Carol").await;
+    for (product, quantity) in [(tea, 1), (pot, 2), (gone, 1)] {
+        let added =
+            carol.json(Method::POST, "/cart/items", json!({ "product_id": product, "quantity": quantity })).await;
+        assert_eq!(added.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        admin.json(Method::DELETE, &format!("/products/{gone}"), Value::Null).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let page = text(carol.page("/cart").await).await;
+    assert!(page.contains("A product in your cart is no longer sold and was taken out."), "{page}");
+    assert!(page.contains("only 1 left"), "{page}");
+    let cart: Value = carol.get_json("/cart").await.json().await.expect("a cart");
+    assert_eq!((cart["removed"].as_u64(), cart["lines"].as_array().map(Vec::len)), (Some(0), Some(2)), "told once");
+
+    let refused = carol.form(Method::POST, "/orders", &[("idempotency_key", "cart-changed-1")]).await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let refused = text(refused).await;
+    assert!(refused.contains("not enough stock of Teapot"), "{refused}");
+
+    // Only a rejection renews the form's key: any other failure keeps it, so
+    // trying again is the same order, never a second one.
+    let placed = carol
+        .json(
+            Method::POST,
+            "/orders",
+            json!({ "items": [{ "product_id": tea, "quantity": 1 }], "idempotency_key": "kept-1" }),
+        )
+        .await;
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    let reused =
+        carol.htmx(Method::POST, "/orders").form(&[("idempotency_key", "kept-1")]).send().await.expect("an answer");
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let reused = text(reused).await;
+    assert!(reused.contains("idempotency_key") && !reused.contains("checkout-key"), "{reused}");
 }

@@ -11,10 +11,15 @@ use crate::templates::StaticFiles;
 
 /// Browsers that ask for `/favicon.ico` before reading the page's icon link
 /// are sent to the icon itself.
+/// Temporary, so a new icon (a new hash) reaches browsers that cached this.
 pub async fn favicon() -> Response {
-    let versions = crate::templates::asset_versions();
-    let version = versions.get("favicon.svg").map_or(String::new(), |v| format!("?v={v}"));
-    axum::response::Redirect::permanent(&format!("/static/favicon.svg{version}")).into_response()
+    static TO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let to = TO.get_or_init(|| {
+        let version =
+            crate::templates::asset_versions().get("favicon.svg").map_or(String::new(), |v| format!("?v={v}"));
+        format!("/static/favicon.svg{version}")
+    });
+    axum::response::Redirect::temporary(to).into_response()
 }
 
 pub async fn serve(Path(path): Path<String>, headers: HeaderMap) -> Result<Response, AppError> {

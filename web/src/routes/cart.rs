@@ -26,12 +26,18 @@ pub struct CartItemInput {
     pub quantity: Option<i64>,
 }
 
-/// The cart with today's names and prices, read in one call; products
-/// deleted since they were added drop out.
-async fn view(ctx: &Ctx, cart: &Cart) -> Result<CartView, AppError> {
+/// The cart with today's names and prices, read in one call. Products
+/// deleted since they were added are taken out of the cart (so checkout
+/// cannot trip on them), and the view says how many went.
+async fn view(ctx: &Ctx, cart: &mut Cart) -> Result<CartView, AppError> {
     let products = ctx.state.catalog.products(&ctx.services(), cart.keys().copied().collect()).await?;
+    let removed = cart.len() - products.len();
+    if removed > 0 {
+        cart.retain(|id, _| products.iter().any(|product| product.id == *id));
+        viewer::save_cart(&ctx.session, cart).await?;
+    }
     let lines = products.into_iter().filter_map(|product| Some(CartLine::new(*cart.get(&product.id)?, product)));
-    Ok(CartView::new(lines.collect()))
+    Ok(CartView { removed, ..CartView::new(lines.collect()) })
 }
 
 /// The cart in the representation wanted, with a fresh checkout key (one
@@ -49,7 +55,7 @@ fn respond(ctx: &Ctx, cart: &CartView) -> Response {
 /// What the cart holds.
 #[utoipa::path(get, path = "/cart", tag = "cart", responses((status = 200, body = CartView)))]
 pub async fn show(ctx: Ctx) -> Result<Response, AppError> {
-    let cart = view(&ctx, &viewer::cart(&ctx.session).await?).await?;
+    let cart = view(&ctx, &mut viewer::cart(&ctx.session).await?).await?;
     Ok(respond(&ctx, &cart))
 }
 
@@ -83,7 +89,7 @@ pub async fn add(mut ctx: Ctx, Input(input): Input<CartItemInput>) -> Result<Res
     viewer::save_cart(&ctx.session, &cart).await?;
     ctx.viewer.cart_count = cart.values().sum();
     match ctx.want {
-        Want::Json => Ok(respond(&ctx, &view(&ctx, &cart).await?)),
+        Want::Json => Ok(respond(&ctx, &view(&ctx, &mut cart).await?)),
         Want::Partial => {
             Ok(ctx.render(ADDED, minijinja::context! { product => minijinja::value::Serde(&product), quantity }))
         }
@@ -106,5 +112,5 @@ pub async fn remove(mut ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, Ap
             ctx.state.catalog.product(&ctx.services(), id).await.map_or_else(|_| "the product".into(), |p| p.0.name);
         return ctx.redirect("/cart", format!("Removed {name} from your cart.")).await;
     }
-    Ok(respond(&ctx, &view(&ctx, &cart).await?))
+    Ok(respond(&ctx, &view(&ctx, &mut cart).await?))
 }

@@ -12,7 +12,7 @@ use shop_proto::orders::v1 as pb;
 use utoipa::ToSchema;
 
 use crate::context::{Ctx, Pages};
-use crate::error::{AppError, OutOfBand};
+use crate::error::{AppError, OutOfBand, Refusal};
 use crate::extract::{Id, IdempotencyKey, Input, Order, Paging, number_or_blank};
 use crate::negotiate::{HxTarget, Want};
 use crate::services::Clients;
@@ -106,7 +106,13 @@ pub async fn events(
     let clients = ctx.services();
     fetch(&clients, id).await?;
     let (templates, viewer) = (ctx.state.templates.clone(), ctx.viewer.clone());
+    let (rules, signed_in) = (ctx.state.sessions.clone(), ctx.user()?.clone());
     let changes = tokio_stream::wrappers::BroadcastStream::new(ctx.state.live.subscribe());
+    // The stream lasts as long as the session it was opened in would.
+    let changes = changes.take_while(move |_| {
+        let (rules, signed_in) = (rules.clone(), signed_in.clone());
+        async move { rules.still_valid(&signed_in).await }
+    });
     let stream = changes.filter_map(move |change| {
         let (clients, templates, viewer) = (clients.clone(), templates.clone(), viewer.clone());
         async move {
@@ -146,14 +152,23 @@ pub async fn create(
     let placed = ctx.services().orders().create_order(pb::CreateOrderRequest { user_id, items, idempotency_key }).await;
     // Whatever happened, the stock of these products may have moved: this
     // replica reads its own write at once (the others hear product.changed).
-    for id in product_ids {
-        ctx.state.catalog.forget(id).await;
-    }
+    ctx.state.catalog.forget_all(&product_ids).await;
     let order = match placed {
         Ok(placed) => {
             placed.into_inner().order.map(OrderView::from).ok_or(AppError::Missing("orders returned no order"))?
         }
-        Err(status) => return Ok(with_new_checkout_key(status.into())),
+        Err(status) => {
+            // Named, not numbered: the product the refusal is about, if it is still sold.
+            let product = match AppError::product_of(&status) {
+                Some(id) => ctx.state.catalog.product(&ctx.services(), id).await.ok().map(|(product, _)| product.name),
+                None => None,
+            };
+            let error = AppError::from_refusal(&status, product.as_deref());
+            if matches!(error, AppError::Refused { refusal: Refusal::OrderRejected | Refusal::ProductNotFound, .. }) {
+                return Ok(with_new_checkout_key(error));
+            }
+            return Err(error);
+        }
     };
     if from_cart {
         viewer::save_cart(&ctx.session, &viewer::Cart::new()).await?;
@@ -179,9 +194,10 @@ async fn lines(ctx: &Ctx, sent: Option<Vec<OrderLineInput>>) -> Result<Vec<pb::O
     Ok(lines)
 }
 
-/// A refused checkout gives the checkout form a new key, so trying again
+/// A rejected checkout gives the checkout form a new key, so trying again
 /// after the cart or the stock changed is a new order rather than a replay
-/// of this refusal.
+/// of this refusal. Any other failure (the order saved as pending, a
+/// service away) keeps the key: trying again finishes that same order.
 fn with_new_checkout_key(error: AppError) -> Response {
     let mut response = error.into_response();
     let context = minijinja::context! { checkout_key => uuid::Uuid::new_v4().to_string() };
@@ -211,9 +227,8 @@ pub async fn update_status(
     let updated = ctx.services().orders().update_order_status(request).await?.into_inner().order;
     let order = updated.map(OrderView::from).ok_or(AppError::Missing("orders returned no order"))?;
     if status == pb::OrderStatus::Cancelled {
-        for item in &order.items {
-            ctx.state.catalog.forget(item.product_id).await;
-        }
+        let products: Vec<i64> = order.items.iter().map(|item| item.product_id).collect();
+        ctx.state.catalog.forget_all(&products).await;
     }
     // HTMX names the element it will replace: a row of the list, or the
     // order's own status panel.
