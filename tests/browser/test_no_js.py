@@ -75,6 +75,13 @@ def customer_without_scripts(customer: Page, base: str, products: list[dict]) ->
     no_sideways_scroll(customer)
     check("no JS: add to cart from a product page and from the list lands on the cart with a message")
 
+    customer.get_by_label(f"Quantity of {second['name']}").fill("2")
+    customer.get_by_role("button", name=f"Update the quantity of {second['name']}").click()
+    expect(customer).to_have_url(f"{base}/cart")
+    flash(customer, f"{second['name']}: 2 in your cart.")
+    expect(customer.locator("#cart-count")).to_have_text("4")
+    check("no JS: changing a quantity in the cart")
+
     customer.get_by_role("button", name=f"Remove {second['name']}").click()
     expect(customer).to_have_url(f"{base}/cart")
     flash(customer, f"Removed {second['name']} from your cart.")

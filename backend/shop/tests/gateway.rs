@@ -1072,6 +1072,16 @@ async fn a_cart_tells_what_changed_since() {
     let refused = text(refused).await;
     assert!(refused.contains("not enough stock of Teapot"), "{refused}");
 
+    // Quantities change in place, at most what is in stock, by name.
+    let too_many = carol.json(Method::PUT, &format!("/cart/items/{pot}"), json!({ "quantity": 2 })).await;
+    assert_problem(too_many, StatusCode::UNPROCESSABLE_ENTITY, "Teapot: only 1 left").await;
+    let fixed = carol.json(Method::PUT, &format!("/cart/items/{pot}"), json!({ "quantity": 1 })).await;
+    let fixed: Value = fixed.json().await.expect("a cart");
+    assert_eq!(fixed["count"], 2);
+    posts(&carol, &format!("/cart/items/{tea}"), &[("quantity", "3")], "/cart", "Green tea: 3 in your cart.").await;
+    let none = carol.json(Method::PUT, &format!("/cart/items/{tea}"), json!({ "quantity": 0 })).await;
+    assert_eq!(none.json::<Value>().await.expect("a cart")["count"], 1, "0 takes the line out");
+
     // Only a rejection renews the form's key: any other failure keeps it, so
     // trying again is the same order, never a second one.
     let placed = carol

@@ -97,6 +97,43 @@ pub async fn add(mut ctx: Ctx, Input(input): Input<CartItemInput>) -> Result<Res
     }
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct QuantityInput {
+    /// Units wanted; 0 takes the product out.
+    #[serde(default, deserialize_with = "number_or_blank")]
+    pub quantity: Option<i64>,
+}
+
+/// Sets how many of a product the cart holds, at most what is in stock
+/// (the form on each cart line posts to the same URL). 0 takes it out.
+#[utoipa::path(put, path = "/cart/items/{product_id}", tag = "cart", request_body = QuantityInput,
+    params(("product_id" = i64, Path, description = "Product id")),
+    responses((status = 200, body = CartView), (status = 404, body = crate::error_page::ProblemBody),
+              (status = 422, description = "More than is in stock, or not a quantity", body = crate::error_page::ProblemBody)))]
+pub async fn set(
+    mut ctx: Ctx,
+    Id(id, _): Id<Product>,
+    Input(input): Input<QuantityInput>,
+) -> Result<Response, AppError> {
+    let quantity = input.quantity.ok_or_else(|| AppError::field("quantity", "must be a whole number"))?;
+    let (product, _) = ctx.state.catalog.product(&ctx.services(), id).await?;
+    if quantity > product.stock {
+        let left = if product.stock > 0 { format!("only {} left", product.stock) } else { "out of stock".into() };
+        return Err(AppError::field("quantity", &format!("{}: {left}", product.name)));
+    }
+    let mut cart = viewer::cart(&ctx.session).await?;
+    cart.remove(&id);
+    if quantity != 0 {
+        add_to(&mut cart, id, quantity)?;
+    }
+    viewer::save_cart(&ctx.session, &cart).await?;
+    ctx.viewer.cart_count = cart.values().sum();
+    if ctx.want == Want::Page {
+        return ctx.redirect("/cart", format!("{}: {quantity} in your cart.", product.name)).await;
+    }
+    Ok(respond(&ctx, &view(&ctx, &mut cart).await?))
+}
+
 /// Takes a product out of the cart (also `POST /cart/items/{product_id}/delete`).
 #[utoipa::path(delete, path = "/cart/items/{product_id}", tag = "cart",
     params(("product_id" = i64, Path, description = "Product id")),

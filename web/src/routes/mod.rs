@@ -55,7 +55,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::logout))
         .routes(routes!(cart::show))
         .routes(routes!(cart::add))
-        .routes(routes!(cart::remove))
+        .routes(routes!(cart::set, cart::remove))
         .split_for_parts();
     let router = api
         .route("/", get(home::home))
@@ -74,6 +74,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/orders/{id}/status", post(orders::update_status))
         .route("/users/{id}", post(users::update))
         .route("/users/{id}/delete", post(users::delete))
+        .route("/cart/items/{product_id}", post(cart::set))
         .route("/cart/items/{product_id}/delete", post(cart::remove))
         .route("/openapi.json", get(openapi_json))
         .route("/problems/{slug}", get(problems::show))
