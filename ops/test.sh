@@ -454,6 +454,23 @@ ensure_chromium() {
     note "Chromium: $("$SHOP_TEST_CHROMIUM" --version 2>/dev/null || echo "$SHOP_TEST_CHROMIUM")"
 }
 
+# axe-core for the accessibility checks of the browser tests, from npm, once
+# per version (target/test-node); SHOP_AXE_JS points the tests at it.
+AXE_VERSION=4.14.1
+ensure_axe() {
+    local dir="$ROOT/target/test-node"
+    local axe="$dir/node_modules/axe-core/axe.min.js"
+    if [[ "$(cat "$dir/.axe-version" 2>/dev/null)" != "$AXE_VERSION" || ! -f "$axe" ]]; then
+        have npm || apt_install npm
+        note "npm install axe-core@$AXE_VERSION (target/test-node)"
+        mkdir -p "$dir"
+        npm install --prefix "$dir" --no-audit --no-fund --silent "axe-core@$AXE_VERSION" >/dev/null
+        echo "$AXE_VERSION" >"$dir/.axe-version"
+    fi
+    export SHOP_AXE_JS="$axe"
+    note "axe-core $AXE_VERSION"
+}
+
 # ----------------------------------------------------------------- smoke runs
 
 free_port() { "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -615,10 +632,11 @@ step "PostgreSQL"
 ensure_postgres
 step_done
 
-step "Redis, NATS JetStream, Chromium, promtool"
+step "Redis, NATS JetStream, Chromium, axe-core, promtool"
 ensure_redis
 ensure_nats
 ensure_chromium
+ensure_axe
 ensure_promtool
 step_done
 

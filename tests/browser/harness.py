@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOP_BIN = Path(os.environ.get("SHOP_BIN", ROOT / "target" / "debug" / "shop"))
 CHROMIUM = os.environ.get("SHOP_TEST_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("SHOP_SCREENSHOTS", ROOT / "ci-artifacts" / "screenshots"))
+AXE = Path(os.environ.get("SHOP_AXE_JS", ROOT / "target" / "test-node" / "node_modules" / "axe-core" / "axe.min.js"))
 PASSWORD = "correct horse battery"
 # Generous: CI machines have two cores and may be compiling meanwhile.
 TIMEOUT_MS = 15_000
@@ -157,9 +158,12 @@ class Browsing:
         self.pages: dict[str, Page] = {}
         self.errors: list[str] = []
 
-    def page(self, name: str, viewport: dict = DESKTOP, scripts: bool = True) -> Page:
-        # A context of its own: its own cookies, so its own session.
-        context: BrowserContext = self.browser.new_context(viewport=viewport, java_script_enabled=scripts)
+    def page(self, name: str, viewport: dict = DESKTOP, scripts: bool = True, audit: bool = False) -> Page:
+        # A context of its own: its own cookies, so its own session. An audit
+        # context lets axe-core's injected script past the shop's CSP.
+        context: BrowserContext = self.browser.new_context(
+            viewport=viewport, java_script_enabled=scripts, bypass_csp=audit
+        )
         context.set_default_timeout(TIMEOUT_MS)
         # The htmx SSE extension announces an open stream with an event; the
         # live order check waits for it (events are not replayed, so a change
@@ -181,6 +185,21 @@ class Browsing:
                 shot(page, f"{prefix}-{name}")
             except Exception as error:  # the page may be gone; the report matters more
                 print(f"(no screenshot of {name}: {error})", file=sys.stderr)
+
+
+def accessibility_violations(page: Page) -> list[dict]:
+    """axe-core's violations on the page as it is now (WCAG 2.x A and AA and
+    best practices), each with its impact and where."""
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate(
+        """async () => {
+            const result = await axe.run(document, { resultTypes: ['violations'] });
+            return result.violations.map(v => ({
+                id: v.id, impact: v.impact, help: v.help,
+                where: v.nodes.slice(0, 3).map(n => n.target.join(' ')),
+            }));
+        }"""
+    )
 
 
 def shot(page: Page, name: str) -> None:

@@ -106,8 +106,9 @@ impl Ctx {
     }
 
     /// The answer to a change that leaves the person where they are: JSON
-    /// gets `value`; HTMX the fragment showing it; a form posted without
-    /// scripts a 303 to `location`, whose page then says `message`.
+    /// gets `value`; HTMX the fragment showing it, with `message` in the
+    /// page's message area; a form posted without scripts a 303 to
+    /// `location`, whose page then says `message`.
     pub async fn done<T: Serialize>(
         &self,
         (pages, name, value): (Pages, &str, &T),
@@ -116,7 +117,14 @@ impl Ctx {
     ) -> Result<Response, AppError> {
         match self.want {
             Want::Page => self.redirect(location, message).await,
-            Want::Json | Want::Partial => Ok(self.show(pages, name, value)),
+            Want::Json => Ok(self.show(pages, name, value)),
+            // The fragment, and the message beside it in the message area.
+            Want::Partial => {
+                let viewer = Viewer { flash: Some(message), ..self.viewer.clone() };
+                let value = Value::from(minijinja::value::Serde(value));
+                let context = Value::from(BTreeMap::from([(name.to_owned(), value)]));
+                Ok(self.state.templates.respond(&viewer, self.want, pages.page, pages.partial, context))
+            }
         }
     }
 

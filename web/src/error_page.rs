@@ -112,7 +112,7 @@ pub async fn render_errors(State(state): State<AppState>, want: Want, request: R
             let out_of_band = out_of_band.and_then(|OutOfBand(template, context)| {
                 state.templates.render(template, context).ok().map(minijinja::Value::from_safe_string)
             });
-            let context = minijinja::context! { status => problem.status.as_u16(), title => problem.status.canonical_reason().unwrap_or("Error"), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors), trace_id, out_of_band };
+            let context = minijinja::context! { status => problem.status.as_u16(), title => heading(problem.status), detail => problem.detail, errors => minijinja::value::Serde(&problem.errors), trace_id, out_of_band };
             let mut response = state.templates.respond(&viewer, want, "error.html", "_error.html", context);
             *response.status_mut() = problem.status;
             if want == Want::Partial {
@@ -128,4 +128,22 @@ pub async fn render_errors(State(state): State<AppState>, want: Want, request: R
         rendered.headers_mut().insert(header::RETRY_AFTER, retry_after);
     }
     rendered
+}
+
+/// What a page says an error is, in words for people rather than HTTP's
+/// class names (the JSON `title` keeps HTTP's).
+fn heading(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "We could not read that",
+        401 => "Please sign in",
+        403 => "That is not allowed",
+        404 => "We could not find that",
+        409 => "That could not be done",
+        413 => "That is too large",
+        415 => "We could not read that",
+        422 => "Please check what you entered",
+        429 => "Too many attempts",
+        503 => "Please try again in a moment",
+        _ => "Something went wrong",
+    }
 }

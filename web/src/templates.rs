@@ -67,7 +67,15 @@ impl Templates {
     pub fn respond(&self, viewer: &Viewer, want: Want, page: &str, partial: &str, context: Value) -> Response {
         let name = if want == Want::Partial { partial } else { page };
         let context = minijinja::context! { viewer => minijinja::value::Serde(viewer), partial => want == Want::Partial, ..context };
-        match self.render(name, context) {
+        // A fragment that carries a message brings the message area along.
+        let flash =
+            (want == Want::Partial && viewer.flash.is_some()).then(|| self.render("_flash_oob.html", context.clone()));
+        let rendered = match (self.render(name, context), flash) {
+            (Ok(html), Some(Ok(message))) => Ok(html + &message),
+            (Ok(html), None) => Ok(html),
+            (Err(error), _) | (_, Some(Err(error))) => Err(error),
+        };
+        match rendered {
             Ok(html) => Html(html).into_response(),
             Err(error) => {
                 // Not an AppError: rendering the error page could fail the same way.

@@ -74,7 +74,7 @@ async fn products_are_browsed_by_all_and_managed_by_admins() {
     assert_problem(customer.get_json("/products/abc").await, StatusCode::NOT_FOUND, "no product").await;
     let missing = customer.page("/products/999999").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    assert!(text(missing).await.contains("Not Found"));
+    assert!(text(missing).await.contains("We could not find that"), "in people's words, not HTTP's");
     assert_problem(customer.get_json("/products?page=x").await, StatusCode::BAD_REQUEST, "whole numbers").await;
     assert_problem(customer.get_json("/products?page_size=1000").await, StatusCode::UNPROCESSABLE_ENTITY, "page_size")
         .await;
@@ -860,6 +860,10 @@ async fn every_change_is_also_a_plain_form_post() {
     assert_eq!(partial.status(), StatusCode::OK);
     let partial = text(partial).await;
     assert!(partial.starts_with("<section id=\"profile\"") && partial.contains("Carol Again"), "{partial}");
+    assert!(
+        partial.contains(r#"id="flash""#) && partial.contains("The profile was saved."),
+        "the message comes along: {partial}"
+    );
 
     // The admin: a product changed and deleted; an order moved on from the list.
     let tea_url = format!("/products/{tea}");
