@@ -228,6 +228,20 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
     expect(stranger.get_by_label("Email")).to_be_focused()
     check("a taken email is shown beside its field, which has the focus; name and email kept (not the password)")
 
+    # The profile edited in place: the form, then the saved card, take the focus.
+    customer.goto(f"{base}{customer.get_by_test_id('nav-user').get_attribute('href')}")
+    mark(customer)
+    customer.get_by_role("link", name="Edit profile").click()
+    expect(customer.get_by_label("Name")).to_be_focused()
+    customer.get_by_label("Name").fill("Casey Renamed")
+    customer.get_by_role("button", name="Save").click()
+    expect(customer.locator("#profile h1")).to_have_text("Casey Renamed")
+    expect(customer.locator("#profile h1")).to_be_focused()
+    expect(customer.locator("#flash")).to_contain_text("The profile was saved.")
+    expect(customer.get_by_test_id("nav-user")).to_have_text("Casey Renamed")
+    assert_still_marked(customer, "editing the profile")
+    check("the profile is edited in place: focus follows, the message and the navigation bar say so")
+
     # Phone width: every page, as a visitor, a customer and an admin, does
     # not scroll sideways; each is photographed at 390 px.
     phone = browsing.page("phone", PHONE)

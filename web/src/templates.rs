@@ -249,6 +249,25 @@ mod forms {
     }
 
     #[test]
+    fn an_empty_shop_offers_its_admin_the_demo_catalogue() -> Result<(), minijinja::Error> {
+        let templates = Templates::new();
+        let admin =
+            json!({ "user": { "id": 1, "name": "Avery", "email": "a@example.com", "admin": true }, "cart_count": 0 });
+        let context = Value::from(minijinja::value::Serde(json!({ "viewer": admin, "products": [], "total": 0 })));
+        let html = templates.render("home.html", context)?;
+        let offered: Vec<_> = forms(&html).into_iter().filter(|(tag, _)| tag.contains("demo")).collect();
+        assert_eq!(offered.len(), 1, "{html}");
+        assert_eq!(fault(offered[0].0, offered[0].1), None);
+        let visitor = json!({ "user": null, "cart_count": 0 });
+        let html = templates.render(
+            "home.html",
+            Value::from(minijinja::value::Serde(json!({ "viewer": visitor, "products": [], "total": 0 }))),
+        )?;
+        assert!(!html.contains("demo"), "only an admin is offered it");
+        Ok(())
+    }
+
+    #[test]
     fn the_checks_catch_what_they_look_for() {
         assert_eq!(fault(r#"<form method="post" action="/x">"#, ""), None);
         assert_eq!(fault(r#"<form method="get" action="/products">"#, r#"<input name="q">"#), None);

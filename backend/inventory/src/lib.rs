@@ -6,6 +6,7 @@
 //! negative whatever the code does. Reservations are keyed by order id, which
 //! makes reserving and releasing idempotent.
 
+pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod service;

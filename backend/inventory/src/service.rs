@@ -124,6 +124,18 @@ impl inventory_service_server::InventoryService for InventoryService {
         Ok(Response::new(pb::GetProductsResponse { products: products.into_iter().map(Into::into).collect() }))
     }
 
+    async fn load_demo_catalogue(
+        &self,
+        request: Request<pb::LoadDemoCatalogueRequest>,
+    ) -> Result<Response<pb::LoadDemoCatalogueResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let added = crate::demo::load(&self.db).await?;
+        if added > 0 {
+            self.outbox.wake();
+        }
+        Ok(Response::new(pb::LoadDemoCatalogueResponse { added }))
+    }
+
     async fn update_product(
         &self,
         request: Request<pb::UpdateProductRequest>,

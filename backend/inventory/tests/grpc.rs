@@ -394,7 +394,45 @@ async fn every_refusal_carries_its_reason(backend: Backend) {
     assert_refused(forged, Code::Unauthenticated, ErrorReason::CallerUnverified);
 }
 
+/// Several products in one call, in the order asked; ids of no product left out.
+async fn several_products_are_read_in_one_call(backend: Backend) {
+    let mut inventory = start(backend).await;
+    let tea = create(&mut inventory, "Tea", 450, 10).await;
+    let pot = create(&mut inventory, "Pot", 3_200, 1).await;
+    let mut anonymous = InventoryServiceClient::new(connect(&inventory.url).await);
+    let found = anonymous.get_products(GetProductsRequest { ids: vec![pot.id, 999_999, tea.id, pot.id] }).await;
+    let names: Vec<String> =
+        found.expect("the catalogue is public").into_inner().products.into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["Pot", "Tea"]);
+    let too_many = anonymous.get_products(GetProductsRequest { ids: (1..=101).collect() }).await;
+    assert_refused(too_many, Code::InvalidArgument, ErrorReason::FieldInvalid);
+    let bad = anonymous.get_products(GetProductsRequest { ids: vec![0] }).await;
+    assert_refused(bad, Code::InvalidArgument, ErrorReason::FieldInvalid);
+}
+
+/// The demo catalogue fills an empty catalogue once, for admins only.
+async fn the_demo_catalogue_fills_an_empty_catalogue_once(backend: Backend) {
+    let mut inventory = start(backend).await;
+    let mut customer = InventoryServiceClient::with_interceptor(
+        connect(&inventory.url).await,
+        sign_as(Caller::User { id: 5, admin: false }),
+    );
+    let refused = customer.load_demo_catalogue(LoadDemoCatalogueRequest {}).await;
+    assert_refused(refused, Code::PermissionDenied, ErrorReason::PermissionDenied);
+    let loaded = inventory.client.load_demo_catalogue(LoadDemoCatalogueRequest {}).await.expect("loaded");
+    let added = loaded.into_inner().added;
+    assert_eq!(usize::try_from(added).ok(), Some(shop_inventory::demo::PRODUCTS.len()));
+    assert!(added >= 24, "a few dozen products");
+    let again = inventory.client.load_demo_catalogue(LoadDemoCatalogueRequest {}).await.expect("answered");
+    assert_eq!(again.into_inner().added, 0, "a catalogue with products is left alone");
+    let listed = inventory.client.list_products(ListProductsRequest { page: 1, page_size: 100 }).await;
+    assert_eq!(listed.expect("a list").into_inner().total, i64::from(added));
+    assert_eq!(count(&inventory, "outbox").await, i64::from(added), "each announced as product.changed");
+}
+
 on_both_backends!(
+    several_products_are_read_in_one_call,
+    the_demo_catalogue_fills_an_empty_catalogue_once,
     only_admins_change_the_catalogue_and_only_orders_move_stock,
     every_refusal_carries_its_reason,
     products_are_created_read_changed_and_deleted,

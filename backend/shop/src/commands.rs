@@ -23,6 +23,15 @@ pub async fn make_admin(config: &Config, email: &str) -> Result<shop_users::doma
     }
 }
 
+/// `shop demo-catalogue`: fills an empty catalogue with the demo products;
+/// returns how many were added (none when it has products already).
+pub async fn demo_catalogue(config: &Config) -> Result<u32> {
+    let db = databases::open(config, Service::Inventory).await?;
+    let added = shop_inventory::demo::load(&db).await;
+    db.close().await;
+    Ok(added?)
+}
+
 /// `shop caller-token`: a signed caller identity for calling a service
 /// directly, valid for a minute.
 pub fn caller_token(config: &Config, user: i64, admin: bool) -> Result<String> {

@@ -73,6 +73,9 @@ pub enum Command {
         /// The account's email address.
         email: String,
     },
+    /// Fills an empty catalogue with a few dozen demo products, to try the
+    /// shop (a catalogue with products is left alone).
+    DemoCatalogue,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -76,6 +76,13 @@ async fn run(cli: Cli) -> Result<()> {
             println!("user {} <{}> is now an admin", user.id, user.email);
             Ok(())
         }
+        Command::DemoCatalogue => {
+            match commands::demo_catalogue(&config).await? {
+                0 => println!("the catalogue has products already: nothing loaded"),
+                added => println!("loaded {added} demo products"),
+            }
+            Ok(())
+        }
         Command::Healthcheck { .. } => unreachable!("answered before logging starts"),
         Command::TailEvents { all } => commands::tail_events(&config, all).await,
         Command::CallerToken { user, admin } => {

@@ -142,3 +142,15 @@ fn migrate_creates_each_service_database_on_postgresql() {
     assert!(stdout.contains("users: migrated") && stdout.contains("orders: migrated"), "{stdout}");
     assert!(dropped.iter().all(|d| matches!(d, Ok(true))), "the test databases are dropped: {dropped:?}");
 }
+
+#[test]
+fn demo_catalogue_fills_an_empty_shop_once() {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let first = shop(data.path()).arg("demo-catalogue").output().expect("demo-catalogue runs");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let said = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(said.trim(), format!("loaded {} demo products", shop_inventory::demo::PRODUCTS.len()));
+    let again = shop(data.path()).arg("demo-catalogue").output().expect("demo-catalogue runs");
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing loaded"));
+}

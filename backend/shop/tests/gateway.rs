@@ -1102,3 +1102,26 @@ async fn a_cart_tells_what_changed_since() {
     let reused = text(reused).await;
     assert!(reused.contains("idempotency_key") && !reused.contains("checkout-key"), "{reused}");
 }
+
+/// A fresh shop offers its admin the demo catalogue on the home page; it is
+/// loaded once, by a plain form, and nobody else may load it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_loads_the_demo_catalogue_into_an_empty_shop() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway();
+    let admin = shop.admin(&gateway).await;
+    let carol = gateway.browser();
+    carol.customer("Carol").await;
+    assert!(text(admin.page("/").await).await.contains("Load the demo catalogue"));
+    assert!(!text(carol.page("/").await).await.contains("Load the demo catalogue"));
+    assert_eq!(carol.form(Method::POST, "/products/demo", &[]).await.status(), StatusCode::FORBIDDEN);
+
+    posts(&admin, "/products/demo", &[], "/products", "demo products.").await;
+    let list: Value = carol.get_json("/products?page_size=100").await.json().await.expect("a list");
+    let total = list["total"].as_u64().unwrap_or(0);
+    assert!(total >= 24, "a few dozen products, not {total}");
+    assert!(!text(admin.page("/").await).await.contains("Load the demo catalogue"), "offered to an empty shop only");
+    posts(&admin, "/products/demo", &[], "/products", "nothing was loaded").await;
+    let again: Value = carol.get_json("/products").await.json().await.expect("a list");
+    assert_eq!(again["total"].as_u64(), Some(total));
+}

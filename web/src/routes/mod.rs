@@ -69,6 +69,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         // API makes with PUT, PATCH or DELETE is also a POST, served by the
         // same handler. A change posts to the thing's own URL (or its
         // `/status`), a deletion to the thing's URL + `/delete`.
+        .route("/products/demo", post(products::load_demo))
         .route("/products/{id}", post(products::update))
         .route("/products/{id}/delete", post(products::delete))
         .route("/orders/{id}/status", post(orders::update_status))

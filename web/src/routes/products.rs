@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shop_proto::inventory::v1 as pb;
 use utoipa::ToSchema;
@@ -200,4 +200,21 @@ pub async fn delete(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppErr
         crate::negotiate::Want::Partial => Ok(ctx.render(DELETED, minijinja::context! {})),
         _ => ctx.redirect("/products", "The product was deleted.".into()).await,
     }
+}
+
+/// Fills an empty catalogue with the demo products (admins; the empty home
+/// page offers it). A catalogue with products is left alone.
+pub async fn load_demo(ctx: Ctx) -> Result<Response, AppError> {
+    ctx.admin()?;
+    let request = pb::LoadDemoCatalogueRequest {};
+    let added = ctx.services().inventory().load_demo_catalogue(request).await?.into_inner().added;
+    ctx.state.catalog.forget_lists().await;
+    if ctx.want == crate::negotiate::Want::Json {
+        return Ok(axum::Json(serde_json::json!({ "added": added })).into_response());
+    }
+    let message = match added {
+        0 => "The catalogue has products already: nothing was loaded.".to_owned(),
+        added => format!("Added {added} demo products."),
+    };
+    ctx.redirect("/products", message).await
 }
