@@ -50,7 +50,8 @@ pub async fn load(db: &Db) -> Result<u32, InventoryError> {
         return Ok(0);
     }
     let mut added = 0;
-    for (name, description, price_minor, stock) in PRODUCTS {
+    // Last first: the catalogue lists the newest first, so it reads in this order.
+    for (name, description, price_minor, stock) in PRODUCTS.iter().rev() {
         let product = NewProduct {
             name: ProductName::parse(name)?,
             description: Description::parse(description)?,
