@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use fred::clients::Pool;
-use fred::interfaces::HashesInterface;
+use fred::interfaces::SortedSetsInterface;
+use fred::types::sorted_sets::Ordering;
 use shop_events::{Bus, Consumer, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -36,8 +37,11 @@ impl Revoked {
         Self::Memory(Arc::default())
     }
 
+    /// Kept as a sorted set (member: the user id, score: the time), so that
+    /// moving a time on is one atomic `ZADD … GT`: a password change can
+    /// never bring a deleted account's "forever" back down.
     pub fn redis(pool: Pool, prefix: &str) -> Self {
-        Self::Redis { pool, key: format!("{prefix}sessions_valid_after") }
+        Self::Redis { pool, key: format!("{prefix}sessions_valid_after_by_user") }
     }
 
     /// Ends every session of `user_id` that began before `before_ms`.
@@ -50,9 +54,12 @@ impl Revoked {
                 Ok(())
             }
             Self::Redis { pool, key } => {
-                let current: Option<i64> = pool.hget(key, user_id).await.map_err(|e| e.to_string())?;
-                let _: i64 =
-                    pool.hset(key, (user_id, current.unwrap_or(0).max(before_ms))).await.map_err(|e| e.to_string())?;
+                // Milliseconds since 1970 are exact in a double until the year 285,000.
+                let score = before_ms as f64;
+                let _: i64 = pool
+                    .zadd(key, None, Some(Ordering::GreaterThan), false, false, (score, user_id))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(())
             }
         }
@@ -64,8 +71,8 @@ impl Revoked {
     pub async fn has_ended(&self, user_id: i64, signed_in_at_ms: i64) -> bool {
         let valid_after = match self {
             Self::Memory(map) => map.lock().ok().and_then(|map| map.get(&user_id).copied()),
-            Self::Redis { pool, key } => match pool.hget::<Option<i64>, _, _>(key, user_id).await {
-                Ok(valid_after) => valid_after,
+            Self::Redis { pool, key } => match pool.zscore::<Option<f64>, _, _>(key, user_id).await {
+                Ok(valid_after) => valid_after.map(|ms| ms as i64),
                 Err(error) => {
                     tracing::warn!(%error, "cannot check ended sessions");
                     None

@@ -16,6 +16,7 @@ use crate::events::Revoked;
 const USER: &str = "user";
 const CART: &str = "cart";
 const FLASH: &str = "flash";
+const CHECKOUT: &str = "checkout";
 
 /// The signed-in user, as the session remembers them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +141,22 @@ pub async fn refresh_user(session: &Session, mut user: SessionUser, signed_in_ag
 pub async fn flash(session: &Session, message: impl Into<String>) -> Result<(), AppError> {
     session.insert(FLASH, message.into()).await?;
     Ok(())
+}
+
+/// Remembers the cart's last checkout (its form key and the order it
+/// placed), so a second submit of the same form finds the order rather
+/// than an empty cart.
+pub async fn remember_checkout(session: &Session, key: &str, order_id: i64) -> Result<(), AppError> {
+    if !key.is_empty() {
+        session.insert(CHECKOUT, (key.to_owned(), order_id)).await?;
+    }
+    Ok(())
+}
+
+/// The order the checkout form with `key` placed, if it was this session's last.
+pub async fn placed_with(session: &Session, key: &str) -> Result<Option<i64>, AppError> {
+    let last = session.get::<(String, i64)>(CHECKOUT).await?;
+    Ok(last.filter(|(placed, _)| !key.is_empty() && placed == key).map(|(_, order_id)| order_id))
 }
 
 /// Milliseconds since the Unix epoch.

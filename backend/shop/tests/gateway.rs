@@ -1086,6 +1086,17 @@ async fn a_cart_tells_what_changed_since() {
     let none = carol.json(Method::PUT, &format!("/cart/items/{tea}"), json!({ "quantity": 0 })).await;
     assert_eq!(none.json::<Value>().await.expect("a cart")["count"], 1, "0 takes the line out");
 
+    // The checkout form sent twice (a double click without scripts): the
+    // second lands on the order the first placed, not on "your cart is empty".
+    assert_eq!(
+        carol.json(Method::PUT, &format!("/cart/items/{tea}"), json!({ "quantity": 1 })).await.status(),
+        StatusCode::OK
+    );
+    let first = carol.form(Method::POST, "/orders", &[("idempotency_key", "twice-1")]).await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let second = carol.form(Method::POST, "/orders", &[("idempotency_key", "twice-1")]).await;
+    assert_eq!((second.status(), location(&second)), (StatusCode::SEE_OTHER, location(&first)));
+
     // Only a rejection renews the form's key: any other failure keeps it, so
     // trying again is the same order, never a second one.
     let placed = carol
@@ -1096,6 +1107,8 @@ async fn a_cart_tells_what_changed_since() {
         )
         .await;
     assert_eq!(placed.status(), StatusCode::CREATED);
+    let cart = carol.json(Method::PUT, &format!("/cart/items/{tea}"), json!({ "quantity": 2 })).await;
+    assert_eq!(cart.status(), StatusCode::OK, "a cart other than that order");
     let reused =
         carol.htmx(Method::POST, "/orders").form(&[("idempotency_key", "kept-1")]).send().await.expect("an answer");
     assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);

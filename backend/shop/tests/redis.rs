@@ -171,3 +171,35 @@ async fn a_cache_outage_falls_back_to_the_service() {
     assert!(cache.stats().failures >= 2, "{:?}", cache.stats());
     prefix.clean().await;
 }
+
+/// Ending sessions only ever moves a user's "valid after" time forward, even
+/// when replicas race: a password change made while an account is deleted
+/// cannot bring the deleted account's sessions back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_sessions_stay_ended_whatever_the_order_of_replicas() {
+    let prefix = Prefix::new();
+    let pool = shop_web::cache::connect_redis(&redis_url()).await.expect("Redis");
+    let revoked = shop_web::events::Revoked::redis(pool, &prefix.0);
+    let now = 1_800_000_000_000_i64;
+    let mut racing = JoinSet::new();
+    for n in 0..40 {
+        let revoked = revoked.clone();
+        racing.spawn(async move {
+            // Deletions ("forever") and password changes ("now") at once.
+            let before = if n % 2 == 0 { shop_web::events::FOREVER } else { now + n };
+            revoked.end_sessions(7, before).await
+        });
+    }
+    while let Some(done) = racing.join_next().await {
+        done.expect("a task").expect("recorded");
+    }
+    assert!(revoked.has_ended(7, now + 10_000).await, "the deletion stands");
+    assert!(revoked.end_sessions(7, now).await.is_ok());
+    assert!(revoked.has_ended(7, i64::MAX - 1).await, "a later password change does not lower it");
+    assert!(revoked.end_sessions(8, now).await.is_ok());
+    assert!(
+        revoked.has_ended(8, now).await && !revoked.has_ended(8, now + 1).await,
+        "a password change ends the older ones only"
+    );
+    prefix.clean().await;
+}

@@ -144,12 +144,20 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     let user_id = ctx.user()?.id;
     let from_cart = input.items.is_none();
-    let items = lines(&ctx, input.items).await?;
-    let product_ids: Vec<i64> = items.iter().map(|line| line.product_id).collect();
     // A retry with the same key (a double submit, a client's timeout) gets
     // the first order back; the order service makes sure of it.
     let idempotency_key = key.or(input.idempotency_key).unwrap_or_default();
-    let placed = ctx.services().orders().create_order(pb::CreateOrderRequest { user_id, items, idempotency_key }).await;
+    if let Some(order_id) =
+        viewer::placed_with(&ctx.session, &idempotency_key).await?.filter(|_| from_cart && ctx.is_html())
+    {
+        // The same checkout form again, after it emptied the cart.
+        let location = format!("/orders/{order_id}");
+        return ctx.redirect(&location, format!("Order #{order_id} is placed.")).await;
+    }
+    let items = lines(&ctx, input.items).await?;
+    let product_ids: Vec<i64> = items.iter().map(|line| line.product_id).collect();
+    let request = pb::CreateOrderRequest { user_id, items, idempotency_key: idempotency_key.clone() };
+    let placed = ctx.services().orders().create_order(request).await;
     // Whatever happened, the stock of these products may have moved: this
     // replica reads its own write at once (the others hear product.changed).
     ctx.state.catalog.forget_all(&product_ids).await;
@@ -157,24 +165,28 @@ pub async fn create(
         Ok(placed) => {
             placed.into_inner().order.map(OrderView::from).ok_or(AppError::Missing("orders returned no order"))?
         }
-        Err(status) => {
-            // Named, not numbered: the product the refusal is about, if it is still sold.
-            let product = match AppError::product_of(&status) {
-                Some(id) => ctx.state.catalog.product(&ctx.services(), id).await.ok().map(|(product, _)| product.name),
-                None => None,
-            };
-            let error = AppError::from_refusal(&status, product.as_deref());
-            if matches!(error, AppError::Refused { refusal: Refusal::OrderRejected | Refusal::ProductNotFound, .. }) {
-                return Ok(with_new_checkout_key(error));
-            }
-            return Err(error);
-        }
+        Err(status) => return refused(&ctx, &status).await,
     };
     if from_cart {
         viewer::save_cart(&ctx.session, &viewer::Cart::new()).await?;
+        viewer::remember_checkout(&ctx.session, &idempotency_key, order.id).await?;
     }
     let message = format!("Thank you: order #{} is {}.", order.id, order.status);
     ctx.created(&format!("/orders/{}", order.id), &order, message).await
+}
+
+/// A refused checkout, told by the product's name where it can be. Only a
+/// rejection renews the form's key.
+async fn refused(ctx: &Ctx, status: &tonic::Status) -> Result<Response, AppError> {
+    let product = match AppError::product_of(status) {
+        Some(id) => ctx.state.catalog.product(&ctx.services(), id).await.ok().map(|(product, _)| product.name),
+        None => None,
+    };
+    let error = AppError::from_refusal(status, product.as_deref());
+    if matches!(error, AppError::Refused { refusal: Refusal::OrderRejected | Refusal::ProductNotFound, .. }) {
+        return Ok(with_new_checkout_key(error));
+    }
+    Err(error)
 }
 
 /// The lines to order: those sent, or the cart's.
