@@ -203,3 +203,41 @@ async fn ended_sessions_stay_ended_whatever_the_order_of_replicas() {
     );
     prefix.clean().await;
 }
+
+/// Active sessions are counted in their own Redis database: one more after
+/// signing in, one fewer after signing out (measured against what the
+/// database held before, so a run that died midway cannot skew it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_counted_in_their_own_database() {
+    const DB: &str = "14"; // used by no other test
+    let shop = Shop::services().await;
+    let prefix = Prefix::new();
+    let url = redis_url();
+    let gateway =
+        Gateway::start(&shop, &["--redis-url", &url, "--cache-prefix", &prefix.0, "--session-redis-db", DB]).await;
+    let pool = shop_web::cache::connect_redis_database(&url, Some(14)).await.expect("Redis");
+    let sessions = shop_web::SessionStoreKind::redis(pool);
+    let before = sessions.active().await.expect("a count");
+    let rita = gateway.browser();
+    rita.customer("Rita").await;
+    assert_eq!(sessions.active().await.expect("a count"), before + 1);
+    assert_eq!(rita.json(Method::POST, "/users/logout", Value::Null).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(sessions.active().await.expect("a count"), before);
+    prefix.clean().await;
+}
+
+#[tokio::test]
+async fn sessions_refuse_to_share_the_caches_database() {
+    let urls = shop_web::ServiceUrls {
+        users: "http://127.0.0.1:9".into(),
+        inventory: "http://127.0.0.1:9".into(),
+        orders: "http://127.0.0.1:9".into(),
+    };
+    let config = shop_web::GatewayConfig {
+        redis_url: Some(format!("{}/3", redis_url().trim_end_matches('/'))),
+        session_db: 3,
+        ..shop_web::GatewayConfig::new(urls)
+    };
+    let refused = shop_web::Gateway::build(&config).await.err().map(|error| error.to_string());
+    assert!(refused.is_some_and(|error| error.contains("a database of their own")));
+}
