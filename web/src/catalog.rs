@@ -12,7 +12,8 @@ use shop_proto::inventory::v1 as pb;
 use crate::cache::{Cache, Lookup};
 use crate::error::AppError;
 use crate::services::Clients;
-use crate::views::{PageInfo, ProductList, ProductView};
+use crate::product_query::ProductQuery;
+use crate::views::{CategoryView, PageInfo, ProductList, ProductView};
 
 #[derive(Clone)]
 pub struct Catalog {
@@ -48,20 +49,72 @@ impl Catalog {
         Ok(found.products.into_iter().map(ProductView::from).collect())
     }
 
-    /// A page of the catalogue, newest first.
-    pub async fn page(&self, clients: &Clients, page: u32, page_size: u32) -> Result<(ProductList, Lookup), AppError> {
+    /// A page of the catalogue as `query` asks (search words, category,
+    /// filters, order). An unknown category slug is a 404: a stale link
+    /// should say so rather than show everything.
+    pub async fn search(&self, clients: &Clients, query: &ProductQuery) -> Result<(ProductList, Lookup), AppError> {
+        let category = match query.category.as_str() {
+            "" => None,
+            slug => Some(
+                self.categories(clients)
+                    .await?
+                    .into_iter()
+                    .find(|category| category.slug == slug)
+                    .ok_or_else(|| AppError::NotFound("There is no such category.".into()))?,
+            ),
+        };
         // Lists are retired all at once by moving to a new version.
         let version = self.cache.list_version().await;
+        let key = format!("products:v{version}:{}:{}:{}", query.without_page(), query.page, query.page_size);
         self.cache
-            .get_or_fetch("products", &format!("products:v{version}:{page}:{page_size}"), || async {
-                let request = pb::ListProductsRequest { page, page_size };
+            .get_or_fetch("products", &key, || async {
+                let request = query.to_request(category.as_ref().map_or(0, |c| c.id));
                 let listed = clients.inventory().list_products(request).await?.into_inner();
                 Ok::<_, AppError>(ProductList {
                     page: PageInfo::new(listed.page, listed.page_size, listed.total),
                     products: listed.products.into_iter().map(ProductView::from).collect(),
+                    searched_for: listed.searched_for,
+                    query: query.clone(),
+                    category: category.clone(),
                 })
             })
             .await
+    }
+
+    /// Up to `count` other products of the product's first category.
+    pub async fn related(&self, clients: &Clients, product: &ProductView, count: u32) -> Result<Vec<ProductView>, AppError> {
+        let Some(category) = product.categories.first() else {
+            return Ok(Vec::new());
+        };
+        let version = self.cache.list_version().await;
+        let key = format!("related:v{version}:{}:{}:{count}", product.id, category.id);
+        let (related, _) = self
+            .cache
+            .get_or_fetch("products", &key, || async {
+                let request = pb::ListProductsRequest {
+                    page_size: count,
+                    category_id: category.id,
+                    exclude_product_id: product.id,
+                    ..Default::default()
+                };
+                let listed = clients.inventory().list_products(request).await?.into_inner();
+                Ok::<_, AppError>(listed.products.into_iter().map(ProductView::from).collect::<Vec<_>>())
+            })
+            .await?;
+        Ok(related)
+    }
+
+    /// Every category, by name, with product counts (retired with the lists).
+    pub async fn categories(&self, clients: &Clients) -> Result<Vec<CategoryView>, AppError> {
+        let version = self.cache.list_version().await;
+        let (categories, _) = self
+            .cache
+            .get_or_fetch("categories", &format!("categories:v{version}"), || async {
+                let listed = clients.inventory().list_categories(pb::ListCategoriesRequest {}).await?.into_inner();
+                Ok::<_, AppError>(listed.categories.into_iter().map(CategoryView::from).collect::<Vec<_>>())
+            })
+            .await?;
+        Ok(categories)
     }
 
     /// Forgets a product and every page of products (it changed or went).

@@ -100,6 +100,13 @@ impl Ctx {
         response
     }
 
+    /// [`Ctx::render`], saying whether the cache answered (`x-cache`).
+    pub fn render_cached(&self, pages: Pages, context: Value, lookup: Lookup) -> Response {
+        let mut response = self.render(pages, context);
+        response.headers_mut().insert("x-cache", HeaderValue::from_static(lookup.header()));
+        response
+    }
+
     /// The page, or its fragment, with `context` (HTML only).
     pub fn render(&self, pages: Pages, context: Value) -> Response {
         self.state.templates.respond(&self.viewer, self.want, pages.page, pages.partial, context)

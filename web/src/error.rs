@@ -39,12 +39,16 @@ pub enum Refusal {
     OrderPending,
     TransitionForbidden,
     ConcurrentChange,
+    CategoryNotFound,
+    CategoryNameTaken,
 }
 
 impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
-            Self::UserNotFound | Self::ProductNotFound | Self::OrderNotFound => StatusCode::NOT_FOUND,
+            Self::UserNotFound | Self::ProductNotFound | Self::OrderNotFound | Self::CategoryNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::OrderPending => StatusCode::SERVICE_UNAVAILABLE,
             Self::EmailTaken
             | Self::StockShort
@@ -52,7 +56,8 @@ impl Refusal {
             | Self::ReservationReleased
             | Self::OrderRejected
             | Self::TransitionForbidden
-            | Self::ConcurrentChange => StatusCode::CONFLICT,
+            | Self::ConcurrentChange
+            | Self::CategoryNameTaken => StatusCode::CONFLICT,
         }
     }
 
@@ -69,6 +74,8 @@ impl Refusal {
             Self::OrderPending => "order-pending",
             Self::TransitionForbidden => "transition-forbidden",
             Self::ConcurrentChange => "concurrent-change",
+            Self::CategoryNotFound => "category-not-found",
+            Self::CategoryNameTaken => "category-name-taken",
         }
     }
 }
@@ -191,7 +198,7 @@ impl AppError {
             return without_reason(status);
         };
         match reason {
-            ErrorReason::FieldInvalid | ErrorReason::IdempotencyKeyReused => {
+            ErrorReason::FieldInvalid | ErrorReason::IdempotencyKeyReused | ErrorReason::ImageRefused => {
                 let errors: Vec<FieldError> = rich_error::field_violations(status)
                     .into_iter()
                     .map(|(field, description)| FieldError::new(field, description))
@@ -219,9 +226,22 @@ impl AppError {
                 field: Some("stock_delta"),
             },
             ErrorReason::UserNotFound => Self::refused(Refusal::UserNotFound, "That user was not found.".into()),
-            ErrorReason::ProductNotFound => {
-                Self::refused(Refusal::ProductNotFound, format!("Product {} was not found.", meta("product_id")))
+            ErrorReason::ProductNotFound => Self::refused(
+                Refusal::ProductNotFound,
+                match product_name {
+                    Some(name) => format!("{name} is no longer sold."),
+                    None => "That product was not found (it may no longer be sold).".to_owned(),
+                },
+            ),
+            ErrorReason::CategoryNotFound => {
+                Self::refused(Refusal::CategoryNotFound, "That category was not found.".into())
             }
+            ErrorReason::CategoryNameTaken => Self::Refused {
+                refusal: Refusal::CategoryNameTaken,
+                detail: "A category with this name already exists.".into(),
+                field: Some("name"),
+            },
+            ErrorReason::ImageNotFound => Self::NotFound("There is no such picture.".into()),
             ErrorReason::OrderNotFound => Self::refused(Refusal::OrderNotFound, "That order was not found.".into()),
             ErrorReason::StockShort => Self::refused(Refusal::StockShort, "There is not enough stock.".into()),
             ErrorReason::ReservationReleased => {
@@ -398,7 +418,7 @@ mod tests {
                 refusal(Code::NotFound, ErrorReason::ProductNotFound, "x").metadata("product_id", 4).into(),
                 StatusCode::NOT_FOUND,
                 "product-not-found",
-                "Product 4 was not found",
+                "was not found",
             ),
             (
                 refusal(Code::FailedPrecondition, ErrorReason::StockShort, "x").into(),

@@ -32,9 +32,14 @@ where
                 .map_err(|rejection| rejected(rejection.status(), "JSON", rejection.body_text()))?;
             Ok(Self(value))
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
-            let axum::Form(value) = axum::Form::<T>::from_request(request, state)
+            // serde_html_form, not axum's Form: a field sent once per ticked
+            // box (`category_ids=1&category_ids=3`) reads as a list.
+            let body = axum::body::Bytes::from_request(request, state)
                 .await
                 .map_err(|rejection| rejected(rejection.status(), "form", rejection.body_text()))?;
+            let value = serde_html_form::from_bytes(&body).map_err(|error| {
+                rejected(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "form", error.to_string())
+            })?;
             Ok(Self(value))
         } else {
             Err(AppError::UnsupportedMediaType)

@@ -93,6 +93,7 @@ impl Gateway {
             services: Arc::new(Services::connect(&config.services, config.identity.clone())?),
             templates: templates::Templates::new(),
             catalog,
+            images: Default::default(),
             profiles,
             sessions: SessionRules {
                 lifetime_ms: i64::try_from(config.session_lifetime.as_millis()).unwrap_or(i64::MAX),

@@ -13,6 +13,7 @@
 //! read through the cache; `events` keeps it fresh across replicas.
 
 pub mod cache;
+pub mod cart_view;
 pub mod catalog;
 pub mod config;
 pub mod context;
@@ -21,9 +22,11 @@ pub mod error_page;
 pub mod events;
 pub mod extract;
 pub mod gateway;
+pub mod image_cache;
 pub mod metrics;
 pub mod negotiate;
 pub mod observe;
+pub mod product_query;
 pub mod profiles;
 pub mod return_to;
 pub mod routes;

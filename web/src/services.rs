@@ -80,6 +80,9 @@ pub struct Clients {
     sign: SignAs,
 }
 
+/// The largest answer read from inventory (a picture's bytes).
+const MAX_IMAGE_MESSAGE: usize = 32 * 1024 * 1024;
+
 impl Clients {
     pub fn new(services: Arc<Services>, caller: Caller) -> Self {
         let sign = SignAs::fixed(services.identity.clone(), caller);
@@ -91,7 +94,9 @@ impl Clients {
     }
 
     pub fn inventory(&self) -> InventoryServiceClient<Signed> {
+        // A large picture variant is bigger than tonic's default 4 MiB.
         InventoryServiceClient::with_interceptor(self.services.inventory.clone(), self.sign.clone())
+            .max_decoding_message_size(MAX_IMAGE_MESSAGE)
     }
 
     pub fn orders(&self) -> OrderServiceClient<Signed> {

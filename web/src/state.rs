@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::events::Live;
+use crate::image_cache::ImageCache;
 use crate::profiles::Profiles;
 use crate::security::Limits;
 use crate::services::{Clients, Services};
@@ -20,6 +21,7 @@ pub struct Shared {
     pub services: Arc<Services>,
     pub templates: Templates,
     pub catalog: Catalog,
+    pub images: ImageCache,
     pub profiles: Profiles,
     pub sessions: SessionRules,
     pub live: Live,

@@ -107,6 +107,8 @@ mod tests {
             stock: 1,
             created_at: String::new(),
             updated_at: String::new(),
+            categories: Vec::new(),
+            images: Vec::new(),
         };
         let html = Templates::new().render(
             "products/show.html",
@@ -183,7 +185,10 @@ mod forms {
 
     fn context(viewer: Json, partial: bool) -> Value {
         let product = json!({ "id": 7, "name": "Tea", "description": "Green", "price_minor": 450, "price": "4.50",
-            "stock": 3, "created_at": "2026-11-30T10:00:00Z", "updated_at": "2026-11-30T10:00:00Z" });
+            "stock": 3, "created_at": "2026-11-30T10:00:00Z", "updated_at": "2026-11-30T10:00:00Z",
+            "categories": [{ "id": 1, "name": "Green tea", "slug": "green-tea", "product_count": 0 }],
+            "images": [{ "id": 3, "alt": "A tin", "thumbnail": { "url": "/images/ab", "width": 400, "height": 400 },
+                         "large": { "url": "/images/cd", "width": 1200, "height": 1200 } }] });
         let order = json!({ "id": 5, "user_id": 2, "status": "confirmed", "total_minor": 450, "total": "4.50",
             "items": [{ "product_id": 7, "product_name": "Tea", "quantity": 1, "unit_price_minor": 450,
                         "unit_price": "4.50", "line_total": "4.50" }],
@@ -195,6 +200,10 @@ mod forms {
         let mut list = page.clone();
         list["products"] = json!([product]);
         list["orders"] = json!([order]);
+        list["searched_for"] = json!("earl grey");
+        list["query"] = json!({ "q": "earl gery", "category": "black-tea", "sort": "relevance", "in_stock": true,
+            "min_price_minor": 100, "max_price_minor": null, "page": 2, "page_size": 20 });
+        list["category"] = json!({ "id": 2, "name": "Black tea", "slug": "black-tea", "product_count": 4 });
         Value::from(minijinja::value::Serde(json!({
             "viewer": viewer, "partial": partial,
             "user": { "id": 2, "email": "casey@example.com", "name": "Casey", "role": "customer",
@@ -203,6 +212,11 @@ mod forms {
             "cart": { "lines": [{ "product": product, "quantity": 1, "line_total": "4.50" }], "count": 1,
                       "total_minor": 450, "total": "4.50" },
             "checkout_key": "k", "quantity": 1, "user_filter": 2,
+            "categories": [{ "id": 1, "name": "Green tea", "slug": "green-tea", "product_count": 3 }],
+            "selected": [1], "related": [product], "sorts": [["relevance", "Best match"], ["name", "Name: A to Z"]],
+            "min_price": "1.00", "max_price": null, "self_url": "/products?q=earl+gery&page=2",
+            "query_string": "q=earl+gery", "focus_list": true,
+            "image_values": { "alt": "A tin" }, "image_errors": { "image": "Not a picture." },
             "problem": { "slug": "stock-short", "type": "/problems/stock-short", "meaning": "Not enough." },
             "values": { "next": "/cart", "name": "Casey" }, "errors": { "name": "is required" },
         })))

@@ -36,6 +36,12 @@ pub struct ProductView {
     pub stock: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// By name.
+    #[serde(default)]
+    pub categories: Vec<CategoryView>,
+    /// The first is the product's picture in lists.
+    #[serde(default)]
+    pub images: Vec<ImageView>,
 }
 
 impl From<inventory::Product> for ProductView {
@@ -49,7 +55,56 @@ impl From<inventory::Product> for ProductView {
             stock: p.stock,
             created_at: rfc3339(p.created_at),
             updated_at: rfc3339(p.updated_at),
+            categories: p.categories.into_iter().map(CategoryView::from).collect(),
+            images: p.images.into_iter().filter_map(ImageView::from_proto).collect(),
         }
+    }
+}
+
+/// A category of products; `slug` names it in URLs (`/products?category=green-tea`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CategoryView {
+    pub id: i64,
+    pub name: String,
+    pub slug: String,
+    /// Products in it (in the category list; 0 on a product).
+    pub product_count: i64,
+}
+
+impl From<inventory::Category> for CategoryView {
+    fn from(c: inventory::Category) -> Self {
+        Self { id: c.id, name: c.name, slug: c.slug, product_count: c.product_count }
+    }
+}
+
+/// A product's picture, in two sizes, each at a URL named by its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImageView {
+    pub id: i64,
+    /// What the picture shows.
+    pub alt: String,
+    /// At most 400 px on its longer side.
+    pub thumbnail: ImageVariantView,
+    /// At most 1200 px on its longer side.
+    pub large: ImageVariantView,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImageVariantView {
+    /// `/images/{sha-256 of the bytes}`: the same URL always has the same bytes.
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl ImageView {
+    fn from_proto(image: inventory::ProductImage) -> Option<Self> {
+        let variant = |v: inventory::ImageVariant| ImageVariantView {
+            url: format!("/images/{}", v.hash),
+            width: v.width,
+            height: v.height,
+        };
+        Some(Self { id: image.id, alt: image.alt, thumbnail: variant(image.thumbnail?), large: variant(image.large?) })
     }
 }
 
@@ -207,6 +262,15 @@ pub struct ProductList {
     pub products: Vec<ProductView>,
     #[serde(flatten)]
     pub page: PageInfo,
+    /// When words of `q` matched nothing as typed: what was searched instead
+    /// ("earl grey" for "earl gery"); empty otherwise.
+    #[serde(default)]
+    pub searched_for: String,
+    /// What was asked for, checked (the URL's parameters).
+    pub query: crate::product_query::ProductQuery,
+    /// The category asked for, if any.
+    #[serde(default)]
+    pub category: Option<CategoryView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -214,41 +278,6 @@ pub struct OrderList {
     pub orders: Vec<OrderView>,
     #[serde(flatten)]
     pub page: PageInfo,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CartLine {
-    pub product: ProductView,
-    pub quantity: i64,
-    pub line_total: String,
-}
-
-impl CartLine {
-    pub fn new(quantity: i64, product: ProductView) -> Self {
-        Self { line_total: money(product.price_minor.saturating_mul(quantity)), product, quantity }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CartView {
-    pub lines: Vec<CartLine>,
-    /// Units in the cart.
-    pub count: i64,
-    /// At today's prices; the order is priced again when placed.
-    pub total_minor: i64,
-    pub total: String,
-    /// Products that were in the cart but are no longer sold: taken out of
-    /// it by this reading (0 almost always).
-    pub removed: usize,
-}
-
-impl CartView {
-    pub fn new(lines: Vec<CartLine>) -> Self {
-        let total_minor =
-            lines.iter().map(|l| l.product.price_minor.saturating_mul(l.quantity)).fold(0_i64, i64::saturating_add);
-        let count = lines.iter().map(|l| l.quantity).sum();
-        Self { lines, count, total_minor, total: money(total_minor), removed: 0 }
-    }
 }
 
 #[cfg(test)]

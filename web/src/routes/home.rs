@@ -6,21 +6,29 @@ use axum::response::{IntoResponse, Response};
 use crate::context::{Ctx, Pages};
 use crate::error::AppError;
 use crate::negotiate::Want;
+use crate::product_query::ProductQuery;
 
 const HOME: Pages = Pages::new("home.html", "home.html");
 
 pub async fn home(ctx: Ctx) -> Result<Response, AppError> {
-    let (newest, _) = ctx.state.catalog.page(&ctx.services(), 1, 8).await?;
+    let first_page = ProductQuery { page_size: 8, ..ProductQuery::default() };
+    let (newest, _) = ctx.state.catalog.search(&ctx.services(), &first_page).await?;
+    let categories = ctx.state.catalog.categories(&ctx.services()).await?;
     Ok(match ctx.want {
         Want::Json => axum::Json(serde_json::json!({
             "products": newest.products,
             "total": newest.page.total,
+            "categories": categories,
             "links": { "products": "/products", "orders": "/orders", "cart": "/cart", "openapi": "/openapi.json" },
         }))
         .into_response(),
         _ => ctx.render(
             HOME,
-            minijinja::context! { products => minijinja::value::Serde(&newest.products), total => newest.page.total },
+            minijinja::context! {
+                products => minijinja::value::Serde(&newest.products),
+                total => newest.page.total,
+                categories => minijinja::value::Serde(&categories),
+            },
         ),
     })
 }

@@ -5,7 +5,9 @@
 
 pub mod assets;
 pub mod cart;
+pub mod categories;
 pub mod home;
+pub mod images;
 pub mod orders;
 pub mod problems;
 pub mod products;
@@ -34,7 +36,7 @@ use crate::state::AppState;
         (name = "products", description = "The catalogue"),
         (name = "orders", description = "Orders and their status"),
         (name = "users", description = "Accounts and sign-in"),
-        (name = "cart", description = "The session's cart")
+        (name = "cart", description = "The cart: a guest's in the session, a customer's kept by the shop")
     )
 )]
 struct ApiDoc;
@@ -56,6 +58,14 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cart::show))
         .routes(routes!(cart::add))
         .routes(routes!(cart::set, cart::remove))
+        .routes(routes!(categories::list, categories::create))
+        .routes(routes!(categories::rename, categories::delete))
+        .routes({
+            // A picture may be far larger than the 64 KiB every other body gets.
+            let (schemas, paths, method) = routes!(images::add);
+            (schemas, paths, method.layer(axum::extract::DefaultBodyLimit::max(images::UPLOAD_LIMIT)))
+        })
+        .routes(routes!(images::delete))
         .split_for_parts();
     let router = api
         .route("/", get(home::home))
@@ -77,6 +87,9 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/users/{id}/delete", post(users::delete))
         .route("/cart/items/{product_id}", post(cart::set))
         .route("/cart/items/{product_id}/delete", post(cart::remove))
+        .route("/categories/{id}", post(categories::rename))
+        .route("/categories/{id}/delete", post(categories::delete))
+        .route("/products/{id}/images/{image_id}/delete", post(images::delete))
         .route("/openapi.json", get(openapi_json))
         .route("/problems/{slug}", get(problems::show))
         .fallback(not_found);
@@ -89,6 +102,7 @@ pub fn sessionless() -> Router<AppState> {
     Router::new()
         .route("/static/{*path}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
+        .route("/images/{hash}", get(images::serve))
         .route("/healthz", get(|| async { "ok" }))
 }
 

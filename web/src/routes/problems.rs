@@ -35,8 +35,10 @@ pub const PROBLEMS: &[(&str, &str)] = &[
     ),
     ("transition-forbidden", "The order cannot move to that status from the one it has."),
     ("concurrent-change", "The order changed meanwhile; read it again and decide anew."),
+    ("category-not-found", "No such category (it may have been deleted)."),
+    ("category-name-taken", "A category with this name already exists."),
     ("unsupported-media-type", "Send the body as application/json or application/x-www-form-urlencoded."),
-    ("too-large", "The request body is larger than 64 KiB."),
+    ("too-large", "The request body is too large: 64 KiB for forms and JSON, 10 MiB for a picture."),
     ("too-many-requests", "Too many attempts; wait for the seconds `Retry-After` says."),
     ("cross-site-write", "A write sent by another site was refused."),
     ("service-unavailable", "A service of the shop is unreachable just now; try again shortly."),
@@ -72,6 +74,8 @@ mod tests {
             Refusal::OrderPending,
             Refusal::TransitionForbidden,
             Refusal::ConcurrentChange,
+            Refusal::CategoryNotFound,
+            Refusal::CategoryNameTaken,
         ];
         let errors = [
             AppError::BadRequest(String::new()),

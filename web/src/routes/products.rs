@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shop_proto::inventory::v1 as pb;
@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 
 use crate::context::{Ctx, Pages};
 use crate::error::{AppError, FieldError};
-use crate::extract::{Id, Input, Paging, Product, number_or_blank, parse_price};
+use crate::extract::{Id, Input, Product, number_or_blank, parse_price};
+use crate::negotiate::Want;
+use crate::product_query::{ProductQuery, ProductQueryParams, Sort};
 use crate::views::ProductView;
 
 const LIST: Pages = Pages::new("products/index.html", "products/_list.html");
@@ -39,6 +41,13 @@ pub struct ProductInput {
     /// On update: added to the stock (negative to write off).
     #[serde(default, deserialize_with = "number_or_blank")]
     pub stock_delta: Option<i64>,
+    /// The product's categories (a form sends one `category_ids` per ticked
+    /// box). On update, absent means unchanged; `[]` clears them.
+    pub category_ids: Option<Vec<i64>>,
+    /// Set by the form's category boxes, so that ticking none clears them.
+    #[serde(default, skip_serializing)]
+    #[schema(ignore)]
+    pub categories_sent: Option<String>,
 }
 
 impl ProductInput {
@@ -48,6 +57,12 @@ impl ProductInput {
             (None, Some(text)) if !text.is_empty() => parse_price(text).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// The categories to set: as sent, or none when a form's boxes were all
+    /// left unticked; `None` leaves them as they are.
+    fn categories(&self) -> Option<Vec<i64>> {
+        self.category_ids.clone().or_else(|| self.categories_sent.as_ref().map(|_| Vec::new()))
     }
 
     /// What was typed, to show the form again.
@@ -79,27 +94,79 @@ fn on_form(error: AppError) -> AppError {
     }
 }
 
-/// The catalogue, newest first, a page at a time.
-#[utoipa::path(get, path = "/products", tag = "products", params(Paging),
+/// The catalogue a page at a time: everything, newest first, or what a
+/// search and filters found, in the order asked. The page's own search
+/// form is a plain GET form with these same parameters.
+#[utoipa::path(get, path = "/products", tag = "products", params(ProductQueryParams),
     responses((status = 200, description = "A page of products", body = crate::views::ProductList),
-              (status = 400, description = "A malformed page number", body = crate::error_page::ProblemBody)))]
-pub async fn list(ctx: Ctx, paging: Paging) -> Result<Response, AppError> {
-    let (list, lookup) = ctx.state.catalog.page(&ctx.services(), paging.page(), paging.page_size()).await?;
-    Ok(ctx.show_cached(LIST, "list", &list, lookup))
+              (status = 400, description = "A malformed page number", body = crate::error_page::ProblemBody),
+              (status = 404, description = "No such category", body = crate::error_page::ProblemBody),
+              (status = 422, description = "A malformed filter (the problem names it)", body = crate::error_page::ProblemBody)))]
+pub async fn list(ctx: Ctx, query: ProductQuery, headers: HeaderMap) -> Result<Response, AppError> {
+    let (list, lookup) = ctx.state.catalog.search(&ctx.services(), &query).await?;
+    if ctx.want == Want::Json {
+        return Ok(ctx.show_cached(LIST, "list", &list, lookup));
+    }
+    let categories = ctx.state.catalog.categories(&ctx.services()).await?;
+    let context = minijinja::context! {
+        list => minijinja::value::Serde(&list),
+        categories => minijinja::value::Serde(&categories),
+        sorts => Sort::ALL.iter().map(|sort| (sort.name(), sort.label())).collect::<Vec<_>>(),
+        min_price => list.query.min_price_minor.map(crate::views::money),
+        max_price => list.query.max_price_minor.map(crate::views::money),
+        self_url => list.query.url(list.page.page),
+        query_string => list.query.without_page(),
+        // Focus moves to a list the pager brought, not away from the search
+        // box being typed in or a filter being chosen.
+        focus_list => !matches!(
+            headers.get("hx-trigger").and_then(|v| v.to_str().ok()),
+            Some("product-filters" | "product-list")
+        ),
+    };
+    let mut response = ctx.render_cached(LIST, context, lookup);
+    if ctx.want == Want::Partial
+        && let Ok(url) = HeaderValue::from_str(&list.query.url(list.page.page))
+    {
+        // The list's own URL, not the form's (which lists its empty fields).
+        response.headers_mut().insert("hx-push-url", url);
+    }
+    Ok(response)
 }
 
-/// One product.
+/// One product, with its pictures, categories and (on its page) a few
+/// others from its first category.
 #[utoipa::path(get, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
     responses((status = 200, body = ProductView), (status = 404, body = crate::error_page::ProblemBody)))]
 pub async fn show(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppError> {
     let (product, lookup) = ctx.state.catalog.product(&ctx.services(), id).await?;
-    Ok(ctx.show_cached(CARD, "product", &product, lookup))
+    if ctx.want == Want::Json {
+        return Ok(ctx.show_cached(CARD, "product", &product, lookup));
+    }
+    // Related products are a nicety: the product shows without them.
+    let related = ctx.state.catalog.related(&ctx.services(), &product, 4).await.unwrap_or_else(|error| {
+        tracing::warn!(product_id = id, %error, "related products unavailable");
+        Vec::new()
+    });
+    let context = minijinja::context! {
+        product => minijinja::value::Serde(&product),
+        related => minijinja::value::Serde(&related),
+    };
+    Ok(ctx.render_cached(CARD, context, lookup))
 }
 
 /// The form for a new product (admins).
 pub async fn new_form(ctx: Ctx) -> Result<Response, AppError> {
     ctx.admin()?;
-    Ok(ctx.render(NEW, minijinja::context! { values => BTreeMap::<String, String>::new(), errors => BTreeMap::<String, String>::new() }))
+    let categories = ctx.state.catalog.categories(&ctx.services()).await?;
+    Ok(ctx.render(
+        NEW,
+        minijinja::context! {
+            values => BTreeMap::<String, String>::new(),
+            errors => BTreeMap::<String, String>::new(),
+            categories => minijinja::value::Serde(&categories),
+            selected => Vec::<i64>::new(),
+        },
+    ))
 }
 
 /// Adds a product (admins).
@@ -111,10 +178,17 @@ pub async fn create(ctx: Ctx, Input(input): Input<ProductInput>) -> Result<Respo
     ctx.admin()?;
     let product = match add(&ctx, &input).await {
         Ok(product) => product,
-        Err(error) => return ctx.form_again(NEW, on_form(error), input.values(), minijinja::context! {}),
+        Err(error) => {
+            let categories = ctx.state.catalog.categories(&ctx.services()).await.unwrap_or_default();
+            let context = minijinja::context! {
+                categories => minijinja::value::Serde(&categories),
+                selected => input.categories().unwrap_or_default(),
+            };
+            return ctx.form_again(NEW, on_form(error), input.values(), context);
+        }
     };
     ctx.state.catalog.forget_lists().await;
-    if ctx.want == crate::negotiate::Want::Partial {
+    if ctx.want == Want::Partial {
         // The new-product form stays open on the list: it says what was added.
         let mut response = ctx.show(ADDED, "product", &product);
         *response.status_mut() = StatusCode::CREATED;
@@ -131,12 +205,14 @@ async fn add(ctx: &Ctx, input: &ProductInput) -> Result<ProductView, AppError> {
         description: input.description.clone().unwrap_or_default(),
         price_minor: input.price_minor()?.ok_or_else(|| AppError::field("price", "is required"))?,
         stock: input.stock.unwrap_or(0),
+        category_ids: input.categories().unwrap_or_default(),
     };
     let created = ctx.services().inventory().create_product(request).await?.into_inner();
     created.product.map(ProductView::from).ok_or(AppError::Missing("inventory returned no product"))
 }
 
-/// The form editing a product (admins), swapped over its card.
+/// The form editing a product (admins), swapped over its card; its page
+/// also manages the product's pictures.
 pub async fn edit_form(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppError> {
     ctx.admin()?;
     let (product, _) = ctx.state.catalog.product(&ctx.services(), id).await?;
@@ -145,8 +221,22 @@ pub async fn edit_form(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, App
         ("description", product.description.clone()),
         ("price", product.price.clone()),
     ]);
-    let context = minijinja::context! { product => minijinja::value::Serde(&product), values => values, errors => BTreeMap::<String, String>::new() };
-    Ok(ctx.render(EDIT, context))
+    let selected: Vec<i64> = product.categories.iter().map(|c| c.id).collect();
+    let context = edit_context(&ctx, &product, selected).await;
+    Ok(ctx.render(EDIT, minijinja::context! { values => values, errors => BTreeMap::<String, String>::new(), ..context }))
+}
+
+/// What the edit page shows beside the form's values: the product, every
+/// category and the ones ticked.
+async fn edit_context(ctx: &Ctx, product: &ProductView, selected: Vec<i64>) -> minijinja::Value {
+    let categories = ctx.state.catalog.categories(&ctx.services()).await.unwrap_or_default();
+    minijinja::context! {
+        product => minijinja::value::Serde(product),
+        categories => minijinja::value::Serde(&categories),
+        selected => selected,
+        image_values => BTreeMap::<String, String>::new(),
+        image_errors => BTreeMap::<String, String>::new(),
+    }
 }
 
 /// Changes a product (admins). Only the fields sent change; stock moves by
@@ -164,7 +254,8 @@ pub async fn update(ctx: Ctx, Id(id, _): Id<Product>, Input(input): Input<Produc
         Ok(product) => product,
         Err(error) if ctx.is_html() => {
             let (product, _) = ctx.state.catalog.product(&ctx.services(), id).await?;
-            let context = minijinja::context! { product => minijinja::value::Serde(&product) };
+            let selected = input.categories().unwrap_or_else(|| product.categories.iter().map(|c| c.id).collect());
+            let context = edit_context(&ctx, &product, selected).await;
             return ctx.form_again(EDIT, on_form(error), input.values(), context);
         }
         Err(error) => return Err(error),
@@ -182,6 +273,7 @@ async fn change(ctx: &Ctx, id: i64, input: &ProductInput) -> Result<ProductView,
         price_minor: input.price_minor()?,
         // A form's empty "add to stock" is no change; JSON may say 0.
         stock_delta: input.stock_delta.filter(|delta| *delta != 0 || !ctx.is_html()),
+        categories: input.categories().map(|ids| pb::CategoryIds { ids }),
     };
     let updated = ctx.services().inventory().update_product(request).await?.into_inner();
     updated.product.map(ProductView::from).ok_or(AppError::Missing("inventory returned no product"))
@@ -197,7 +289,7 @@ pub async fn delete(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppErr
     ctx.services().inventory().delete_product(pb::DeleteProductRequest { id }).await?;
     ctx.state.catalog.forget(id).await;
     match ctx.want {
-        crate::negotiate::Want::Partial => Ok(ctx.render(DELETED, minijinja::context! {})),
+        Want::Partial => Ok(ctx.render(DELETED, minijinja::context! {})),
         _ => ctx.redirect("/products", "The product was deleted.".into()).await,
     }
 }
@@ -209,7 +301,7 @@ pub async fn load_demo(ctx: Ctx) -> Result<Response, AppError> {
     let request = pb::LoadDemoCatalogueRequest {};
     let added = ctx.services().inventory().load_demo_catalogue(request).await?.into_inner().added;
     ctx.state.catalog.forget_lists().await;
-    if ctx.want == crate::negotiate::Want::Json {
+    if ctx.want == Want::Json {
         return Ok(axum::Json(serde_json::json!({ "added": added })).into_response());
     }
     let message = match added {
