@@ -687,7 +687,7 @@ export SHOP_BIN=${SHOP_BIN:-$target_dir/debug/shop}
 run "$VENV/bin/python" tests/python/test_grpc_clients.py
 step_done
 
-step "browser tests in headless Chromium (tests/browser/test_shop.py, test_no_js.py)"
+step "browser tests in headless Chromium (tests/browser/test_shop.py, test_no_js.py, test_cart.py, test_catalogue.py)"
 # Every run's screenshots afresh, so none is left from an earlier run.
 export SHOP_SCREENSHOTS="$ROOT/ci-artifacts/screenshots"
 rm -rf "$SHOP_SCREENSHOTS"
@@ -695,6 +695,9 @@ browser_status=0
 run "$VENV/bin/python" tests/browser/test_shop.py || browser_status=$?
 # The same shop with JavaScript off: every action is a plain form.
 [[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_no_js.py || browser_status=$?
+[[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_cart.py || browser_status=$?
+# Search, filters, sort, categories and pictures, on the demo catalogue.
+[[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_catalogue.py || browser_status=$?
 note "screenshots: $SHOP_SCREENSHOTS/ ($(find "$SHOP_SCREENSHOTS" -name '*.png' 2>/dev/null | wc -l) PNGs)"
 [[ $browser_status -eq 0 ]] || exit "$browser_status"
 step_done

@@ -2,6 +2,7 @@
 //! consumers of its own, so each one hears every event:
 //!
 //! - `product.changed`: forget the cached product and product pages;
+//! - `category.changed`: forget product pages and the category list;
 //! - `user.deleted`: end the user's sessions, forget the cached profile;
 //! - `order.status_changed`: tell browser pages watching the order.
 //!
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use fred::clients::Pool;
 use fred::interfaces::SortedSetsInterface;
 use fred::types::sorted_sets::Ordering;
-use shop_events::{Bus, Consumer, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer};
+use shop_events::{Bus, CategoryChanged, Consumer, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -108,7 +109,7 @@ impl Live {
 
 /// Starts this replica's consumers; they run until their handles are aborted.
 pub fn start(bus: &Bus, catalog: Catalog, profiles: Profiles, revoked: Revoked, live: Live) -> Vec<JoinHandle<()>> {
-    let products = Consumer::per_replica("gateway-products", vec![ProductChanged::KIND]);
+    let products = Consumer::per_replica("gateway-products", vec![ProductChanged::KIND, CategoryChanged::KIND]);
     let users = Consumer::per_replica("gateway-users", vec![UserDeleted::KIND]);
     let orders = Consumer::per_replica("gateway-orders", vec![OrderStatusChanged::KIND]);
     vec![
@@ -117,6 +118,11 @@ pub fn start(bus: &Bus, catalog: Catalog, profiles: Profiles, revoked: Revoked, 
             async move {
                 if let Some(changed) = event.decode::<ProductChanged>() {
                     catalog.forget(changed.product_id).await;
+                }
+                // Lists and the category list go at once; a product's own
+                // copy names its categories until the cache's TTL ends it.
+                if event.decode::<CategoryChanged>().is_some() {
+                    catalog.forget_lists().await;
                 }
                 Ok(())
             }

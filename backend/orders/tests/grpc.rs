@@ -73,7 +73,7 @@ async fn start_on(backend: Backend, orders_db: TestDb) -> Shop {
 
 impl Shop {
     async fn product(&mut self, name: &str, price_minor: i64, stock: i64) -> i64 {
-        let request = CreateProductRequest { name: name.into(), description: String::new(), price_minor, stock };
+        let request = CreateProductRequest { name: name.into(), price_minor, stock, ..Default::default() };
         let created = self.inventory.create_product(request).await.expect("a product");
         created.into_inner().product.expect("a product").id
     }

@@ -28,7 +28,7 @@ async fn product(inventory: &str, name: &str, stock: i64) -> i64 {
         shop_testkit::connect(inventory).await,
         shop_testkit::sign_as(shop_testkit::admin()),
     );
-    let request = CreateProductRequest { name: name.into(), description: String::new(), price_minor: 1_000, stock };
+    let request = CreateProductRequest { name: name.into(), price_minor: 1_000, stock, ..Default::default() };
     client.create_product(request).await.expect("a product").into_inner().product.expect("a product").id
 }
 
