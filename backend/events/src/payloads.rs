@@ -29,12 +29,13 @@ impl Payload for UserDeleted {
     const VERSION: u32 = 1;
 }
 
-/// `product.changed`: a product was created, edited, deleted, or its stock
-/// moved; copies of it are stale.
+/// `product.changed`: a product was created, edited, deleted, its stock
+/// moved or its pictures changed; copies of it are stale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductChanged {
     pub product_id: i64,
-    /// `created`, `updated`, `deleted` or `stock`.
+    /// `created`, `updated` (fields or categories), `deleted`, `stock` or
+    /// `images`.
     pub change: String,
     /// The stock after the change; absent when deleted.
     pub stock: Option<i64>,
@@ -42,6 +43,21 @@ pub struct ProductChanged {
 
 impl Payload for ProductChanged {
     const KIND: &'static str = "product.changed";
+    const VERSION: u32 = 1;
+}
+
+/// `category.changed`: a category was created, renamed or deleted; copies
+/// of the category list, and of products in it (which carry its name), are
+/// stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryChanged {
+    pub category_id: i64,
+    /// `created`, `renamed` or `deleted`.
+    pub change: String,
+}
+
+impl Payload for CategoryChanged {
+    const KIND: &'static str = "category.changed";
     const VERSION: u32 = 1;
 }
 

@@ -2,6 +2,8 @@
 //! boundary.
 
 use crate::InventoryError;
+pub use crate::categories::Category;
+use crate::images::Variants;
 
 fn invalid(field: &'static str, message: &str) -> InventoryError {
     InventoryError::invalid(field, message)
@@ -100,6 +102,25 @@ pub fn parse_ids(ids: &[i64]) -> Result<Vec<i64>, InventoryError> {
     Ok(unique)
 }
 
+/// Most categories one product may be in.
+pub const MAX_CATEGORIES: usize = 20;
+
+/// A product's categories: each positive, at most [`MAX_CATEGORIES`],
+/// repeats dropped. (Whether they exist is the store's question.)
+pub fn parse_category_ids(field: &'static str, ids: &[i64]) -> Result<Vec<i64>, InventoryError> {
+    if ids.len() > MAX_CATEGORIES {
+        return Err(invalid(field, "may name at most 20 categories"));
+    }
+    let mut unique = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = parse_id(field, *id)?;
+        if !unique.contains(&id) {
+            unique.push(id);
+        }
+    }
+    Ok(unique)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
     pub id: i64,
@@ -109,6 +130,28 @@ pub struct Product {
     pub stock: i64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// By name.
+    pub categories: Vec<Category>,
+    /// In the order they were added.
+    pub images: Vec<ProductImage>,
+}
+
+/// A stored picture of a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductImage {
+    pub id: i64,
+    pub alt: String,
+    /// Of both variants.
+    pub content_type: String,
+    pub thumbnail: StoredVariant,
+    pub large: StoredVariant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVariant {
+    pub hash: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 pub struct NewProduct {
@@ -116,6 +159,14 @@ pub struct NewProduct {
     pub description: Description,
     pub price_minor: i64,
     pub stock: i64,
+    /// Existing categories, checked by the store.
+    pub category_ids: Vec<i64>,
+}
+
+/// A picture to add: its alt text and its variants, made already.
+pub struct NewImage {
+    pub alt: String,
+    pub variants: Variants,
 }
 
 #[derive(Default)]
@@ -124,6 +175,8 @@ pub struct ProductChanges {
     pub description: Option<Description>,
     pub price_minor: Option<i64>,
     pub stock_delta: Option<i64>,
+    /// When set, the categories become exactly these.
+    pub category_ids: Option<Vec<i64>>,
 }
 
 /// What an order asks for, parsed by the one parser the order service uses

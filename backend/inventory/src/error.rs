@@ -4,6 +4,8 @@
 use shop_grpc::rich_error::{ErrorReason, refuse};
 use tonic::{Code, Status};
 
+use crate::images::ImageProblem;
+
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     #[error("{field}: {message}")]
@@ -16,8 +18,22 @@ pub enum InventoryError {
     StockBelowZero(i64),
     #[error("order {0} has been released and cannot reserve stock again")]
     Released(i64),
+    #[error("category {0} not found")]
+    CategoryNotFound(i64),
+    #[error("a category named {0:?} (or with the same slug) exists already")]
+    CategoryNameTaken(String),
+    #[error("picture refused: {}", .0.sentence())]
+    ImageRefused(ImageProblem),
+    #[error("no stored picture has the hash {0}")]
+    ImageNotFound(String),
+    #[error("product {product_id} has no picture {image_id}")]
+    ProductImageNotFound { product_id: i64, image_id: i64 },
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
+    /// A failure of ours that is not the database's (a picture that would
+    /// not encode, a task that panicked): logged, never shown.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl InventoryError {
@@ -56,7 +72,27 @@ impl From<InventoryError> for Status {
                 refuse(Code::FailedPrecondition, ErrorReason::ReservationReleased, message)
                     .metadata("order_id", order_id)
             }
-            InventoryError::Storage(_) => {
+            InventoryError::CategoryNotFound(category_id) => {
+                refuse(Code::NotFound, ErrorReason::CategoryNotFound, message).metadata("category_id", category_id)
+            }
+            InventoryError::CategoryNameTaken(_) => {
+                refuse(Code::AlreadyExists, ErrorReason::CategoryNameTaken, message)
+                    .field_violation("name", "another category has this name")
+            }
+            InventoryError::ImageRefused(problem) => {
+                refuse(Code::InvalidArgument, ErrorReason::ImageRefused, problem.sentence())
+                    .metadata("problem", problem.code())
+                    .field_violation("image", problem.sentence())
+            }
+            InventoryError::ImageNotFound(hash) => {
+                refuse(Code::NotFound, ErrorReason::ImageNotFound, message).metadata("hash", hash)
+            }
+            InventoryError::ProductImageNotFound { product_id, image_id } => {
+                refuse(Code::NotFound, ErrorReason::ImageNotFound, message)
+                    .metadata("product_id", product_id)
+                    .metadata("image_id", image_id)
+            }
+            InventoryError::Storage(_) | InventoryError::Internal(_) => {
                 tracing::error!(error = %message, "inventory service failure");
                 refuse(Code::Internal, ErrorReason::Internal, "internal error")
             }

@@ -6,9 +6,13 @@
 //! negative whatever the code does. Reservations are keyed by order id, which
 //! makes reserving and releasing idempotent.
 
+pub mod categories;
 pub mod demo;
+mod demo_pictures;
 pub mod domain;
 pub mod error;
+pub mod images;
+pub mod search;
 pub mod service;
 pub mod store;
 
@@ -18,7 +22,7 @@ pub use error::InventoryError;
 pub use service::InventoryService;
 
 /// The inventory database's schema, for each backend.
-pub const MIGRATIONS: Migrations = shop_storage::migrations!("inventory": 1 => "0001_create_products", 2 => "0002_create_outbox", 3 => "0003_outbox_trace_context");
+pub const MIGRATIONS: Migrations = shop_storage::migrations!("inventory": 1 => "0001_create_products", 2 => "0002_create_outbox", 3 => "0003_outbox_trace_context", 4 => "0004_categories_search_images");
 
 /// Describes inventory's metrics to the registry, each at zero so `rate()`
 /// sees them before the first event.

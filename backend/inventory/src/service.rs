@@ -7,12 +7,15 @@ use shop_proto::inventory::v1 as pb;
 use shop_proto::inventory::v1::inventory_service_server::{self, InventoryServiceServer};
 use shop_proto::time::from_unix_ms;
 use shop_storage::{Db, Page};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
+use crate::categories::{Category, CategoryName};
 use crate::domain::{
-    Description, NewProduct, Product, ProductChanges, ProductName, ReservedItem, parse_id, parse_ids, parse_price,
-    parse_stock, parse_stock_delta,
+    Description, NewImage, NewProduct, Product, ProductChanges, ProductImage, ProductName, ReservedItem, StoredVariant,
+    parse_category_ids, parse_id, parse_ids, parse_price, parse_stock, parse_stock_delta,
 };
+use crate::images::{self, ImageProblem};
+use crate::search::{ProductFilter, QueryWords, Sort, parse_price_bounds, searched_for};
 use crate::{InventoryError, domain, store};
 
 #[derive(Clone)]
@@ -66,6 +69,7 @@ fn parse_new_product(request: pb::CreateProductRequest) -> Result<NewProduct, In
         description: Description::parse(&request.description)?,
         price_minor: parse_price(request.price_minor)?,
         stock: parse_stock(request.stock)?,
+        category_ids: parse_category_ids("category_ids", &request.category_ids)?,
     })
 }
 
@@ -75,7 +79,68 @@ fn parse_changes(request: &pb::UpdateProductRequest) -> Result<ProductChanges, I
         description: request.description.as_deref().map(Description::parse).transpose()?,
         price_minor: request.price_minor.map(parse_price).transpose()?,
         stock_delta: request.stock_delta.map(parse_stock_delta).transpose()?,
+        category_ids: request.categories.as_ref().map(|c| parse_category_ids("categories.ids", &c.ids)).transpose()?,
     })
+}
+
+/// The search, filters and order of a `ListProducts` request. Without
+/// words, relevance is newest first.
+fn parse_filter(request: &pb::ListProductsRequest) -> Result<(ProductFilter, Sort), InventoryError> {
+    let words = QueryWords::parse(&request.query)?;
+    let (min_price_minor, max_price_minor) = parse_price_bounds(request.min_price_minor, request.max_price_minor)?;
+    let optional_id = |field, id: i64| if id == 0 { Ok(None) } else { parse_id(field, id).map(Some) };
+    let sort = match pb::ProductSort::try_from(request.sort) {
+        Ok(pb::ProductSort::Unspecified) if words.is_empty() => Sort::Newest,
+        Ok(pb::ProductSort::Unspecified | pb::ProductSort::Relevance) => Sort::Relevance,
+        Ok(pb::ProductSort::Newest) => Sort::Newest,
+        Ok(pb::ProductSort::PriceLowFirst) => Sort::PriceLowFirst,
+        Ok(pb::ProductSort::PriceHighFirst) => Sort::PriceHighFirst,
+        Ok(pb::ProductSort::Name) => Sort::Name,
+        Err(_) => return Err(InventoryError::invalid("sort", "is not a known order")),
+    };
+    let filter = ProductFilter {
+        words,
+        category_id: optional_id("category_id", request.category_id)?,
+        in_stock_only: request.in_stock_only,
+        min_price_minor,
+        max_price_minor,
+        exclude_product_id: optional_id("exclude_product_id", request.exclude_product_id)?,
+    };
+    Ok((filter, sort))
+}
+
+/// Reads an upload: its first message (product and alt text, checked before
+/// any byte is read), then its chunks, refusing as soon as it passes
+/// [`images::MAX_BYTES`] without reading the rest.
+async fn read_upload(
+    db: &Db,
+    mut stream: Streaming<pb::AddProductImageRequest>,
+) -> Result<(i64, String, Vec<u8>), Status> {
+    use pb::add_product_image_request::Part;
+    let first = stream.message().await?.and_then(|message| message.part);
+    let Some(Part::Upload(upload)) = first else {
+        return Err(InventoryError::invalid("upload", "the first message must carry the upload").into());
+    };
+    let product_id = parse_id("product_id", upload.product_id)?;
+    let alt = images::parse_alt(&upload.alt)?;
+    store::images::check_room(db, product_id).await?;
+    let mut bytes = Vec::new();
+    while let Some(message) = stream.message().await? {
+        match message.part {
+            Some(Part::Chunk(chunk)) => {
+                if bytes.len() + chunk.len() > images::MAX_BYTES {
+                    // Dropping the stream tells the client to stop sending.
+                    return Err(InventoryError::ImageRefused(ImageProblem::TooLarge).into());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Some(Part::Upload(_)) => {
+                return Err(InventoryError::invalid("upload", "only the first message may carry the upload").into());
+            }
+            None => {}
+        }
+    }
+    Ok((product_id, alt, bytes))
 }
 
 fn parse_page(page: u32, size: u32) -> Result<Page, InventoryError> {
@@ -100,7 +165,7 @@ impl inventory_service_server::InventoryService for InventoryService {
     ) -> Result<Response<pb::CreateProductResponse>, Status> {
         self.identity.caller(&request)?.require_admin()?;
         let product = parse_new_product(request.into_inner())?;
-        let product = store::insert(&self.db, &product).await?;
+        let product = store::insert(&self.db, &product, None).await?;
         self.outbox.wake();
         tracing::info!(product_id = product.id, "product created");
         Ok(Response::new(pb::CreateProductResponse { product: Some(product.into()) }))
@@ -167,13 +232,94 @@ impl inventory_service_server::InventoryService for InventoryService {
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
         let request = request.into_inner();
         let page = parse_page(request.page, request.page_size)?;
-        let (products, total) = store::list(&self.db, page).await?;
+        let (filter, sort) = parse_filter(&request)?;
+        let found = store::search::list(&self.db, &filter, sort, page).await?;
         Ok(Response::new(pb::ListProductsResponse {
-            products: products.into_iter().map(Into::into).collect(),
-            total,
+            products: found.products.into_iter().map(Into::into).collect(),
+            total: found.total,
             page: page.number,
             page_size: page.size,
+            searched_for: searched_for(&found.terms),
         }))
+    }
+
+    async fn list_categories(
+        &self,
+        _request: Request<pb::ListCategoriesRequest>,
+    ) -> Result<Response<pb::ListCategoriesResponse>, Status> {
+        let categories = store::categories::list(&self.db).await?;
+        Ok(Response::new(pb::ListCategoriesResponse { categories: categories.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn create_category(
+        &self,
+        request: Request<pb::CreateCategoryRequest>,
+    ) -> Result<Response<pb::CreateCategoryResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let name = CategoryName::parse(&request.into_inner().name)?;
+        let category = store::categories::create(&self.db, &name).await?;
+        self.outbox.wake();
+        tracing::info!(category_id = category.id, "category created");
+        Ok(Response::new(pb::CreateCategoryResponse { category: Some(category.into()) }))
+    }
+
+    async fn update_category(
+        &self,
+        request: Request<pb::UpdateCategoryRequest>,
+    ) -> Result<Response<pb::UpdateCategoryResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let request = request.into_inner();
+        let id = parse_id("id", request.id)?;
+        let name = CategoryName::parse(&request.name)?;
+        let category = store::categories::rename(&self.db, id, &name).await?;
+        self.outbox.wake();
+        Ok(Response::new(pb::UpdateCategoryResponse { category: Some(category.into()) }))
+    }
+
+    async fn delete_category(
+        &self,
+        request: Request<pb::DeleteCategoryRequest>,
+    ) -> Result<Response<pb::DeleteCategoryResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let id = parse_id("id", request.into_inner().id)?;
+        store::categories::delete(&self.db, id).await?;
+        self.outbox.wake();
+        tracing::info!(category_id = id, "category deleted");
+        Ok(Response::new(pb::DeleteCategoryResponse {}))
+    }
+
+    async fn add_product_image(
+        &self,
+        request: Request<Streaming<pb::AddProductImageRequest>>,
+    ) -> Result<Response<pb::AddProductImageResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let (product_id, alt, bytes) = read_upload(&self.db, request.into_inner()).await?;
+        let variants = tokio::task::spawn_blocking(move || images::variants_of_upload(&bytes))
+            .await
+            .map_err(|error| InventoryError::Internal(format!("the picture task failed: {error}")))??;
+        let product = store::images::add(&self.db, product_id, &NewImage { alt, variants }).await?;
+        self.outbox.wake();
+        tracing::info!(product_id, "picture added");
+        Ok(Response::new(pb::AddProductImageResponse { product: Some(product.into()) }))
+    }
+
+    async fn delete_product_image(
+        &self,
+        request: Request<pb::DeleteProductImageRequest>,
+    ) -> Result<Response<pb::DeleteProductImageResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let request = request.into_inner();
+        let product_id = parse_id("product_id", request.product_id)?;
+        let image_id = parse_id("image_id", request.image_id)?;
+        let product = store::images::delete(&self.db, product_id, image_id).await?;
+        self.outbox.wake();
+        Ok(Response::new(pb::DeleteProductImageResponse { product: Some(product.into()) }))
+    }
+
+    async fn get_image(&self, request: Request<pb::GetImageRequest>) -> Result<Response<pb::GetImageResponse>, Status> {
+        let hash = images::parse_hash(&request.into_inner().hash)?;
+        let (content_type, data) = store::images::blob(&self.db, &hash).await?;
+        Ok(Response::new(pb::GetImageResponse { content_type, data }))
     }
 
     async fn reserve_stock(
@@ -211,6 +357,31 @@ impl From<Product> for pb::Product {
             stock: product.stock,
             created_at: Some(from_unix_ms(product.created_at_ms)),
             updated_at: Some(from_unix_ms(product.updated_at_ms)),
+            categories: product.categories.into_iter().map(Into::into).collect(),
+            images: product.images.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<Category> for pb::Category {
+    fn from(category: Category) -> Self {
+        Self { id: category.id, name: category.name, slug: category.slug, product_count: category.product_count }
+    }
+}
+
+impl From<ProductImage> for pb::ProductImage {
+    fn from(image: ProductImage) -> Self {
+        let variant = |v: StoredVariant| pb::ImageVariant {
+            hash: v.hash,
+            content_type: image.content_type.clone(),
+            width: v.width,
+            height: v.height,
+        };
+        Self {
+            id: image.id,
+            alt: image.alt.clone(),
+            thumbnail: Some(variant(image.thumbnail)),
+            large: Some(variant(image.large)),
         }
     }
 }

@@ -33,7 +33,13 @@ async fn start(backend: Backend) -> Inventory {
 }
 
 fn new_product(name: &str, price_minor: i64, stock: i64) -> CreateProductRequest {
-    CreateProductRequest { name: name.into(), description: "A fine thing.".into(), price_minor, stock }
+    CreateProductRequest {
+        name: name.into(),
+        description: "A fine thing.".into(),
+        price_minor,
+        stock,
+        category_ids: Vec::new(),
+    }
 }
 
 async fn create(inventory: &mut Inventory, name: &str, price_minor: i64, stock: i64) -> Product {
@@ -74,6 +80,7 @@ async fn products_are_created_read_changed_and_deleted(backend: Backend) {
         description: Some(String::new()),
         price_minor: Some(2_999),
         stock_delta: Some(5),
+        categories: None,
     };
     let changed = inventory.client.update_product(change).await.expect("update").into_inner().product.expect("p");
     assert_eq!((changed.name.as_str(), changed.description.as_str()), ("Brass desk lamp", ""));
@@ -142,14 +149,19 @@ async fn listing_pages_through_a_stable_order(backend: Backend) {
     ids.reverse(); // newest first
     let mut seen = Vec::new();
     for page in 1..=3 {
-        let listed = inventory.client.list_products(ListProductsRequest { page, page_size: 10 }).await;
+        let listed =
+            inventory.client.list_products(ListProductsRequest { page, page_size: 10, ..Default::default() }).await;
         let listed = listed.expect("a page").into_inner();
         assert_eq!((listed.total, listed.page, listed.page_size), (25, page, 10));
         seen.extend(listed.products.iter().map(|p| p.id));
     }
     assert_eq!(seen, ids, "pages neither overlap nor skip");
 
-    let beyond = inventory.client.list_products(ListProductsRequest { page: 9, page_size: 10 }).await.expect("a page");
+    let beyond = inventory
+        .client
+        .list_products(ListProductsRequest { page: 9, page_size: 10, ..Default::default() })
+        .await
+        .expect("a page");
     let beyond = beyond.into_inner();
     assert!(beyond.products.is_empty());
     assert_eq!(beyond.total, 25);
@@ -157,9 +169,9 @@ async fn listing_pages_through_a_stable_order(backend: Backend) {
     assert_eq!((defaults.page, defaults.page_size, defaults.products.len()), (1, 20, 20));
 
     for (request, field) in [
-        (ListProductsRequest { page: 1, page_size: 101 }, "page_size"),
-        (ListProductsRequest { page: 1, page_size: u32::MAX }, "page_size"),
-        (ListProductsRequest { page: u32::MAX, page_size: 100 }, "page"),
+        (ListProductsRequest { page: 1, page_size: 101, ..Default::default() }, "page_size"),
+        (ListProductsRequest { page: 1, page_size: u32::MAX, ..Default::default() }, "page_size"),
+        (ListProductsRequest { page: u32::MAX, page_size: 100, ..Default::default() }, "page"),
     ] {
         assert_status(inventory.client.list_products(request).await, Code::InvalidArgument, field);
     }
@@ -371,7 +383,14 @@ async fn every_refusal_carries_its_reason(backend: Backend) {
         (inventory.client.reserve_stock(reservation(4, &[(lamp.id, 0)])).await.map(drop), "items.quantity"),
         (inventory.client.reserve_stock(reservation(4, &[])).await.map(drop), "items"),
         (inventory.client.reserve_stock(reservation(4, &[(-1, 1)])).await.map(drop), "items.product_id"),
-        (inventory.client.list_products(ListProductsRequest { page: 1, page_size: 101 }).await.map(drop), "page_size"),
+        (
+            inventory
+                .client
+                .list_products(ListProductsRequest { page: 1, page_size: 101, ..Default::default() })
+                .await
+                .map(drop),
+            "page_size",
+        ),
         (inventory.client.get_product(GetProductRequest { id: 0 }).await.map(drop), "id"),
     ] {
         let refused = assert_refused(result, Code::InvalidArgument, ErrorReason::FieldInvalid);
@@ -425,9 +444,15 @@ async fn the_demo_catalogue_fills_an_empty_catalogue_once(backend: Backend) {
     assert!(added >= 24, "a few dozen products");
     let again = inventory.client.load_demo_catalogue(LoadDemoCatalogueRequest {}).await.expect("answered");
     assert_eq!(again.into_inner().added, 0, "a catalogue with products is left alone");
-    let listed = inventory.client.list_products(ListProductsRequest { page: 1, page_size: 100 }).await;
+    let listed =
+        inventory.client.list_products(ListProductsRequest { page: 1, page_size: 100, ..Default::default() }).await;
     assert_eq!(listed.expect("a list").into_inner().total, i64::from(added));
-    assert_eq!(count(&inventory, "outbox").await, i64::from(added), "each announced as product.changed");
+    let categories = i64::try_from(shop_inventory::demo::CATEGORIES.len()).expect("a few");
+    assert_eq!(
+        count(&inventory, "outbox").await,
+        i64::from(added) + categories,
+        "each product announced as product.changed, each category as category.changed"
+    );
 }
 
 on_both_backends!(

@@ -23,7 +23,8 @@ pub async fn make_admin(config: &Config, email: &str) -> Result<shop_users::doma
     }
 }
 
-/// `shop demo-catalogue`: fills an empty catalogue with the demo products;
+/// `shop demo-catalogue`: fills an empty catalogue with the demo products,
+/// in their categories and with the pictures the shop draws for them;
 /// returns how many were added (none when it has products already).
 pub async fn demo_catalogue(config: &Config) -> Result<u32> {
     let db = databases::open(config, Service::Inventory).await?;
@@ -55,6 +56,7 @@ pub async fn tail_events(config: &Config, all: bool) -> Result<()> {
         "user.registered",
         "user.deleted",
         "product.changed",
+        "category.changed",
         "stock.low",
         "order.created",
         "order.status_changed",

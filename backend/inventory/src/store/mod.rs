@@ -1,15 +1,26 @@
-//! The SQL of the inventory service. Every statement runs unchanged on SQLite
-//! and PostgreSQL.
+//! The SQL of the inventory service: products and stock here, categories,
+//! pictures and search in the modules below. Statements run unchanged on
+//! SQLite and PostgreSQL, except search's, which has one form per backend.
 
-use shop_storage::sqlx::{self, Row, any::AnyRow};
-use shop_storage::{Db, Page, Violation, now_ms, violation};
+pub mod categories;
+pub mod images;
+pub mod search;
+
+use shop_storage::sqlx::{self, AnyConnection, Row, any::AnyRow};
+use shop_storage::{Db, Violation, now_ms, violation};
 
 use shop_events::{Event, Payload, ProductChanged, StockLow, outbox};
 
 use crate::InventoryError;
-use crate::domain::{NewProduct, OrderLines, Product, ProductChanges, ReservedItem};
+use crate::domain::{NewImage, NewProduct, OrderLines, Product, ProductChanges, ReservedItem};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// `$first, $first+1, ...`: placeholders for `count` values. Built from
+/// numbers only, never from input.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
 
 /// Writes an event to the outbox, in the transaction of its change.
 async fn record<P: Payload>(tx: &mut Tx<'_>, payload: &P) -> Result<(), InventoryError> {
@@ -43,6 +54,8 @@ fn count_stock_low(products: u64) {
 }
 
 const PRODUCT_COLUMNS: &str = "id, name, description, price_minor, stock, created_at_ms, updated_at_ms";
+/// The same, for queries that name the products table `p`.
+const P_COLUMNS: &str = "p.id, p.name, p.description, p.price_minor, p.stock, p.created_at_ms, p.updated_at_ms";
 
 fn product_from_row(row: &AnyRow) -> Result<Product, sqlx::Error> {
     Ok(Product {
@@ -53,7 +66,36 @@ fn product_from_row(row: &AnyRow) -> Result<Product, sqlx::Error> {
         stock: row.try_get("stock")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        categories: Vec::new(),
+        images: Vec::new(),
     })
+}
+
+/// Fills in the products' categories and pictures: one query each for all
+/// of them, never one per product.
+async fn attach(conn: &mut AnyConnection, products: &mut [Product]) -> Result<(), InventoryError> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = products.iter().map(|p| p.id).collect();
+    let mut categories = categories::of_products(conn, &ids).await?;
+    let mut images = images::of_products(conn, &ids).await?;
+    for product in products {
+        product.categories = categories.remove(&product.id).unwrap_or_default();
+        product.images = images.remove(&product.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// One product with its categories and pictures.
+async fn read(conn: &mut AnyConnection, id: i64) -> Result<Product, InventoryError> {
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *conn).await?;
+    let product = row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))?;
+    let mut products = [product];
+    attach(conn, &mut products).await?;
+    let [product] = products;
+    Ok(product)
 }
 
 fn item_from_row(row: &AnyRow) -> Result<ReservedItem, sqlx::Error> {
@@ -65,7 +107,9 @@ fn item_from_row(row: &AnyRow) -> Result<ReservedItem, sqlx::Error> {
     })
 }
 
-pub async fn insert(db: &Db, product: &NewProduct) -> Result<Product, InventoryError> {
+/// Adds a product, in its categories, with its first picture if given: one
+/// transaction, one `product.changed` (`created`).
+pub async fn insert(db: &Db, product: &NewProduct, image: Option<&NewImage>) -> Result<Product, InventoryError> {
     db.observe("insert", async move {
         let sql = format!(
             "INSERT INTO products (name, description, price_minor, stock, created_at_ms, updated_at_ms) \
@@ -80,23 +124,27 @@ pub async fn insert(db: &Db, product: &NewProduct) -> Result<Product, InventoryE
             .bind(now_ms())
             .fetch_one(&mut *tx)
             .await?;
-        let product = product_from_row(&row)?;
+        let created = product_from_row(&row)?;
+        categories::set_of_product(&mut tx, created.id, &product.category_ids).await?;
+        if let Some(image) = image {
+            images::insert(&mut tx, created.id, image).await?;
+        }
         record(
             &mut tx,
-            &ProductChanged { product_id: product.id, change: "created".into(), stock: Some(product.stock) },
+            &ProductChanged { product_id: created.id, change: "created".into(), stock: Some(created.stock) },
         )
         .await?;
+        let created = read(&mut tx, created.id).await?;
         tx.commit().await?;
-        Ok(product)
+        Ok(created)
     })
     .await
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<Product, InventoryError> {
     db.observe("get", async move {
-        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&db.pool).await?;
-        row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))
+        let mut conn = db.pool.acquire().await?;
+        read(&mut conn, id).await
     })
     .await
 }
@@ -107,17 +155,17 @@ pub async fn get_many(db: &Db, ids: &[i64]) -> Result<Vec<Product>, InventoryErr
         return Ok(Vec::new());
     }
     db.observe("get_many", async move {
-        // One placeholder per id (at most 100, checked by the caller): the
-        // statement is built from numbers only, never from input.
-        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
-        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})", placeholders.join(", "));
+        // One placeholder per id (at most 100, checked by the caller).
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ({})", placeholders(1, ids.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in ids {
             query = query.bind(*id);
         }
-        let rows = query.fetch_all(&db.pool).await?;
+        let mut conn = db.pool.acquire().await?;
+        let rows = query.fetch_all(&mut *conn).await?;
         let mut found = rows.iter().map(product_from_row).collect::<Result<Vec<_>, _>>()?;
         found.sort_by_key(|product| ids.iter().position(|id| *id == product.id));
+        attach(&mut conn, &mut found).await?;
         Ok(found)
     })
     .await
@@ -147,6 +195,9 @@ pub async fn update(db: &Db, id: i64, changes: &ProductChanges, low_stock: i64) 
                 _ => InventoryError::Storage(error),
             })?;
         let product = row.as_ref().map(product_from_row).transpose()?.ok_or(InventoryError::ProductNotFound(id))?;
+        if let Some(category_ids) = &changes.category_ids {
+            categories::set_of_product(&mut tx, id, category_ids).await?;
+        }
         let ran_low = match changes.stock_delta {
             Some(delta) => stock_moved(&mut tx, id, product.stock - delta, product.stock, low_stock).await?,
             None => {
@@ -158,6 +209,7 @@ pub async fn update(db: &Db, id: i64, changes: &ProductChanges, low_stock: i64) 
                 false
             }
         };
+        let product = read(&mut tx, id).await?;
         tx.commit().await?;
         count_stock_low(u64::from(ran_low));
         Ok(product)
@@ -165,13 +217,17 @@ pub async fn update(db: &Db, id: i64, changes: &ProductChanges, low_stock: i64) 
     .await
 }
 
+/// Deletes a product; its pictures go with it (ON DELETE CASCADE), and so
+/// do their stored variants unless another picture shares them.
 pub async fn delete(db: &Db, id: i64) -> Result<(), InventoryError> {
     db.observe("delete", async move {
         let mut tx = db.pool.begin().await?;
+        let hashes = images::hashes_of_product(&mut tx, id).await?;
         let result = sqlx::query("DELETE FROM products WHERE id = $1").bind(id).execute(&mut *tx).await?;
         if result.rows_affected() == 0 {
             return Err(InventoryError::ProductNotFound(id));
         }
+        images::forget_unused_blobs(&mut tx, &hashes).await?;
         record(&mut tx, &ProductChanged { product_id: id, change: "deleted".into(), stock: None }).await?;
         tx.commit().await?;
         Ok(())
@@ -179,16 +235,12 @@ pub async fn delete(db: &Db, id: i64) -> Result<(), InventoryError> {
     .await
 }
 
-/// One page, newest first, and the size of the whole catalogue. The database
-/// pages; nothing is loaded beyond the page.
-pub async fn list(db: &Db, page: Page) -> Result<(Vec<Product>, i64), InventoryError> {
-    db.observe("list", async move {
-        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id DESC LIMIT $1 OFFSET $2");
-        let rows =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset()).fetch_all(&db.pool).await?;
-        let products = rows.iter().map(product_from_row).collect::<Result<Vec<_>, _>>()?;
-        let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&db.pool).await?;
-        Ok((products, total))
+/// Whether the catalogue has any product.
+pub async fn is_empty(db: &Db) -> Result<bool, InventoryError> {
+    db.observe("is_empty", async move {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM (SELECT id FROM products LIMIT 1) AS one").fetch_one(&db.pool).await?;
+        Ok(count == 0)
     })
     .await
 }
