@@ -1,6 +1,8 @@
-//! Who is asking: the signed-in user, the cart and a one-time message, all
-//! kept in the session (tower-sessions; in memory, or in Redis when
-//! configured). Where the session is kept: `session_store`.
+//! Who is asking: the signed-in user, a guest's cart (or a signed-in
+//! customer's cart count) and a one-time message, all kept in the session
+//! (tower-sessions; in memory, or in Redis when configured). Where the
+//! session is kept: `session_store`. A signed-in customer's cart itself is
+//! kept by the order service (`routes::cart`).
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,7 @@ use crate::events::Revoked;
 
 const USER: &str = "user";
 const CART: &str = "cart";
+const CART_COUNT: &str = "cart_count";
 const FLASH: &str = "flash";
 const CHECKOUT: &str = "checkout";
 
@@ -79,9 +82,15 @@ impl Viewer {
             session.flush().await?;
             user = None;
         }
-        let cart = session.get::<Cart>(CART).await?.unwrap_or_default();
+        let cart_count = match user {
+            // The count as this session last saw the kept cart: another
+            // device's change shows here after this session's next cart
+            // action (or sign-in), not before; no call per page for a badge.
+            Some(_) => session.get::<i64>(CART_COUNT).await?.unwrap_or(0),
+            None => session.get::<Cart>(CART).await?.unwrap_or_default().values().sum(),
+        };
         let flash = if take_flash { session.remove::<String>(FLASH).await? } else { None };
-        Ok(Self { user, cart_count: cart.values().sum(), flash })
+        Ok(Self { user, cart_count, flash })
     }
 
     /// The signed-in user; anyone else is asked to sign in (401).
@@ -166,6 +175,7 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A guest's cart (a signed-in customer's is kept by the order service).
 pub async fn cart(session: &Session) -> Result<Cart, AppError> {
     Ok(session.get::<Cart>(CART).await?.unwrap_or_default())
 }
@@ -176,5 +186,12 @@ pub async fn save_cart(session: &Session, cart: &Cart) -> Result<(), AppError> {
     } else {
         session.insert(CART, cart).await?;
     }
+    Ok(())
+}
+
+/// Remembers how many units a signed-in customer's kept cart holds, for the
+/// navigation's badge; set after every cart change and at sign-in.
+pub async fn remember_cart_count(session: &Session, count: i64) -> Result<(), AppError> {
+    session.insert(CART_COUNT, count).await?;
     Ok(())
 }

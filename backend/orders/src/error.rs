@@ -28,6 +28,12 @@ pub enum OrderError {
     InventoryUnavailable(i64),
     #[error("order total does not fit in 64 bits")]
     TotalOverflow,
+    /// A cart change beyond the stock on hand; nothing changed.
+    #[error("not enough stock for product {product_id}: {requested} wanted, {available} available")]
+    StockShort { product_id: i64, requested: i64, available: i64 },
+    /// A cart change for a product inventory does not sell.
+    #[error("product {0} not found")]
+    ProductNotFound(i64),
     #[error("inventory answered unexpectedly: {0}")]
     Inventory(String),
     #[error(transparent)]
@@ -95,6 +101,15 @@ impl From<OrderError> for Status {
             }
             OrderError::InventoryUnavailable(order_id) => {
                 refuse(Code::Unavailable, ErrorReason::OrderPending, message).metadata("order_id", order_id)
+            }
+            OrderError::StockShort { product_id, requested, available } => {
+                refuse(Code::FailedPrecondition, ErrorReason::StockShort, message)
+                    .metadata("product_id", product_id)
+                    .metadata("requested", requested)
+                    .metadata("available", available)
+            }
+            OrderError::ProductNotFound(product_id) => {
+                refuse(Code::NotFound, ErrorReason::ProductNotFound, message).metadata("product_id", product_id)
             }
             OrderError::TotalOverflow | OrderError::Inventory(_) | OrderError::Storage(_) => {
                 tracing::error!(error = %message, "order service failure");

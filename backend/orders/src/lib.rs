@@ -7,6 +7,7 @@
 //! [`recovery`] pass finishes or rejects; nothing is reserved twice because
 //! reservations are idempotent by order id.
 
+pub mod cart;
 pub mod domain;
 pub mod error;
 #[cfg(feature = "fault-hooks")]
@@ -22,4 +23,4 @@ pub use error::OrderError;
 pub use service::OrderService;
 
 /// The orders database's schema, for each backend.
-pub const MIGRATIONS: Migrations = shop_storage::migrations!("orders": 1 => "0001_create_orders", 2 => "0002_idempotency_keys", 3 => "0003_create_outbox", 4 => "0004_outbox_trace_context", 5 => "0005_rejection_reason");
+pub const MIGRATIONS: Migrations = shop_storage::migrations!("orders": 1 => "0001_create_orders", 2 => "0002_idempotency_keys", 3 => "0003_create_outbox", 4 => "0004_outbox_trace_context", 5 => "0005_rejection_reason", 6 => "0006_carts");

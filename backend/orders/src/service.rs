@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{self, Access, Order, OrderLines, PricedLine, Rejection, Status as OrderStatus, parse_id};
-use crate::{OrderError, store};
+use crate::{OrderError, cart, store};
 
 #[derive(Clone)]
 pub struct OrderService {
@@ -72,17 +72,39 @@ impl OrderService {
         &self.db
     }
 
+    /// Inventory, called as the order service.
+    pub(crate) fn inventory(&self) -> InventoryServiceClient<Signed> {
+        self.inventory.clone()
+    }
+
     async fn create(&self, request: pb::CreateOrderRequest) -> Result<Order, OrderError> {
         let user_id = parse_id("user_id", request.user_id)?;
         let lines = OrderLines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
         let key = domain::parse_idempotency_key(&request.idempotency_key)?;
+        self.place(user_id, lines, key, store::Source::Items).await
+    }
+
+    /// Records the order, has inventory reserve it, and answers with it (or
+    /// answers a retry of `key` the way its first request was answered).
+    async fn place(
+        &self,
+        user_id: i64,
+        lines: OrderLines,
+        key: Option<&str>,
+        source: store::Source,
+    ) -> Result<Order, OrderError> {
         let actor = domain::user_actor(user_id);
-        let order_id = match store::insert_pending(&self.db, user_id, &lines, &actor, key).await? {
+        let order_id = match store::insert_pending(&self.db, user_id, &lines, &actor, key, source).await? {
             store::Recorded::New(order_id) => {
                 self.outbox.wake();
                 #[cfg(feature = "fault-hooks")]
                 crate::fault_hooks::after_recording(order_id).await;
                 order_id
+            }
+            store::Recorded::Existing(order_id) if source == store::Source::Cart => {
+                // The cart may hold something else by now: the retry is the
+                // order the first checkout recorded.
+                return self.replay_recorded(order_id).await;
             }
             store::Recorded::Existing(order_id) => return self.replay(order_id, &lines).await,
         };
@@ -96,6 +118,47 @@ impl OrderService {
             "order placed"
         );
         Ok(order)
+    }
+
+    /// Orders the lines of the customer's cart that can be ordered now, and
+    /// says which stayed in the cart. A retry with the same key is the
+    /// first checkout's answer, whatever the cart holds by then.
+    async fn cart_checkout(&self, user_id: i64, key: &str) -> Result<(Order, Vec<crate::cart::Line>), OrderError> {
+        let key = domain::parse_idempotency_key(key)?;
+        if let Some(key) = key
+            && let Some((request, order_id)) = store::keyed(&self.db, user_id, key).await?
+        {
+            if request != "cart" {
+                return Err(OrderError::IdempotencyKeyReused);
+            }
+            return Ok((self.replay_recorded(order_id).await?, Vec::new()));
+        }
+        let lines = self.cart(user_id).await?;
+        let (orderable, left): (Vec<_>, Vec<_>) =
+            lines.into_iter().partition(|line| line.availability == crate::cart::Availability::Available);
+        if orderable.is_empty() {
+            return Err(match left.first() {
+                None => OrderError::invalid("items", "your cart is empty"),
+                Some(line) if line.availability == crate::cart::Availability::NotSold => {
+                    OrderError::ProductNotFound(line.product_id)
+                }
+                Some(line) => OrderError::StockShort {
+                    product_id: line.product_id,
+                    requested: line.quantity,
+                    available: line.available,
+                },
+            });
+        }
+        let lines = OrderLines::parse(orderable.iter().map(|line| (line.product_id, line.quantity)))?;
+        let order = self.place(user_id, lines, key, store::Source::Cart).await?;
+        Ok((order, left))
+    }
+
+    /// Answers a retry of a recorded order from what it recorded.
+    async fn replay_recorded(&self, order_id: i64) -> Result<Order, OrderError> {
+        let order = store::get(&self.db, order_id).await?;
+        let lines = OrderLines::parse(order.items.iter().map(|item| (item.product_id, item.quantity)))?;
+        self.replay(order_id, &lines).await
     }
 
     /// Answers a retry the way the first request was answered. A retry that
@@ -324,6 +387,57 @@ impl order_service_server::OrderService for OrderService {
         let caller = self.identity.caller(&request)?;
         let (order, access) = self.update_status(&caller, request.into_inner()).await?;
         Ok(Response::new(pb::UpdateOrderStatusResponse { order: Some(to_proto(order, access)) }))
+    }
+
+    async fn get_cart(&self, request: Request<pb::GetCartRequest>) -> Result<Response<pb::CartResponse>, Status> {
+        let user_id = cart::owner(&self.identity.caller(&request)?)?;
+        let lines = self.cart(user_id).await?;
+        Ok(Response::new(pb::CartResponse { cart: Some(cart::to_proto(lines)) }))
+    }
+
+    async fn set_cart_item(
+        &self,
+        request: Request<pb::SetCartItemRequest>,
+    ) -> Result<Response<pb::CartResponse>, Status> {
+        let user_id = cart::owner(&self.identity.caller(&request)?)?;
+        let request = request.into_inner();
+        let lines = self.cart_set(user_id, request.product_id, request.quantity).await?;
+        Ok(Response::new(pb::CartResponse { cart: Some(cart::to_proto(lines)) }))
+    }
+
+    async fn add_cart_item(
+        &self,
+        request: Request<pb::AddCartItemRequest>,
+    ) -> Result<Response<pb::CartResponse>, Status> {
+        let user_id = cart::owner(&self.identity.caller(&request)?)?;
+        let request = request.into_inner();
+        let lines = self.cart_add(user_id, request.product_id, request.quantity).await?;
+        Ok(Response::new(pb::CartResponse { cart: Some(cart::to_proto(lines)) }))
+    }
+
+    async fn merge_cart(
+        &self,
+        request: Request<pb::MergeCartRequest>,
+    ) -> Result<Response<pb::MergeCartResponse>, Status> {
+        let user_id = cart::owner(&self.identity.caller(&request)?)?;
+        let (lines, adjustments) = self.cart_merge(user_id, &request.into_inner().items).await?;
+        Ok(Response::new(pb::MergeCartResponse {
+            cart: Some(cart::to_proto(lines)),
+            adjustments: adjustments.into_iter().map(pb::CartAdjustment::from).collect(),
+        }))
+    }
+
+    async fn checkout_cart(
+        &self,
+        request: Request<pb::CheckoutCartRequest>,
+    ) -> Result<Response<pb::CheckoutCartResponse>, Status> {
+        let caller = self.identity.caller(&request)?;
+        let user_id = cart::owner(&caller)?;
+        let (order, left) = self.cart_checkout(user_id, &request.into_inner().idempotency_key).await?;
+        Ok(Response::new(pb::CheckoutCartResponse {
+            order: Some(to_proto(order, owner_or_admin(&caller))),
+            left_in_cart: left.into_iter().map(pb::CartLine::from).collect(),
+        }))
     }
 }
 

@@ -56,6 +56,28 @@ async fn record_change(tx: &mut Tx<'_>, order_id: i64, status: Status, actor: &s
     Ok(())
 }
 
+/// Where an order's lines came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Sent with the request (CreateOrder).
+    Items,
+    /// The customer's cart (CheckoutCart): the order takes its quantities
+    /// out of the cart when it is confirmed, and a retry with its key is the
+    /// same checkout whatever the cart holds by then.
+    Cart,
+}
+
+impl Source {
+    /// What the idempotency key remembers of the request: the lines sent, or
+    /// "cart" for any checkout of the cart.
+    fn request(self, lines: &OrderLines) -> String {
+        match self {
+            Self::Items => lines.canonical(),
+            Self::Cart => "cart".to_owned(),
+        }
+    }
+}
+
 /// What recording an order found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -106,16 +128,19 @@ pub async fn insert_pending(
     lines: &OrderLines,
     actor: &str,
     idempotency_key: Option<&str>,
+    source: Source,
 ) -> Result<Recorded, OrderError> {
     db.observe("insert_pending", async move {
         let now = now_ms();
+        let request = source.request(lines);
         let mut tx = db.pool.begin().await?;
         let (order_id,): (i64,) = sqlx::query_as(
-            "INSERT INTO orders (user_id, status, created_at_ms, updated_at_ms) \
-             VALUES ($1, 'pending', $2, $2) RETURNING id",
+            "INSERT INTO orders (user_id, status, created_at_ms, updated_at_ms, from_cart) \
+             VALUES ($1, 'pending', $2, $2, $3) RETURNING id",
         )
         .bind(user_id)
         .bind(now)
+        .bind(i64::from(source == Source::Cart))
         .fetch_one(&mut *tx)
         .await?;
         for (product_id, quantity) in lines.iter() {
@@ -134,21 +159,21 @@ pub async fn insert_pending(
             )
             .bind(user_id)
             .bind(key)
-            .bind(lines.canonical())
+            .bind(&request)
             .bind(order_id)
             .bind(now)
             .execute(&mut *tx)
             .await?;
             if claimed.rows_affected() == 0 {
                 // Dropping `tx` rolls this request's order back.
-                let (request, existing): (String, i64) = sqlx::query_as(
+                let (existing_request, existing): (String, i64) = sqlx::query_as(
                     "SELECT request, order_id FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2",
                 )
                 .bind(user_id)
                 .bind(key)
                 .fetch_one(&mut *tx)
                 .await?;
-                return if request == lines.canonical() {
+                return if existing_request == request {
                     Ok(Recorded::Existing(existing))
                 } else {
                     Err(OrderError::IdempotencyKeyReused)
@@ -160,6 +185,18 @@ pub async fn insert_pending(
         record(&mut tx, &OrderCreated { order_id, user_id, items }).await?;
         tx.commit().await?;
         Ok(Recorded::New(order_id))
+    })
+    .await
+}
+
+/// The order an idempotency key of this user's made, if any.
+pub async fn keyed(db: &Db, user_id: i64, key: &str) -> Result<Option<(String, i64)>, OrderError> {
+    db.observe("keyed", async move {
+        Ok(sqlx::query_as("SELECT request, order_id FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2")
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(&db.pool)
+            .await?)
     })
     .await
 }
@@ -228,6 +265,17 @@ pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], total_minor: 
                 .bind(line.quantity)
                 .execute(&mut *tx)
                 .await?;
+            }
+            let (user_id, from_cart): (i64, i64) =
+                sqlx::query_as("SELECT user_id, from_cart FROM orders WHERE id = $1")
+                    .bind(order_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if from_cart == 1 {
+                // Placed from the cart: what it ordered leaves the cart with
+                // the order's confirmation, never for a rejected order.
+                let ordered: Vec<(i64, i64)> = lines.iter().map(|line| (line.product_id, line.quantity)).collect();
+                crate::cart::take_ordered(&mut tx, user_id, &ordered).await?;
             }
             record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
             status_changed(&mut tx, order_id, Status::Pending, Status::Confirmed, crate::domain::SYSTEM).await?;

@@ -726,7 +726,9 @@ async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
     let pot = admin.product("Teapot", 3_200, 1).await;
     let carol = gateway.browser();
     carol.customer("Carol").await;
-    carol.json(Method::POST, "/cart/items", json!({ "product_id": pot, "quantity": 2 })).await;
+    carol.json(Method::POST, "/cart/items", json!({ "product_id": pot, "quantity": 1 })).await;
+    // Sold out after it went into the cart: nothing in it can be ordered.
+    admin.json(Method::PUT, &format!("/products/{pot}"), json!({ "stock_delta": -1 })).await;
 
     let refused = carol
         .htmx(Method::POST, "/orders")
@@ -737,8 +739,8 @@ async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
     assert_eq!(refused.status(), StatusCode::CONFLICT);
     assert_eq!(refused.headers()["hx-retarget"], "#flash");
     let body = text(refused).await;
-    assert!(body.contains("Your order could not be placed: not enough stock"), "{body}");
-    assert!(body.contains("not enough stock of Teapot"), "the product by its name, not its id: {body}");
+    assert!(body.contains("Nothing in your cart can be ordered now"), "{body}");
+    assert!(body.contains("Teapot is out of stock"), "the product by its name, not its id: {body}");
     assert!(body.contains(r#"id="checkout-key""#) && body.contains(r#"hx-swap-oob="true""#), "{body}");
     assert!(!body.contains("Conflict."), "no HTTP wording in a message: {body}");
     let fresh_key = body.split(r#"value=""#).nth(1).and_then(|rest| rest.split('"').next()).expect("a new key");
@@ -1051,7 +1053,7 @@ async fn a_cart_tells_what_changed_since() {
     let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
     let tea = admin.product("Green tea", 450, 10).await;
-    let pot = admin.product("Teapot", 3_200, 1).await;
+    let pot = admin.product("Teapot", 3_200, 2).await;
     let gone = admin.product("Old mug", 900, 5).await;
     let carol = gateway.browser();
     carol.customer("Carol").await;
@@ -1064,17 +1066,22 @@ async fn a_cart_tells_what_changed_since() {
         admin.json(Method::DELETE, &format!("/products/{gone}"), Value::Null).await.status(),
         StatusCode::NO_CONTENT
     );
+    admin.json(Method::PUT, &format!("/products/{pot}"), json!({ "stock_delta": -1 })).await;
 
     let page = text(carol.page("/cart").await).await;
-    assert!(page.contains("A product in your cart is no longer sold and was taken out."), "{page}");
-    assert!(page.contains("only 1 left"), "{page}");
+    assert!(page.contains("Old mug") && page.contains("No longer sold"), "{page}");
+    assert!(page.contains("Only 1 left"), "{page}");
     let cart: Value = carol.get_json("/cart").await.json().await.expect("a cart");
-    assert_eq!((cart["removed"].as_u64(), cart["lines"].as_array().map(Vec::len)), (Some(0), Some(2)), "told once");
+    assert_eq!((cart["gone"].as_array().map(Vec::len), cart["lines"].as_array().map(Vec::len)), (Some(1), Some(2)));
 
-    let refused = carol.form(Method::POST, "/orders", &[("idempotency_key", "cart-changed-1")]).await;
-    assert_eq!(refused.status(), StatusCode::CONFLICT);
-    let refused = text(refused).await;
-    assert!(refused.contains("not enough stock of Teapot"), "{refused}");
+    // Checkout orders what can be ordered and names what stayed in the cart.
+    let placed = carol.form(Method::POST, "/orders", &[("idempotency_key", "cart-changed-1")]).await;
+    assert_eq!(placed.status(), StatusCode::SEE_OTHER);
+    let told = text(carol.page(&location(&placed)).await).await;
+    assert!(told.contains("Only 1 Teapot left and Old mug is no longer sold: they stayed in your cart."), "{told}");
+    // As before that checkout, less the line no longer sold.
+    carol.json(Method::DELETE, &format!("/cart/items/{gone}"), Value::Null).await;
+    carol.json(Method::POST, "/cart/items", json!({ "product_id": tea, "quantity": 1 })).await;
 
     // Quantities change in place, at most what is in stock, by name.
     let too_many = carol.json(Method::PUT, &format!("/cart/items/{pot}"), json!({ "quantity": 2 })).await;

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use shop_proto::orders::v1 as pb;
 use utoipa::ToSchema;
 
+use shop_grpc::rich_error::{self, ErrorReason};
+
+use crate::cart_view::{LineStatus, and_list, unavailable_reason};
 use crate::context::{Ctx, Pages};
 use crate::error::{AppError, OutOfBand, Refusal};
 use crate::extract::{Id, IdempotencyKey, Input, Order, Paging, number_or_blank};
@@ -29,7 +32,8 @@ pub struct OrderLineInput {
     pub quantity: i64,
 }
 
-/// What to order. Without `items` (a checkout form), the cart is ordered.
+/// What to order. Without `items` (a checkout form), the cart is ordered:
+/// the lines that can be ordered now, the others staying in the cart.
 /// Prices are never taken from the client: inventory prices every line.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct OrderInput {
@@ -128,7 +132,9 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// Places an order for the signed-in user: the items sent, or the cart.
+/// Places an order for the signed-in user: the items sent (the cart is left
+/// alone), or the cart's lines that can be ordered now (the others stay in
+/// the cart, and the message names them).
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderInput,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the first order")),
     responses((status = 201, description = "Placed and confirmed; `Location` names it", body = OrderView),
@@ -154,7 +160,11 @@ pub async fn create(
         let location = format!("/orders/{order_id}");
         return ctx.redirect(&location, format!("Order #{order_id} is placed.")).await;
     }
-    let items = lines(&ctx, input.items).await?;
+    let Some(sent) = input.items else {
+        return checkout(ctx, idempotency_key).await;
+    };
+    let items: Vec<pb::OrderLine> =
+        sent.into_iter().map(|l| pb::OrderLine { product_id: l.product_id, quantity: l.quantity }).collect();
     let product_ids: Vec<i64> = items.iter().map(|line| line.product_id).collect();
     let request = pb::CreateOrderRequest { user_id, items, idempotency_key: idempotency_key.clone() };
     let placed = ctx.services().orders().create_order(request).await;
@@ -167,12 +177,88 @@ pub async fn create(
         }
         Err(status) => return refused(&ctx, &status).await,
     };
-    if from_cart {
-        viewer::save_cart(&ctx.session, &viewer::Cart::new()).await?;
-        viewer::remember_checkout(&ctx.session, &idempotency_key, order.id).await?;
-    }
     let message = format!("Thank you: order #{} is {}.", order.id, order.status);
     ctx.created(&format!("/orders/{}", order.id), &order, message).await
+}
+
+/// Orders the customer's kept cart: the order service orders the lines that
+/// can be ordered now and leaves the others (no longer sold, out of stock,
+/// more than is left) in the cart, which the customer is told by name. A
+/// shopper would rather have what is there than nothing; when nothing can
+/// be ordered, the checkout is refused with the names and why.
+async fn checkout(mut ctx: Ctx, idempotency_key: String) -> Result<Response, AppError> {
+    let request = pb::CheckoutCartRequest { idempotency_key: idempotency_key.clone() };
+    let placed = ctx.services().orders().checkout_cart(request).await;
+    let (order, left) = match placed {
+        Ok(placed) => {
+            let placed = placed.into_inner();
+            let order = placed.order.map(OrderView::from).ok_or(AppError::Missing("orders returned no order"))?;
+            (order, placed.left_in_cart)
+        }
+        Err(status) => {
+            let reason = rich_error::reason(&status);
+            if matches!(reason, Some(ErrorReason::StockShort | ErrorReason::ProductNotFound)) {
+                // Nothing was recorded; a new key all the same, as for a rejection.
+                return Ok(with_new_checkout_key(nothing_to_order(&ctx).await));
+            }
+            return refused(&ctx, &status).await;
+        }
+    };
+    let product_ids: Vec<i64> = order.items.iter().map(|item| item.product_id).collect();
+    ctx.state.catalog.forget_all(&product_ids).await;
+    viewer::remember_checkout(&ctx.session, &idempotency_key, order.id).await?;
+    // What the cart holds now (a retry's answer leaves nothing out, however
+    // much the cart holds), for the navigation's count.
+    let kept = ctx.services().orders().get_cart(pb::GetCartRequest {}).await;
+    let count = kept.map_or_else(
+        |_| left.iter().map(|line| line.quantity).sum(),
+        |kept| kept.into_inner().cart.unwrap_or_default().lines.iter().map(|line| line.quantity).sum(),
+    );
+    ctx.viewer.cart_count = count;
+    viewer::remember_cart_count(&ctx.session, count).await?;
+    let units: i64 = order.items.iter().map(|item| item.quantity).sum();
+    let mut message = format!(
+        "Thank you: order #{} is {} ({units} {}).",
+        order.id,
+        order.status,
+        if units == 1 { "item" } else { "items" }
+    );
+    if !left.is_empty() {
+        let reasons: Vec<String> = left.iter().map(left_out).collect();
+        let pronoun = if left.len() == 1 { "it stayed" } else { "they stayed" };
+        message.push_str(&format!(" {}: {pronoun} in your cart.", capitalised(&and_list(&reasons))));
+    }
+    ctx.created(&format!("/orders/{}", order.id), &order, message).await
+}
+
+/// Why a cart line was left out of an order, naming the product.
+fn left_out(line: &pb::CartLine) -> String {
+    let status = match line.availability() {
+        pb::CartLineAvailability::Short => Some(LineStatus::Short),
+        pb::CartLineAvailability::OutOfStock => Some(LineStatus::OutOfStock),
+        pb::CartLineAvailability::Available => Some(LineStatus::Available),
+        pb::CartLineAvailability::NotSold | pb::CartLineAvailability::Unspecified => None,
+    };
+    unavailable_reason(&line.product_name, status, line.available)
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
+
+/// A checkout refused because nothing in the cart can be ordered now, with
+/// every line's name and why.
+async fn nothing_to_order(ctx: &Ctx) -> AppError {
+    let cart = ctx.services().orders().get_cart(pb::GetCartRequest {}).await;
+    let lines = cart.map(|cart| cart.into_inner().cart.unwrap_or_default().lines).unwrap_or_default();
+    let reasons: Vec<String> = lines.iter().map(left_out).collect();
+    let detail = if reasons.is_empty() {
+        "Nothing in your cart can be ordered now.".to_owned()
+    } else {
+        format!("Nothing in your cart can be ordered now: {}.", and_list(&reasons))
+    };
+    AppError::Refused { refusal: Refusal::StockShort, detail, field: None }
 }
 
 /// A refused checkout, told by the product's name where it can be. Only a
@@ -187,23 +273,6 @@ async fn refused(ctx: &Ctx, status: &tonic::Status) -> Result<Response, AppError
         return Ok(with_new_checkout_key(error));
     }
     Err(error)
-}
-
-/// The lines to order: those sent, or the cart's.
-async fn lines(ctx: &Ctx, sent: Option<Vec<OrderLineInput>>) -> Result<Vec<pb::OrderLine>, AppError> {
-    let lines: Vec<pb::OrderLine> = match sent {
-        Some(sent) => {
-            sent.into_iter().map(|l| pb::OrderLine { product_id: l.product_id, quantity: l.quantity }).collect()
-        }
-        None => {
-            let cart = viewer::cart(&ctx.session).await?;
-            if cart.is_empty() {
-                return Err(AppError::field("items", "your cart is empty"));
-            }
-            cart.into_iter().map(|(product_id, quantity)| pb::OrderLine { product_id, quantity }).collect()
-        }
-    };
-    Ok(lines)
 }
 
 /// A rejected checkout gives the checkout form a new key, so trying again

@@ -98,7 +98,7 @@ pub async fn register_form(ctx: Ctx, Query(query): Query<NextQuery>) -> Response
               (status = 409, description = "The email is taken", body = crate::error_page::ProblemBody),
               (status = 422, body = crate::error_page::ProblemBody)))]
 pub async fn register(
-    ctx: Ctx,
+    mut ctx: Ctx,
     ClientAddress(address): ClientAddress,
     Input(input): Input<RegisterInput>,
 ) -> Result<Response, AppError> {
@@ -117,10 +117,13 @@ pub async fn register(
             return ctx.form_again(REGISTER, status.into(), values, minijinja::context! {});
         }
     };
-    viewer::sign_in(&ctx.session, session_user(&user)).await?;
+    let signed_in = session_user(&user);
+    viewer::sign_in(&ctx.session, signed_in.clone()).await?;
+    // The cart chosen before registering becomes the account's.
+    let told = super::cart::merge_guest_cart(&mut ctx, &signed_in).await?;
     match ctx.want {
         Want::Json => ctx.created(&format!("/users/{}", user.id), &user, String::new()).await,
-        _ => ctx.redirect(&safe_next(input.next.as_deref()), String::new()).await,
+        _ => ctx.redirect(&safe_next(input.next.as_deref()), told).await,
     }
 }
 
@@ -135,7 +138,7 @@ pub async fn login_form(ctx: Ctx, Query(query): Query<NextQuery>) -> Response {
               (status = 401, description = "Invalid email or password", body = crate::error_page::ProblemBody),
               (status = 429, description = "Too many attempts; see Retry-After", body = crate::error_page::ProblemBody)))]
 pub async fn login(
-    ctx: Ctx,
+    mut ctx: Ctx,
     ClientAddress(address): ClientAddress,
     Input(input): Input<LoginInput>,
 ) -> Result<Response, AppError> {
@@ -151,10 +154,13 @@ pub async fn login(
             return ctx.form_again(LOGIN, status.into(), values, minijinja::context! {});
         }
     };
-    viewer::sign_in(&ctx.session, session_user(&user)).await?;
+    let signed_in = session_user(&user);
+    viewer::sign_in(&ctx.session, signed_in.clone()).await?;
+    // The guest cart joins the one kept for the account; told once what was cut.
+    let told = super::cart::merge_guest_cart(&mut ctx, &signed_in).await?;
     match ctx.want {
         Want::Json => Ok(axum::Json(&user).into_response()),
-        _ => ctx.redirect(&safe_next(input.next.as_deref()), String::new()).await,
+        _ => ctx.redirect(&safe_next(input.next.as_deref()), told).await,
     }
 }
 
