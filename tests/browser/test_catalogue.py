@@ -239,7 +239,7 @@ def catalogue(browsing: Browsing, base: str, _products: list[dict]) -> None:
             expect(page.locator("main h1").first).to_be_visible()
             if width == "phone":
                 no_sideways_scroll(page, path)
-                shot(page, f"catalogue-{viewer}-{re.sub(r'[^a-z0-9]+', '-', path).strip('-') or 'home'}-phone")
+            shot(page, f"catalogue-{viewer}-{re.sub(r'[^a-z0-9]+', '-', path).strip('-') or 'home'}-{width}")
             serious = [v for v in accessibility_violations(page) if v["impact"] in ("serious", "critical")]
             assert not serious, f"{path} as {viewer} at {width} width: {serious}"
             audited += 1

@@ -299,6 +299,8 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
             audit = who[page_]
             audit.goto(f"{base}{path}")
             expect(audit.locator("main h1").first).to_be_visible()
+            if width == "desktop":
+                shot(audit, f"{name}-desktop")  # the phone ones were taken above
             found = accessibility_violations(audit)
             serious = [v for v in found if v["impact"] in ("serious", "critical")]
             assert not serious, f"{path} at {width} width: {serious}"
