@@ -28,11 +28,13 @@ use crate::service::OrderService;
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 /// A product as inventory has it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stocked {
     pub name: String,
     pub stock: i64,
     pub price_minor: i64,
+    /// The whole answer, passed on with the cart.
+    pub product: inventory::Product,
 }
 
 /// How a line stands against the stock on hand now.
@@ -67,7 +69,7 @@ pub struct Kept {
 }
 
 /// A line with how it stands now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     pub product_id: i64,
     pub product_name: String,
@@ -75,6 +77,7 @@ pub struct Line {
     pub availability: Availability,
     pub available: i64,
     pub unit_price_minor: i64,
+    pub product: Option<inventory::Product>,
 }
 
 /// The kept lines with today's names, prices and availability.
@@ -89,6 +92,7 @@ pub fn assess(kept: Vec<Kept>, products: &HashMap<i64, Stocked>) -> Vec<Line> {
                 quantity: line.quantity,
                 available: product.map_or(0, |p| p.stock.max(0)),
                 unit_price_minor: product.map_or(0, |p| p.price_minor),
+                product: product.map(|p| p.product.clone()),
             }
         })
         .collect()
@@ -273,7 +277,12 @@ impl OrderService {
                 .await
                 .map_err(|status| OrderError::Inventory(status.to_string()))?;
             for product in answer.into_inner().products {
-                let stocked = Stocked { name: product.name, stock: product.stock, price_minor: product.price_minor };
+                let stocked = Stocked {
+                    name: product.name.clone(),
+                    stock: product.stock,
+                    price_minor: product.price_minor,
+                    product: product.clone(),
+                };
                 found.insert(product.id, stocked);
             }
         }
@@ -449,6 +458,7 @@ impl From<Line> for pb::CartLine {
             availability: pb::CartLineAvailability::from(line.availability).into(),
             available: line.available,
             unit_price_minor: line.unit_price_minor,
+            product: line.product,
         }
     }
 }
@@ -476,7 +486,7 @@ mod tests {
 
     #[test]
     fn lines_are_marked_by_the_stock_on_hand() {
-        let stocked = |stock| Stocked { name: "Gyokuro".into(), stock, price_minor: 900 };
+        let stocked = |stock| Stocked { name: "Gyokuro".into(), stock, price_minor: 900, product: Default::default() };
         assert_eq!(Availability::of(2, Some(&stocked(5))), Availability::Available);
         assert_eq!(Availability::of(5, Some(&stocked(5))), Availability::Available);
         assert_eq!(Availability::of(6, Some(&stocked(5))), Availability::Short);

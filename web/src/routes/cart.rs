@@ -29,6 +29,7 @@ use crate::error::AppError;
 use crate::extract::{Id, Input, Product, number_or_blank};
 use crate::negotiate::Want;
 use crate::viewer::{self, Cart, SessionUser};
+use crate::views::ProductView;
 
 const CART: Pages = Pages::new("cart/show.html", "cart/_cart.html");
 const ADDED: Pages = Pages::new("cart/show.html", "cart/_added.html");
@@ -67,18 +68,16 @@ fn status_of(line: &pb::CartLine) -> Option<LineStatus> {
 }
 
 /// A kept cart as the order service marked it, each line still sold shown
-/// with today's product; caches its count for the navigation.
+/// with the product the order service read for it (no second call to
+/// inventory); caches its count for the navigation.
 pub async fn kept_view(ctx: &mut Ctx, cart: Option<pb::Cart>) -> Result<CartView, AppError> {
-    let cart = cart.unwrap_or_default();
-    let sold: Vec<i64> = cart.lines.iter().filter(|l| status_of(l).is_some()).map(|l| l.product_id).collect();
-    let products = ctx.state.catalog.products(&ctx.services(), sold).await?;
     let (mut lines, mut gone) = (Vec::new(), Vec::new());
-    for line in cart.lines {
-        let product = products.iter().find(|p| p.id == line.product_id);
-        match (status_of(&line), product) {
+    for line in cart.unwrap_or_default().lines {
+        let status = status_of(&line);
+        match (status, line.product) {
             // The order service's mark, so the page says what checkout will do.
             (Some(status), Some(product)) => {
-                lines.push(CartLine { status, ..CartLine::new(line.quantity, product.clone()) });
+                lines.push(CartLine { status, ..CartLine::new(line.quantity, ProductView::from(product)) });
             }
             _ => gone.push(GoneLine { product_id: line.product_id, name: line.product_name, quantity: line.quantity }),
         }
