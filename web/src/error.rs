@@ -41,14 +41,23 @@ pub enum Refusal {
     ConcurrentChange,
     CategoryNotFound,
     CategoryNameTaken,
+    AddressNotFound,
+    ResetLinkInvalid,
+    DeliveryMethodNotFound,
+    PaymentRequired,
+    PaymentTransitionForbidden,
 }
 
 impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
-            Self::UserNotFound | Self::ProductNotFound | Self::OrderNotFound | Self::CategoryNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::UserNotFound
+            | Self::ProductNotFound
+            | Self::OrderNotFound
+            | Self::CategoryNotFound
+            | Self::AddressNotFound
+            | Self::DeliveryMethodNotFound => StatusCode::NOT_FOUND,
+            Self::ResetLinkInvalid => StatusCode::BAD_REQUEST,
             Self::OrderPending => StatusCode::SERVICE_UNAVAILABLE,
             Self::EmailTaken
             | Self::StockShort
@@ -57,7 +66,9 @@ impl Refusal {
             | Self::OrderRejected
             | Self::TransitionForbidden
             | Self::ConcurrentChange
-            | Self::CategoryNameTaken => StatusCode::CONFLICT,
+            | Self::CategoryNameTaken
+            | Self::PaymentRequired
+            | Self::PaymentTransitionForbidden => StatusCode::CONFLICT,
         }
     }
 
@@ -76,6 +87,11 @@ impl Refusal {
             Self::ConcurrentChange => "concurrent-change",
             Self::CategoryNotFound => "category-not-found",
             Self::CategoryNameTaken => "category-name-taken",
+            Self::AddressNotFound => "address-not-found",
+            Self::ResetLinkInvalid => "reset-link-invalid",
+            Self::DeliveryMethodNotFound => "delivery-method-not-found",
+            Self::PaymentRequired => "payment-required",
+            Self::PaymentTransitionForbidden => "payment-transition-forbidden",
         }
     }
 }
@@ -242,6 +258,28 @@ impl AppError {
                 field: Some("name"),
             },
             ErrorReason::ImageNotFound => Self::NotFound("There is no such picture.".into()),
+            ErrorReason::AddressNotFound => {
+                Self::refused(Refusal::AddressNotFound, "That address was not found.".into())
+            }
+            ErrorReason::ResetLinkInvalid => Self::refused(
+                Refusal::ResetLinkInvalid,
+                "This password reset link is no longer valid (used, expired or mistyped); ask for a new one.".into(),
+            ),
+            ErrorReason::DeliveryMethodNotFound => Self::refused(
+                Refusal::DeliveryMethodNotFound,
+                "That delivery method is not offered; choose another.".into(),
+            ),
+            ErrorReason::PaymentRequired => Self::refused(
+                Refusal::PaymentRequired,
+                format!(
+                    "Order #{} is paid by bank transfer and not paid yet: mark it paid before shipping it.",
+                    meta("order_id")
+                ),
+            ),
+            ErrorReason::PaymentTransitionForbidden => Self::refused(
+                Refusal::PaymentTransitionForbidden,
+                format!("The payment cannot go from {} to {}.", meta("from"), meta("to")),
+            ),
             ErrorReason::OrderNotFound => Self::refused(Refusal::OrderNotFound, "That order was not found.".into()),
             ErrorReason::StockShort => Self::refused(Refusal::StockShort, "There is not enough stock.".into()),
             ErrorReason::ReservationReleased => {

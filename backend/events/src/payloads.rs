@@ -105,9 +105,50 @@ pub struct OrderStatusChanged {
     pub actor: String,
     /// The order total in minor units after the change.
     pub total_minor: i64,
+    /// The carrier's reference given when the order was shipped (absent
+    /// otherwise, and in events written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_reference: Option<String>,
 }
 
 impl Payload for OrderStatusChanged {
     const KIND: &'static str = "order.status_changed";
+    const VERSION: u32 = 1;
+}
+
+/// `order.payment_changed`: an order's payment state moved (unpaid → paid,
+/// paid → refunded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaymentChanged {
+    pub order_id: i64,
+    pub user_id: i64,
+    /// Payment states in lower case: `unpaid`, `paid`, `refunded`.
+    pub from: String,
+    pub to: String,
+    /// `system` or `user:<id>`.
+    pub actor: String,
+}
+
+impl Payload for OrderPaymentChanged {
+    const KIND: &'static str = "order.payment_changed";
+    const VERSION: u32 = 1;
+}
+
+/// `user.password_reset_requested`: someone asked for a password reset
+/// link for this account. Carries the link's secret token, so only the
+/// mailer acts on it; the users service keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordResetRequested {
+    pub user_id: i64,
+    pub email: String,
+    pub name: String,
+    /// The single-use secret of the link (`/users/password-reset/<token>`).
+    pub token: String,
+    /// When the link stops working, in milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+impl Payload for PasswordResetRequested {
+    const KIND: &'static str = "user.password_reset_requested";
     const VERSION: u32 = 1;
 }

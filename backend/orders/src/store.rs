@@ -112,6 +112,7 @@ async fn status_changed(
         to: to.as_str().into(),
         actor: actor.into(),
         total_minor,
+        tracking_reference: None,
     };
     record(tx, &change).await
 }

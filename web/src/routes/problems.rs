@@ -37,6 +37,11 @@ pub const PROBLEMS: &[(&str, &str)] = &[
     ("concurrent-change", "The order changed meanwhile; read it again and decide anew."),
     ("category-not-found", "No such category (it may have been deleted)."),
     ("category-name-taken", "A category with this name already exists."),
+    ("address-not-found", "No such address, or not yours to see."),
+    ("reset-link-invalid", "The password reset link is unknown, used or expired; ask for a new one."),
+    ("delivery-method-not-found", "No such delivery method, or not offered now."),
+    ("payment-required", "The order is to be paid by bank transfer first; mark it paid before shipping."),
+    ("payment-transition-forbidden", "The order's payment state cannot make that move."),
     ("unsupported-media-type", "Send the body as application/json or application/x-www-form-urlencoded."),
     ("too-large", "The request body is too large: 64 KiB for forms and JSON, 10 MiB for a picture."),
     ("too-many-requests", "Too many attempts; wait for the seconds `Retry-After` says."),
@@ -76,6 +81,11 @@ mod tests {
             Refusal::ConcurrentChange,
             Refusal::CategoryNotFound,
             Refusal::CategoryNameTaken,
+            Refusal::AddressNotFound,
+            Refusal::ResetLinkInvalid,
+            Refusal::DeliveryMethodNotFound,
+            Refusal::PaymentRequired,
+            Refusal::PaymentTransitionForbidden,
         ];
         let errors = [
             AppError::BadRequest(String::new()),
