@@ -11,8 +11,8 @@ use shop_proto::inventory::v1 as pb;
 
 use crate::cache::{Cache, Lookup};
 use crate::error::AppError;
-use crate::services::Clients;
 use crate::product_query::ProductQuery;
+use crate::services::Clients;
 use crate::views::{CategoryView, PageInfo, ProductList, ProductView};
 
 #[derive(Clone)]
@@ -82,7 +82,12 @@ impl Catalog {
     }
 
     /// Up to `count` other products of the product's first category.
-    pub async fn related(&self, clients: &Clients, product: &ProductView, count: u32) -> Result<Vec<ProductView>, AppError> {
+    pub async fn related(
+        &self,
+        clients: &Clients,
+        product: &ProductView,
+        count: u32,
+    ) -> Result<Vec<ProductView>, AppError> {
         let Some(category) = product.categories.first() else {
             return Ok(Vec::new());
         };

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use fred::clients::Pool;
 use fred::interfaces::SortedSetsInterface;
 use fred::types::sorted_sets::Ordering;
-use shop_events::{Bus, CategoryChanged, Consumer, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer};
+use shop_events::{
+    Bus, CategoryChanged, Consumer, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer,
+};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 

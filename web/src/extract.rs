@@ -37,9 +37,8 @@ where
             let body = axum::body::Bytes::from_request(request, state)
                 .await
                 .map_err(|rejection| rejected(rejection.status(), "form", rejection.body_text()))?;
-            let value = serde_html_form::from_bytes(&body).map_err(|error| {
-                rejected(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "form", error.to_string())
-            })?;
+            let value = serde_html_form::from_bytes(&body)
+                .map_err(|error| rejected(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "form", error.to_string()))?;
             Ok(Self(value))
         } else {
             Err(AppError::UnsupportedMediaType)

@@ -149,9 +149,8 @@ impl ProductQuery {
         let sort = match blank_to_none(raw.sort) {
             None if q.is_empty() => Sort::Newest,
             None => Sort::Relevance,
-            Some(name) => Sort::parse(&name).ok_or_else(|| {
-                AppError::field("sort", "must be relevance, newest, price-low, price-high or name")
-            })?,
+            Some(name) => Sort::parse(&name)
+                .ok_or_else(|| AppError::field("sort", "must be relevance, newest, price-low, price-high or name"))?,
         };
         let in_stock = match blank_to_none(raw.in_stock).as_deref() {
             None | Some("0" | "false" | "off") => false,
@@ -285,7 +284,10 @@ mod tests {
     #[test]
     fn a_list_has_one_url() -> Result<(), AppError> {
         let query = parse("sort=newest&q=earl+grey&in_stock=on&min_price=4,5&category=black-tea&page=3")?;
-        assert_eq!(query.url(3), "/products?q=earl+grey&category=black-tea&sort=newest&in_stock=1&min_price=4.50&page=3");
+        assert_eq!(
+            query.url(3),
+            "/products?q=earl+grey&category=black-tea&sort=newest&in_stock=1&min_price=4.50&page=3"
+        );
         assert_eq!(parse(&query.url(3)["/products?".len()..])?, query);
         assert_eq!(parse("q=tea&sort=relevance")?.url(1), "/products?q=tea");
         assert_eq!(ProductQuery::default().url(2), "/products?page=2");

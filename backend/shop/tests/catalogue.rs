@@ -49,8 +49,12 @@ async fn categories_search_filters_and_sort_share_one_url() {
     let taken = admin.json(Method::POST, "/categories", json!({ "name": "green TEA" })).await;
     let problem = assert_problem(taken, StatusCode::CONFLICT, "already exists").await;
     assert_eq!(problem["type"], "/problems/category-name-taken");
-    assert_problem(customer.json(Method::POST, "/categories", json!({ "name": "Mine" })).await, StatusCode::FORBIDDEN, "not allowed")
-        .await;
+    assert_problem(
+        customer.json(Method::POST, "/categories", json!({ "name": "Mine" })).await,
+        StatusCode::FORBIDDEN,
+        "not allowed",
+    )
+    .await;
     let blank = admin.form(Method::POST, "/categories", &[("name", "  ")]).await;
     assert_eq!(blank.status(), StatusCode::UNPROCESSABLE_ENTITY, "a blank name is shown again on the form");
     assert!(text(blank).await.contains("category-name-error"));
@@ -77,7 +81,10 @@ async fn categories_search_filters_and_sort_share_one_url() {
         .expect("an answer");
     assert_eq!(by_form.status(), StatusCode::SEE_OTHER);
     let teapot = json_of(customer.get_json(&location(&by_form)).await).await;
-    assert_eq!((teapot["price_minor"].as_i64(), teapot["categories"][0]["slug"].as_str()), (Some(2990), Some("teaware")));
+    assert_eq!(
+        (teapot["price_minor"].as_i64(), teapot["categories"][0]["slug"].as_str()),
+        (Some(2990), Some("teaware"))
+    );
     let iron = admin
         .json(
             Method::POST,
@@ -91,14 +98,14 @@ async fn categories_search_filters_and_sort_share_one_url() {
     assert_eq!(cleared.status(), StatusCode::SEE_OTHER);
     let iron_now = json_of(customer.get_json(&format!("/products/{}", iron["id"])).await).await;
     assert_eq!(iron_now["categories"], json!([]));
-    let set = admin
-        .json(Method::PUT, &format!("/products/{}", iron["id"]), json!({ "category_ids": [ware["id"]] }))
-        .await;
+    let set =
+        admin.json(Method::PUT, &format!("/products/{}", iron["id"]), json!({ "category_ids": [ware["id"]] })).await;
     assert_eq!(json_of(set).await["categories"][0]["id"], ware["id"]);
 
     // Search: a typo still finds, and the answer says what was searched.
     let found = json_of(customer.get_json("/products?q=tepot").await).await;
-    let names: Vec<&str> = found["products"].as_array().expect("products").iter().filter_map(|p| p["name"].as_str()).collect();
+    let names: Vec<&str> =
+        found["products"].as_array().expect("products").iter().filter_map(|p| p["name"].as_str()).collect();
     assert!(names.contains(&"Glass teapot") && names.contains(&"Cast iron teapot"), "{found}");
     assert!(!found["searched_for"].as_str().unwrap_or_default().is_empty(), "{found}");
     assert_eq!(found["query"]["q"], "tepot");
@@ -107,7 +114,8 @@ async fn categories_search_filters_and_sort_share_one_url() {
 
     // Filters and sort, the same in JSON, a page and a partial.
     let in_ware = json_of(customer.get_json("/products?category=teaware&sort=price-low").await).await;
-    let prices: Vec<i64> = in_ware["products"].as_array().expect("products").iter().filter_map(|p| p["price_minor"].as_i64()).collect();
+    let prices: Vec<i64> =
+        in_ware["products"].as_array().expect("products").iter().filter_map(|p| p["price_minor"].as_i64()).collect();
     assert_eq!(prices, vec![2990, 4900]);
     assert_eq!(in_ware["category"]["name"], "Teaware");
     let in_stock = json_of(customer.get_json("/products?category=teaware&in_stock=1").await).await;
@@ -115,18 +123,27 @@ async fn categories_search_filters_and_sort_share_one_url() {
     let range = json_of(customer.get_json("/products?min_price=10&max_price=30").await).await;
     assert_eq!(range["total"], 1, "{range}");
     let page = text(customer.page("/products?q=teapot&sort=name").await).await;
-    assert!(page.contains("Cast iron teapot") && page.contains(r#"value="name" selected"#), "the form shows the sort chosen");
+    assert!(
+        page.contains("Cast iron teapot") && page.contains(r#"value="name" selected"#),
+        "the form shows the sort chosen"
+    );
     let partial = customer.htmx(Method::GET, "/products?category=teaware&sort=").send().await.expect("an answer");
     assert_eq!(partial.headers().get("hx-push-url").and_then(|v| v.to_str().ok()), Some("/products?category=teaware"));
     let partial = text(partial).await;
     assert!(!partial.contains("<!doctype") && partial.contains("Glass teapot") && !partial.contains("Sencha"));
 
     // Bad filters are refused, each naming its parameter.
-    assert_problem(customer.get_json("/products?category=no-such").await, StatusCode::NOT_FOUND, "no such category").await;
-    assert_problem(customer.get_json("/products?sort=cheap").await, StatusCode::UNPROCESSABLE_ENTITY, "sort").await;
-    assert_problem(customer.get_json("/products?min_price=x").await, StatusCode::UNPROCESSABLE_ENTITY, "min_price").await;
-    assert_problem(customer.get_json("/products?min_price=9&max_price=1").await, StatusCode::UNPROCESSABLE_ENTITY, "max_price")
+    assert_problem(customer.get_json("/products?category=no-such").await, StatusCode::NOT_FOUND, "no such category")
         .await;
+    assert_problem(customer.get_json("/products?sort=cheap").await, StatusCode::UNPROCESSABLE_ENTITY, "sort").await;
+    assert_problem(customer.get_json("/products?min_price=x").await, StatusCode::UNPROCESSABLE_ENTITY, "min_price")
+        .await;
+    assert_problem(
+        customer.get_json("/products?min_price=9&max_price=1").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "max_price",
+    )
+    .await;
 
     // Related products: the product page offers others of its category.
     let sencha_page = text(customer.page(&format!("/products/{}", sencha["id"])).await).await;
@@ -138,11 +155,13 @@ async fn categories_search_filters_and_sort_share_one_url() {
     let renamed = admin.json(Method::PUT, &format!("/categories/{}", ware["id"]), json!({ "name": "Pots" })).await;
     assert_eq!(json_of(renamed).await["slug"], "pots");
     let listed = json_of(customer.get_json("/categories").await).await;
-    assert!(listed.as_array().expect("categories").iter().any(|c| c["name"] == "Pots" && c["product_count"] == 2), "{listed}");
+    assert!(
+        listed.as_array().expect("categories").iter().any(|c| c["name"] == "Pots" && c["product_count"] == 2),
+        "{listed}"
+    );
     let gone = admin.form(Method::POST, &format!("/categories/{}/delete", green["id"]), &[]).await;
     assert_eq!((gone.status(), location(&gone).as_str()), (StatusCode::SEE_OTHER, "/categories"));
     assert_eq!(json_of(customer.get_json("/products?q=sencha").await).await["total"], 1);
-
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +193,9 @@ async fn pictures_are_uploaded_checked_and_served_by_their_hash() {
     let url = picture["large"]["url"].as_str().expect("a URL").to_owned();
     let served = customer.request(Method::GET, &url).send().await.expect("an answer");
     assert_eq!(served.status(), StatusCode::OK);
-    let header = |name| served.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_owned);
+    let header = |name| {
+        served.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_owned)
+    };
     assert!(header(CONTENT_TYPE).is_some_and(|t| t.starts_with("image/")));
     assert!(header(CACHE_CONTROL).is_some_and(|c| c.contains("immutable") && c.contains("max-age=31536000")));
     let etag = header(ETAG).expect("an ETag");
@@ -182,12 +203,16 @@ async fn pictures_are_uploaded_checked_and_served_by_their_hash() {
     assert!(!served.bytes().await.expect("bytes").is_empty());
     let again = customer.request(Method::GET, &url).header(IF_NONE_MATCH, etag).send().await.expect("an answer");
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-    let unknown = customer.request(Method::GET, &format!("/images/{}", "0".repeat(64))).send().await.expect("an answer");
+    let unknown =
+        customer.request(Method::GET, &format!("/images/{}", "0".repeat(64))).send().await.expect("an answer");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let malformed = customer.request(Method::GET, "/images/..%2Fetc").send().await.expect("an answer");
     assert_eq!(malformed.status(), StatusCode::NOT_FOUND);
     let listed = json_of(customer.get_json("/products").await).await;
-    assert_eq!(listed["products"][0]["images"][0]["thumbnail"]["url"], picture["thumbnail"]["url"], "a list names the pictures too");
+    assert_eq!(
+        listed["products"][0]["images"][0]["thumbnail"]["url"], picture["thumbnail"]["url"],
+        "a list names the pictures too"
+    );
 
     // Refused with a clear error, nothing stored: not a picture, no alt,
     // too large for the gateway, a customer.
@@ -239,7 +264,10 @@ async fn pictures_are_uploaded_checked_and_served_by_their_hash() {
         .send()
         .await
         .expect("an answer");
-    assert_eq!((by_form.status(), location(&by_form)), (StatusCode::SEE_OTHER, format!("/products/{id}/edit#pictures")));
+    assert_eq!(
+        (by_form.status(), location(&by_form)),
+        (StatusCode::SEE_OTHER, format!("/products/{id}/edit#pictures"))
+    );
     let edit = text(admin.page(&format!("/products/{id}/edit")).await).await;
     assert!(edit.contains("Added a picture of Teapot") && edit.contains(r#"alt="A square""#));
     let refused = admin
@@ -261,5 +289,4 @@ async fn pictures_are_uploaded_checked_and_served_by_their_hash() {
     assert_eq!(product["images"].as_array().map(Vec::len), Some(1));
     let missing = admin.json(Method::DELETE, &format!("/products/{id}/images/{first}"), Value::Null).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-
 }

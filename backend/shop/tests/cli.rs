@@ -50,8 +50,7 @@ async fn shop_all_serves_everything_makes_admins_and_stops_cleanly() {
     let token = shop(data.path()).args(["caller-token", "--user", "1", "--admin"]).output().expect("caller-token runs");
     let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
     let mut inventory = InventoryServiceClient::new(shop_testkit::connect(&started.addresses.inventory()).await);
-    let product =
-        || CreateProductRequest { name: "Teapot".into(), price_minor: 100, stock: 1, ..Default::default() };
+    let product = || CreateProductRequest { name: "Teapot".into(), price_minor: 100, stock: 1, ..Default::default() };
     let unsigned = inventory.create_product(product()).await.map_err(|status| status.code());
     assert_eq!(unsigned.err(), Some(tonic::Code::Unauthenticated));
     let mut signed = tonic::Request::new(product());

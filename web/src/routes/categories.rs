@@ -61,7 +61,10 @@ async fn form_again(ctx: &Ctx, error: AppError, input: &CategoryInput) -> Result
               (status = 403, body = crate::error_page::ProblemBody),
               (status = 409, description = "The name is taken", body = crate::error_page::ProblemBody),
               (status = 422, body = crate::error_page::ProblemBody)))]
-pub async fn create(ctx: Ctx, crate::extract::Input(input): crate::extract::Input<CategoryInput>) -> Result<Response, AppError> {
+pub async fn create(
+    ctx: Ctx,
+    crate::extract::Input(input): crate::extract::Input<CategoryInput>,
+) -> Result<Response, AppError> {
     ctx.admin()?;
     let request = pb::CreateCategoryRequest { name: input.name.clone().unwrap_or_default() };
     let category = match ctx.services().inventory().create_category(request).await {

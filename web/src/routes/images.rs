@@ -94,9 +94,8 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>) -> Result
 }
 
 async fn upload(ctx: &Ctx, product_id: i64, upload: Upload) -> Result<ProductView, AppError> {
-    let first = pb::AddProductImageRequest {
-        part: Some(Part::Upload(pb::ImageUpload { product_id, alt: upload.alt })),
-    };
+    let first =
+        pb::AddProductImageRequest { part: Some(Part::Upload(pb::ImageUpload { product_id, alt: upload.alt })) };
     let chunks = upload
         .file
         .chunks(CHUNK)

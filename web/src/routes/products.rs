@@ -223,7 +223,8 @@ pub async fn edit_form(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, App
     ]);
     let selected: Vec<i64> = product.categories.iter().map(|c| c.id).collect();
     let context = edit_context(&ctx, &product, selected).await;
-    Ok(ctx.render(EDIT, minijinja::context! { values => values, errors => BTreeMap::<String, String>::new(), ..context }))
+    Ok(ctx
+        .render(EDIT, minijinja::context! { values => values, errors => BTreeMap::<String, String>::new(), ..context }))
 }
 
 /// What the edit page shows beside the form's values: the product, every
