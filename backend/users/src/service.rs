@@ -137,6 +137,56 @@ impl user_service_server::UserService for UserService {
         tracing::info!(user_id = id, "user deleted");
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
+
+    async fn list_users(&self, _: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+        Err(Status::unimplemented("ListUsers is coming"))
+    }
+
+    async fn list_addresses(
+        &self,
+        _: Request<pb::ListAddressesRequest>,
+    ) -> Result<Response<pb::ListAddressesResponse>, Status> {
+        Err(Status::unimplemented("ListAddresses is coming"))
+    }
+
+    async fn get_address(&self, _: Request<pb::GetAddressRequest>) -> Result<Response<pb::GetAddressResponse>, Status> {
+        Err(Status::unimplemented("GetAddress is coming"))
+    }
+
+    async fn create_address(
+        &self,
+        _: Request<pb::CreateAddressRequest>,
+    ) -> Result<Response<pb::CreateAddressResponse>, Status> {
+        Err(Status::unimplemented("CreateAddress is coming"))
+    }
+
+    async fn update_address(
+        &self,
+        _: Request<pb::UpdateAddressRequest>,
+    ) -> Result<Response<pb::UpdateAddressResponse>, Status> {
+        Err(Status::unimplemented("UpdateAddress is coming"))
+    }
+
+    async fn delete_address(
+        &self,
+        _: Request<pb::DeleteAddressRequest>,
+    ) -> Result<Response<pb::DeleteAddressResponse>, Status> {
+        Err(Status::unimplemented("DeleteAddress is coming"))
+    }
+
+    async fn request_password_reset(
+        &self,
+        _: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        Err(Status::unimplemented("RequestPasswordReset is coming"))
+    }
+
+    async fn reset_password(
+        &self,
+        _: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        Err(Status::unimplemented("ResetPassword is coming"))
+    }
 }
 
 /// An account is reachable by its owner and by admins. Anyone else signed in
