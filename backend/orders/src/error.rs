@@ -4,7 +4,7 @@
 use shop_grpc::rich_error::{ErrorReason, refuse};
 use tonic::{Code, Status};
 
-use crate::domain::{Rejection, Status as OrderStatus};
+use crate::domain::{PaymentState, Rejection, Status as OrderStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -34,6 +34,14 @@ pub enum OrderError {
     /// A cart change for a product inventory does not sell.
     #[error("product {0} not found")]
     ProductNotFound(i64),
+    /// No such delivery method, or (at checkout) one not offered now.
+    #[error("delivery method {0} not found")]
+    DeliveryMethodNotFound(i64),
+    /// Shipping an unpaid bank-transfer order the shop ships only paid.
+    #[error("order {0} is paid by bank transfer and is not paid yet; mark it paid before shipping it")]
+    PaymentRequired(i64),
+    #[error("an order's payment cannot go from {from} to {to} now")]
+    PaymentTransition { order_id: i64, from: PaymentState, to: PaymentState },
     #[error("inventory answered unexpectedly: {0}")]
     Inventory(String),
     #[error(transparent)]
@@ -110,6 +118,18 @@ impl From<OrderError> for Status {
             }
             OrderError::ProductNotFound(product_id) => {
                 refuse(Code::NotFound, ErrorReason::ProductNotFound, message).metadata("product_id", product_id)
+            }
+            OrderError::DeliveryMethodNotFound(id) => {
+                refuse(Code::NotFound, ErrorReason::DeliveryMethodNotFound, message).metadata("delivery_method_id", id)
+            }
+            OrderError::PaymentRequired(order_id) => {
+                refuse(Code::FailedPrecondition, ErrorReason::PaymentRequired, message).metadata("order_id", order_id)
+            }
+            OrderError::PaymentTransition { order_id, from, to } => {
+                refuse(Code::FailedPrecondition, ErrorReason::PaymentTransitionForbidden, message)
+                    .metadata("order_id", order_id)
+                    .metadata("from", from)
+                    .metadata("to", to)
             }
             OrderError::TotalOverflow | OrderError::Inventory(_) | OrderError::Storage(_) => {
                 tracing::error!(error = %message, "order service failure");

@@ -15,7 +15,10 @@ use shop_storage::{Db, Page, PageError};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, Access, Order, OrderLines, PricedLine, Rejection, Status as OrderStatus, parse_id};
+use crate::domain::{
+    self, Access, Address, AddressInput, Delivery, DeliveryMethod, Order, OrderLines, PaymentMethod, PaymentState,
+    PricedLine, Rejection, Settings, Status as OrderStatus, parse_id,
+};
 use crate::{OrderError, cart, store};
 
 #[derive(Clone)]
@@ -25,7 +28,11 @@ pub struct OrderService {
     inventory: InventoryServiceClient<Signed>,
     outbox: Wake,
     identity: Identity,
+    settings: Settings,
 }
+
+/// The service caller that may read every order (and do nothing else).
+pub const NOTIFICATIONS: &str = "notifications";
 
 /// How the order service signs its calls to inventory.
 fn as_orders(identity: &Identity, channel: &Channel) -> InventoryServiceClient<Signed> {
@@ -47,7 +54,20 @@ pub fn inventory_channel(url: &str) -> Result<Channel, tonic::transport::Error> 
 impl OrderService {
     pub fn new(db: Db, inventory: Channel) -> Self {
         let identity = Identity::random();
-        Self { db, inventory: as_orders(&identity, &inventory), channel: inventory, outbox: Wake::default(), identity }
+        Self {
+            db,
+            inventory: as_orders(&identity, &inventory),
+            channel: inventory,
+            outbox: Wake::default(),
+            identity,
+            settings: Settings::default(),
+        }
+    }
+
+    /// The shop's VAT rate and whether unpaid bank transfers ship.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// Checks callers' signed identities, and signs calls to inventory, with
@@ -81,7 +101,35 @@ impl OrderService {
         let user_id = parse_id("user_id", request.user_id)?;
         let lines = OrderLines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
         let key = domain::parse_idempotency_key(&request.idempotency_key)?;
-        self.place(user_id, lines, key, store::Source::Items).await
+        let payment_method = payment_method_from_proto(request.payment_method)?;
+        let address = request.delivery_address.as_ref().map(address_from_proto).transpose()?;
+        let delivery = match (address, request.delivery_method_id) {
+            (None, 0) => None,
+            (Some(_), 0) => {
+                return Err(OrderError::invalid("delivery_method_id", "is required with a delivery address"));
+            }
+            (None, _) => return Err(OrderError::invalid("delivery_address", "is required with a delivery method")),
+            (Some(address), method_id) => {
+                let method_id = parse_id("delivery_method_id", method_id)?;
+                Some(Delivery { address, method: self.offered(method_id, user_id, key).await? })
+            }
+        };
+        let placement = store::Placement { delivery, payment_method, vat_rate_bp: self.settings.vat_rate_bp };
+        self.place(user_id, lines, key, store::Source::Items, &placement).await
+    }
+
+    /// The delivery method `id` if it is offered now, or (for a retry of an
+    /// order placed with `key`) if it exists: the retry is answered with
+    /// its first order even if the method was deactivated meanwhile.
+    async fn offered(&self, id: i64, user_id: i64, key: Option<&str>) -> Result<DeliveryMethod, OrderError> {
+        let method = store::delivery_method(&self.db, id).await?;
+        if method.active {
+            return Ok(method);
+        }
+        match key {
+            Some(key) if store::keyed(&self.db, user_id, key).await?.is_some() => Ok(method),
+            _ => Err(OrderError::DeliveryMethodNotFound(id)),
+        }
     }
 
     /// Records the order, has inventory reserve it, and answers with it (or
@@ -92,9 +140,10 @@ impl OrderService {
         lines: OrderLines,
         key: Option<&str>,
         source: store::Source,
+        placement: &store::Placement,
     ) -> Result<Order, OrderError> {
         let actor = domain::user_actor(user_id);
-        let order_id = match store::insert_pending(&self.db, user_id, &lines, &actor, key, source).await? {
+        let order_id = match store::insert_pending(&self.db, user_id, &lines, &actor, key, source, placement).await? {
             store::Recorded::New(order_id) => {
                 self.outbox.wake();
                 #[cfg(feature = "fault-hooks")]
@@ -123,8 +172,14 @@ impl OrderService {
     /// Orders the lines of the customer's cart that can be ordered now, and
     /// says which stayed in the cart. A retry with the same key is the
     /// first checkout's answer, whatever the cart holds by then.
-    async fn cart_checkout(&self, user_id: i64, key: &str) -> Result<(Order, Vec<crate::cart::Line>), OrderError> {
-        let key = domain::parse_idempotency_key(key)?;
+    async fn cart_checkout(
+        &self,
+        user_id: i64,
+        request: &pb::CheckoutCartRequest,
+    ) -> Result<(Order, Vec<crate::cart::Line>), OrderError> {
+        // The whole request is checked before anything is looked up.
+        let (address, method_id, payment_method) = parse_checkout(request)?;
+        let key = domain::parse_idempotency_key(&request.idempotency_key)?;
         if let Some(key) = key
             && let Some((request, order_id)) = store::keyed(&self.db, user_id, key).await?
         {
@@ -149,8 +204,17 @@ impl OrderService {
                 },
             });
         }
+        let method = store::delivery_method(&self.db, method_id).await?;
+        if !method.active {
+            return Err(OrderError::DeliveryMethodNotFound(method_id));
+        }
+        let placement = store::Placement {
+            delivery: Some(Delivery { address, method }),
+            payment_method: Some(payment_method),
+            vat_rate_bp: self.settings.vat_rate_bp,
+        };
         let lines = OrderLines::parse(orderable.iter().map(|line| (line.product_id, line.quantity)))?;
-        let order = self.place(user_id, lines, key, store::Source::Cart).await?;
+        let order = self.place(user_id, lines, key, store::Source::Cart, &placement).await?;
         Ok((order, left))
     }
 
@@ -202,8 +266,8 @@ impl OrderService {
                         unit_price_minor: item.unit_price_minor,
                     })
                     .collect();
-                let total = domain::total_of(&priced).ok_or(OrderError::TotalOverflow)?;
-                let status = store::confirm(&self.db, order_id, &priced, total).await?;
+                let subtotal = domain::total_of(&priced).ok_or(OrderError::TotalOverflow)?;
+                let status = store::confirm(&self.db, order_id, &priced, subtotal).await?;
                 self.outbox.wake();
                 if matches!(status, OrderStatus::Cancelled | OrderStatus::Rejected) {
                     // The order moved on while inventory was reserving.
@@ -281,6 +345,10 @@ impl OrderService {
     ) -> Result<(Order, Access), Status> {
         let id = parse_id("id", request.id)?;
         let to = status_from_proto(request.status)?;
+        let tracking = domain::parse_tracking_reference(&request.tracking_reference)?;
+        if tracking.is_some() && to != OrderStatus::Shipped {
+            return Err(OrderError::invalid("tracking_reference", "is given only when shipping").into());
+        }
         let (order, access) = self.visible(caller, id).await?;
         caller.require(access.may_ask_for(to))?;
         if order.status == to {
@@ -289,8 +357,11 @@ impl OrderService {
         if !order.status.can_be_moved_to(to) {
             return Err(OrderError::Transition { order_id: id, from: order.status, to }.into());
         }
+        if to == OrderStatus::Shipped && !self.may_ship(&order) {
+            return Err(OrderError::PaymentRequired(id).into());
+        }
         // History names the caller the service verified.
-        if !store::transition(&self.db, id, order.status, to, &caller.actor()).await? {
+        if !store::transition(&self.db, id, order.status, to, &caller.actor(), tracking.as_deref()).await? {
             return Err(OrderError::Conflict(id).into());
         }
         self.outbox.wake();
@@ -299,12 +370,208 @@ impl OrderService {
         }
         Ok((store::get(&self.db, id).await?, access))
     }
+
+    fn may_ship(&self, order: &Order) -> bool {
+        domain::may_ship(order.payment_method, order.payment_state, self.settings.ship_unpaid_bank_transfer)
+    }
+
+    /// Admins move an order's payment (mark paid, refund).
+    async fn move_payment(&self, caller: &Caller, id: i64, to: PaymentState) -> Result<(Order, Access), Status> {
+        let id = parse_id("id", id)?;
+        let (order, access) = self.visible(caller, id).await?;
+        caller.require(access == Access::Admin)?;
+        let from = order.payment_state;
+        if !from.can_be_moved_to(to, order.status) {
+            return Err(OrderError::PaymentTransition { order_id: id, from, to }.into());
+        }
+        if !store::payment_transition(&self.db, id, order.status, from, to, &caller.actor()).await? {
+            return Err(OrderError::Conflict(id).into());
+        }
+        self.outbox.wake();
+        tracing::info!(order_id = id, from = from.as_str(), to = to.as_str(), "order payment changed");
+        Ok((store::get(&self.db, id).await?, access))
+    }
+
+    /// What placing the order would charge: today's prices, the delivery
+    /// cost, the total and the VAT in it.
+    async fn quote(
+        &self,
+        user_id: i64,
+        request: pb::QuoteCheckoutRequest,
+    ) -> Result<pb::QuoteCheckoutResponse, OrderError> {
+        let method = match request.delivery_method_id {
+            0 => None,
+            id => {
+                let method = store::delivery_method(&self.db, parse_id("delivery_method_id", id)?).await?;
+                if !method.active {
+                    return Err(OrderError::DeliveryMethodNotFound(id));
+                }
+                Some(method)
+            }
+        };
+        let (priced, left): (Vec<PricedLine>, Vec<crate::cart::Line>) = if request.items.is_empty() {
+            let lines = self.cart(user_id).await?;
+            if lines.is_empty() {
+                return Err(OrderError::invalid("items", "your cart is empty"));
+            }
+            let (orderable, left): (Vec<_>, Vec<_>) =
+                lines.into_iter().partition(|line| line.availability == crate::cart::Availability::Available);
+            let priced = orderable
+                .into_iter()
+                .map(|line| PricedLine {
+                    product_id: line.product_id,
+                    product_name: line.product_name,
+                    quantity: line.quantity,
+                    unit_price_minor: line.unit_price_minor,
+                })
+                .collect();
+            (priced, left)
+        } else {
+            let lines = OrderLines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
+            let products = self.stocked(lines.iter().map(|(product_id, _)| product_id).collect()).await?;
+            let priced = lines
+                .iter()
+                .map(|(product_id, quantity)| {
+                    let product = products.get(&product_id).ok_or(OrderError::ProductNotFound(product_id))?;
+                    Ok(PricedLine {
+                        product_id,
+                        product_name: product.name.clone(),
+                        quantity,
+                        unit_price_minor: product.price_minor,
+                    })
+                })
+                .collect::<Result<_, OrderError>>()?;
+            (priced, Vec::new())
+        };
+        let subtotal = domain::total_of(&priced).ok_or(OrderError::TotalOverflow)?;
+        let delivery = method.as_ref().map_or(0, |method| method.cost(subtotal));
+        let total = subtotal.checked_add(delivery).ok_or(OrderError::TotalOverflow)?;
+        let rate = self.settings.vat_rate_bp;
+        Ok(pb::QuoteCheckoutResponse {
+            items: priced
+                .into_iter()
+                .map(|line| pb::OrderItem {
+                    product_id: line.product_id,
+                    product_name: line.product_name,
+                    quantity: line.quantity,
+                    unit_price_minor: line.unit_price_minor,
+                })
+                .collect(),
+            subtotal_minor: subtotal,
+            delivery_method: method.map(pb::DeliveryMethod::from),
+            delivery_minor: delivery,
+            total_minor: total,
+            vat_included_minor: domain::vat_included(total, rate),
+            vat_rate_basis_points: rate,
+            left_in_cart: left.into_iter().map(pb::CartLine::from).collect(),
+        })
+    }
+
+    /// An order as `access` sees it: with the status and payment changes
+    /// that caller may make now (shipping left out while payment is due).
+    fn answer(&self, order: Order, access: Access) -> pb::Order {
+        let may_ship = self.may_ship(&order);
+        let allowed: Vec<OrderStatus> = access
+            .allowed_transitions(order.status)
+            .into_iter()
+            .filter(|to| *to != OrderStatus::Shipped || may_ship)
+            .collect();
+        let payments = access.allowed_payment_transitions(order.payment_state, order.status);
+        let rate = order.vat_rate_bp.unwrap_or(self.settings.vat_rate_bp);
+        let vat = domain::vat_included(order.total_minor, rate);
+        pb::Order {
+            allowed_transitions: allowed.into_iter().map(|status| pb::OrderStatus::from(status).into()).collect(),
+            allowed_payment_transitions: payments
+                .into_iter()
+                .map(|state| pb::PaymentState::from(state).into())
+                .collect(),
+            vat_rate_basis_points: rate,
+            vat_included_minor: vat,
+            ..order.into()
+        }
+    }
 }
 
 /// How `caller` stands towards an order of `owner`'s: `None` for anyone who
 /// may not see it.
 fn access(caller: &Caller, owner: i64) -> Option<Access> {
+    if matches!(caller, Caller::Service(name) if name == NOTIFICATIONS) {
+        return Some(Access::ReadOnly);
+    }
     caller.may_act_for(owner).then(|| owner_or_admin(caller))
+}
+
+/// CheckoutCart's input, checked: the address, the method's id and the
+/// payment method, each required, and the terms accepted.
+fn parse_checkout(request: &pb::CheckoutCartRequest) -> Result<(Address, i64, PaymentMethod), OrderError> {
+    if !request.terms_accepted {
+        return Err(OrderError::invalid("terms", "must be accepted to place the order"));
+    }
+    let address = request
+        .delivery_address
+        .as_ref()
+        .ok_or_else(|| OrderError::invalid("delivery_address", "is required"))
+        .and_then(address_from_proto)?;
+    if request.delivery_method_id == 0 {
+        return Err(OrderError::invalid("delivery_method_id", "choose a delivery method"));
+    }
+    let method_id = parse_id("delivery_method_id", request.delivery_method_id)?;
+    let payment = payment_method_from_proto(request.payment_method)?
+        .ok_or_else(|| OrderError::invalid("payment_method", "choose a payment method"))?;
+    Ok((address, method_id, payment))
+}
+
+fn address_from_proto(address: &pb::DeliveryAddress) -> Result<Address, OrderError> {
+    Address::parse(AddressInput {
+        name: &address.name,
+        line1: &address.line1,
+        line2: &address.line2,
+        postcode: &address.postcode,
+        city: &address.city,
+        country: &address.country,
+        phone: &address.phone,
+    })
+}
+
+fn payment_method_from_proto(value: i32) -> Result<Option<PaymentMethod>, OrderError> {
+    match pb::PaymentMethod::try_from(value) {
+        Ok(pb::PaymentMethod::Unspecified) => Ok(None),
+        Ok(pb::PaymentMethod::BankTransfer) => Ok(Some(PaymentMethod::BankTransfer)),
+        Ok(pb::PaymentMethod::CashOnDelivery) => Ok(Some(PaymentMethod::CashOnDelivery)),
+        Err(_) => Err(OrderError::invalid("payment_method", "must be bank transfer or cash on delivery")),
+    }
+}
+
+/// An update's changes, checked.
+fn method_changes(request: &pb::UpdateDeliveryMethodRequest) -> Result<store::MethodChanges, OrderError> {
+    if request.clear_free_above && request.free_above_minor.is_some() {
+        return Err(OrderError::invalid("free_above_minor", "cannot be set and cleared at once"));
+    }
+    Ok(store::MethodChanges {
+        name: request.name.as_deref().map(domain::parse_method_name).transpose()?,
+        price_minor: request.price_minor.map(domain::parse_method_price).transpose()?,
+        free_above_minor: if request.clear_free_above {
+            Some(None)
+        } else {
+            request.free_above_minor.map(domain::parse_free_above).transpose()?.map(Some)
+        },
+        active: request.active,
+    })
+}
+
+/// The ids asked for, each once, in the order asked.
+fn parse_user_ids(ids: &[i64]) -> Result<Vec<i64>, OrderError> {
+    if ids.len() > 100 {
+        return Err(OrderError::invalid("user_ids", "at most 100 at a time"));
+    }
+    let mut distinct = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = parse_id("user_ids", *id)?;
+        if !distinct.contains(&id) {
+            distinct.push(id);
+        }
+    }
+    Ok(distinct)
 }
 
 /// How a caller already let through to orders (as their owner, or as an
@@ -348,14 +615,14 @@ impl order_service_server::OrderService for OrderService {
         let access = owner_or_admin(&caller);
         // `create` logs "order placed" once, for a new order only (not a replay).
         let order = self.create(request).await?;
-        Ok(Response::new(pb::CreateOrderResponse { order: Some(to_proto(order, access)) }))
+        Ok(Response::new(pb::CreateOrderResponse { order: Some(self.answer(order, access)) }))
     }
 
     async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::GetOrderResponse>, Status> {
         let caller = self.identity.caller(&request)?;
         let id = parse_id("id", request.into_inner().id)?;
         let (order, access) = self.visible(&caller, id).await?;
-        Ok(Response::new(pb::GetOrderResponse { order: Some(to_proto(order, access)) }))
+        Ok(Response::new(pb::GetOrderResponse { order: Some(self.answer(order, access)) }))
     }
 
     async fn list_orders(
@@ -373,7 +640,7 @@ impl order_service_server::OrderService for OrderService {
         let (orders, total) = store::list(&self.db, user_id, caller.is_admin(), page).await?;
         let access = owner_or_admin(&caller);
         Ok(Response::new(pb::ListOrdersResponse {
-            orders: orders.into_iter().map(|order| to_proto(order, access)).collect(),
+            orders: orders.into_iter().map(|order| self.answer(order, access)).collect(),
             total,
             page: page.number,
             page_size: page.size,
@@ -386,7 +653,7 @@ impl order_service_server::OrderService for OrderService {
     ) -> Result<Response<pb::UpdateOrderStatusResponse>, Status> {
         let caller = self.identity.caller(&request)?;
         let (order, access) = self.update_status(&caller, request.into_inner()).await?;
-        Ok(Response::new(pb::UpdateOrderStatusResponse { order: Some(to_proto(order, access)) }))
+        Ok(Response::new(pb::UpdateOrderStatusResponse { order: Some(self.answer(order, access)) }))
     }
 
     async fn get_cart(&self, request: Request<pb::GetCartRequest>) -> Result<Response<pb::CartResponse>, Status> {
@@ -433,10 +700,96 @@ impl order_service_server::OrderService for OrderService {
     ) -> Result<Response<pb::CheckoutCartResponse>, Status> {
         let caller = self.identity.caller(&request)?;
         let user_id = cart::owner(&caller)?;
-        let (order, left) = self.cart_checkout(user_id, &request.into_inner().idempotency_key).await?;
+        let (order, left) = self.cart_checkout(user_id, &request.into_inner()).await?;
         Ok(Response::new(pb::CheckoutCartResponse {
-            order: Some(to_proto(order, owner_or_admin(&caller))),
+            order: Some(self.answer(order, owner_or_admin(&caller))),
             left_in_cart: left.into_iter().map(pb::CartLine::from).collect(),
+        }))
+    }
+
+    async fn mark_order_paid(
+        &self,
+        request: Request<pb::MarkOrderPaidRequest>,
+    ) -> Result<Response<pb::MarkOrderPaidResponse>, Status> {
+        let caller = self.identity.caller(&request)?;
+        let (order, access) = self.move_payment(&caller, request.into_inner().id, PaymentState::Paid).await?;
+        Ok(Response::new(pb::MarkOrderPaidResponse { order: Some(self.answer(order, access)) }))
+    }
+
+    async fn refund_order(
+        &self,
+        request: Request<pb::RefundOrderRequest>,
+    ) -> Result<Response<pb::RefundOrderResponse>, Status> {
+        let caller = self.identity.caller(&request)?;
+        let (order, access) = self.move_payment(&caller, request.into_inner().id, PaymentState::Refunded).await?;
+        Ok(Response::new(pb::RefundOrderResponse { order: Some(self.answer(order, access)) }))
+    }
+
+    async fn list_delivery_methods(
+        &self,
+        request: Request<pb::ListDeliveryMethodsRequest>,
+    ) -> Result<Response<pb::ListDeliveryMethodsResponse>, Status> {
+        let caller = self.identity.caller(&request)?;
+        let include_inactive = request.into_inner().include_inactive;
+        if include_inactive {
+            caller.require_admin()?;
+        }
+        let methods = store::delivery_methods(&self.db, include_inactive).await?;
+        Ok(Response::new(pb::ListDeliveryMethodsResponse {
+            methods: methods.into_iter().map(pb::DeliveryMethod::from).collect(),
+        }))
+    }
+
+    async fn create_delivery_method(
+        &self,
+        request: Request<pb::CreateDeliveryMethodRequest>,
+    ) -> Result<Response<pb::DeliveryMethodResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let request = request.into_inner();
+        let name = domain::parse_method_name(&request.name)?;
+        let price = domain::parse_method_price(request.price_minor)?;
+        let free_above = request.free_above_minor.map(domain::parse_free_above).transpose()?;
+        let method =
+            store::create_delivery_method(&self.db, &name, price, free_above, request.active.unwrap_or(true)).await?;
+        tracing::info!(delivery_method_id = method.id, "delivery method created");
+        Ok(Response::new(pb::DeliveryMethodResponse { method: Some(method.into()) }))
+    }
+
+    async fn update_delivery_method(
+        &self,
+        request: Request<pb::UpdateDeliveryMethodRequest>,
+    ) -> Result<Response<pb::DeliveryMethodResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let request = request.into_inner();
+        let id = parse_id("id", request.id)?;
+        let changes = method_changes(&request)?;
+        let method = store::update_delivery_method(&self.db, id, &changes).await?;
+        Ok(Response::new(pb::DeliveryMethodResponse { method: Some(method.into()) }))
+    }
+
+    async fn quote_checkout(
+        &self,
+        request: Request<pb::QuoteCheckoutRequest>,
+    ) -> Result<Response<pb::QuoteCheckoutResponse>, Status> {
+        let user_id = cart::owner(&self.identity.caller(&request)?)?;
+        Ok(Response::new(self.quote(user_id, request.into_inner()).await?))
+    }
+
+    async fn summarize_customers(
+        &self,
+        request: Request<pb::SummarizeCustomersRequest>,
+    ) -> Result<Response<pb::SummarizeCustomersResponse>, Status> {
+        self.identity.caller(&request)?.require_admin()?;
+        let ids = parse_user_ids(&request.into_inner().user_ids)?;
+        let summaries = store::summarize_customers(&self.db, &ids).await?;
+        Ok(Response::new(pb::SummarizeCustomersResponse {
+            customers: ids
+                .into_iter()
+                .map(|user_id| {
+                    let (orders_count, spent_minor) = summaries.get(&user_id).copied().unwrap_or_default();
+                    pb::CustomerSummary { user_id, orders_count, spent_minor }
+                })
+                .collect(),
         }))
     }
 }
@@ -454,19 +807,42 @@ impl From<OrderStatus> for pb::OrderStatus {
     }
 }
 
-/// An order as `access` sees it: with the status changes that caller may
-/// make now.
-fn to_proto(order: Order, access: Access) -> pb::Order {
-    let allowed = access.allowed_transitions(order.status);
-    pb::Order {
-        allowed_transitions: allowed.into_iter().map(|status| pb::OrderStatus::from(status).into()).collect(),
-        ..order.into()
+impl From<PaymentState> for pb::PaymentState {
+    fn from(state: PaymentState) -> Self {
+        match state {
+            PaymentState::Unpaid => Self::Unpaid,
+            PaymentState::Paid => Self::Paid,
+            PaymentState::Refunded => Self::Refunded,
+        }
+    }
+}
+
+impl From<PaymentMethod> for pb::PaymentMethod {
+    fn from(method: PaymentMethod) -> Self {
+        match method {
+            PaymentMethod::BankTransfer => Self::BankTransfer,
+            PaymentMethod::CashOnDelivery => Self::CashOnDelivery,
+        }
+    }
+}
+
+impl From<DeliveryMethod> for pb::DeliveryMethod {
+    fn from(method: DeliveryMethod) -> Self {
+        Self {
+            id: method.id,
+            name: method.name,
+            price_minor: method.price_minor,
+            free_above_minor: method.free_above_minor,
+            active: method.active,
+        }
     }
 }
 
 impl From<Order> for pb::Order {
-    /// Without `allowed_transitions`, which depend on who asks: see [`to_proto`].
+    /// Without what depends on who asks and on the shop's settings (allowed
+    /// moves, the VAT): see `OrderService::answer`.
     fn from(order: Order) -> Self {
+        let (delivery_method_id, delivery_method_name) = order.delivery_method.unwrap_or_default();
         Self {
             id: order.id,
             user_id: order.user_id,
@@ -482,6 +858,35 @@ impl From<Order> for pb::Order {
                 })
                 .collect(),
             total_minor: order.total_minor,
+            subtotal_minor: order.subtotal_minor,
+            delivery_minor: order.delivery_minor,
+            delivery_method_id,
+            delivery_method_name,
+            delivery_address: order.address.map(|a| pb::DeliveryAddress {
+                name: a.name,
+                line1: a.line1,
+                line2: a.line2,
+                postcode: a.postcode,
+                city: a.city,
+                country: a.country,
+                phone: a.phone,
+            }),
+            vat_included_minor: 0,
+            vat_rate_basis_points: 0,
+            payment_method: order.payment_method.map_or(pb::PaymentMethod::Unspecified, pb::PaymentMethod::from).into(),
+            payment_state: pb::PaymentState::from(order.payment_state).into(),
+            payment_reference: domain::payment_reference(order.id),
+            tracking_reference: order.tracking_reference.unwrap_or_default(),
+            allowed_payment_transitions: Vec::new(),
+            payment_history: order
+                .payment_history
+                .into_iter()
+                .map(|change| pb::PaymentChange {
+                    state: pb::PaymentState::from(change.state).into(),
+                    actor: change.actor,
+                    at: Some(from_unix_ms(change.at_ms)),
+                })
+                .collect(),
             created_at: Some(from_unix_ms(order.created_at_ms)),
             updated_at: Some(from_unix_ms(order.updated_at_ms)),
             history: order

@@ -7,12 +7,18 @@ use std::collections::HashMap;
 use shop_storage::sqlx::{self, Row, any::AnyRow};
 use shop_storage::{Db, Page, now_ms};
 
-use shop_events::{Event, OrderCreated, OrderStatusChanged, Payload, outbox};
+use shop_events::{Event, OrderCreated, OrderPaymentChanged, OrderStatusChanged, Payload, outbox};
 
 use crate::OrderError;
-use crate::domain::{Item, Order, OrderLines, PricedLine, Rejection, Status, StatusChange};
+use crate::domain::{
+    Address, Delivery, DeliveryMethod, Item, Order, OrderLines, PaymentChange, PaymentMethod, PaymentState, PricedLine,
+    Rejection, Status, StatusChange,
+};
 
-const ORDER_COLUMNS: &str = "id, user_id, status, total_minor, created_at_ms, updated_at_ms";
+const ORDER_COLUMNS: &str = "id, user_id, status, total_minor, subtotal_minor, created_at_ms, updated_at_ms, \
+     delivery_name, delivery_line1, delivery_line2, delivery_postcode, delivery_city, delivery_country, \
+     delivery_phone, delivery_method_id, delivery_method_name, delivery_minor, vat_rate_bp, payment_method, \
+     payment_state, tracking_reference";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -20,16 +26,56 @@ fn status_of(value: &str) -> Result<Status, sqlx::Error> {
     Status::from_db(value).ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {value:?}").into()))
 }
 
+fn payment_state_of(value: &str) -> Result<PaymentState, sqlx::Error> {
+    PaymentState::from_db(value).ok_or_else(|| sqlx::Error::Decode(format!("unknown payment state {value:?}").into()))
+}
+
 fn order_from_row(row: &AnyRow) -> Result<Order, sqlx::Error> {
+    let address = match row.try_get::<Option<String>, _>("delivery_name")? {
+        None => None,
+        Some(name) => {
+            let field = |column: &str| -> Result<String, sqlx::Error> {
+                Ok(row.try_get::<Option<String>, _>(column)?.unwrap_or_default())
+            };
+            Some(Address {
+                name,
+                line1: field("delivery_line1")?,
+                line2: field("delivery_line2")?,
+                postcode: field("delivery_postcode")?,
+                city: field("delivery_city")?,
+                country: field("delivery_country")?,
+                phone: field("delivery_phone")?,
+            })
+        }
+    };
+    let method_id: Option<i64> = row.try_get("delivery_method_id")?;
+    let method_name: Option<String> = row.try_get("delivery_method_name")?;
+    let payment_method = row
+        .try_get::<Option<String>, _>("payment_method")?
+        .map(|value| {
+            PaymentMethod::from_db(&value)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown payment method {value:?}").into()))
+        })
+        .transpose()?;
+    let vat_rate_bp: Option<i64> = row.try_get("vat_rate_bp")?;
     Ok(Order {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         status: status_of(row.try_get("status")?)?,
         total_minor: row.try_get("total_minor")?,
+        subtotal_minor: row.try_get("subtotal_minor")?,
         items: Vec::new(),
         history: Vec::new(),
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        address,
+        delivery_method: method_id.map(|id| (id, method_name.unwrap_or_default())),
+        delivery_minor: row.try_get("delivery_minor")?,
+        vat_rate_bp: vat_rate_bp.and_then(|bp| u32::try_from(bp).ok()),
+        payment_method,
+        payment_state: payment_state_of(row.try_get("payment_state")?)?,
+        payment_history: Vec::new(),
+        tracking_reference: row.try_get("tracking_reference")?,
     })
 }
 
@@ -68,14 +114,37 @@ pub enum Source {
 }
 
 impl Source {
-    /// What the idempotency key remembers of the request: the lines sent, or
-    /// "cart" for any checkout of the cart.
-    fn request(self, lines: &OrderLines) -> String {
+    /// What the idempotency key remembers of the request: the lines sent
+    /// (with the delivery and payment, when given), or "cart" for any
+    /// checkout of the cart.
+    fn request(self, lines: &OrderLines, placement: &Placement) -> String {
         match self {
-            Self::Items => lines.canonical(),
+            Self::Items => {
+                let mut request = lines.canonical();
+                if let Some(delivery) = &placement.delivery {
+                    let a = &delivery.address;
+                    let address = [&a.name, &a.line1, &a.line2, &a.postcode, &a.city, &a.country, &a.phone];
+                    // Debug-quoted, so no field can run into the next one.
+                    request.push_str(&format!(";delivery={};address={address:?}", delivery.method.id));
+                }
+                if let Some(method) = placement.payment_method {
+                    request.push_str(&format!(";payment={}", method.as_str()));
+                }
+                request
+            }
             Self::Cart => "cart".to_owned(),
         }
     }
+}
+
+/// What an order is placed with beside its lines (`Default`: no delivery,
+/// no payment method, no VAT).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub delivery: Option<Delivery>,
+    pub payment_method: Option<PaymentMethod>,
+    /// The shop's VAT rate at the time.
+    pub vat_rate_bp: u32,
 }
 
 /// What recording an order found.
@@ -101,10 +170,11 @@ async fn status_changed(
     to: Status,
     actor: &str,
 ) -> Result<(), OrderError> {
-    let (user_id, total_minor): (i64, i64) = sqlx::query_as("SELECT user_id, total_minor FROM orders WHERE id = $1")
-        .bind(order_id)
-        .fetch_one(&mut **tx)
-        .await?;
+    let (user_id, total_minor, tracking_reference): (i64, i64, Option<String>) =
+        sqlx::query_as("SELECT user_id, total_minor, tracking_reference FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_one(&mut **tx)
+            .await?;
     let change = OrderStatusChanged {
         order_id,
         user_id,
@@ -112,9 +182,50 @@ async fn status_changed(
         to: to.as_str().into(),
         actor: actor.into(),
         total_minor,
-        tracking_reference: None,
+        tracking_reference: if to == Status::Shipped { tracking_reference } else { None },
     };
     record(tx, &change).await
+}
+
+/// Moves the payment state in `tx` (if it is still `from`), records the
+/// change and its `order.payment_changed` event. False when it had moved.
+async fn payment_moved(
+    tx: &mut Tx<'_>,
+    order_id: i64,
+    from: PaymentState,
+    to: PaymentState,
+    actor: &str,
+    now: i64,
+) -> Result<bool, OrderError> {
+    let moved =
+        sqlx::query("UPDATE orders SET payment_state = $3, updated_at_ms = $4 WHERE id = $1 AND payment_state = $2")
+            .bind(order_id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    if moved.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query("INSERT INTO order_payment_changes (order_id, state, actor, at_ms) VALUES ($1, $2, $3, $4)")
+        .bind(order_id)
+        .bind(to.as_str())
+        .bind(actor)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    let (user_id,): (i64,) =
+        sqlx::query_as("SELECT user_id FROM orders WHERE id = $1").bind(order_id).fetch_one(&mut **tx).await?;
+    let change = OrderPaymentChanged {
+        order_id,
+        user_id,
+        from: from.as_str().into(),
+        to: to.as_str().into(),
+        actor: actor.into(),
+    };
+    record(tx, &change).await?;
+    Ok(true)
 }
 
 /// Records a new order as pending, with its lines, before any stock is
@@ -130,18 +241,38 @@ pub async fn insert_pending(
     actor: &str,
     idempotency_key: Option<&str>,
     source: Source,
+    placement: &Placement,
 ) -> Result<Recorded, OrderError> {
     db.observe("insert_pending", async move {
         let now = now_ms();
-        let request = source.request(lines);
+        let request = source.request(lines, placement);
         let mut tx = db.pool.begin().await?;
+        let address = placement.delivery.as_ref().map(|delivery| &delivery.address);
+        let method = placement.delivery.as_ref().map(|delivery| &delivery.method);
         let (order_id,): (i64,) = sqlx::query_as(
-            "INSERT INTO orders (user_id, status, created_at_ms, updated_at_ms, from_cart) \
-             VALUES ($1, 'pending', $2, $2, $3) RETURNING id",
+            "INSERT INTO orders (user_id, status, created_at_ms, updated_at_ms, from_cart, \
+                 delivery_name, delivery_line1, delivery_line2, delivery_postcode, delivery_city, \
+                 delivery_country, delivery_phone, delivery_method_id, delivery_method_name, \
+                 delivery_price_minor, delivery_free_above_minor, vat_rate_bp, payment_method) \
+             VALUES ($1, 'pending', $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             RETURNING id",
         )
         .bind(user_id)
         .bind(now)
         .bind(i64::from(source == Source::Cart))
+        .bind(address.map(|a| a.name.clone()))
+        .bind(address.map(|a| a.line1.clone()))
+        .bind(address.map(|a| a.line2.clone()))
+        .bind(address.map(|a| a.postcode.clone()))
+        .bind(address.map(|a| a.city.clone()))
+        .bind(address.map(|a| a.country.clone()))
+        .bind(address.map(|a| a.phone.clone()))
+        .bind(method.map(|m| m.id))
+        .bind(method.map(|m| m.name.clone()))
+        .bind(method.map(|m| m.price_minor))
+        .bind(method.and_then(|m| m.free_above_minor))
+        .bind(i64::from(placement.vat_rate_bp))
+        .bind(placement.payment_method.map(PaymentMethod::as_str))
         .fetch_one(&mut *tx)
         .await?;
         for (product_id, quantity) in lines.iter() {
@@ -230,26 +361,39 @@ pub async fn rejection(db: &Db, order_id: i64) -> Result<Option<(Rejection, Opti
     .await
 }
 
-/// Stores inventory's reservation: the lines' names and prices, the total,
-/// and `confirmed` if the order is still pending. Returns the status the
-/// order has afterwards; anything but `confirmed` means the reservation
-/// arrived for an order that had moved on, and its stock must go back.
-pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], total_minor: i64) -> Result<Status, OrderError> {
+/// Stores inventory's reservation: the lines' names and prices, the
+/// subtotal, the delivery cost (from the method's price and threshold the
+/// order recorded, against this subtotal), the total, and `confirmed` if the
+/// order is still pending. Returns the status the order has afterwards;
+/// anything but `confirmed` means the reservation arrived for an order that
+/// had moved on, and its stock must go back.
+pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], subtotal_minor: i64) -> Result<Status, OrderError> {
     db.observe("confirm", async move {
         let now = now_ms();
         let mut tx = db.pool.begin().await?;
+        let (price, free_above): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT delivery_price_minor, delivery_free_above_minor FROM orders WHERE id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(OrderError::NotFound(order_id))?;
+        let delivery_minor = price.map_or(0, |price| crate::domain::delivery_cost(price, free_above, subtotal_minor));
+        let total_minor = subtotal_minor.checked_add(delivery_minor).ok_or(OrderError::TotalOverflow)?;
         // Inventory holds stock for this order now, whatever its status.
         sqlx::query("UPDATE orders SET stock_state = 'reserved' WHERE id = $1 AND stock_state = 'none'")
             .bind(order_id)
             .execute(&mut *tx)
             .await?;
         let confirmed = sqlx::query(
-            "UPDATE orders SET status = 'confirmed', total_minor = $2, updated_at_ms = $3 \
+            "UPDATE orders SET status = 'confirmed', total_minor = $2, updated_at_ms = $3, subtotal_minor = $4, \
+                 delivery_minor = $5 \
          WHERE id = $1 AND status = 'pending'",
         )
         .bind(order_id)
         .bind(total_minor)
         .bind(now)
+        .bind(subtotal_minor)
+        .bind(delivery_minor)
         .execute(&mut *tx)
         .await?;
         let newly_confirmed = confirmed.rows_affected() == 1;
@@ -320,24 +464,49 @@ pub async fn reject(db: &Db, order_id: i64, rejection: Rejection, product_id: Op
     .await
 }
 
-/// Moves an order from `from` to `to` if it is still in `from`.
+/// Moves an order from `from` to `to` if it is still in `from`, with the
+/// tracking reference when shipping. A cash-on-delivery order still unpaid
+/// becomes paid as it is delivered, in the same transaction.
 /// False when someone else changed it first.
-pub async fn transition(db: &Db, order_id: i64, from: Status, to: Status, actor: &str) -> Result<bool, OrderError> {
+pub async fn transition(
+    db: &Db,
+    order_id: i64,
+    from: Status,
+    to: Status,
+    actor: &str,
+    tracking_reference: Option<&str>,
+) -> Result<bool, OrderError> {
     db.observe("transition", async move {
         let now = now_ms();
         let mut tx = db.pool.begin().await?;
-        let moved = sqlx::query("UPDATE orders SET status = $3, updated_at_ms = $4 WHERE id = $1 AND status = $2")
-            .bind(order_id)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let moved = sqlx::query(
+            "UPDATE orders SET status = $3, updated_at_ms = $4, \
+                 tracking_reference = CASE WHEN $3 = 'shipped' THEN $5 ELSE tracking_reference END \
+             WHERE id = $1 AND status = $2",
+        )
+        .bind(order_id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(now)
+        .bind(tracking_reference)
+        .execute(&mut *tx)
+        .await?;
         if moved.rows_affected() == 0 {
             return Ok(false);
         }
         record_change(&mut tx, order_id, to, actor, now).await?;
         status_changed(&mut tx, order_id, from, to, actor).await?;
+        if to == Status::Delivered {
+            let (method,): (Option<String>,) = sqlx::query_as("SELECT payment_method FROM orders WHERE id = $1")
+                .bind(order_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if method.as_deref() == Some(PaymentMethod::CashOnDelivery.as_str()) {
+                // The carrier collected the money on delivery (a no-op if
+                // an admin marked it paid already).
+                payment_moved(&mut tx, order_id, PaymentState::Unpaid, PaymentState::Paid, actor, now).await?;
+            }
+        }
         tx.commit().await?;
         crate::metrics::status_changed(to);
         Ok(true)
@@ -389,6 +558,21 @@ pub async fn get(db: &Db, order_id: i64) -> Result<Order, OrderError> {
             .map(|row| {
                 Ok(StatusChange {
                     status: status_of(row.try_get("status")?)?,
+                    actor: row.try_get("actor")?,
+                    at_ms: row.try_get("at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        let payments =
+            sqlx::query("SELECT state, actor, at_ms FROM order_payment_changes WHERE order_id = $1 ORDER BY id")
+                .bind(order_id)
+                .fetch_all(&db.pool)
+                .await?;
+        order.payment_history = payments
+            .iter()
+            .map(|row| {
+                Ok(PaymentChange {
+                    state: payment_state_of(row.try_get("state")?)?,
                     actor: row.try_get("actor")?,
                     at_ms: row.try_get("at_ms")?,
                 })
@@ -498,6 +682,175 @@ pub async fn unreleased(db: &Db, limit: i64) -> Result<Vec<i64>, OrderError> {
         .fetch_all(&db.pool)
         .await?;
         Ok(ids.into_iter().map(|(id,)| id).collect())
+    })
+    .await
+}
+
+/// Moves an order's payment from `from` to `to` if the order is still in
+/// `status` and its payment in `from`. False when either changed first.
+pub async fn payment_transition(
+    db: &Db,
+    order_id: i64,
+    status: Status,
+    from: PaymentState,
+    to: PaymentState,
+    actor: &str,
+) -> Result<bool, OrderError> {
+    db.observe("payment_transition", async move {
+        let now = now_ms();
+        let mut tx = db.pool.begin().await?;
+        // Holds the order's row for this transaction (a status change
+        // waits), and checks the status it was decided on.
+        let held = sqlx::query("UPDATE orders SET updated_at_ms = $3 WHERE id = $1 AND status = $2")
+            .bind(order_id)
+            .bind(status.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if held.rows_affected() == 0 || !payment_moved(&mut tx, order_id, from, to, actor, now).await? {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    })
+    .await
+}
+
+// --- Delivery methods ---
+
+fn method_from_row(row: &AnyRow) -> Result<DeliveryMethod, sqlx::Error> {
+    Ok(DeliveryMethod {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        price_minor: row.try_get("price_minor")?,
+        free_above_minor: row.try_get("free_above_minor")?,
+        active: row.try_get::<i64, _>("active")? == 1,
+    })
+}
+
+const METHOD_COLUMNS: &str = "id, name, price_minor, free_above_minor, active";
+
+/// The delivery methods in id order: the active ones, or all.
+pub async fn delivery_methods(db: &Db, include_inactive: bool) -> Result<Vec<DeliveryMethod>, OrderError> {
+    db.observe("delivery_methods", async move {
+        let sql = if include_inactive {
+            format!("SELECT {METHOD_COLUMNS} FROM delivery_methods ORDER BY id")
+        } else {
+            format!("SELECT {METHOD_COLUMNS} FROM delivery_methods WHERE active = 1 ORDER BY id")
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&db.pool).await?;
+        Ok(rows.iter().map(method_from_row).collect::<Result<_, _>>()?)
+    })
+    .await
+}
+
+pub async fn delivery_method(db: &Db, id: i64) -> Result<DeliveryMethod, OrderError> {
+    db.observe("delivery_method", async move {
+        let sql = format!("SELECT {METHOD_COLUMNS} FROM delivery_methods WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&db.pool).await?;
+        row.as_ref().map(method_from_row).transpose()?.ok_or(OrderError::DeliveryMethodNotFound(id))
+    })
+    .await
+}
+
+pub async fn create_delivery_method(
+    db: &Db,
+    name: &str,
+    price_minor: i64,
+    free_above_minor: Option<i64>,
+    active: bool,
+) -> Result<DeliveryMethod, OrderError> {
+    let id = db
+        .observe("create_delivery_method", async move {
+            let now = now_ms();
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO delivery_methods (name, price_minor, free_above_minor, active, created_at_ms, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+            )
+            .bind(name)
+            .bind(price_minor)
+            .bind(free_above_minor)
+            .bind(i64::from(active))
+            .bind(now)
+            .fetch_one(&db.pool)
+            .await?;
+            Ok::<_, OrderError>(id)
+        })
+        .await?;
+    delivery_method(db, id).await
+}
+
+/// What an update changes; `None` keeps a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MethodChanges {
+    pub name: Option<String>,
+    pub price_minor: Option<i64>,
+    /// `Some(None)` clears the threshold.
+    pub free_above_minor: Option<Option<i64>>,
+    pub active: Option<bool>,
+}
+
+pub async fn update_delivery_method(db: &Db, id: i64, changes: &MethodChanges) -> Result<DeliveryMethod, OrderError> {
+    db.observe("update_delivery_method", async move {
+        // One statement; each field kept unless a new value is given.
+        let updated = sqlx::query(
+            "UPDATE delivery_methods SET \
+                 name = CASE WHEN $2 = 1 THEN $3 ELSE name END, \
+                 price_minor = CASE WHEN $4 = 1 THEN $5 ELSE price_minor END, \
+                 free_above_minor = CASE WHEN $6 = 1 THEN $7 ELSE free_above_minor END, \
+                 active = CASE WHEN $8 = 1 THEN $9 ELSE active END, \
+                 updated_at_ms = $10 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(i64::from(changes.name.is_some()))
+        .bind(changes.name.clone().unwrap_or_default())
+        .bind(i64::from(changes.price_minor.is_some()))
+        .bind(changes.price_minor.unwrap_or_default())
+        .bind(i64::from(changes.free_above_minor.is_some()))
+        .bind(changes.free_above_minor.flatten())
+        .bind(i64::from(changes.active.is_some()))
+        .bind(i64::from(changes.active.unwrap_or_default()))
+        .bind(now_ms())
+        .execute(&db.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(OrderError::DeliveryMethodNotFound(id));
+        }
+        Ok(())
+    })
+    .await?;
+    delivery_method(db, id).await
+}
+
+/// For each user: orders placed (not counting rejected ones), and the
+/// totals of their confirmed, shipped and delivered orders not refunded.
+pub async fn summarize_customers(db: &Db, user_ids: &[i64]) -> Result<HashMap<i64, (i64, i64)>, OrderError> {
+    db.observe("summarize_customers", async move {
+        let mut summaries = HashMap::new();
+        if user_ids.is_empty() {
+            return Ok(summaries);
+        }
+        // Placeholders only; the ids are bound.
+        let placeholders = (1..=user_ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT user_id, \
+                 COUNT(*) AS orders_count, \
+                 CAST(COALESCE(SUM(CASE WHEN status IN ('confirmed', 'shipped', 'delivered') \
+                     AND payment_state <> 'refunded' THEN total_minor ELSE 0 END), 0) AS BIGINT) AS spent_minor \
+             FROM orders WHERE status <> 'rejected' AND user_id IN ({placeholders}) GROUP BY user_id"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in user_ids {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&db.pool).await? {
+            let user_id: i64 = row.try_get("user_id")?;
+            let count: i64 = row.try_get("orders_count")?;
+            let spent: i64 = row.try_get("spent_minor")?;
+            summaries.insert(user_id, (count, spent));
+        }
+        Ok(summaries)
     })
     .await
 }

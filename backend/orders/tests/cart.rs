@@ -17,6 +17,8 @@ use tonic::Code;
 struct Shop {
     inventory: InventoryServiceClient<Signed>,
     orders_url: String,
+    /// A delivery method checkouts use.
+    delivery_method_id: i64,
     _servers: (Running, Running),
     _dbs: (TestDb, TestDb),
 }
@@ -35,9 +37,13 @@ async fn start(backend: Backend) -> Shop {
     let orders_server = Running::spawn(|shutdown| async move {
         shop_grpc::serve(listener, orders.into_server(), shutdown).await.expect("the order service runs");
     });
+    let mut admin_orders = OrderServiceClient::with_interceptor(connect(&orders_url).await, sign_as(admin()));
+    let method = CreateDeliveryMethodRequest { name: "Standard".into(), price_minor: 490, ..Default::default() };
+    let method = admin_orders.create_delivery_method(method).await.expect("a delivery method");
     Shop {
         inventory: InventoryServiceClient::with_interceptor(connect(&inventory_url).await, sign_as(admin())),
         orders_url,
+        delivery_method_id: method.into_inner().method.expect("a method").id,
         _servers: (inventory_server, orders_server),
         _dbs: (orders_db, inventory_db),
     }
@@ -64,12 +70,24 @@ impl Shop {
             connect(&self.orders_url).await,
             sign_as(Caller::User { id, admin: false }),
         );
-        Customer(client)
+        Customer(client, self.delivery_method_id)
     }
 }
 
+/// A customer's client, and the delivery method they check out with.
 #[derive(Clone)]
-struct Customer(OrderServiceClient<Signed>);
+struct Customer(OrderServiceClient<Signed>, i64);
+
+fn address() -> DeliveryAddress {
+    DeliveryAddress {
+        name: "Ada Lovelace".into(),
+        line1: "12 St James's Square".into(),
+        postcode: "SW1Y 4JH".into(),
+        city: "London".into(),
+        country: "GB".into(),
+        ..Default::default()
+    }
+}
 
 /// (product id, quantity, availability) of each line.
 type Lines = Vec<(i64, i64, CartLineAvailability)>;
@@ -92,7 +110,14 @@ impl Customer {
     }
 
     async fn checkout(&mut self, key: &str) -> Result<CheckoutCartResponse, tonic::Status> {
-        Ok(self.0.checkout_cart(CheckoutCartRequest { idempotency_key: key.into() }).await?.into_inner())
+        let request = CheckoutCartRequest {
+            idempotency_key: key.into(),
+            delivery_address: Some(address()),
+            delivery_method_id: self.1,
+            payment_method: PaymentMethod::BankTransfer.into(),
+            terms_accepted: true,
+        };
+        Ok(self.0.checkout_cart(request).await?.into_inner())
     }
 }
 
@@ -311,7 +336,9 @@ async fn an_order_takes_its_lines_out_of_the_cart_and_a_rejected_one_leaves_it(b
     // here through the order's two steps as the service takes them.
     let db = &shop._dbs.0.db;
     let lines = OrderLines::parse([(tea, 3), (pot, 1)]).expect("lines");
-    let recorded = store::insert_pending(db, 1, &lines, "user:1", Some("ada-1"), Source::Cart).await.expect("recorded");
+    let recorded = store::insert_pending(db, 1, &lines, "user:1", Some("ada-1"), Source::Cart, &Default::default())
+        .await
+        .expect("recorded");
     let Recorded::New(rejected) = recorded else { panic!("a new order, not {recorded:?}") };
     store::reject(db, rejected, Rejection::StockShort, Some(pot)).await.expect("rejected");
     assert_eq!(ada.cart().await, vec![(tea, 3, Available), (pot, 1, OutOfStock)], "a rejected order leaves the cart");
@@ -319,7 +346,9 @@ async fn an_order_takes_its_lines_out_of_the_cart_and_a_rejected_one_leaves_it(b
     // A confirmed one takes what it ordered, and only that: units added
     // after checkout began stay.
     let lines = OrderLines::parse([(tea, 3)]).expect("lines");
-    let recorded = store::insert_pending(db, 1, &lines, "user:1", Some("ada-2"), Source::Cart).await.expect("recorded");
+    let recorded = store::insert_pending(db, 1, &lines, "user:1", Some("ada-2"), Source::Cart, &Default::default())
+        .await
+        .expect("recorded");
     let Recorded::New(placed) = recorded else { panic!("a new order, not {recorded:?}") };
     ada.add(tea, 2).await.expect("added meanwhile");
     let priced = [PricedLine { product_id: tea, product_name: "Gyokuro".into(), quantity: 3, unit_price_minor: 900 }];

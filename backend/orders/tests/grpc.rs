@@ -91,12 +91,12 @@ impl Shop {
 
     async fn order_with_key(&mut self, user_id: i64, items: &[(i64, i64)], key: &str) -> Result<Order, tonic::Status> {
         let items = items.iter().map(|&(product_id, quantity)| OrderLine { product_id, quantity }).collect();
-        let request = CreateOrderRequest { user_id, items, idempotency_key: key.into() };
+        let request = CreateOrderRequest { user_id, items, idempotency_key: key.into(), ..Default::default() };
         Ok(self.orders.create_order(request).await?.into_inner().order.expect("an order"))
     }
 
     async fn set_status(&mut self, id: i64, status: OrderStatus) -> Result<Order, tonic::Status> {
-        let request = UpdateOrderStatusRequest { id, status: status.into() };
+        let request = UpdateOrderStatusRequest { id, status: status.into(), ..Default::default() };
         Ok(self.orders.update_order_status(request).await?.into_inner().order.expect("an order"))
     }
 
@@ -273,9 +273,9 @@ async fn status_follows_the_state_machine(backend: Backend) {
     );
     assert_eq!(shop.stock(tea).await, 9, "a delivered order keeps its stock");
 
-    let unspecified = UpdateOrderStatusRequest { id: order.id, status: 0 };
+    let unspecified = UpdateOrderStatusRequest { id: order.id, status: 0, ..Default::default() };
     assert_status(shop.orders.update_order_status(unspecified).await, Code::InvalidArgument, "status");
-    let unknown_value = UpdateOrderStatusRequest { id: order.id, status: 99 };
+    let unknown_value = UpdateOrderStatusRequest { id: order.id, status: 99, ..Default::default() };
     assert_status(shop.orders.update_order_status(unknown_value).await, Code::InvalidArgument, "status");
     assert_status(shop.set_status(55_555, OrderStatus::Shipped).await, Code::NotFound, "not found");
     assert_status(shop.set_status(0, OrderStatus::Shipped).await, Code::InvalidArgument, "id");
@@ -353,6 +353,7 @@ async fn a_retry_with_the_same_idempotency_key_is_the_same_order(backend: Backen
                 user_id: 3,
                 items: vec![OrderLine { product_id: tea, quantity: 1 }],
                 idempotency_key: "double-click".into(),
+                ..Default::default()
             };
             orders.create_order(request).await.map(|r| r.into_inner().order.map(|o| o.id))
         })
@@ -445,9 +446,9 @@ async fn customers_reach_only_their_own_orders(backend: Backend) {
         (missing.0, missing.1, text, Some(id.to_string()))
     };
     assert_eq!(answer(eve.get_order(GetOrderRequest { id: mine.id }).await), not_found_as(mine.id, &missing));
-    let cancel = UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Cancelled.into() };
-    assert_eq!(answer(eve.update_order_status(cancel).await), not_found_as(mine.id, &missing));
-    let cancel_missing = UpdateOrderStatusRequest { id: 999_999, ..cancel };
+    let cancel = UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Cancelled.into(), ..Default::default() };
+    assert_eq!(answer(eve.update_order_status(cancel.clone()).await), not_found_as(mine.id, &missing));
+    let cancel_missing = UpdateOrderStatusRequest { id: 999_999, ..cancel.clone() };
     assert_eq!(answer(eve.update_order_status(cancel_missing).await), missing);
     // Listing someone else's orders, or everyone's, is not for her.
     let adas = ListOrdersRequest { user_id: Some(1), ..Default::default() };
@@ -461,7 +462,7 @@ async fn customers_reach_only_their_own_orders(backend: Backend) {
     }
     // A customer may not ship her own order, but may cancel it; history
     // names who the service verified.
-    let ship = UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Shipped.into() };
+    let ship = UpdateOrderStatusRequest { id: mine.id, status: OrderStatus::Shipped.into(), ..Default::default() };
     assert_refused(ada.update_order_status(ship).await, Code::PermissionDenied, ErrorReason::PermissionDenied);
     assert_eq!(ada.list_orders(adas).await.expect("her list").into_inner().total, 1);
     let cancelled = ada.update_order_status(cancel).await.expect("cancelled").into_inner().order.expect("an order");
@@ -615,7 +616,7 @@ async fn allowed_transitions_follow_the_caller_for_every_status(backend: Backend
     shop.set_status(delivered, Shipped).await.expect("shipped");
     assert_eq!(transitions(&shop.set_status(delivered, Delivered).await.expect("delivered")), vec![]);
     let cancelled = ada.create_order(place(1)).await.expect("an order").into_inner().order.expect("an order").id;
-    let cancel = UpdateOrderStatusRequest { id: cancelled, status: Cancelled.into() };
+    let cancel = UpdateOrderStatusRequest { id: cancelled, status: Cancelled.into(), ..Default::default() };
     let after_cancel = ada.update_order_status(cancel).await.expect("cancelled").into_inner().order.expect("an order");
     assert_eq!((after_cancel.status(), transitions(&after_cancel)), (Cancelled, vec![]));
     let rejected = shop.order(1, &[(tea, 1_000)]).await.expect_err("rejected");
@@ -659,7 +660,8 @@ async fn allowed_transitions_follow_the_caller_for_every_status(backend: Backend
 
         assert_refused(eve.get_order(GetOrderRequest { id }).await, Code::NotFound, ErrorReason::OrderNotFound);
         for to in [Cancelled, Shipped] {
-            let change = eve.update_order_status(UpdateOrderStatusRequest { id, status: to.into() }).await;
+            let change =
+                eve.update_order_status(UpdateOrderStatusRequest { id, status: to.into(), ..Default::default() }).await;
             assert_refused(change, Code::NotFound, ErrorReason::OrderNotFound);
         }
     }
