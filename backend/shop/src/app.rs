@@ -148,7 +148,8 @@ impl App {
             let channel = shop_orders::service::inventory_channel(&inventory_url).context("the inventory URL")?;
             let service = shop_orders::OrderService::new(db.clone(), channel)
                 .with_outbox(relay(&db, "orders"))
-                .with_identity(identity.clone());
+                .with_identity(identity.clone())
+                .with_settings(config.order_settings());
             background.push(Box::pin(shop_orders::recovery::run_periodically(
                 service.clone(),
                 Duration::from_secs(config.recovery_interval_secs),

@@ -201,6 +201,16 @@ pub struct Config {
     #[arg(long, env = "SHOP_RECOVERY_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub recovery_interval_secs: u64,
 
+    /// The VAT rate included in the shop's prices, as a percentage (e.g. 20,
+    /// 5.5): orders record it and show the VAT their total includes.
+    #[arg(long, env = "SHOP_VAT_RATE", default_value = "20", value_parser = parse_vat_rate, global = true)]
+    pub vat_rate: u32,
+
+    /// Ship orders paid by bank transfer before the money has arrived (by
+    /// default an admin marks them paid first).
+    #[arg(long, env = "SHOP_SHIP_UNPAID_BANK_TRANSFER", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub ship_unpaid_bank_transfer: bool,
+
     /// Seconds to let requests in flight finish after Ctrl-C or SIGTERM.
     #[arg(long, env = "SHOP_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10, global = true)]
     pub shutdown_timeout_secs: u64,
@@ -216,7 +226,21 @@ pub struct Config {
     pub loki_url: Option<String>,
 }
 
+/// A VAT percentage ("20", "5.5") in hundredths of a percent.
+fn parse_vat_rate(text: &str) -> Result<u32, String> {
+    shop_orders::domain::parse_vat_rate(text)
+        .ok_or_else(|| "a percentage from 0 to 100 with at most two decimals, e.g. 20 or 5.5".to_owned())
+}
+
 impl Config {
+    /// The order service's shop settings.
+    pub fn order_settings(&self) -> shop_orders::domain::Settings {
+        shop_orders::domain::Settings {
+            vat_rate_bp: self.vat_rate,
+            ship_unpaid_bank_transfer: self.ship_unpaid_bank_transfer,
+        }
+    }
+
     /// The database URL of one service: its PostgreSQL database when a
     /// server is configured, else a SQLite file under the data directory.
     pub fn database_url(&self, service: Service) -> String {
