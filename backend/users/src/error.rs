@@ -8,6 +8,15 @@ use tonic::{Code, Status};
 pub enum UserError {
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// Several fields wrong at once (an address), each with its reason.
+    #[error("{}", .0.iter().map(|(field, message)| format!("{field}: {message}")).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<(&'static str, String)>),
+    /// No such address, or not the caller's: one answer for both.
+    #[error("address not found")]
+    AddressNotFound(i64),
+    /// A password reset token that is unknown, used, superseded or expired.
+    #[error("this password reset link is invalid or has expired")]
+    ResetLinkInvalid,
     #[error("an account with this email already exists")]
     EmailTaken,
     /// No such user, or one the caller may not see: one answer for both.
@@ -34,6 +43,14 @@ impl From<UserError> for Status {
             UserError::Invalid { field, message: description } => {
                 refuse(Code::InvalidArgument, ErrorReason::FieldInvalid, message).field_violation(field, description)
             }
+            UserError::InvalidFields(problems) => problems.into_iter().fold(
+                refuse(Code::InvalidArgument, ErrorReason::FieldInvalid, message),
+                |refusal, (field, description)| refusal.field_violation(field, description),
+            ),
+            UserError::AddressNotFound(id) => {
+                refuse(Code::NotFound, ErrorReason::AddressNotFound, message).metadata("address_id", id)
+            }
+            UserError::ResetLinkInvalid => refuse(Code::InvalidArgument, ErrorReason::ResetLinkInvalid, message),
             UserError::EmailTaken => {
                 refuse(Code::AlreadyExists, ErrorReason::EmailTaken, message).field_violation("email", "is taken")
             }
