@@ -687,6 +687,10 @@ export SHOP_BIN=${SHOP_BIN:-$target_dir/debug/shop}
 run "$VENV/bin/python" tests/python/test_grpc_clients.py
 step_done
 
+step "email test against a real SMTP server (tests/python/test_mail.py)"
+run "$VENV/bin/python" tests/python/test_mail.py
+step_done
+
 step "browser tests in headless Chromium (tests/browser/test_shop.py, test_no_js.py, test_cart.py, test_catalogue.py)"
 # Every run's screenshots afresh, so none is left from an earlier run.
 export SHOP_SCREENSHOTS="$ROOT/ci-artifacts/screenshots"

@@ -24,11 +24,13 @@ pub enum Part {
     Inventory,
     Orders,
     Gateway,
+    /// The emails (a consumer of events, no listener of its own).
+    Notifications,
 }
 
 impl Part {
     /// Everything, in one process (`shop all`).
-    pub const ALL: [Self; 4] = [Self::Users, Self::Inventory, Self::Orders, Self::Gateway];
+    pub const ALL: [Self; 5] = [Self::Users, Self::Inventory, Self::Orders, Self::Gateway, Self::Notifications];
 }
 
 /// A server, ready to serve until its shutdown signal; it names itself when
@@ -187,6 +189,13 @@ impl App {
                 shop_web::serve(listener, &settings, shutdown).await.map(|()| "gateway").context("gateway")
             }));
         }
+        if parts.contains(&Part::Notifications) {
+            let Some(bus) = &bus else {
+                bail!("shop notifications needs SHOP_NATS_URL: the services' events reach it through NATS")
+            };
+            let urls = (gateway_urls.users.as_str(), gateway_urls.orders.as_str());
+            background.push(notifications(config, bus.clone(), urls, &identity).await?);
+        }
         Ok(Self {
             addresses,
             servers,
@@ -262,6 +271,42 @@ fn identity(config: &Config, parts: &[Part]) -> Result<shop_grpc::identity::Iden
             "set SHOP_INTERNAL_SECRET (the same value for every process of this shop): services check who calls them"
         ),
     }
+}
+
+/// The notifications component: its database, its transport (SMTP, or
+/// `.eml` files under the data directory) and its consumer, already
+/// subscribed. On the in-process bus an event published before a consumer
+/// subscribes never reaches it, and the relays publish as soon as the app
+/// runs; so the consumer is polled once here, which subscribes it.
+async fn notifications(
+    config: &Config,
+    bus: shop_events::Bus,
+    (users_url, orders_url): (&str, &str),
+    identity: &shop_grpc::identity::Identity,
+) -> Result<Background> {
+    use shop_notifications::transport::{Configured, Files, Smtp, Transport};
+    shop_notifications::describe_metrics();
+    let db = databases::open_notifications(config).await?;
+    let settings = shop_notifications::Settings::new(&config.mail_from, &config.public_url)?;
+    let transport = match &config.smtp_url {
+        Some(url) => Configured::Smtp(
+            Smtp::new(url, Duration::from_secs(config.smtp_timeout_secs))
+                .map_err(|error| anyhow::anyhow!("SHOP_SMTP_URL: {error}"))?,
+        ),
+        None => Configured::Files(Files::new(config.mail_dir())),
+    };
+    let lookup = shop_notifications::lookup::Grpc::new(identity, users_url, orders_url)
+        .context("the user or order service URL")?;
+    tracing::info!(emails = %transport.describe(), database = %redact(&config.notifications_database_url()), from = %config.mail_from, users = %users_url, orders = %orders_url, "notifications sending emails");
+    let notifier = shop_notifications::Notifier::new(db, lookup, transport, settings).context("the email templates")?;
+    let mut consumer: Background = Box::pin(shop_notifications::run(bus, std::sync::Arc::new(notifier)));
+    let mut finished = false;
+    std::future::poll_fn(|cx| {
+        finished = consumer.as_mut().poll(cx).is_ready();
+        std::task::Poll::Ready(())
+    })
+    .await;
+    Ok(if finished { Box::pin(std::future::ready(())) } else { consumer })
 }
 
 /// NATS when configured; in one process without it, an in-process bus; a

@@ -32,6 +32,10 @@ pub enum Command {
     Orders,
     /// The HTTP gateway alone; reaches the services at their --*-url.
     Gateway,
+    /// The emails alone: consumes order and user events from NATS (needs
+    /// --nats-url) and reads customers and orders at --users-url and
+    /// --orders-url.
+    Notifications,
     /// Applies database migrations and exits (they also run at start).
     Migrate {
         /// Which service's database; all three when omitted.
@@ -224,6 +228,26 @@ pub struct Config {
     /// OTEL_EXPORTER_OTLP_ENDPOINT is set (OTLP over gRPC, e.g. http://tempo:4317).
     #[arg(long, env = "SHOP_LOKI_URL", global = true)]
     pub loki_url: Option<String>,
+
+    /// SMTP server for the shop's emails: smtp://HOST:PORT (plain; add
+    /// ?tls=required for STARTTLS) or smtps://USER:PASSWORD@HOST (TLS).
+    /// Unset: each email is written as an .eml file under <data dir>/mail/.
+    #[arg(long, env = "SHOP_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<String>,
+    /// Seconds an SMTP connection, or one read or write on it, may take.
+    #[arg(long, env = "SHOP_SMTP_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub smtp_timeout_secs: u64,
+    /// The From of the shop's emails.
+    #[arg(long, env = "SHOP_MAIL_FROM", default_value = "Shop <shop@localhost>", global = true)]
+    pub mail_from: String,
+    /// The shop's address as customers reach it; links in emails start with it.
+    #[arg(long, env = "SHOP_PUBLIC_URL", default_value = "http://localhost:8080", global = true)]
+    pub public_url: String,
+    /// The notifications component's database (which events' emails went
+    /// out). Unset: a database named `notifications` on --postgres-url, or
+    /// <data dir>/notifications.db.
+    #[arg(long, env = "SHOP_NOTIFICATIONS_DATABASE_URL", hide_env_values = true, global = true)]
+    pub notifications_database_url: Option<String>,
 }
 
 /// A VAT percentage ("20", "5.5") in hundredths of a percent.
@@ -264,6 +288,21 @@ impl Config {
             Service::Orders => (&self.orders_url, self.orders_addr),
         };
         url.clone().unwrap_or_else(|| format!("http://{addr}"))
+    }
+
+    /// The notifications component's database: the configured URL, else
+    /// one beside the services' (PostgreSQL or a SQLite file).
+    pub fn notifications_database_url(&self) -> String {
+        match (&self.notifications_database_url, &self.postgres_url) {
+            (Some(url), _) => url.clone(),
+            (None, Some(server)) => with_database(server, "notifications"),
+            (None, None) => format!("sqlite://{}/notifications.db", self.data_dir.display()),
+        }
+    }
+
+    /// Where emails are written as .eml files when no SMTP server is set.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.data_dir.join("mail")
     }
 }
 
@@ -328,5 +367,10 @@ mod tests {
         assert_eq!(cli.config.service_url(Service::Inventory), "http://127.0.0.1:50052");
         let cli = Cli::parse_from(["shop", "users", "--postgres-url", "postgres://p@h"]);
         assert_eq!(cli.config.database_url(Service::Users), "postgres://p@h/users");
+        assert_eq!(cli.config.notifications_database_url(), "postgres://p@h/notifications");
+        let cli = Cli::parse_from(["shop", "notifications"]);
+        assert_eq!(cli.config.notifications_database_url(), "sqlite://data/notifications.db");
+        assert_eq!(cli.config.mail_dir(), PathBuf::from("data/mail"));
+        assert!(cli.config.smtp_url.is_none());
     }
 }

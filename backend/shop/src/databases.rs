@@ -26,3 +26,17 @@ pub async fn open(config: &Config, service: Service) -> Result<Db> {
         .await
         .with_context(|| format!("opening the {} database at {}", service.name(), redact(&url)))
 }
+
+/// Connects to the notifications component's database and brings its schema
+/// up to date.
+pub async fn open_notifications(config: &Config) -> Result<Db> {
+    let url = config.notifications_database_url();
+    let options = ConnectOptions {
+        max_connections: config.db_max_connections.min(4),
+        service: "notifications",
+        ..ConnectOptions::new(url.clone())
+    };
+    Db::connect_and_migrate(&options, &shop_notifications::MIGRATIONS)
+        .await
+        .with_context(|| format!("opening the notifications database at {}", redact(&url)))
+}

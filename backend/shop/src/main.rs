@@ -39,6 +39,7 @@ async fn main() -> ExitCode {
         Some(Command::Inventory) => (telemetry::Role::Server, Some("inventory")),
         Some(Command::Orders) => (telemetry::Role::Server, Some("orders")),
         Some(Command::Gateway) => (telemetry::Role::Server, Some("gateway")),
+        Some(Command::Notifications) => (telemetry::Role::Server, Some("notifications")),
         Some(_) => (telemetry::Role::Command, None),
     };
     let telemetry =
@@ -59,6 +60,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Inventory => serve(&config, &[Part::Inventory]).await,
         Command::Orders => serve(&config, &[Part::Orders]).await,
         Command::Gateway => serve(&config, &[Part::Gateway]).await,
+        Command::Notifications => serve(&config, &[Part::Notifications]).await,
         Command::Migrate { service } => {
             let services = match service {
                 Some(service) => vec![service],
