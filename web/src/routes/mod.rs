@@ -6,6 +6,7 @@
 pub mod assets;
 pub mod cart;
 pub mod categories;
+pub mod delivery_methods;
 pub mod home;
 pub mod images;
 pub mod orders;
@@ -60,6 +61,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cart::set, cart::remove))
         .routes(routes!(categories::list, categories::create))
         .routes(routes!(categories::rename, categories::delete))
+        .routes(routes!(delivery_methods::list, delivery_methods::create))
+        .routes(routes!(delivery_methods::update))
         .routes({
             // A picture may be far larger than the 64 KiB every other body gets.
             let (schemas, paths, method) = routes!(images::add);
@@ -88,6 +91,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/cart/items/{product_id}", post(cart::set))
         .route("/cart/items/{product_id}/delete", post(cart::remove))
         .route("/categories/{id}", post(categories::rename))
+        .route("/delivery-methods/{id}", post(delivery_methods::update))
         .route("/categories/{id}/delete", post(categories::delete))
         .route("/products/{id}/images/{image_id}/delete", post(images::delete))
         .route("/openapi.json", get(openapi_json))
