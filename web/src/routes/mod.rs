@@ -3,13 +3,16 @@
 //! `/openapi.json`, which is generated from these handlers and so cannot
 //! drift from them.
 
+pub mod addresses;
 pub mod assets;
 pub mod cart;
 pub mod categories;
+pub mod customers;
 pub mod delivery_methods;
 pub mod home;
 pub mod images;
 pub mod orders;
+pub mod password_reset;
 pub mod problems;
 pub mod products;
 pub mod users;
@@ -37,6 +40,8 @@ use crate::state::AppState;
         (name = "products", description = "The catalogue"),
         (name = "orders", description = "Orders and their status"),
         (name = "users", description = "Accounts and sign-in"),
+        (name = "addresses", description = "Customers' address books"),
+        (name = "customers", description = "Customers, for admins"),
         (name = "cart", description = "The cart: a guest's in the session, a customer's kept by the shop")
     )
 )]
@@ -69,6 +74,12 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             (schemas, paths, method.layer(axum::extract::DefaultBodyLimit::max(images::UPLOAD_LIMIT)))
         })
         .routes(routes!(images::delete))
+        .routes(routes!(addresses::list, addresses::create))
+        .routes(routes!(addresses::show, addresses::update, addresses::delete))
+        .routes(routes!(password_reset::request))
+        .routes(routes!(password_reset::reset))
+        .routes(routes!(customers::list))
+        .routes(routes!(customers::show))
         .split_for_parts();
     let router = api
         .route("/", get(home::home))
@@ -94,6 +105,11 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/delivery-methods/{id}", post(delivery_methods::update))
         .route("/categories/{id}/delete", post(categories::delete))
         .route("/products/{id}/images/{image_id}/delete", post(images::delete))
+        .route("/users/{id}/addresses/{address_id}/edit", get(addresses::edit_form))
+        .route("/users/{id}/addresses/{address_id}", post(addresses::update))
+        .route("/users/{id}/addresses/{address_id}/delete", post(addresses::delete))
+        .route("/users/password-reset", get(password_reset::request_form))
+        .route("/users/password-reset/{token}", get(password_reset::choose_form))
         .route("/openapi.json", get(openapi_json))
         .route("/problems/{slug}", get(problems::show))
         .fallback(not_found);
