@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import re
 import os
 import shutil
 import signal
@@ -223,6 +224,35 @@ def sign_in(page: Page, base: str, email: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+def check_out(page: Page, base: str, payment: str = "Bank transfer") -> None:
+    """From the cart to the review step as a shopper does: a new address the
+    first time (the saved one afterwards), the first delivery method, then
+    `payment`; the caller then ticks the terms and presses Place order."""
+    page.goto(f"{base}/cart")
+    page.get_by_role("link", name="Check out").click()
+    expect(page).to_have_url(re.compile(r"/checkout/address$"))
+    if page.get_by_label("Recipient's name").is_visible() and not page.locator("input[name=address_id][value]:not([value=new])").count():
+        page.get_by_label("Recipient's name").fill("Casey Customer")
+        page.get_by_label("Street and number").fill("1 rue de la Paix")
+        page.get_by_label("Postcode").fill("75002")
+        page.get_by_label("City").fill("Paris")
+    page.get_by_role("button", name="Continue to delivery").click()
+    expect(page).to_have_url(re.compile(r"/checkout/delivery$"))
+    page.get_by_role("button", name="Continue to payment").click()
+    expect(page).to_have_url(re.compile(r"/checkout/payment$"))
+    page.get_by_label(payment).check()
+    page.get_by_role("button", name="Review your order").click()
+    expect(page).to_have_url(re.compile(r"/checkout/review$"))
+
+
+def place_order(page: Page) -> int:
+    """On the review step: accepts the terms and places the order; returns its id."""
+    page.get_by_label("I accept the shop's terms of sale.").check()
+    page.get_by_role("button", name=re.compile(r"^Place order")).click()
+    expect(page).to_have_url(re.compile(r"/orders/\d+/confirmation$"))
+    return int(re.search(r"/orders/(\d+)/confirmation", page.url).group(1))
+
+
 def seed(shop: Shop, count: int = 25) -> list[dict]:
     """An admin (registered with JSON, promoted by the CLI) and `count` products."""
     admin = Api(shop.base)
@@ -230,6 +260,8 @@ def seed(shop: Shop, count: int = 25) -> list[dict]:
     shop.make_admin("admin@example.com")
     # Signing in again puts the new role into the session.
     assert admin.call("POST", "/users/login", {"email": "admin@example.com", "password": PASSWORD})["role"] == "admin"
+    # Checkout needs a way to deliver.
+    admin.call("POST", "/delivery-methods", {"name": "Standard delivery", "price_minor": 490, "free_above_minor": 5000})
     products = []
     for n in range(1, count + 1):
         body = {"name": f"Product {n:02}", "description": f"Thing number {n}.", "price_minor": 100 * n + 99, "stock": 10}

@@ -35,6 +35,24 @@ pub struct GatewayConfig {
     pub bus: Option<shop_events::Bus>,
     /// Signs who each call to a service is for (`SHOP_INTERNAL_SECRET`).
     pub identity: Identity,
+    /// What the shop tells its customers about itself.
+    pub shop: ShopDetails,
+}
+
+/// The shop's own details, shown on confirmation pages and packing slips.
+#[derive(Debug, Clone)]
+pub struct ShopDetails {
+    /// `SHOP_NAME`.
+    pub name: String,
+    /// Where a bank transfer goes (`SHOP_BANK_DETAILS`, e.g. "IBAN FR76 …,
+    /// BIC …, Tea & Co"); without it, customers are told to ask the shop.
+    pub bank_details: Option<String>,
+}
+
+impl Default for ShopDetails {
+    fn default() -> Self {
+        Self { name: "Shop".into(), bank_details: None }
+    }
 }
 
 impl GatewayConfig {
@@ -45,6 +63,7 @@ impl GatewayConfig {
             session_db: 1,
             cache_prefix: "shop:cache:".into(),
             cache_ttl: Duration::from_secs(60),
+            shop: ShopDetails::default(),
             cookie_secure: false,
             session_idle: Duration::from_secs(12 * 60 * 60),
             session_lifetime: Duration::from_secs(7 * 24 * 60 * 60),

@@ -102,6 +102,7 @@ impl Gateway {
             live,
             limits: security::Limits::default(),
             openapi,
+            shop: config.shop.clone(),
         });
         let idle = time::Duration::try_from(config.session_idle).unwrap_or(time::Duration::hours(12));
         let session_layer = SessionManagerLayer::new(sessions.clone())

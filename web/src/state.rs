@@ -27,6 +27,7 @@ pub struct Shared {
     pub live: Live,
     pub limits: Limits,
     pub openapi: utoipa::openapi::OpenApi,
+    pub shop: crate::config::ShopDetails,
 }
 
 impl AppState {

@@ -194,7 +194,15 @@ mod forms {
                         "unit_price": "4.50", "line_total": "4.50" }],
             "created_at": "2026-11-30T10:00:00Z", "updated_at": "2026-11-30T10:00:00Z",
             "history": [{ "status": "confirmed", "actor": "system", "at": "2026-11-30T10:00:00Z" }],
-            "next_statuses": ["shipped", "cancelled"] });
+            "next_statuses": ["shipped", "cancelled"],
+            "delivery_address": { "name": "Casey", "line1": "1 rue de la Paix", "line2": "", "postcode": "75002",
+                                  "city": "Paris", "country": "FR", "phone": "" },
+            "delivery_method": "Standard", "delivery_minor": 490, "delivery": "4.90", "subtotal_minor": 450,
+            "subtotal": "4.50", "vat_included_minor": 157, "vat_included": "1.57", "vat_rate": "20",
+            "payment_method": "bank_transfer", "payment_state": "unpaid", "payment_reference": "ORDER-000005",
+            "tracking_reference": "", "next_payment_states": ["paid"],
+            "payment_history": [{ "status": "paid", "actor": "user:1", "at": "2026-11-30T10:00:00Z" }] });
+        let order_address = order["delivery_address"].clone();
         let page =
             json!({ "page": 2, "page_size": 20, "total": 60, "pages": 3, "has_previous": true, "has_next": true });
         let mut list = page.clone();
@@ -204,7 +212,7 @@ mod forms {
         list["query"] = json!({ "q": "earl gery", "category": "black-tea", "sort": "relevance", "in_stock": true,
             "min_price_minor": 100, "max_price_minor": null, "page": 2, "page_size": 20 });
         list["category"] = json!({ "id": 2, "name": "Black tea", "slug": "black-tea", "product_count": 4 });
-        Value::from(minijinja::value::Serde(json!({
+        let mut context = json!({
             "viewer": viewer, "partial": partial,
             "user": { "id": 2, "email": "casey@example.com", "name": "Casey", "role": "customer",
                       "created_at": "2026-11-30T10:00:00Z" },
@@ -216,10 +224,26 @@ mod forms {
             "selected": [1], "related": [product], "sorts": [["relevance", "Best match"], ["name", "Name: A to Z"]],
             "min_price": "1.00", "max_price": null, "self_url": "/products?q=earl+gery&page=2",
             "query_string": "q=earl+gery", "focus_list": true,
+
             "image_values": { "alt": "A tin" }, "image_errors": { "image": "Not a picture." },
             "problem": { "slug": "stock-short", "type": "/problems/stock-short", "meaning": "Not enough." },
             "values": { "next": "/cart", "name": "Casey" }, "errors": { "name": "is required" },
-        })))
+        });
+        // Checkout, confirmation and packing slip (a second object: one
+        // json! this size passes the macro recursion limit).
+        let checkout = json!({
+            "step": "review", "addresses": [{ "id": 3, "name": "Casey", "lines": "1 rue de la Paix, 75002 Paris, FR" }],
+            "chosen": 3, "countries": [["FR", "France"]], "methods": [{ "id": 1, "name": "Standard", "price": "4.90",
+            "free_now": false, "free_above": "50.00" }], "subtotal": "4.50", "address": order_address,
+            "method": "Standard", "payment": "bank_transfer", "lines": [{ "name": "Tea", "quantity": 1, "price": "4.50",
+            "total": "4.50" }], "left": ["Cups"], "delivery": "4.90", "delivery_free": false, "total_text": "9.40",
+            "vat_included": "1.57", "vat_rate": "20", "bank_details": "IBAN FR76 0000", "shop_name": "Shop",
+            "people": { "2": { "name": "Casey", "email": "casey@example.com" } },
+        });
+        if let (Some(all), Some(more)) = (context.as_object_mut(), checkout.as_object()) {
+            all.extend(more.clone());
+        }
+        Value::from(minijinja::value::Serde(context))
     }
 
     #[test]

@@ -169,6 +169,93 @@ pub struct OrderView {
     /// service decides (an admin along the state machine, the customer only
     /// to cancel their own); empty when there is nothing they may do.
     pub next_statuses: Vec<String>,
+    /// Where it is delivered, as given when placed; absent for an order
+    /// without delivery (collected in store).
+    #[serde(default)]
+    pub delivery_address: Option<AddressView>,
+    /// The delivery method's name when the order was placed ("" without delivery).
+    #[serde(default)]
+    pub delivery_method: String,
+    #[serde(default)]
+    pub delivery_minor: i64,
+    #[serde(default)]
+    pub delivery: String,
+    /// The items' sum, before delivery.
+    #[serde(default)]
+    pub subtotal_minor: i64,
+    #[serde(default)]
+    pub subtotal: String,
+    /// The VAT the total includes, and its rate in percent ("20", "5.5").
+    #[serde(default)]
+    pub vat_included_minor: i64,
+    #[serde(default)]
+    pub vat_included: String,
+    #[serde(default)]
+    pub vat_rate: String,
+    /// `bank_transfer`, `cash_on_delivery`, or `unspecified` (paid outside the shop).
+    #[serde(default)]
+    pub payment_method: String,
+    /// `unpaid`, `paid` or `refunded`.
+    #[serde(default)]
+    pub payment_state: String,
+    /// What the customer writes on a bank transfer ("ORDER-000042").
+    #[serde(default)]
+    pub payment_reference: String,
+    /// The carrier's reference, once shipped.
+    #[serde(default)]
+    pub tracking_reference: String,
+    /// The payment states the viewer may move this order to now (admins).
+    #[serde(default)]
+    pub next_payment_states: Vec<String>,
+    /// Oldest first; empty in lists.
+    #[serde(default)]
+    pub payment_history: Vec<StatusChangeView>,
+}
+
+/// An address as an order keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AddressView {
+    pub name: String,
+    pub line1: String,
+    pub line2: String,
+    pub postcode: String,
+    pub city: String,
+    /// ISO 3166-1 alpha-2, e.g. "FR".
+    pub country: String,
+    pub phone: String,
+}
+
+impl From<orders::DeliveryAddress> for AddressView {
+    fn from(a: orders::DeliveryAddress) -> Self {
+        Self { name: a.name, line1: a.line1, line2: a.line2, postcode: a.postcode, city: a.city, country: a.country, phone: a.phone }
+    }
+}
+
+pub fn payment_state_name(state: orders::PaymentState) -> &'static str {
+    match state {
+        orders::PaymentState::Unspecified => "unknown",
+        orders::PaymentState::Unpaid => "unpaid",
+        orders::PaymentState::Paid => "paid",
+        orders::PaymentState::Refunded => "refunded",
+    }
+}
+
+pub fn payment_method_name(method: orders::PaymentMethod) -> &'static str {
+    match method {
+        orders::PaymentMethod::Unspecified => "unspecified",
+        orders::PaymentMethod::BankTransfer => "bank_transfer",
+        orders::PaymentMethod::CashOnDelivery => "cash_on_delivery",
+    }
+}
+
+/// A rate in hundredths of a percent as people write it: 2000 → "20", 550 → "5.5".
+pub fn percent(basis_points: u32) -> String {
+    let whole = basis_points / 100;
+    match basis_points % 100 {
+        0 => whole.to_string(),
+        cents if cents % 10 == 0 => format!("{whole}.{}", cents / 10),
+        cents => format!("{whole}.{cents:02}"),
+    }
 }
 
 pub fn status_name(status: orders::OrderStatus) -> &'static str {
@@ -203,6 +290,9 @@ impl From<orders::Order> for OrderView {
     fn from(o: orders::Order) -> Self {
         let status = o.status();
         let next_statuses = o.allowed_transitions().map(|next| status_name(next).to_owned()).collect();
+        let next_payment_states =
+            o.allowed_payment_transitions().map(|next| payment_state_name(next).to_owned()).collect();
+        let (payment_method, payment_state) = (o.payment_method(), o.payment_state());
         Self {
             id: o.id,
             user_id: o.user_id,
@@ -233,6 +323,29 @@ impl From<orders::Order> for OrderView {
                 })
                 .collect(),
             next_statuses,
+            delivery_address: o.delivery_address.map(AddressView::from),
+            delivery_method: o.delivery_method_name,
+            delivery_minor: o.delivery_minor,
+            delivery: money(o.delivery_minor),
+            subtotal_minor: o.subtotal_minor,
+            subtotal: money(o.subtotal_minor),
+            vat_included_minor: o.vat_included_minor,
+            vat_included: money(o.vat_included_minor),
+            vat_rate: percent(o.vat_rate_basis_points),
+            payment_method: payment_method_name(payment_method).to_owned(),
+            payment_state: payment_state_name(payment_state).to_owned(),
+            payment_reference: o.payment_reference,
+            tracking_reference: o.tracking_reference,
+            next_payment_states,
+            payment_history: o
+                .payment_history
+                .into_iter()
+                .map(|change| StatusChangeView {
+                    status: payment_state_name(change.state()).to_owned(),
+                    actor: change.actor,
+                    at: rfc3339(change.at),
+                })
+                .collect(),
         }
     }
 }

@@ -176,6 +176,10 @@ impl App {
                 session_lifetime: Duration::from_secs(config.session_lifetime_hours * 60 * 60),
                 bus: bus.clone(),
                 identity: identity.clone(),
+                shop: shop_web::config::ShopDetails {
+                    name: config.shop_name.clone(),
+                    bank_details: config.bank_details.clone().filter(|details| !details.trim().is_empty()),
+                },
                 ..shop_web::GatewayConfig::new(gateway_urls.clone())
             };
             adjust_gateway(&mut settings);

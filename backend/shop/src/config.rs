@@ -166,6 +166,13 @@ pub struct Config {
     /// Seconds a cached profile or product is kept.
     #[arg(long, env = "SHOP_CACHE_TTL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub cache_ttl_secs: u64,
+    /// The shop's name, on confirmation pages and packing slips.
+    #[arg(long, env = "SHOP_NAME", default_value = "Shop", global = true)]
+    pub shop_name: String,
+    /// Where customers send a bank transfer (e.g. "IBAN FR76 3000 6000 0112 3456 7890 189, BIC AGRIFRPP,
+    /// Tea & Co"), shown with the amount and the order's reference. Unset: customers are told to ask.
+    #[arg(long, env = "SHOP_BANK_DETAILS", global = true)]
+    pub bank_details: Option<String>,
     /// Mark the session cookie Secure; set it when the shop is served over HTTPS.
     #[arg(long, env = "SHOP_COOKIE_SECURE", default_value_t = false, global = true)]
     pub cookie_secure: bool,

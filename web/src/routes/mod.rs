@@ -6,6 +6,7 @@
 pub mod addresses;
 pub mod assets;
 pub mod cart;
+pub mod checkout;
 pub mod categories;
 pub mod customers;
 pub mod delivery_methods;
@@ -56,6 +57,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(orders::list, orders::create))
         .routes(routes!(orders::show))
         .routes(routes!(orders::update_status))
+        .routes(routes!(orders::update_payment))
         .routes(routes!(users::by_query))
         .routes(routes!(users::show, users::update, users::delete))
         .routes(routes!(users::register))
@@ -66,8 +68,6 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cart::set, cart::remove))
         .routes(routes!(categories::list, categories::create))
         .routes(routes!(categories::rename, categories::delete))
-        .routes(routes!(delivery_methods::list, delivery_methods::create))
-        .routes(routes!(delivery_methods::update))
         .routes({
             // A picture may be far larger than the 64 KiB every other body gets.
             let (schemas, paths, method) = routes!(images::add);
@@ -79,6 +79,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(password_reset::request))
         .routes(routes!(password_reset::reset))
         .routes(routes!(customers::list))
+        .routes(routes!(delivery_methods::list, delivery_methods::create))
+        .routes(routes!(delivery_methods::update))
         .routes(routes!(customers::show))
         .split_for_parts();
     let router = api
@@ -89,6 +91,14 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/users/login", get(users::login_form))
         .route("/users/{id}/edit", get(users::edit_form))
         .route("/orders/{id}/events", get(orders::events))
+        .route("/orders/{id}/confirmation", get(orders::confirmation))
+        .route("/orders/{id}/packing-slip", get(orders::packing_slip))
+        // Checkout, a page per step; each posts to its own URL.
+        .route("/checkout", get(checkout::start).post(checkout::place))
+        .route("/checkout/address", get(checkout::address_form).post(checkout::address))
+        .route("/checkout/delivery", get(checkout::delivery_form).post(checkout::delivery))
+        .route("/checkout/payment", get(checkout::payment_form).post(checkout::payment))
+        .route("/checkout/review", get(checkout::review_form))
         // HTML forms can only GET and POST: each change or deletion the JSON
         // API makes with PUT, PATCH or DELETE is also a POST, served by the
         // same handler. A change posts to the thing's own URL (or its

@@ -8,7 +8,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use std::collections::BTreeMap;
+
 use shop_proto::orders::v1 as pb;
+use shop_proto::users::v1 as users_pb;
 use utoipa::ToSchema;
 
 use shop_grpc::rich_error::{self, ErrorReason};
@@ -25,6 +28,8 @@ use crate::views::{OrderList, OrderView, PageInfo, parse_status};
 const LIST: Pages = Pages::new("orders/index.html", "orders/_list.html");
 const DETAIL: Pages = Pages::new("orders/show.html", "orders/_detail.html");
 const ROW: Pages = Pages::new("orders/show.html", "orders/_row.html");
+const CONFIRMATION: Pages = Pages::new("orders/confirmation.html", "orders/confirmation.html");
+const SLIP: Pages = Pages::new("orders/packing_slip.html", "orders/packing_slip.html");
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderLineInput {
@@ -42,6 +47,58 @@ pub struct OrderInput {
     /// The checkout form's key; an `Idempotency-Key` header takes precedence.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Where to deliver, with `delivery_method_id`. With `items`, both may be
+    /// left out (no delivery: collected in store); ordering the cart needs
+    /// both, a `payment_method` and `terms_accepted`.
+    #[serde(default)]
+    pub delivery_address: Option<DeliveryAddressInput>,
+    #[serde(default)]
+    pub delivery_method_id: Option<i64>,
+    /// `bank_transfer` or `cash_on_delivery`.
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    /// The shop's terms, accepted.
+    #[serde(default)]
+    pub terms_accepted: bool,
+}
+
+/// A delivery address as sent; the order service checks every field.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct DeliveryAddressInput {
+    pub name: String,
+    pub line1: String,
+    pub line2: String,
+    pub postcode: String,
+    pub city: String,
+    /// ISO 3166-1 alpha-2, e.g. "FR".
+    pub country: String,
+    pub phone: String,
+}
+
+impl From<DeliveryAddressInput> for pb::DeliveryAddress {
+    fn from(a: DeliveryAddressInput) -> Self {
+        Self { name: a.name, line1: a.line1, line2: a.line2, postcode: a.postcode, city: a.city, country: a.country, phone: a.phone }
+    }
+}
+
+/// How an order is delivered and paid, as the order service takes it.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    pub address: Option<pb::DeliveryAddress>,
+    pub method_id: i64,
+    pub payment: pb::PaymentMethod,
+    pub terms_accepted: bool,
+}
+
+/// A payment method by its name in the API.
+pub fn parse_payment(name: Option<&str>) -> Result<pb::PaymentMethod, AppError> {
+    match name.map(str::trim) {
+        None | Some("") => Ok(pb::PaymentMethod::Unspecified),
+        Some("bank_transfer") => Ok(pb::PaymentMethod::BankTransfer),
+        Some("cash_on_delivery") => Ok(pb::PaymentMethod::CashOnDelivery),
+        Some(_) => Err(AppError::field("payment_method", "must be bank_transfer or cash_on_delivery")),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -51,6 +108,16 @@ pub struct StatusInput {
     /// Where a browser goes afterwards (a path on this site; default the order).
     #[serde(default)]
     pub next: Option<String>,
+    /// With `shipped`: the carrier's reference (optional).
+    #[serde(default)]
+    pub tracking_reference: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PaymentInput {
+    /// `paid` (an admin records the money arrived) or `refunded` (a
+    /// cancelled order's money was given back).
+    pub state: String,
 }
 
 /// Admins may look at one customer's orders.
@@ -60,6 +127,39 @@ pub struct OrderFilter {
     /// Admins only: one customer's orders.
     #[serde(default, deserialize_with = "number_or_blank")]
     pub user_id: Option<i64>,
+}
+
+/// A customer as an admin's order screens name them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+}
+
+/// The people orders name (their customers, the admins in their history),
+/// by id, for an admin; nobody for a customer, whose pages say "you" and
+/// "the shop". One call per distinct person, made together.
+pub async fn people(ctx: &Ctx, orders: &[&OrderView]) -> BTreeMap<String, Person> {
+    if !ctx.viewer.user.as_ref().is_some_and(|user| user.admin) {
+        return BTreeMap::new();
+    }
+    let mut ids: Vec<i64> = orders.iter().map(|order| order.user_id).collect();
+    for order in orders {
+        let actors = order.history.iter().chain(&order.payment_history).map(|change| change.actor.as_str());
+        ids.extend(actors.filter_map(|actor| actor.strip_prefix("user:")?.parse::<i64>().ok()));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let clients = ctx.services();
+    let lookups = ids.into_iter().map(|id| {
+        let clients = clients.clone();
+        async move {
+            let found = clients.users().get_user_profile(users_pb::GetUserProfileRequest { id }).await.ok()?;
+            let user = found.into_inner().user?;
+            Some((id.to_string(), Person { name: user.name, email: user.email }))
+        }
+    });
+    futures_util::future::join_all(lookups).await.into_iter().flatten().collect()
 }
 
 async fn fetch(clients: &Clients, id: i64) -> Result<OrderView, AppError> {
@@ -80,13 +180,16 @@ pub async fn list(ctx: Ctx, paging: Paging, Query(filter): Query<OrderFilter>) -
         page: PageInfo::new(listed.page, listed.page_size, listed.total),
         orders: listed.orders.into_iter().map(OrderView::from).collect(),
     };
-    Ok(match ctx.want {
-        Want::Json => ctx.show(LIST, "list", &list),
-        _ => ctx.render(
-            LIST,
-            minijinja::context! { list => minijinja::value::Serde(&list), user_filter => filter.user_id },
-        ),
-    })
+    if ctx.want == Want::Json {
+        return Ok(ctx.show(LIST, "list", &list));
+    }
+    let people = people(&ctx, &list.orders.iter().collect::<Vec<_>>()).await;
+    let context = minijinja::context! {
+        list => minijinja::value::Serde(&list),
+        user_filter => filter.user_id,
+        people => minijinja::value::Serde(&people),
+    };
+    Ok(ctx.render(LIST, context))
 }
 
 /// One order, with its status history. Someone else's is "not found".
@@ -95,7 +198,65 @@ pub async fn list(ctx: Ctx, paging: Paging, Query(filter): Query<OrderFilter>) -
               (status = 404, description = "No such order, or not yours", body = crate::error_page::ProblemBody)))]
 pub async fn show(ctx: Ctx, Id(id, _): Id<Order>) -> Result<Response, AppError> {
     ctx.user()?;
-    Ok(ctx.show(DETAIL, "order", &fetch(&ctx.services(), id).await?))
+    let order = fetch(&ctx.services(), id).await?;
+    if ctx.want == Want::Json {
+        return Ok(ctx.show(DETAIL, "order", &order));
+    }
+    let people = people(&ctx, &[&order]).await;
+    Ok(ctx.render(DETAIL, minijinja::context! { order => minijinja::value::Serde(&order), people => minijinja::value::Serde(&people) }))
+}
+
+/// After checkout: the order, and what happens next (how to pay, when it ships).
+pub async fn confirmation(ctx: Ctx, Id(id, _): Id<Order>) -> Result<Response, AppError> {
+    ctx.user()?;
+    let order = fetch(&ctx.services(), id).await?;
+    let context = minijinja::context! {
+        order => minijinja::value::Serde(&order),
+        bank_details => ctx.state.shop.bank_details.clone(),
+    };
+    Ok(ctx.render(CONFIRMATION, context))
+}
+
+/// A printable packing slip (admins): what goes in the parcel and where.
+pub async fn packing_slip(ctx: Ctx, Id(id, _): Id<Order>) -> Result<Response, AppError> {
+    ctx.admin()?;
+    let order = fetch(&ctx.services(), id).await?;
+    let people = people(&ctx, &[&order]).await;
+    let context = minijinja::context! {
+        order => minijinja::value::Serde(&order),
+        people => minijinja::value::Serde(&people),
+        shop_name => ctx.state.shop.name.clone(),
+    };
+    Ok(ctx.render(SLIP, context))
+}
+
+/// Records an order's payment (admins): `paid` when the money arrived,
+/// `refunded` once a cancelled order's money went back. The order service
+/// decides which moves are allowed (each order lists them). Forms post to
+/// the same URL.
+#[utoipa::path(post, path = "/orders/{id}/payment", tag = "orders", request_body = PaymentInput,
+    params(("id" = i64, Path, description = "Order id")),
+    responses((status = 200, body = OrderView), (status = 401, body = crate::error_page::ProblemBody),
+              (status = 403, body = crate::error_page::ProblemBody), (status = 404, body = crate::error_page::ProblemBody),
+              (status = 409, description = "The payment state does not allow it", body = crate::error_page::ProblemBody),
+              (status = 422, body = crate::error_page::ProblemBody)))]
+pub async fn update_payment(
+    ctx: Ctx,
+    target: HxTarget,
+    Id(id, _): Id<Order>,
+    Input(input): Input<PaymentInput>,
+) -> Result<Response, AppError> {
+    ctx.admin()?;
+    let orders = ctx.services().orders();
+    let updated = match input.state.trim() {
+        "paid" => orders.clone().mark_order_paid(pb::MarkOrderPaidRequest { id }).await?.into_inner().order,
+        "refunded" => orders.clone().refund_order(pb::RefundOrderRequest { id }).await?.into_inner().order,
+        _ => return Err(AppError::field("state", "must be paid or refunded")),
+    };
+    let order = updated.map(OrderView::from).ok_or(AppError::Missing("orders returned no order"))?;
+    let pages = if target.starts_with("order-row-") { ROW } else { DETAIL };
+    ctx.done((pages, "order", &order), &format!("/orders/{id}"), format!("Order #{id} is marked {}.", order.payment_state))
+        .await
 }
 
 /// The order's status as it changes, as server-sent events named `status`
@@ -157,16 +318,30 @@ pub async fn create(
         viewer::placed_with(&ctx.session, &idempotency_key).await?.filter(|_| from_cart && ctx.is_html())
     {
         // The same checkout form again, after it emptied the cart.
-        let location = format!("/orders/{order_id}");
-        return ctx.redirect(&location, format!("Order #{order_id} is placed.")).await;
+        // (Back from the confirmation page, and the form sent again.)
+        let location = format!("/orders/{order_id}/confirmation");
+        return ctx.redirect(&location, String::new()).await;
     }
+    let delivery = Delivery {
+        address: input.delivery_address.map(pb::DeliveryAddress::from),
+        method_id: input.delivery_method_id.unwrap_or(0),
+        payment: parse_payment(input.payment_method.as_deref())?,
+        terms_accepted: input.terms_accepted,
+    };
     let Some(sent) = input.items else {
-        return checkout(ctx, idempotency_key).await;
+        return checkout(ctx, idempotency_key, delivery).await;
     };
     let items: Vec<pb::OrderLine> =
         sent.into_iter().map(|l| pb::OrderLine { product_id: l.product_id, quantity: l.quantity }).collect();
     let product_ids: Vec<i64> = items.iter().map(|line| line.product_id).collect();
-    let request = pb::CreateOrderRequest { user_id, items, idempotency_key: idempotency_key.clone() };
+    let request = pb::CreateOrderRequest {
+        user_id,
+        items,
+        idempotency_key: idempotency_key.clone(),
+        delivery_address: delivery.address,
+        delivery_method_id: delivery.method_id,
+        payment_method: delivery.payment.into(),
+    };
     let placed = ctx.services().orders().create_order(request).await;
     // Whatever happened, the stock of these products may have moved: this
     // replica reads its own write at once (the others hear product.changed).
@@ -186,8 +361,14 @@ pub async fn create(
 /// more than is left) in the cart, which the customer is told by name. A
 /// shopper would rather have what is there than nothing; when nothing can
 /// be ordered, the checkout is refused with the names and why.
-async fn checkout(mut ctx: Ctx, idempotency_key: String) -> Result<Response, AppError> {
-    let request = pb::CheckoutCartRequest { idempotency_key: idempotency_key.clone() };
+pub async fn checkout(mut ctx: Ctx, idempotency_key: String, delivery: Delivery) -> Result<Response, AppError> {
+    let request = pb::CheckoutCartRequest {
+        idempotency_key: idempotency_key.clone(),
+        delivery_address: delivery.address,
+        delivery_method_id: delivery.method_id,
+        payment_method: delivery.payment.into(),
+        terms_accepted: delivery.terms_accepted,
+    };
     let placed = ctx.services().orders().checkout_cart(request).await;
     let (order, left) = match placed {
         Ok(placed) => {
@@ -227,6 +408,11 @@ async fn checkout(mut ctx: Ctx, idempotency_key: String) -> Result<Response, App
         let reasons: Vec<String> = left.iter().map(left_out).collect();
         let pronoun = if left.len() == 1 { "it stayed" } else { "they stayed" };
         message.push_str(&format!(" {}: {pronoun} in your cart.", capitalised(&and_list(&reasons))));
+    }
+    if ctx.want != Want::Json {
+        // The confirmation page says what happens next; the message what was left out.
+        let location = format!("/orders/{}/confirmation", order.id);
+        return ctx.redirect(&location, if left.is_empty() { String::new() } else { message }).await;
     }
     ctx.created(&format!("/orders/{}", order.id), &order, message).await
 }
@@ -304,7 +490,9 @@ pub async fn update_status(
     ctx.user()?;
     let status =
         parse_status(&input.status).ok_or_else(|| AppError::field("status", "must be a status, e.g. shipped"))?;
-    let request = pb::UpdateOrderStatusRequest { id, status: status.into() };
+    let tracking_reference = input.tracking_reference.map(|t| t.trim().to_owned()).unwrap_or_default();
+    let tracking_reference = if status == pb::OrderStatus::Shipped { tracking_reference } else { String::new() };
+    let request = pb::UpdateOrderStatusRequest { id, status: status.into(), tracking_reference };
     let updated = ctx.services().orders().update_order_status(request).await?.into_inner().order;
     let order = updated.map(OrderView::from).ok_or(AppError::Missing("orders returned no order"))?;
     if status == pb::OrderStatus::Cancelled {

@@ -77,6 +77,53 @@ impl Browser {
         let product: Value = response.json().await.expect("a product");
         product["id"].as_i64().expect("an id")
     }
+
+    /// (An admin) a delivery method checkout can use: €4.90, never free.
+    pub async fn delivery_method(&self) -> i64 {
+        let response =
+            self.json(Method::POST, "/delivery-methods", json!({ "name": "Standard", "price_minor": 490 })).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "creating a delivery method");
+        let method: Value = response.json().await.expect("a delivery method");
+        method["id"].as_i64().expect("an id")
+    }
+
+    /// (A customer) the checkout's first steps as a form-posting browser
+    /// makes them: a new address, delivery by `method`, bank transfer. Then
+    /// `place_order` orders the cart.
+    pub async fn choose_delivery(&self, method: i64) {
+        let address = [
+            ("address_id", "new"),
+            ("name", "Carol Customer"),
+            ("line1", "1 rue de la Paix"),
+            ("postcode", "75002"),
+            ("city", "Paris"),
+            ("country", "FR"),
+        ];
+        let steps: [(&str, Vec<(&str, String)>); 3] = [
+            ("/checkout/address", address.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()),
+            ("/checkout/delivery", vec![("delivery_method_id", method.to_string())]),
+            ("/checkout/payment", vec![("payment_method", "bank_transfer".to_owned())]),
+        ];
+        for (path, fields) in steps {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let answer = self.form(Method::POST, path, &fields).await;
+            assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{path}: {:?}", answer.text().await);
+        }
+    }
+
+    /// (A customer who chose delivery) the review step's form, sent with `key`.
+    pub async fn place_order(&self, key: &str) -> Response {
+        self.form(Method::POST, "/checkout", &[("idempotency_key", key), ("terms", "on")]).await
+    }
+
+    /// The JSON body that orders the cart: address, method, payment, terms.
+    pub fn cart_order(method: i64) -> Value {
+        json!({
+            "delivery_address": { "name": "Carol Customer", "line1": "1 rue de la Paix", "postcode": "75002",
+                                  "city": "Paris", "country": "FR" },
+            "delivery_method_id": method, "payment_method": "bank_transfer", "terms_accepted": true,
+        })
+    }
 }
 
 /// Asserts a problem+json answer with this status whose detail (or a field
