@@ -691,7 +691,7 @@ step "email test against a real SMTP server (tests/python/test_mail.py)"
 run "$VENV/bin/python" tests/python/test_mail.py
 step_done
 
-step "browser tests in headless Chromium (tests/browser/test_shop.py, test_no_js.py, test_cart.py, test_catalogue.py)"
+step "browser tests in headless Chromium (tests/browser/test_shop.py, test_no_js.py, test_cart.py, test_catalogue.py, test_checkout.py, …)"
 # Every run's screenshots afresh, so none is left from an earlier run.
 export SHOP_SCREENSHOTS="$ROOT/ci-artifacts/screenshots"
 rm -rf "$SHOP_SCREENSHOTS"
@@ -702,6 +702,8 @@ run "$VENV/bin/python" tests/browser/test_shop.py || browser_status=$?
 [[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_cart.py || browser_status=$?
 # Search, filters, sort, categories and pictures, on the demo catalogue.
 [[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_catalogue.py || browser_status=$?
+# Checkout in steps, payment, shipping with tracking, the packing slip.
+[[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_checkout.py || browser_status=$?
 note "screenshots: $SHOP_SCREENSHOTS/ ($(find "$SHOP_SCREENSHOTS" -name '*.png' 2>/dev/null | wc -l) PNGs)"
 [[ $browser_status -eq 0 ]] || exit "$browser_status"
 step_done

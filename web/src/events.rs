@@ -4,7 +4,8 @@
 //! - `product.changed`: forget the cached product and product pages;
 //! - `category.changed`: forget product pages and the category list;
 //! - `user.deleted`: end the user's sessions, forget the cached profile;
-//! - `order.status_changed`: tell browser pages watching the order.
+//! - `order.status_changed`, `order.payment_changed`: tell browser pages
+//!   watching the order.
 //!
 //! Each handler is idempotent: hearing an event twice changes nothing more.
 
@@ -15,7 +16,7 @@ use fred::clients::Pool;
 use fred::interfaces::SortedSetsInterface;
 use fred::types::sorted_sets::Ordering;
 use shop_events::{
-    Bus, CategoryChanged, Consumer, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer,
+    Bus, CategoryChanged, Consumer, OrderPaymentChanged, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -86,10 +87,17 @@ impl Revoked {
     }
 }
 
-/// Order status changes, for the pages watching them (server-sent events).
+/// An order changed (its status or its payment): the pages watching it
+/// (server-sent events) show it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderChanged {
+    pub order_id: i64,
+}
+
+/// Order changes, for the pages watching them.
 #[derive(Clone)]
 pub struct Live {
-    sender: broadcast::Sender<OrderStatusChanged>,
+    sender: broadcast::Sender<OrderChanged>,
 }
 
 impl Default for Live {
@@ -99,11 +107,11 @@ impl Default for Live {
 }
 
 impl Live {
-    pub fn subscribe(&self) -> broadcast::Receiver<OrderStatusChanged> {
+    pub fn subscribe(&self) -> broadcast::Receiver<OrderChanged> {
         self.sender.subscribe()
     }
 
-    pub fn tell(&self, change: OrderStatusChanged) {
+    pub fn tell(&self, change: OrderChanged) {
         // Nobody watching is fine.
         let _ = self.sender.send(change);
     }
@@ -113,7 +121,8 @@ impl Live {
 pub fn start(bus: &Bus, catalog: Catalog, profiles: Profiles, revoked: Revoked, live: Live) -> Vec<JoinHandle<()>> {
     let products = Consumer::per_replica("gateway-products", vec![ProductChanged::KIND, CategoryChanged::KIND]);
     let users = Consumer::per_replica("gateway-users", vec![UserDeleted::KIND]);
-    let orders = Consumer::per_replica("gateway-orders", vec![OrderStatusChanged::KIND]);
+    let orders =
+        Consumer::per_replica("gateway-orders", vec![OrderStatusChanged::KIND, OrderPaymentChanged::KIND]);
     vec![
         tokio::spawn(run_consumer(bus.clone(), products, move |event| {
             let catalog = catalog.clone();
@@ -144,7 +153,10 @@ pub fn start(bus: &Bus, catalog: Catalog, profiles: Profiles, revoked: Revoked, 
             let live = live.clone();
             async move {
                 if let Some(change) = event.decode::<OrderStatusChanged>() {
-                    live.tell(change);
+                    live.tell(OrderChanged { order_id: change.order_id });
+                }
+                if let Some(change) = event.decode::<OrderPaymentChanged>() {
+                    live.tell(OrderChanged { order_id: change.order_id });
                 }
                 Ok(())
             }
