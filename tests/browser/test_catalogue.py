@@ -219,6 +219,7 @@ def catalogue(browsing: Browsing, base: str, _products: list[dict]) -> None:
     # of serious and critical at both widths, as a visitor and as an admin.
     pages = [
         ("visitor", "/"),
+        ("visitor", "/products"),
         ("visitor", "/products?q=earl+gery"),
         ("visitor", f"/products?category={category['slug']}&sort=price-high&in_stock=1"),
         ("visitor", f"/products/{earl['id']}"),
