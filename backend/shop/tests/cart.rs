@@ -126,29 +126,41 @@ async fn lines_no_longer_sold_or_short_are_marked_and_stay_out_of_the_order() {
     }
 
     // Checkout orders what can be ordered and says what stayed, by name.
-    let placed = carol.form(Method::POST, "/orders", &[("idempotency_key", "carts-1")]).await;
+    let method = admin.delivery_method().await;
+    carol.choose_delivery(method).await;
+    let placed = carol.place_order("carts-1").await;
     assert_eq!(placed.status(), StatusCode::SEE_OTHER);
-    let order_url = location(&placed);
-    let order_page = text(carol.page(&order_url).await).await;
+    let confirmation = location(&placed);
+    let order_url = confirmation.strip_suffix("/confirmation").expect("the order's confirmation page").to_owned();
+    let confirmation_page = text(carol.page(&confirmation).await).await;
     assert!(
-        order_page.contains("(2 items). Teapot is no longer sold and only 2 Cup left: they stayed in your cart."),
-        "{order_page}"
+        confirmation_page
+            .contains("(2 items). Teapot is no longer sold and only 2 Cup left: they stayed in your cart."),
+        "{confirmation_page}"
     );
     let order: Value = carol.get_json(&order_url).await.json().await.expect("an order");
     let ordered: Vec<_> = order["items"].as_array().expect("items").iter().map(|i| i["product_id"].clone()).collect();
     assert_eq!(ordered, vec![json!(gyokuro)]);
+    assert_eq!(order["total_minor"], 2 * 1_200 + 490, "what was ordered, and the delivery");
     let left = cart(&carol).await;
     assert_eq!(lines(&left), vec![line("Cup", 4, "short")]);
     assert_eq!(left["gone"][0]["name"], "Teapot");
     assert_eq!(left["count"], 5);
 
-    // The same form again is the same order, not a second one.
-    let again = carol.json(Method::POST, "/orders", json!({ "idempotency_key": "carts-1" })).await;
+    // The same form again is the same order, not a second one; so is the
+    // same checkout sent by a JSON client with the form's key.
+    let again = carol.place_order("carts-1").await;
+    assert_eq!((again.status(), location(&again)), (StatusCode::SEE_OTHER, confirmation.clone()));
+    let mut body = Browser::cart_order(method);
+    body["idempotency_key"] = json!("carts-1");
+    let again = carol.json(Method::POST, "/orders", body).await;
     let again: Value = again.json().await.expect("the order");
-    assert_eq!(again["id"], order["id"]);
+    assert_eq!(again["id"], order["id"], "{again}");
 
     // Nothing that can be ordered: refused, every line named.
-    let refused = carol.json(Method::POST, "/orders", json!({ "idempotency_key": "carts-2" })).await;
+    let mut body = Browser::cart_order(method);
+    body["idempotency_key"] = json!("carts-2");
+    let refused = carol.json(Method::POST, "/orders", body).await;
     assert_eq!(refused.status(), StatusCode::CONFLICT);
     let told = text(refused).await;
     assert!(

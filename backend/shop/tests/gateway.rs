@@ -312,7 +312,7 @@ async fn carts_become_orders_that_admins_move_along() {
     assert!(badge.contains("hx-swap-oob=\"true\">4</span>"), "{badge}");
     let cart: Value = carol.get_json("/cart").await.json().await.expect("a cart");
     assert_eq!((cart["count"].as_i64(), cart["total_minor"].as_i64()), (Some(4), Some(3 * 450 + 3_200)));
-    assert!(text(carol.page("/cart").await).await.contains("Place order"));
+    assert!(text(carol.page("/cart").await).await.contains(r#"href="/checkout""#), "the cart leads to checkout");
     assert_problem(
         carol.json(Method::POST, "/cart/items", json!({ "product_id": 999_999 })).await,
         StatusCode::NOT_FOUND,
@@ -338,15 +338,29 @@ async fn carts_become_orders_that_admins_move_along() {
     );
     assert_eq!(anonymous_cart.json(Method::POST, "/orders", json!({})).await.status(), StatusCode::UNAUTHORIZED);
 
-    // Checkout from the cart: the order is inventory's prices, the cart empties.
-    let placed = carol.form(Method::POST, "/orders", &[]).await;
+    // Checkout from the cart, in steps: the order is inventory's prices plus
+    // the delivery (€4.90), the cart empties.
+    let method = admin.delivery_method().await;
+    carol.choose_delivery(method).await;
+    let placed = carol.place_order("cart-checkout-1").await;
     assert_eq!(placed.status(), StatusCode::SEE_OTHER);
-    let order_url = location(&placed);
+    let confirmation = location(&placed);
+    let order_url = confirmation.strip_suffix("/confirmation").expect("the order's confirmation page").to_owned();
+    assert!(order_url.starts_with("/orders/"), "{confirmation}");
     let order: Value = carol.get_json(&order_url).await.json().await.expect("an order");
-    assert_eq!((order["status"].as_str(), order["total_minor"].as_i64()), (Some("confirmed"), Some(3 * 450 + 3_200)));
+    assert_eq!(
+        (order["status"].as_str(), order["delivery_minor"].as_i64(), order["total_minor"].as_i64()),
+        (Some("confirmed"), Some(490), Some(3 * 450 + 3_200 + 490))
+    );
     assert_eq!(order["history"].as_array().map(Vec::len), Some(2));
     assert_eq!(carol.get_json("/cart").await.json::<Value>().await.expect("a cart")["count"], 0);
     assert_problem(carol.form_json_empty_checkout().await, StatusCode::UNPROCESSABLE_ENTITY, "cart is empty").await;
+    assert_problem(
+        carol.json(Method::POST, "/orders", Browser::cart_order(method)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cart is empty",
+    )
+    .await;
 
     // Ordering with JSON: prices sent by the client are ignored.
     let by_json = carol
@@ -435,6 +449,11 @@ async fn carts_become_orders_that_admins_move_along() {
     )
     .await;
     let order_id = order["id"].as_i64().expect("an id");
+    // An unpaid bank transfer waits for the money; marked paid, it ships.
+    let unpaid = admin.json(Method::PATCH, &format!("{order_url}/status"), ship.clone()).await;
+    assert_eq!(assert_problem(unpaid, StatusCode::CONFLICT, "").await["type"], "/problems/payment-required");
+    let paid = admin.json(Method::POST, &format!("{order_url}/payment"), json!({ "state": "paid" })).await;
+    assert_eq!(paid.json::<Value>().await.expect("an order")["payment_state"], "paid");
     let row = admin
         .htmx(Method::PATCH, &format!("{order_url}/status"))
         .header("HX-Target", format!("order-row-{order_id}"))
@@ -594,12 +613,13 @@ trait EmptyCheckout {
 }
 
 impl EmptyCheckout for Browser {
-    /// A JSON client posting the checkout form's (empty) body.
+    /// A JSON client posting the review step's form (the terms ticked) with
+    /// an empty cart.
     async fn form_json_empty_checkout(&self) -> reqwest::Response {
-        self.request(Method::POST, "/orders")
+        self.request(Method::POST, "/checkout")
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body("")
+            .body("idempotency_key=empty-cart-1&terms=on")
             .send()
             .await
             .expect("an answer")
@@ -727,12 +747,15 @@ async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
     let carol = gateway.browser();
     carol.customer("Carol").await;
     carol.json(Method::POST, "/cart/items", json!({ "product_id": pot, "quantity": 1 })).await;
+    carol.choose_delivery(admin.delivery_method().await).await;
+    let review = text(carol.page("/checkout/review").await).await;
+    assert!(review.contains(r#"id="checkout-key""#), "the review's key can be replaced: {review}");
     // Sold out after it went into the cart: nothing in it can be ordered.
     admin.json(Method::PUT, &format!("/products/{pot}"), json!({ "stock_delta": -1 })).await;
 
     let refused = carol
-        .htmx(Method::POST, "/orders")
-        .form(&[("idempotency_key", "cart-render-1")])
+        .htmx(Method::POST, "/checkout")
+        .form(&[("idempotency_key", "cart-render-1"), ("terms", "on")])
         .send()
         .await
         .expect("an answer");
@@ -748,10 +771,17 @@ async fn a_refused_checkout_says_why_and_the_next_try_is_a_new_order() {
 
     // Restocked, the form's new key places a new order.
     admin.json(Method::PUT, &format!("/products/{pot}"), json!({ "stock_delta": 5 })).await;
-    let placed =
-        carol.htmx(Method::POST, "/orders").form(&[("idempotency_key", fresh_key)]).send().await.expect("an answer");
+    let placed = carol
+        .htmx(Method::POST, "/checkout")
+        .form(&[("idempotency_key", fresh_key), ("terms", "on")])
+        .send()
+        .await
+        .expect("an answer");
     assert_eq!(placed.status(), StatusCode::NO_CONTENT);
-    assert!(placed.headers()["hx-redirect"].to_str().is_ok_and(|to| to.starts_with("/orders/")));
+    let to = placed.headers()["hx-redirect"].to_str().expect("a redirect").to_owned();
+    assert!(to.starts_with("/orders/") && to.ends_with("/confirmation"), "{to}");
+    let order: Value = carol.get_json(to.trim_end_matches("/confirmation")).await.json().await.expect("an order");
+    assert_eq!((order["status"].as_str(), order["total_minor"].as_i64()), (Some("confirmed"), Some(3_200 + 490)));
 
     // Pages are never served from a cache, and say they vary by representation.
     let cart = carol.page("/cart").await;
@@ -841,11 +871,14 @@ async fn every_change_is_also_a_plain_form_post() {
     let cart: Value = carol.get_json("/cart").await.json().await.expect("a cart");
     assert_eq!(cart["count"], 1);
 
-    // An order, and the customer cancels it.
-    let placed = carol.form(Method::POST, "/orders", &[("idempotency_key", "form-post-1")]).await;
+    // An order (each checkout step a plain form, see `choose_delivery`), and
+    // the customer cancels it.
+    carol.choose_delivery(admin.delivery_method().await).await;
+    let placed = carol.place_order("form-post-1").await;
     assert_eq!(placed.status(), StatusCode::SEE_OTHER);
-    let order = location(&placed);
-    assert!(text(carol.page(&order).await).await.contains("is confirmed"));
+    let confirmation = location(&placed);
+    assert!(text(carol.page(&confirmation).await).await.contains("is confirmed"));
+    let order = confirmation.strip_suffix("/confirmation").expect("the order's confirmation page").to_owned();
     let status = format!("{order}/status");
     posts(&carol, &status, &[("status", "cancelled")], &order, "is now cancelled").await;
 
@@ -1075,8 +1108,13 @@ async fn a_cart_tells_what_changed_since() {
     assert_eq!((cart["gone"].as_array().map(Vec::len), cart["lines"].as_array().map(Vec::len)), (Some(1), Some(2)));
 
     // Checkout orders what can be ordered and names what stayed in the cart.
-    let placed = carol.form(Method::POST, "/orders", &[("idempotency_key", "cart-changed-1")]).await;
+    carol.choose_delivery(admin.delivery_method().await).await;
+    let review = text(carol.page("/checkout/review").await).await;
+    let left_out = review.split("Not in this order").nth(1).unwrap_or_default();
+    assert!(left_out.contains("Teapot") && left_out.contains("Old mug"), "the review names what stays: {review}");
+    let placed = carol.place_order("cart-changed-1").await;
     assert_eq!(placed.status(), StatusCode::SEE_OTHER);
+    assert!(location(&placed).ends_with("/confirmation"), "{}", location(&placed));
     let told = text(carol.page(&location(&placed)).await).await;
     assert!(told.contains("Only 1 Teapot left and Old mug is no longer sold: they stayed in your cart."), "{told}");
     // As before that checkout, less the line no longer sold.
@@ -1099,9 +1137,10 @@ async fn a_cart_tells_what_changed_since() {
         carol.json(Method::PUT, &format!("/cart/items/{tea}"), json!({ "quantity": 1 })).await.status(),
         StatusCode::OK
     );
-    let first = carol.form(Method::POST, "/orders", &[("idempotency_key", "twice-1")]).await;
+    let first = carol.place_order("twice-1").await;
     assert_eq!(first.status(), StatusCode::SEE_OTHER);
-    let second = carol.form(Method::POST, "/orders", &[("idempotency_key", "twice-1")]).await;
+    assert!(location(&first).ends_with("/confirmation"), "{}", location(&first));
+    let second = carol.place_order("twice-1").await;
     assert_eq!((second.status(), location(&second)), (StatusCode::SEE_OTHER, location(&first)));
 
     // Only a rejection renews the form's key: any other failure keeps it, so
@@ -1116,8 +1155,12 @@ async fn a_cart_tells_what_changed_since() {
     assert_eq!(placed.status(), StatusCode::CREATED);
     let cart = carol.json(Method::PUT, &format!("/cart/items/{tea}"), json!({ "quantity": 2 })).await;
     assert_eq!(cart.status(), StatusCode::OK, "a cart other than that order");
-    let reused =
-        carol.htmx(Method::POST, "/orders").form(&[("idempotency_key", "kept-1")]).send().await.expect("an answer");
+    let reused = carol
+        .htmx(Method::POST, "/checkout")
+        .form(&[("idempotency_key", "kept-1"), ("terms", "on")])
+        .send()
+        .await
+        .expect("an answer");
     assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let reused = text(reused).await;
     assert!(reused.contains("idempotency_key") && !reused.contains("checkout-key"), "{reused}");
