@@ -243,10 +243,11 @@ def overview():
                        quantiles("grpc_server_handling_seconds", "grpc_service", "{{grpc_service}}"),
                        unit="s", thresholds=SECONDS_THRESHOLDS), 24, 8)
 
-    lay.row("gRPC clients: the callers' side (gateway, orders -> inventory)")
+    lay.row("gRPC clients: the callers' side (gateway, orders -> inventory, notifications -> users, orders)")
     lay.add(timeseries("Client calls per second by method",
-                       "gRPC calls made per second by the gateway (to every service) and by orders (to "
-                       "inventory), by target service and method.",
+                       "gRPC calls made per second by the gateway (to every service), by orders (to "
+                       "inventory) and by notifications (to users and orders, for each email), by target "
+                       "service and method.",
                        [(f"sum by (grpc_service, grpc_method) (rate(grpc_client_handled_total[{RATE}]))",
                          "{{grpc_service}}/{{grpc_method}}")], unit="reqps"), 8, 8)
     lay.add(timeseries("Client-seen failures by code",
@@ -374,7 +375,7 @@ def infrastructure():
     lay = Layout()
     lay.row("Targets")
     lay.add(stat("Scrape targets up", "Whether Prometheus reached each target's /metrics at the last scrape: "
-                 "the four shop processes, Prometheus, Tempo and Loki.",
+                 "the five shop processes, Prometheus, Tempo and Loki.",
                  "up", legend="{{job}} {{process}} {{instance}}", color_mode="background",
                  thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
                  mappings=[{"type": "value", "options": {"0": {"text": "DOWN", "color": "red"},

@@ -55,8 +55,12 @@ SENTINELS = {name: f"sentinel{secrets.token_hex(8)}" for name in REQUIRED}
 TELEMETRY = {"tempo", "loki"}
 # Words that name a moving target rather than a version.
 FLOATING_TAGS = {"latest", "stable", "edge", "main", "master", "nightly", "current", "lts", "mainline", "rolling"}
-# Ports the host may reach: the shop, Grafana, Prometheus.
-PUBLISHED = {("gateway", 8080), ("grafana", 3000), ("prometheus", 9090)}
+# Ports the host may reach: the shop, Grafana, Prometheus and Mailpit's web UI
+# (the emails the shop sent).
+PUBLISHED = {("gateway", 8080), ("grafana", 3000), ("prometheus", 9090), ("mailpit", 8025)}
+# Operators' tools among them: no authentication (or anonymous viewers), so
+# published on the host's loopback only.
+LOOPBACK_ONLY = {"grafana", "prometheus", "mailpit"}
 
 check = Checks("ops-stack")
 
@@ -258,13 +262,14 @@ def depends_on_conditions():
     problems(found, "depends_on entries")
 
 
-@check("only the gateway (8080), Grafana (3000) and Prometheus (9090) publish ports; the tools on loopback")
+@check("only the gateway (8080), Grafana (3000), Prometheus (9090) and Mailpit (8025) publish ports; "
+       "the tools on loopback")
 def published_ports():
     published, found = set(), []
     for name, service in services().items():
         for port in service.get("ports") or []:
             published.add((name, int(port["target"])))
-            if name in {"grafana", "prometheus"} and port.get("host_ip") != "127.0.0.1":
+            if name in LOOPBACK_ONLY and port.get("host_ip") != "127.0.0.1":
                 found.append(f"{name} publishes {port['target']} on every interface; bind it to 127.0.0.1")
     if published != PUBLISHED:
         found.append(f"published {sorted(published)}, expected {sorted(PUBLISHED)}")
@@ -325,6 +330,62 @@ def shop_reads_its_variables():
 ROLE_PORTS = {"users": 50051, "inventory": 50052, "orders": 50053}
 ROLE_ADDR = {"users": "SHOP_USERS_ADDR", "inventory": "SHOP_INVENTORY_ADDR", "orders": "SHOP_ORDERS_ADDR"}
 ROLE_URL = {"users": "SHOP_USERS_URL", "inventory": "SHOP_INVENTORY_URL", "orders": "SHOP_ORDERS_URL"}
+# The roles compose runs, one process each: the three gRPC services, the
+# gateway, and notifications (consumes events from NATS and sends emails; no
+# port of its own but /metrics).
+SHOP_ROLES = {"users", "inventory", "orders", "gateway", "notifications"}
+# The services each role calls: it needs their URLs, and waits for them to be
+# healthy before it starts.
+CALLS = {"gateway": ["users", "inventory", "orders"], "orders": ["inventory"], "notifications": ["users", "orders"]}
+# Mail catchers compose may run for notifications to send to: the variable
+# that moves their SMTP listener, and the port it has by default.
+SMTP_CATCHERS = {"axllent/mailpit": ("MP_SMTP_BIND_ADDR", 1025)}
+
+
+def smtp_port_of(service: dict) -> int | None:
+    """The port a compose service running a known mail catcher takes SMTP on."""
+    image = service.get("image", "").split("@")[0].rsplit(":", 1)[0]
+    for name, (variable, default) in SMTP_CATCHERS.items():
+        if image in (name, f"docker.io/{name}"):
+            addr = (service.get("environment") or {}).get(variable)
+            return port_of(addr) if addr else default
+    return None
+
+
+def notifications_problems(name: str, env: dict[str, str]) -> list[str]:
+    """What `shop notifications` needs beyond what every role gets."""
+    found = []
+    own = sorted(set(env) & {"SHOP_HTTP_ADDR", *ROLE_ADDR.values()})
+    if own:
+        found.append(f"{name}: sets {', '.join(own)}: notifications serves no HTTP or gRPC, only /metrics")
+    if not env.get("SHOP_NATS_URL", "").startswith("nats://"):
+        found.append(f"{name}: SHOP_NATS_URL is not a nats:// URL: `shop notifications` gets events only from NATS")
+    database = env.get("SHOP_NOTIFICATIONS_DATABASE_URL") or env.get("SHOP_POSTGRES_URL", "")
+    if not database.startswith("postgres://"):
+        found.append(f"{name}: no PostgreSQL for the ids of sent emails (SHOP_POSTGRES_URL or "
+                     "SHOP_NOTIFICATIONS_DATABASE_URL): a SQLite file in the container is lost with it, and "
+                     "emails are sent again")
+    smtp = env.get("SHOP_SMTP_URL")
+    if not smtp:
+        found.append(f"{name}: no SHOP_SMTP_URL: emails would be .eml files inside the container")
+        return found
+    url = urlsplit(smtp)
+    if url.scheme not in ("smtp", "smtps"):
+        found.append(f"{name}: SHOP_SMTP_URL={smtp}: not smtp:// or smtps://")
+    if url.hostname in services():
+        # A mail server of compose's own: the port it takes SMTP on, and
+        # started before notifications.
+        catcher = services()[url.hostname]
+        port = smtp_port_of(catcher)
+        if port is None:
+            found.append(f"{name}: SHOP_SMTP_URL names {url.hostname}, whose image {catcher.get('image')} is no "
+                         f"mail server this check knows ({sorted(SMTP_CATCHERS)})")
+        elif url.port != port:
+            found.append(f"{name}: SHOP_SMTP_URL={smtp}, but {url.hostname} takes SMTP on {port}")
+        condition = ((services()[name].get("depends_on") or {}).get(url.hostname) or {}).get("condition")
+        if condition != "service_healthy":
+            found.append(f"{name} sends to {url.hostname} but does not wait for it to be healthy (depends_on)")
+    return found
 
 
 @check("each shop process gets what its role needs; URLs, listen ports and health checks agree")
@@ -332,8 +393,9 @@ def shop_roles():
     found = []
     shop = shop_services()
     roles = {service["command"][0]: name for name, service in shop.items()}
-    if set(roles) != {"users", "inventory", "orders", "gateway"}:
-        found.append(f"shop roles run: {sorted(roles)}, expected users, inventory, orders, gateway")
+    if len(roles) != len(shop) or set(roles) != SHOP_ROLES:
+        found.append(f"shop roles run: {sorted(s['command'][0] for s in shop.values())}, "
+                     f"expected one process each of {', '.join(sorted(SHOP_ROLES))}")
     listen = {}
     for role, name in roles.items():
         env = shop[name].get("environment") or {}
@@ -356,8 +418,12 @@ def shop_roles():
             if "SHOP_REDIS_URL" not in env:
                 found.append(f"{name}: no SHOP_REDIS_URL: sessions would live in one process's memory")
             expected = ["CMD", "shop", "healthcheck", f"http://127.0.0.1:{port_of(addr or ':8080')}/healthz"]
-            needs = ROLE_URL.values()
-        else:
+        elif role == "notifications":
+            found += notifications_problems(name, env)
+            # No port of its own: alive while it serves its metrics.
+            metrics = env.get("SHOP_METRICS_ADDR") or ":0"
+            expected = ["CMD", "shop", "healthcheck", f"http://127.0.0.1:{port_of(metrics)}/metrics"]
+        elif role in ROLE_ADDR:
             addr = env.get(ROLE_ADDR[role], "")
             listen[role] = (name, port_of(addr) if addr else None)
             if not addr.startswith("0.0.0.0:"):
@@ -365,10 +431,18 @@ def shop_roles():
             if not env.get("SHOP_POSTGRES_URL", "").startswith("postgres://"):
                 found.append(f"{name}: SHOP_POSTGRES_URL is not a postgres:// URL")
             expected = ["CMD", "shop", "healthcheck", f"grpc://127.0.0.1:{port_of(addr or ':0')}"]
-            needs = [ROLE_URL["inventory"]] if role == "orders" else []
+        else:
+            continue  # an unknown role: reported above
         if test != expected:
             found.append(f"{name}: health check {test}, expected {expected}")
-        found += [f"{name}: {key} is not set" for key in needs if key not in env]
+        depends = shop[name].get("depends_on") or {}
+        for callee in CALLS.get(role, []):
+            if ROLE_URL[callee] not in env:
+                found.append(f"{name}: {ROLE_URL[callee]} is not set")
+            callee_name = roles.get(callee)
+            condition = (depends.get(callee_name) or {}).get("condition") if callee_name else None
+            if callee_name and condition != "service_healthy":
+                found.append(f"{name} calls {callee} but does not wait for {callee_name} to be healthy (depends_on)")
     # Every SHOP_*_URL points at the service that runs the role, on its port.
     for role, (service_name, port) in listen.items():
         for name in shop:

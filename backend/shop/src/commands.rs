@@ -42,6 +42,38 @@ pub fn caller_token(config: &Config, user: i64, admin: bool) -> Result<String> {
     Ok(identity.token(&caller).unwrap_or_default())
 }
 
+/// Every kind of event the shop publishes, for `tail-events`.
+const EVENT_KINDS: [&str; 9] = {
+    use shop_events::{
+        CategoryChanged, OrderCreated, OrderPaymentChanged, OrderStatusChanged, PasswordResetRequested, Payload,
+        ProductChanged, StockLow, UserDeleted, UserRegistered,
+    };
+    [
+        UserRegistered::KIND,
+        UserDeleted::KIND,
+        PasswordResetRequested::KIND,
+        ProductChanged::KIND,
+        CategoryChanged::KIND,
+        StockLow::KIND,
+        OrderCreated::KIND,
+        OrderStatusChanged::KIND,
+        OrderPaymentChanged::KIND,
+    ]
+};
+
+/// An event as `tail-events` prints it: a password reset's token, the
+/// secret of the link in its email, shows as `***` (the shop never logs or
+/// stores it, and a terminal's scrollback should not hold it either).
+fn printable(mut event: shop_events::Event) -> shop_events::Event {
+    use shop_events::Payload;
+    if event.kind == shop_events::PasswordResetRequested::KIND
+        && let Some(token) = event.data.get_mut("token")
+    {
+        *token = serde_json::Value::from("***");
+    }
+    event
+}
+
 /// `shop tail-events`: prints the shop's events from NATS, one JSON object
 /// per line, until Ctrl-C or SIGTERM.
 pub async fn tail_events(config: &Config, all: bool) -> Result<()> {
@@ -52,23 +84,47 @@ pub async fn tail_events(config: &Config, all: bool) -> Result<()> {
         subject_prefix: config.nats_subject_prefix.clone(),
     };
     let bus = shop_events::Bus::nats(settings).await.context("connecting to NATS")?;
-    let kinds = vec![
-        "user.registered",
-        "user.deleted",
-        "product.changed",
-        "category.changed",
-        "stock.low",
-        "order.created",
-        "order.status_changed",
-    ];
-    let mut consumer = shop_events::Consumer::per_replica("tail", kinds);
+    let mut consumer = shop_events::Consumer::per_replica("tail", EVENT_KINDS.to_vec());
     consumer.from_start = all;
     eprintln!("tailing {} on {} (Ctrl-C to stop)", config.nats_stream, redact(url));
     tokio::select! {
         () = shop_events::run_consumer(bus, consumer, |event| async move {
-            println!("{}", serde_json::to_string(&event).map_err(|e| e.to_string())?);
+            println!("{}", serde_json::to_string(&printable(event)).map_err(|e| e.to_string())?);
             Ok(())
         }) => Ok(()),
         () = shutdown_signal() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_tailed_once() {
+        let mut kinds = EVENT_KINDS.to_vec();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), EVENT_KINDS.len());
+        for kind in ["order.payment_changed", "user.password_reset_requested", "category.changed"] {
+            assert!(EVENT_KINDS.contains(&kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_reset_token_is_not_printed() -> Result<()> {
+        let reset = shop_events::PasswordResetRequested {
+            user_id: 7,
+            email: "ann@example.com".into(),
+            name: "Ann".into(),
+            token: "s3cret-token".into(),
+            expires_at_ms: 1,
+        };
+        let line = serde_json::to_string(&printable(shop_events::Event::new(&reset)?))?;
+        assert!(!line.contains("s3cret-token") && line.contains(r#""token":"***""#), "{line}");
+        assert!(line.contains("ann@example.com"), "the rest is printed: {line}");
+        let other = shop_events::Event::new(&shop_events::UserDeleted { user_id: 7 })?;
+        assert_eq!(printable(other.clone()), other);
+        Ok(())
     }
 }
