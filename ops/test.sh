@@ -12,7 +12,7 @@
 #   6. tests/api/test_openapi.py: schemathesis against /openapi.json as an admin,
 #   7. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS,
 #      each followed by `promtool check metrics` on the process's /metrics;
-#      then compose.yaml's four shop processes run outside containers with
+#      then compose.yaml's five shop processes run outside containers with
 #      its settings, scraped by a real Prometheus, through ops/smoke.sh,
 #   8. the deployment, with no Docker engine: compose.yaml through Docker
 #      Compose v2's parser and our rules, the Dockerfiles through hadolint,
@@ -727,7 +727,7 @@ smoke real SHOP_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" POSTGRES_DB_USERS="${SMOK
 forget_smoke_run
 step_done
 
-step "compose.yaml's four processes outside containers, scraped by Prometheus (tests/ops/test_processes.py)"
+step "compose.yaml's five processes outside containers, scraped by Prometheus (tests/ops/test_processes.py)"
 # The shop services of compose.yaml with their own command, environment and
 # health check, only hosts, ports and names rewritten (databases, stream and
 # keys of its own, all removed again), on PostgreSQL, Redis and NATS; a real
