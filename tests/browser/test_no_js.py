@@ -2,11 +2,12 @@
 a plain HTML form or link that works alone (htmx only enhances it).
 
 A customer (at phone width) registers, signs out and in, adds to the cart
-from a product page and from the list, removes a line, places an order,
-places and cancels another, edits the profile (name and password) and
-deletes the account; an admin adds, edits and deletes products (from the
-card and from a tile) and moves an order on from the list and from its
-page. After each form the browser lands, by a 303, on the page that shows
+from a product page and from the list, removes a line, checks out in steps
+(address, delivery, payment, review: each a plain form) to the order's
+confirmation page, orders and cancels another, edits the profile (name and
+password) and deletes the account; an admin adds, edits and deletes
+products (from the card and from a tile), marks the bank transfer paid and
+moves the order on from the list and from its page. After each form the browser lands, by a 303, on the page that shows
 the result and its message. No URL the browser asked for, across the whole
 run, holds a password.
 
@@ -21,7 +22,7 @@ import sys
 from playwright.sync_api import Page, expect
 
 import harness
-from harness import PASSWORD, PHONE, Browsing, check, money, shot, sign_in
+from harness import PASSWORD, PHONE, Browsing, check, check_out, money, place_order, shot, sign_in
 
 NEW_PASSWORD = "a new password, longer"
 
@@ -90,21 +91,31 @@ def customer_without_scripts(customer: Page, base: str, products: list[dict]) ->
     check("no JS: removing a cart line")
 
     shot(customer, "nojs-cart-phone")
-    customer.get_by_role("button", name="Place order").click()
-    expect(customer).to_have_url(re.compile(r"/orders/\d+$"))
-    placed = int(customer.url.rsplit("/", 1)[1])
-    flash(customer, f"order #{placed} is confirmed")
-    expect(customer.get_by_test_id("order-status")).to_have_text("confirmed")
-    expect(customer.locator("#order-detail tfoot")).to_contain_text(money(2 * first["price_minor"]))
+    # Checkout in steps, each a plain form: a new address, the delivery
+    # method (€4.90 under €50), bank transfer, then the review.
+    total = 2 * first["price_minor"] + 490
+    check_out(customer, base)
+    expect(customer.get_by_test_id("review-total")).to_have_text(money(total))
+    no_sideways_scroll(customer)
+    shot(customer, "nojs-checkout-review-phone")
+    placed = place_order(customer)
+    expect(customer.locator("main h1")).to_have_text(f"Thank you: order #{placed} is confirmed")
+    expect(customer.get_by_test_id("amount")).to_have_text(money(total))
     expect(customer.locator("#cart-count")).to_have_text("0")
     no_sideways_scroll(customer)
-    check(f"no JS: placing an order lands on /orders/{placed}, confirmed")
+    customer.get_by_role("link", name="See your order").click()
+    expect(customer).to_have_url(f"{base}/orders/{placed}")
+    expect(customer.get_by_test_id("order-status")).to_have_text("confirmed")
+    expect(customer.locator("#order-detail tfoot")).to_contain_text(money(total))
+    check(f"no JS: checking out in steps lands on /orders/{placed}/confirmation, confirmed, {money(total)}")
 
     customer.goto(f"{base}/products/{third['id']}")
     customer.get_by_role("button", name="Add to cart").click()
-    customer.get_by_role("button", name="Place order").click()
-    expect(customer).to_have_url(re.compile(r"/orders/\d+$"))
-    to_cancel = int(customer.url.rsplit("/", 1)[1])
+    check_out(customer, base)  # the saved address is chosen this time
+    expect(customer.locator(".review")).to_contain_text("1 rue de la Paix")
+    to_cancel = place_order(customer)
+    customer.get_by_role("link", name="See your order").click()
+    expect(customer).to_have_url(f"{base}/orders/{to_cancel}")
     # Without scripts there is no confirmation dialog: the button is the decision.
     customer.get_by_role("button", name="Cancel order").click()
     expect(customer).to_have_url(f"{base}/orders/{to_cancel}")
@@ -151,6 +162,15 @@ def customer_without_scripts(customer: Page, base: str, products: list[dict]) ->
 def admin_without_scripts(admin: Page, base: str, products: list[dict], order_id: int) -> None:
     sign_in(admin, base, "admin@example.com")
     expect(admin.get_by_test_id("nav-user")).to_have_text("Avery Admin")
+
+    # A bank transfer ships once the money is there: marked paid on its page.
+    admin.goto(f"{base}/orders/{order_id}")
+    expect(admin.get_by_test_id("payment-state")).to_have_text("unpaid")
+    admin.get_by_role("button", name="Mark paid").click()
+    expect(admin).to_have_url(f"{base}/orders/{order_id}")
+    flash(admin, f"Order #{order_id} is marked paid.")
+    expect(admin.get_by_test_id("payment-state")).to_have_text("paid")
+    check("no JS: the admin marks a bank transfer paid from the order's page")
 
     admin.goto(f"{base}/orders")
     row = admin.locator(f"#order-row-{order_id}")

@@ -2,8 +2,9 @@
 
 Starts its own `shop all` (embedded: SQLite, in-memory sessions) on free
 ports, seeds it through the JSON API, then shops as people do: registers,
-signs in and out, fills a cart, checks out, watches the order; an admin
-ships it from the orders list without a page load; pagination follows the
+signs in and out, fills a cart, checks out in steps (address, delivery,
+payment, review, confirmation), watches the order; an admin marks it paid
+and ships it from the orders list without a page load; pagination follows the
 URL, back and forward included. Screenshots of the main pages land in
 ci-artifacts/screenshots/ (and failure-*.png of every open page when a check
 fails).
@@ -24,12 +25,15 @@ from harness import (
     DESKTOP,
     PASSWORD,
     PHONE,
+    Api,
     Browsing,
     accessibility_violations,
     assert_still_marked,
     check,
+    check_out,
     mark,
     money,
+    place_order,
     seed,
     shot,
     sign_in,
@@ -51,7 +55,9 @@ def tab_to(page, target, what: str, presses: int = 80) -> None:
 
 
 def checkout_by_keyboard(browsing: Browsing, base: str, product: dict) -> None:
-    """From a product page to a placed order with the keyboard alone."""
+    """From a product page to a placed order with the keyboard alone: every
+    checkout step's controls reached with Tab, chosen with Space or the
+    arrow keys, submitted with Enter."""
     keys = browsing.page("keyboard")
     sign_in(keys, base, "casey@example.com")
     expect(keys.get_by_test_id("nav-user")).to_be_visible()
@@ -62,11 +68,48 @@ def checkout_by_keyboard(browsing: Browsing, base: str, product: dict) -> None:
     tab_to(keys, keys.locator("nav a[href='/cart']"), "the cart link")
     keys.keyboard.press("Enter")
     expect(keys).to_have_url(f"{base}/cart")
-    tab_to(keys, keys.get_by_role("button", name="Place order"), "Place order")
+    tab_to(keys, keys.get_by_role("link", name="Check out"), "Check out")
     keys.keyboard.press("Enter")
-    keys.wait_for_url(re.compile(r"/orders/\d+$"))
+    expect(keys).to_have_url(f"{base}/checkout/address")
+
+    # The address saved at the first checkout, chosen again.
+    saved = keys.get_by_role("radio", name=re.compile("1 rue de la Paix"))
+    tab_to(keys, saved, "the saved address")
+    keys.keyboard.press("Space")
+    expect(saved).to_be_checked()
+    tab_to(keys, keys.get_by_role("button", name="Continue to delivery"), "Continue to delivery")
+    keys.keyboard.press("Enter")
+    expect(keys).to_have_url(f"{base}/checkout/delivery")
+    method = keys.get_by_role("radio", name=re.compile("Standard delivery"))
+    tab_to(keys, method, "the delivery method")
+    keys.keyboard.press("Space")
+    expect(method).to_be_checked()
+    tab_to(keys, keys.get_by_role("button", name="Continue to payment"), "Continue to payment")
+    keys.keyboard.press("Enter")
+    expect(keys).to_have_url(f"{base}/checkout/payment")
+    # Tab lands on the group's chosen radio; an arrow key chooses another.
+    tab_to(keys, keys.get_by_role("radio", name=re.compile("^Bank transfer")), "the payment choices")
+    keys.keyboard.press("ArrowDown")
+    expect(keys.get_by_role("radio", name=re.compile("^Cash on delivery"))).to_be_checked()
+    tab_to(keys, keys.get_by_role("button", name="Review your order"), "Review your order")
+    keys.keyboard.press("Enter")
+    expect(keys).to_have_url(f"{base}/checkout/review")
+
+    total = money(product["price_minor"] + 490)
+    terms = keys.get_by_label("I accept the shop's terms of sale.")
+    tab_to(keys, terms, "the terms box")
+    keys.keyboard.press("Space")
+    expect(terms).to_be_checked()
+    tab_to(keys, keys.get_by_role("button", name=f"Place order · {total}"), "Place order")
+    keys.keyboard.press("Enter")
+    keys.wait_for_url(re.compile(r"/orders/\d+/confirmation$"))
+    expect(keys.locator("main h1")).to_contain_text("is confirmed")
+    expect(keys.locator("main")).to_contain_text(f"Pay the carrier {total} when it arrives.")
+    tab_to(keys, keys.get_by_role("link", name="See your order"), "See your order")
+    keys.keyboard.press("Enter")
+    expect(keys).to_have_url(re.compile(r"/orders/\d+$"))
     expect(keys.get_by_test_id("order-status")).to_have_text("confirmed")
-    check("keyboard only: add to cart, open the cart, place the order")
+    check("keyboard only: add to cart, open the cart, every checkout step (address, delivery, cash on delivery, terms), place the order")
 
 
 def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> None:
@@ -137,20 +180,39 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
     expect(customer.locator("#cart")).to_contain_text(second["name"])
     expect(customer.locator("#cart tfoot")).to_contain_text(money(total))
     shot(customer, "cart")
-    customer.get_by_role("button", name="Place order").click()
-    customer.wait_for_url(re.compile(r"/orders/\d+$"))
-    order_id = int(customer.url.rsplit("/", 1)[1])
+    # The steps: a new address, "Standard delivery" (€4.90 under €50), bank transfer.
+    total += 490
+    check_out(customer, base)
+    expect(customer.get_by_test_id("review-total")).to_have_text(money(total))
+    expect(customer.get_by_role("button", name=f"Place order · {money(total)}")).to_be_visible()
+    shot(customer, "checkout-review")
+    order_id = place_order(customer)
+    expect(customer.locator("main h1")).to_have_text(f"Thank you: order #{order_id} is confirmed")
+    expect(customer.get_by_test_id("amount")).to_have_text(money(total))
+    expect(customer.get_by_test_id("payment-reference")).not_to_be_empty()
+    expect(customer.locator("#cart-count")).to_have_text("0")
+    shot(customer, "order-confirmation")
+    customer.get_by_role("link", name="See your order").click()
+    expect(customer).to_have_url(f"{base}/orders/{order_id}")
     expect(customer.get_by_test_id("order-status")).to_have_text("confirmed")
     expect(customer.locator("#order-detail tfoot")).to_contain_text(money(total))
-    expect(customer.locator("#cart-count")).to_have_text("0")
-    check(f"Place order lands on /orders/{order_id}: confirmed, {money(total)}, cart emptied")
+    check(f"Place order lands on /orders/{order_id}/confirmation: confirmed, {money(total)} with delivery, cart emptied")
     shot(customer, "order")
 
-    # An admin ships it from the list; the row updates in place.
+    # An admin marks the bank transfer paid, then ships it from the list; the
+    # row updates in place.
     customer.wait_for_function("window.__sseOpen === true")  # the order page listens for changes
     admin = browsing.page("admin")
     sign_in(admin, base, "admin@example.com")
     expect(admin.get_by_test_id("nav-user")).to_have_text("Avery Admin")
+    admin.goto(f"{base}/orders/{order_id}")
+    expect(admin.get_by_test_id("payment-state")).to_have_text("unpaid")
+    mark(admin)
+    admin.get_by_role("button", name="Mark paid").click()
+    expect(admin.get_by_test_id("payment-state")).to_have_text("paid")
+    expect(admin.locator("#flash")).to_contain_text(f"Order #{order_id} is marked paid.")
+    assert_still_marked(admin, "marking paid")
+    check("the admin marks the bank transfer paid on the order's page without a page load")
     admin.goto(f"{base}/orders")
     expect(admin.get_by_test_id(f"order-status-{order_id}")).to_have_text("confirmed")
     shot(admin, "admin-orders")
@@ -257,6 +319,46 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
     admin_phone = browsing.page("admin-phone", PHONE)
     sign_in(admin_phone, base, "admin@example.com")
     expect(admin_phone.get_by_test_id("nav-user")).to_be_visible()
+    # Checkout at phone width, by a shopper of its own: each step, an order
+    # placed by bank transfer (its confirmation says how to pay), then a cart
+    # again so that the steps can be opened (an empty cart sends to /cart).
+    Api(base).call("POST", "/users/register", {"name": "Sam Shopper", "email": "sam@example.com", "password": PASSWORD})
+    shopper_phone = browsing.page("shopper-phone", PHONE)
+    sign_in(shopper_phone, base, "sam@example.com")
+    expect(shopper_phone.get_by_test_id("nav-user")).to_be_visible()
+
+    def into_cart(product: dict) -> None:
+        shopper_phone.goto(f"{base}/products/{product['id']}")
+        shopper_phone.get_by_role("button", name="Add to cart").click()
+        expect(shopper_phone.locator("#cart-count")).to_have_text("1")
+
+    def step(path: str, button: str) -> None:
+        expect(shopper_phone).to_have_url(f"{base}{path}")
+        no_sideways_scroll(shopper_phone, path)
+        shopper_phone.get_by_role("button", name=button).click()
+
+    into_cart(products[4])
+    shopper_phone.goto(f"{base}/cart")
+    shopper_phone.get_by_role("link", name="Check out").click()
+    expect(shopper_phone).to_have_url(f"{base}/checkout/address")
+    shopper_phone.get_by_label("Recipient's name").fill("Sam Shopper")
+    shopper_phone.get_by_label("Street and number").fill("12 Long Street Name That Wraps")
+    shopper_phone.get_by_label("Building, floor (optional)").fill("Flat 3")
+    shopper_phone.get_by_label("Postcode").fill("1012 AB")
+    shopper_phone.get_by_label("City").fill("Amsterdam")
+    shopper_phone.get_by_label("Country").select_option("NL")
+    shot(shopper_phone, "checkout-address-new-phone")  # the steps as they are later: the page list below
+    step("/checkout/address", "Continue to delivery")
+    step("/checkout/delivery", "Continue to payment")
+    shopper_phone.get_by_label("Bank transfer").check()
+    step("/checkout/payment", "Review your order")
+    expect(shopper_phone).to_have_url(f"{base}/checkout/review")
+    no_sideways_scroll(shopper_phone, "/checkout/review")
+    shopper_order = place_order(shopper_phone)
+    no_sideways_scroll(shopper_phone, f"/orders/{shopper_order}/confirmation")
+    expect(shopper_phone.get_by_test_id("payment-reference")).not_to_be_empty()
+    into_cart(products[5])
+    check("checkout at phone width: address, delivery, payment, review, confirmation; none scrolls sideways")
     pages = [
         (phone, "/users/login", "login"),
         (phone, "/users/register", "register"),
@@ -269,6 +371,11 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
         (customer_phone, "/orders", "orders"),
         (customer_phone, f"/orders/{order_id}", "order"),
         (customer_phone, customer_id, "profile"),
+        (shopper_phone, "/checkout/address", "checkout-address"),
+        (shopper_phone, "/checkout/delivery", "checkout-delivery"),
+        (shopper_phone, "/checkout/payment", "checkout-payment"),
+        (shopper_phone, "/checkout/review", "checkout-review"),
+        (shopper_phone, f"/orders/{shopper_order}/confirmation", "order-confirmation"),
         (customer_phone, f"{customer_id}/edit", "profile-edit"),
         (admin_phone, "/orders", "admin-orders"),
         (admin_phone, f"/orders/{order_id}", "admin-order"),
@@ -294,7 +401,11 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
         admin_audit = browsing.page(f"audit-admin-{width}", viewport, audit=True)
         sign_in(admin_audit, base, "admin@example.com")
         expect(admin_audit.get_by_test_id("nav-user")).to_be_visible()
-        who = {phone: visitor, customer_phone: customer_audit, admin_phone: admin_audit}
+        shopper_audit = browsing.page(f"audit-shopper-{width}", viewport, audit=True)
+        sign_in(shopper_audit, base, "sam@example.com")
+        expect(shopper_audit.get_by_test_id("nav-user")).to_be_visible()
+        check_out(shopper_audit, base)  # what checkout chose is kept per session
+        who = {phone: visitor, customer_phone: customer_audit, admin_phone: admin_audit, shopper_phone: shopper_audit}
         for page_, path, name in [(phone, "/", "home"), (phone, "/products", "products"), *pages]:
             audit = who[page_]
             audit.goto(f"{base}{path}")
@@ -309,7 +420,7 @@ def shop_as_people_do(browsing: Browsing, base: str, products: list[dict]) -> No
             audited += 1
     for rule, paths in sorted(minor.items()):
         print(f"    axe, not serious: {rule} on {', '.join(sorted(paths))}", flush=True)
-    check(f"axe-core {audited} audits (every page, 3 viewers, 2 widths): no serious or critical violation")
+    check(f"axe-core {audited} audits (every page, 4 viewers, 2 widths): no serious or critical violation")
 
     checkout_by_keyboard(browsing, base, products[3])
 
