@@ -702,6 +702,8 @@ run "$VENV/bin/python" tests/browser/test_shop.py || browser_status=$?
 [[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_cart.py || browser_status=$?
 # Search, filters, sort, categories and pictures, on the demo catalogue.
 [[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_catalogue.py || browser_status=$?
+# The address book, a forgotten password (its .eml link), the admins' customers screen.
+[[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_account.py || browser_status=$?
 # Checkout in steps, payment, shipping with tracking, the packing slip.
 [[ $browser_status -ne 0 ]] || run "$VENV/bin/python" tests/browser/test_checkout.py || browser_status=$?
 note "screenshots: $SHOP_SCREENSHOTS/ ($(find "$SHOP_SCREENSHOTS" -name '*.png' 2>/dev/null | wc -l) PNGs)"
