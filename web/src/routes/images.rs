@@ -53,6 +53,17 @@ pub async fn serve(State(state): State<AppState>, Path(hash): Path<String>, head
     }
 }
 
+/// The upload form's fields, as the OpenAPI document names them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // read field by field from the multipart body
+struct UploadForm {
+    /// A PNG, JPEG, WebP or GIF file (at most 10 MiB and 8000 px a side).
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+    /// What the picture shows.
+    alt: String,
+}
+
 /// What an upload form sent.
 struct Upload {
     alt: String,
@@ -110,7 +121,7 @@ async fn upload(ctx: &Ctx, product_id: i64, upload: Upload) -> Result<ProductVie
 /// the file as `image` and what it shows as `alt`.
 #[utoipa::path(post, path = "/products/{id}/images", tag = "products",
     params(("id" = i64, Path, description = "Product id")),
-    request_body(content_type = "multipart/form-data", description = "`image`: a PNG, JPEG, WebP or GIF file (at most 10 MiB and 8000 px a side); `alt`: what it shows"),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "Added; the product with its pictures", body = ProductView),
               (status = 401, body = crate::error_page::ProblemBody), (status = 403, body = crate::error_page::ProblemBody),
               (status = 404, body = crate::error_page::ProblemBody),
