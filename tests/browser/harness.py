@@ -74,6 +74,17 @@ class Shop:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="shop-browser-"))
+        self.log_path = self.dir / "shop.log"
+        # A free port can be taken by another process between our asking and
+        # the shop binding it: a start that fails that way is tried again.
+        for attempt in range(3):
+            if self.start():
+                return
+            print(f"(a port was taken before the shop bound it; starting again, attempt {attempt + 2})", file=sys.stderr)
+        raise RuntimeError("the shop could not bind its ports three times in a row")
+
+    def start(self) -> bool:
+        """Starts `shop all` on new free ports; False when a port was taken."""
         self.http = free_port()
         self.base = f"http://127.0.0.1:{self.http}"
         # Nothing of the caller's shop settings (a PostgreSQL, a Redis) leaks in:
@@ -89,18 +100,20 @@ class Shop:
             NO_COLOR="1",
         )
         self.env = env
-        self.log_path = self.dir / "shop.log"
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # this attempt's log only
         self.process = subprocess.Popen([str(SHOP_BIN), "all"], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:  # ready when the gateway answers (it starts last); bounded
             try:
                 with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as reply:
                     if reply.status == 200:
-                        break
+                        return True
             except OSError:
                 pass
             if self.process.poll() is not None:
+                self.log.close()
+                if "Address already in use" in self.log_path.read_text(errors="replace"):
+                    return False
                 raise RuntimeError(f"the shop exited with {self.process.returncode} while starting")
             if time.monotonic() > deadline:
                 raise RuntimeError("the shop did not answer /healthz within 60 s")

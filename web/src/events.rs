@@ -16,7 +16,8 @@ use fred::clients::Pool;
 use fred::interfaces::SortedSetsInterface;
 use fred::types::sorted_sets::Ordering;
 use shop_events::{
-    Bus, CategoryChanged, Consumer, OrderPaymentChanged, OrderStatusChanged, Payload, ProductChanged, UserDeleted, run_consumer,
+    Bus, CategoryChanged, Consumer, OrderPaymentChanged, OrderStatusChanged, Payload, ProductChanged, UserDeleted,
+    run_consumer,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -121,8 +122,7 @@ impl Live {
 pub fn start(bus: &Bus, catalog: Catalog, profiles: Profiles, revoked: Revoked, live: Live) -> Vec<JoinHandle<()>> {
     let products = Consumer::per_replica("gateway-products", vec![ProductChanged::KIND, CategoryChanged::KIND]);
     let users = Consumer::per_replica("gateway-users", vec![UserDeleted::KIND]);
-    let orders =
-        Consumer::per_replica("gateway-orders", vec![OrderStatusChanged::KIND, OrderPaymentChanged::KIND]);
+    let orders = Consumer::per_replica("gateway-orders", vec![OrderStatusChanged::KIND, OrderPaymentChanged::KIND]);
     vec![
         tokio::spawn(run_consumer(bus.clone(), products, move |event| {
             let catalog = catalog.clone();

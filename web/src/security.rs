@@ -54,14 +54,21 @@ pub async fn same_origin_writes(request: Request, next: Next) -> Response {
 
 fn is_same_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let fetched_by = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("null");
+        if origin == "null" {
+            // A page sent with `Referrer-Policy: no-referrer` (the password
+            // reset link's) posts its forms with `Origin: null`; the browser's
+            // fetch metadata still tells our own pages from other sites'.
+            return fetched_by == Some("same-origin");
+        }
         let authority = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
         return matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
     }
     // No Origin: an old browser, or not a browser. Fetch metadata, when
     // present, still says whether another site sent it.
-    headers.get("sec-fetch-site").is_none_or(|site| site != "cross-site")
+    fetched_by.is_none_or(|site| site != "cross-site")
 }
 
 /// The client's address, when the server knows it (the gateway serves with
@@ -158,6 +165,9 @@ mod tests {
         assert!(is_same_origin(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")])));
         assert!(!is_same_origin(&headers(&[("host", "shop.example"), ("origin", "https://evil.example")])));
         assert!(!is_same_origin(&headers(&[("host", "shop.example"), ("origin", "null")])));
+        let null_from = |site| headers(&[("host", "shop.example"), ("origin", "null"), ("sec-fetch-site", site)]);
+        assert!(is_same_origin(&null_from("same-origin")), "a no-referrer page of ours");
+        assert!(!is_same_origin(&null_from("cross-site")) && !is_same_origin(&null_from("same-site")));
         assert!(!is_same_origin(&headers(&[("host", "shop.example"), ("sec-fetch-site", "cross-site")])));
         assert!(is_same_origin(&headers(&[("host", "shop.example")])), "curl and other non-browsers");
         assert!(is_same_origin(&headers(&[("host", "shop.example"), ("sec-fetch-site", "same-origin")])));

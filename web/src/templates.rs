@@ -47,6 +47,8 @@ impl Templates {
         let mut env = Environment::new();
         env.set_loader(|name| Ok(TemplateFiles::get(name).map(|f| String::from_utf8_lossy(&f.data).into_owned())));
         env.add_filter("money", crate::views::money);
+        // "FR" → "France": addresses keep codes, people read names.
+        env.add_filter("country", |code: String| crate::routes::addresses::country_name(&code).to_owned());
         let versions = asset_versions();
         env.add_function("asset", move |name: String| -> Value {
             // Built from our own file names and hashes: safe to emit as is.

@@ -227,7 +227,15 @@ pub struct AddressView {
 
 impl From<orders::DeliveryAddress> for AddressView {
     fn from(a: orders::DeliveryAddress) -> Self {
-        Self { name: a.name, line1: a.line1, line2: a.line2, postcode: a.postcode, city: a.city, country: a.country, phone: a.phone }
+        Self {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            postcode: a.postcode,
+            city: a.city,
+            country: a.country,
+            phone: a.phone,
+        }
     }
 }
 

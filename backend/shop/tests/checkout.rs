@@ -49,11 +49,38 @@ async fn a_customer_checks_out_in_steps_and_the_admin_fulfils_the_order() {
     // The steps, in order: /checkout sends to the first one not done.
     let start = customer.page("/checkout").await;
     assert_eq!((start.status(), location(&start).as_str()), (StatusCode::SEE_OTHER, "/checkout/address"));
-    let bad = step(&customer, "/checkout/address", &[("address_id", "new"), ("name", "Casey"), ("line1", "1 rue de la Paix"), ("postcode", ""), ("city", "Paris"), ("country", "FR")]).await;
+    let bad = step(
+        &customer,
+        "/checkout/address",
+        &[
+            ("address_id", "new"),
+            ("name", "Casey"),
+            ("line1", "1 rue de la Paix"),
+            ("postcode", ""),
+            ("city", "Paris"),
+            ("country", "FR"),
+        ],
+    )
+    .await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let bad = text(bad).await;
-    assert!(bad.contains("address-postcode-error") && bad.contains("1 rue de la Paix"), "the form again, with what was typed");
-    let good = step(&customer, "/checkout/address", &[("address_id", "new"), ("name", "Casey"), ("line1", "1 rue de la Paix"), ("postcode", "75002"), ("city", "Paris"), ("country", "FR")]).await;
+    assert!(
+        bad.contains("address-postcode-error") && bad.contains("1 rue de la Paix"),
+        "the form again, with what was typed"
+    );
+    let good = step(
+        &customer,
+        "/checkout/address",
+        &[
+            ("address_id", "new"),
+            ("name", "Casey"),
+            ("line1", "1 rue de la Paix"),
+            ("postcode", "75002"),
+            ("city", "Paris"),
+            ("country", "FR"),
+        ],
+    )
+    .await;
     assert_eq!(location(&good), "/checkout/delivery");
     let page = text(customer.page("/checkout/delivery").await).await;
     assert!(page.contains("Standard") && page.contains("€4.90") && page.contains("free from €50.00"), "{page}");
@@ -106,7 +133,11 @@ async fn a_customer_checks_out_in_steps_and_the_admin_fulfils_the_order() {
     let by_customer = customer.json(Method::POST, &format!("/orders/{id}/payment"), json!({ "state": "paid" })).await;
     assert_eq!(by_customer.status(), StatusCode::FORBIDDEN);
     let shipped = admin
-        .form(Method::POST, &format!("/orders/{id}/status"), &[("status", "shipped"), ("tracking_reference", "TRACK-1")])
+        .form(
+            Method::POST,
+            &format!("/orders/{id}/status"),
+            &[("status", "shipped"), ("tracking_reference", "TRACK-1")],
+        )
         .await;
     assert_eq!(shipped.status(), StatusCode::SEE_OTHER);
     let order = json_of(customer.get_json(&format!("/orders/{id}")).await).await;

@@ -189,7 +189,8 @@ async fn an_order_recorded_before_a_sigkill_is_finished_by_recovery_with_stock_t
 
     // Cancelling twice gives the stock back once.
     for _ in 0..2 {
-        let cancel = UpdateOrderStatusRequest { id: order_id, status: OrderStatus::Cancelled.into(), ..Default::default() };
+        let cancel =
+            UpdateOrderStatusRequest { id: order_id, status: OrderStatus::Cancelled.into(), ..Default::default() };
         client.update_order_status(cancel).await.expect("cancelled");
     }
     assert_eq!(stock(&second.addresses.inventory(), tea).await, 5);

@@ -387,7 +387,11 @@ pub struct PlaceInput {
 
 /// Places the order: the cart's orderable lines, to the chosen address, by
 /// the chosen method, paid as chosen; the order service prices it again.
-pub async fn place(ctx: Ctx, IdempotencyKey(key): IdempotencyKey, Input(input): Input<PlaceInput>) -> Result<Response, AppError> {
+pub async fn place(
+    ctx: Ctx,
+    IdempotencyKey(key): IdempotencyKey,
+    Input(input): Input<PlaceInput>,
+) -> Result<Response, AppError> {
     ctx.user()?;
     let key = key.or(input.idempotency_key).unwrap_or_default();
     if let Some(order_id) = crate::viewer::placed_with(&ctx.session, &key).await? {

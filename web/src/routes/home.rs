@@ -32,3 +32,10 @@ pub async fn home(ctx: Ctx) -> Result<Response, AppError> {
         ),
     })
 }
+
+const TERMS: Pages = Pages::new("terms.html", "terms.html");
+
+/// The shop's terms of sale, linked from checkout's review.
+pub async fn terms(ctx: Ctx) -> Result<Response, AppError> {
+    Ok(ctx.render(TERMS, minijinja::context! {}))
+}

@@ -6,8 +6,8 @@
 pub mod addresses;
 pub mod assets;
 pub mod cart;
-pub mod checkout;
 pub mod categories;
+pub mod checkout;
 pub mod customers;
 pub mod delivery_methods;
 pub mod home;
@@ -85,6 +85,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let router = api
         .route("/", get(home::home))
+        .route("/terms", get(home::terms))
         .route("/products/new", get(products::new_form))
         .route("/products/{id}/edit", get(products::edit_form))
         .route("/users/register", get(users::register_form))

@@ -78,7 +78,15 @@ pub struct DeliveryAddressInput {
 
 impl From<DeliveryAddressInput> for pb::DeliveryAddress {
     fn from(a: DeliveryAddressInput) -> Self {
-        Self { name: a.name, line1: a.line1, line2: a.line2, postcode: a.postcode, city: a.city, country: a.country, phone: a.phone }
+        Self {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            postcode: a.postcode,
+            city: a.city,
+            country: a.country,
+            phone: a.phone,
+        }
     }
 }
 
@@ -203,7 +211,10 @@ pub async fn show(ctx: Ctx, Id(id, _): Id<Order>) -> Result<Response, AppError> 
         return Ok(ctx.show(DETAIL, "order", &order));
     }
     let people = people(&ctx, &[&order]).await;
-    Ok(ctx.render(DETAIL, minijinja::context! { order => minijinja::value::Serde(&order), people => minijinja::value::Serde(&people) }))
+    Ok(ctx.render(
+        DETAIL,
+        minijinja::context! { order => minijinja::value::Serde(&order), people => minijinja::value::Serde(&people) },
+    ))
 }
 
 /// After checkout: the order, and what happens next (how to pay, when it ships).
@@ -255,8 +266,12 @@ pub async fn update_payment(
     };
     let order = updated.map(OrderView::from).ok_or(AppError::Missing("orders returned no order"))?;
     let pages = if target.starts_with("order-row-") { ROW } else { DETAIL };
-    ctx.done((pages, "order", &order), &format!("/orders/{id}"), format!("Order #{id} is marked {}.", order.payment_state))
-        .await
+    ctx.done(
+        (pages, "order", &order),
+        &format!("/orders/{id}"),
+        format!("Order #{id} is marked {}.", order.payment_state),
+    )
+    .await
 }
 
 /// The order's status as it changes, as server-sent events named `status`
