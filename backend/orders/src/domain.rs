@@ -441,11 +441,12 @@ impl Address {
             ));
         }
         let phone = text("delivery_address.phone", input.phone, 0, 30)?;
-        let digits = phone.strip_prefix('+').unwrap_or(&phone);
-        if !digits.chars().all(|c| c.is_ascii_digit() || c == ' ') {
+        // The same characters as the users service's address book takes, so
+        // an address from the book is never refused here.
+        if !phone.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-' | '(' | ')')) {
             return Err(OrderError::invalid(
                 "delivery_address.phone",
-                "may hold only digits and spaces, with a leading +",
+                "may hold only digits, spaces, +, - and parentheses",
             ));
         }
         Ok(Self { name, line1, line2, postcode, city, country, phone })
@@ -471,6 +472,23 @@ pub struct PaymentChange {
 mod tests {
     use super::*;
     use Status::*;
+
+    #[test]
+    fn an_address_book_phone_number_is_a_delivery_phone_number() {
+        let input = |phone| AddressInput {
+            name: "Casey",
+            line1: "1 Main Street",
+            line2: "",
+            postcode: "10001",
+            city: "New York",
+            country: "us",
+            phone,
+        };
+        for phone in ["(212) 555-0100", "+1 212-555-0100", ""] {
+            assert!(Address::parse(input(phone)).is_ok(), "{phone}");
+        }
+        assert!(Address::parse(input("call me")).is_err());
+    }
 
     #[test]
     fn the_state_machine_allows_only_forward_moves() {
