@@ -60,6 +60,7 @@ pub async fn render_errors(State(state): State<AppState>, want: Want, request: R
         return response;
     };
 
+    let path = crate::observe::loggable_path(&path);
     if problem.status.is_server_error() {
         tracing::error!(%method, %path, status = problem.status.as_u16(), detail = problem.log.as_deref().unwrap_or(&problem.detail), "request failed");
     } else {

@@ -47,7 +47,8 @@ pub async fn same_origin_writes(request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) || is_same_origin(request.headers()) {
         next.run(request).await
     } else {
-        tracing::warn!(method = %request.method(), path = %request.uri().path(), "cross-site write refused");
+        let path = crate::observe::loggable_path(request.uri().path());
+        tracing::warn!(method = %request.method(), %path, "cross-site write refused");
         AppError::CrossSite.into_response()
     }
 }

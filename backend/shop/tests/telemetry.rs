@@ -254,6 +254,9 @@ async fn one_checkout_is_one_trace_across_gateway_orders_and_inventory() {
         (reqwest::Method::POST, format!("/users/login?password={secret}")),
         (reqwest::Method::GET, format!("/users/1/edit?name=x&password={secret}")),
         (reqwest::Method::GET, format!("/no/such/page?password={secret}")),
+        // A password reset link's token is a secret in the path itself.
+        (reqwest::Method::GET, format!("/users/password-reset/{secret}")),
+        (reqwest::Method::POST, format!("/users/password-reset/{secret}")),
     ];
     for (method, path) in &asked {
         web.client.request(method.clone(), format!("{}{path}", web.base)).send().await.expect("an answer");
@@ -269,6 +272,7 @@ async fn one_checkout_is_one_trace_across_gateway_orders_and_inventory() {
             (answered("GET /products")
                 && answered("POST /users/login")
                 && answered("GET /users/{id}/edit")
+                && answered("POST /users/password-reset/{token}")
                 && answered("GET unmatched"))
             .then_some(())
         }

@@ -25,6 +25,12 @@ const REVIEW: Pages = Pages::new("checkout/review.html", "checkout/review.html")
 
 /// The session's key for what this checkout chose so far.
 const CHOICES: &str = "checkout_choices";
+/// The session's key for the review form's idempotency key. One key serves
+/// every rendering of the review until its order is placed or refused, so a
+/// reload or Back after an order left pending (inventory slow or away) sends
+/// the same key, and the order service answers with that order rather than
+/// making a second one from the cart it has not emptied yet.
+const REVIEW_KEY: &str = "checkout_review_key";
 
 /// What was chosen at each step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,9 +68,9 @@ async fn save(ctx: &Ctx, choices: &Choices) -> Result<(), AppError> {
 async fn ready(ctx: &Ctx) -> Result<Option<Response>, AppError> {
     ctx.user()?;
     let cart = ctx.services().orders().get_cart(pb::GetCartRequest {}).await?.into_inner();
-    let orderable = cart.cart.unwrap_or_default().lines.iter().any(|line| {
-        matches!(line.availability(), pb::CartLineAvailability::Available | pb::CartLineAvailability::Short)
-    });
+    // What the order service orders: lines it has the whole quantity for.
+    let orderable =
+        cart.cart.unwrap_or_default().lines.iter().any(|line| line.availability() == pb::CartLineAvailability::Available);
     if orderable {
         return Ok(None);
     }
@@ -370,7 +376,7 @@ async fn review_page(ctx: &Ctx, errors: BTreeMap<String, String>) -> Result<Resp
         total => money(quote.total_minor),
         vat_included => money(quote.vat_included_minor),
         vat_rate => crate::views::percent(quote.vat_rate_basis_points),
-        checkout_key => uuid::Uuid::new_v4().to_string(),
+        checkout_key => review_key(ctx).await?,
         errors,
     };
     Ok(ctx.render(REVIEW, context))
@@ -383,6 +389,15 @@ pub struct PlaceInput {
     /// The terms box: a form sends `on` (or `1`) when it is ticked.
     #[serde(default)]
     terms: Option<String>,
+}
+
+async fn review_key(ctx: &Ctx) -> Result<String, AppError> {
+    if let Some(key) = ctx.session.get::<String>(REVIEW_KEY).await? {
+        return Ok(key);
+    }
+    let key = uuid::Uuid::new_v4().to_string();
+    ctx.session.insert(REVIEW_KEY, &key).await?;
+    Ok(key)
 }
 
 /// Places the order: the cart's orderable lines, to the chosen address, by
@@ -418,5 +433,12 @@ pub async fn place(
     };
     // The choices stay for the next order (the same address and method are
     // likely); the key makes this form place one order whatever happens.
-    orders::checkout(ctx, key, delivery).await
+    let session = ctx.session.clone();
+    let placed = orders::checkout(ctx, key, delivery).await;
+    // Placed, or refused for good: the next review is a new order. An order
+    // left pending (503) keeps the key, so trying again finishes that order.
+    if placed.as_ref().is_ok_and(|response| response.status() != axum::http::StatusCode::SERVICE_UNAVAILABLE) {
+        session.remove_value(REVIEW_KEY).await?;
+    }
+    placed
 }

@@ -37,7 +37,8 @@ pub struct CustomerView {
     /// Orders placed (rejected ones not counted); null when the order
     /// service could not be asked.
     pub orders_count: Option<i64>,
-    /// Paid for, in minor units, less refunds; null as above.
+    /// The totals of their confirmed, shipped and delivered orders (paid or
+    /// not yet), less refunded ones, in minor units; null as above.
     pub spent_minor: Option<i64>,
     /// The same as a decimal string.
     pub spent: Option<String>,
