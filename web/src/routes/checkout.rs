@@ -69,8 +69,12 @@ async fn ready(ctx: &Ctx) -> Result<Option<Response>, AppError> {
     ctx.user()?;
     let cart = ctx.services().orders().get_cart(pb::GetCartRequest {}).await?.into_inner();
     // What the order service orders: lines it has the whole quantity for.
-    let orderable =
-        cart.cart.unwrap_or_default().lines.iter().any(|line| line.availability() == pb::CartLineAvailability::Available);
+    let orderable = cart
+        .cart
+        .unwrap_or_default()
+        .lines
+        .iter()
+        .any(|line| line.availability() == pb::CartLineAvailability::Available);
     if orderable {
         return Ok(None);
     }
