@@ -32,7 +32,7 @@ async fn a_customer_checks_out_in_steps_and_the_admin_fulfils_the_order() {
     let gateway = shop.gateway();
     let admin = shop.admin(&gateway).await;
     let customer = gateway.browser();
-    customer.customer("Casey").await;
+    let casey = customer.customer("Casey").await;
     let teapot = admin.product("Teapot", 1000, 5).await;
     let method = admin
         .json(
@@ -119,6 +119,20 @@ async fn a_customer_checks_out_in_steps_and_the_admin_fulfils_the_order() {
     assert_eq!(order["delivery_address"]["city"], "Paris");
     let cart = json_of(customer.get_json("/cart").await).await;
     assert_eq!(cart["count"], 0, "the ordered lines left the cart: {cart}");
+
+    // The order keeps the address as it was: editing the book changes no order.
+    let book = json_of(customer.get_json(&format!("/users/{}/addresses", casey["id"])).await).await;
+    let address_id = book["addresses"][0]["id"].as_i64().expect("the address checkout kept");
+    let moved = customer
+        .json(
+            Method::PUT,
+            &format!("/users/{}/addresses/{address_id}", casey["id"]),
+            json!({ "name": "Casey", "line1": "9 quai Voltaire", "postcode": "75007", "city": "Paris", "country": "FR" }),
+        )
+        .await;
+    assert_eq!(moved.status(), StatusCode::OK);
+    let kept = json_of(customer.get_json(&format!("/orders/{id}")).await).await;
+    assert_eq!(kept["delivery_address"]["line1"], "1 rue de la Paix", "the snapshot: {kept}");
 
     // The admin: shipping waits for the money; then paid, shipped, tracked.
     let early = admin.json(Method::PATCH, &format!("/orders/{id}/status"), json!({ "status": "shipped" })).await;
