@@ -4,6 +4,7 @@
 //! - `product.changed`: forget the cached product and product pages;
 //! - `category.changed`: forget product pages and the category list;
 //! - `user.deleted`: end the user's sessions, forget the cached profile;
+//! - `user.password_reset`: end the sessions begun before the reset;
 //! - `order.status_changed`, `order.payment_changed`: tell browser pages
 //!   watching the order.
 //!
@@ -16,8 +17,8 @@ use fred::clients::Pool;
 use fred::interfaces::SortedSetsInterface;
 use fred::types::sorted_sets::Ordering;
 use shop_events::{
-    Bus, CategoryChanged, Consumer, OrderPaymentChanged, OrderStatusChanged, Payload, ProductChanged, UserDeleted,
-    run_consumer,
+    Bus, CategoryChanged, Consumer, OrderPaymentChanged, OrderStatusChanged, PasswordReset, Payload, ProductChanged,
+    UserDeleted, run_consumer,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -121,7 +122,7 @@ impl Live {
 /// Starts this replica's consumers; they run until their handles are aborted.
 pub fn start(bus: &Bus, catalog: Catalog, profiles: Profiles, revoked: Revoked, live: Live) -> Vec<JoinHandle<()>> {
     let products = Consumer::per_replica("gateway-products", vec![ProductChanged::KIND, CategoryChanged::KIND]);
-    let users = Consumer::per_replica("gateway-users", vec![UserDeleted::KIND]);
+    let users = Consumer::per_replica("gateway-users", vec![UserDeleted::KIND, PasswordReset::KIND]);
     let orders = Consumer::per_replica("gateway-orders", vec![OrderStatusChanged::KIND, OrderPaymentChanged::KIND]);
     vec![
         tokio::spawn(run_consumer(bus.clone(), products, move |event| {
@@ -145,6 +146,11 @@ pub fn start(bus: &Bus, catalog: Catalog, profiles: Profiles, revoked: Revoked, 
                     revoked.end_sessions(deleted.user_id, FOREVER).await?;
                     profiles.forget(deleted.user_id).await;
                     tracing::info!(user_id = deleted.user_id, "sessions of a deleted user revoked");
+                }
+                if let Some(reset) = event.decode::<PasswordReset>() {
+                    // Moves forward only (ZADD GT): never undoes a later end.
+                    revoked.end_sessions(reset.user_id, reset.at_ms).await?;
+                    tracing::info!(user_id = reset.user_id, "sessions from before a password reset ended");
                 }
                 Ok(())
             }

@@ -152,3 +152,19 @@ impl Payload for PasswordResetRequested {
     const KIND: &'static str = "user.password_reset_requested";
     const VERSION: u32 = 1;
 }
+
+/// `user.password_reset`: an account's password was set through a reset
+/// link; every session of the account that began before `at_ms` must end
+/// (every gateway replica hears it, so a failure of the gateway that served
+/// the reset cannot leave old sessions alive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordReset {
+    pub user_id: i64,
+    /// When the new password was set, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+impl Payload for PasswordReset {
+    const KIND: &'static str = "user.password_reset";
+    const VERSION: u32 = 1;
+}

@@ -43,15 +43,16 @@ pub fn caller_token(config: &Config, user: i64, admin: bool) -> Result<String> {
 }
 
 /// Every kind of event the shop publishes, for `tail-events`.
-const EVENT_KINDS: [&str; 9] = {
+const EVENT_KINDS: [&str; 10] = {
     use shop_events::{
-        CategoryChanged, OrderCreated, OrderPaymentChanged, OrderStatusChanged, PasswordResetRequested, Payload,
-        ProductChanged, StockLow, UserDeleted, UserRegistered,
+        CategoryChanged, OrderCreated, OrderPaymentChanged, OrderStatusChanged, PasswordReset, PasswordResetRequested,
+        Payload, ProductChanged, StockLow, UserDeleted, UserRegistered,
     };
     [
         UserRegistered::KIND,
         UserDeleted::KIND,
         PasswordResetRequested::KIND,
+        PasswordReset::KIND,
         ProductChanged::KIND,
         CategoryChanged::KIND,
         StockLow::KIND,

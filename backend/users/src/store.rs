@@ -4,7 +4,7 @@
 use shop_storage::sqlx::{self, Row, any::AnyRow};
 use shop_storage::{Db, Violation, now_ms, violation};
 
-use shop_events::{Event, PasswordResetRequested, Payload, UserDeleted, UserRegistered, outbox};
+use shop_events::{Event, PasswordReset, PasswordResetRequested, Payload, UserDeleted, UserRegistered, outbox};
 
 use crate::UserError;
 use crate::address::{Address, AddressFields, MAX_PER_ACCOUNT};
@@ -99,16 +99,24 @@ pub async fn update(db: &Db, id: i64, changes: &Changes) -> Result<User, UserErr
          password_hash = COALESCE($4, password_hash), updated_at_ms = $5 \
          WHERE id = $1 RETURNING {USER_COLUMNS}"
         );
+        let mut tx = db.pool.begin().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .bind(changes.email.as_ref().map(|e| e.as_str().to_owned()))
             .bind(changes.name.as_ref().map(|n| n.as_str().to_owned()))
             .bind(changes.password_hash.clone())
             .bind(now_ms())
-            .fetch_optional(&db.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_write_error)?;
-        row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)
+        let user = row.as_ref().map(user_from_row).transpose()?.ok_or(UserError::NotFound)?;
+        if changes.password_hash.is_some() || changes.email.is_some() {
+            // A reset link asked for before the password or the address
+            // changed must not outlive the change.
+            sqlx::query("DELETE FROM password_reset_tokens WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(user)
     })
     .await
 }
@@ -354,6 +362,9 @@ pub async fn reset_password(db: &Db, token_hash: &str, password_hash: &str, now:
         if updated.rows_affected() == 0 {
             return Err(UserError::ResetLinkInvalid);
         }
+        // Every gateway ends the account's older sessions on hearing this,
+        // whatever happens to the one that served the reset.
+        record(&mut tx, &PasswordReset { user_id, at_ms: now }).await?;
         tx.commit().await?;
         Ok(user_id)
     })

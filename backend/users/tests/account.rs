@@ -290,6 +290,12 @@ async fn a_reset_link_works_once_and_reveals_nothing(backend: Backend) {
     assert_eq!(done.into_inner().user_id, ada.id);
     let again = anyone.reset_password(reset(&token, "yet another password")).await;
     assert_refused(again, Code::InvalidArgument, ErrorReason::ResetLinkInvalid);
+    // Recorded with the new password, for every gateway to end older sessions.
+    let (resets,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE kind = 'user.password_reset'")
+        .fetch_one(&users.db.db.pool)
+        .await
+        .expect("a count");
+    assert_eq!(resets, 1, "one user.password_reset, for the one reset that happened");
     let login = |password: &str| AuthenticateUserRequest { email: "ada@example.com".into(), password: password.into() };
     anyone.authenticate_user(login("a brand new password")).await.expect("the new password works");
     let old = anyone.authenticate_user(login("correct horse battery")).await;
