@@ -37,6 +37,8 @@ pub struct GatewayConfig {
     pub identity: Identity,
     /// What the shop tells its customers about itself.
     pub shop: ShopDetails,
+    /// Sign-in and registration attempts let through.
+    pub limits: crate::security::LimitSettings,
 }
 
 /// The shop's own details, shown on confirmation pages and packing slips.
@@ -64,6 +66,7 @@ impl GatewayConfig {
             cache_prefix: "shop:cache:".into(),
             cache_ttl: Duration::from_secs(60),
             shop: ShopDetails::default(),
+            limits: crate::security::LimitSettings::default(),
             cookie_secure: false,
             session_idle: Duration::from_secs(12 * 60 * 60),
             session_lifetime: Duration::from_secs(7 * 24 * 60 * 60),

@@ -100,7 +100,7 @@ impl Gateway {
                 revoked,
             },
             live,
-            limits: security::Limits::default(),
+            limits: security::Limits::new(config.limits),
             openapi,
             shop: config.shop.clone(),
         });

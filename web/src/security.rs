@@ -134,14 +134,34 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            per_address: RateLimit::new(30, Duration::from_secs(60)),
-            per_account: RateLimit::new(10, Duration::from_secs(15 * 60)),
-        }
+        Self::new(LimitSettings::default())
+    }
+}
+
+/// How many sign-in and registration attempts are let through: per client
+/// address a minute, per account a quarter of an hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// `SHOP_SIGNIN_LIMIT_PER_ADDRESS`: attempts a minute from one address.
+    pub per_address_per_minute: u32,
+    /// `SHOP_SIGNIN_LIMIT_PER_ACCOUNT`: attempts a quarter hour for one account.
+    pub per_account_per_quarter_hour: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { per_address_per_minute: 30, per_account_per_quarter_hour: 10 }
     }
 }
 
 impl Limits {
+    pub fn new(settings: LimitSettings) -> Self {
+        Self {
+            per_address: RateLimit::new(settings.per_address_per_minute, Duration::from_secs(60)),
+            per_account: RateLimit::new(settings.per_account_per_quarter_hour, Duration::from_secs(15 * 60)),
+        }
+    }
+
     pub fn check(&self, what: &str, address: Option<std::net::IpAddr>, account: &str) -> Result<(), AppError> {
         let address = address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         self.per_address.check(&format!("{what}:ip:{address}"))?;
@@ -172,6 +192,24 @@ mod tests {
         assert!(!is_same_origin(&headers(&[("host", "shop.example"), ("sec-fetch-site", "cross-site")])));
         assert!(is_same_origin(&headers(&[("host", "shop.example")])), "curl and other non-browsers");
         assert!(is_same_origin(&headers(&[("host", "shop.example"), ("sec-fetch-site", "same-origin")])));
+    }
+
+    #[test]
+    fn the_operator_sets_the_limits() {
+        let limits = Limits::new(LimitSettings { per_address_per_minute: 1000, per_account_per_quarter_hour: 2 });
+        let here = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+        assert!(
+            limits.check("sign-in", here, "a@example.com").is_ok()
+                && limits.check("sign-in", here, "a@example.com").is_ok()
+        );
+        assert!(limits.check("sign-in", here, "a@example.com").is_err(), "the third try for one account");
+        for n in 0..100 {
+            assert!(limits.check("sign-in", here, &format!("{n}@example.com")).is_ok(), "a busy address, raised");
+        }
+        assert_eq!(
+            LimitSettings::default(),
+            LimitSettings { per_address_per_minute: 30, per_account_per_quarter_hour: 10 }
+        );
     }
 
     #[test]

@@ -176,6 +176,10 @@ impl App {
                 session_lifetime: Duration::from_secs(config.session_lifetime_hours * 60 * 60),
                 bus: bus.clone(),
                 identity: identity.clone(),
+                limits: shop_web::security::LimitSettings {
+                    per_address_per_minute: config.signin_limit_per_address,
+                    per_account_per_quarter_hour: config.signin_limit_per_account,
+                },
                 shop: shop_web::config::ShopDetails {
                     name: config.shop_name.clone(),
                     bank_details: config.bank_details.clone().filter(|details| !details.trim().is_empty()),
