@@ -11,7 +11,8 @@
 #      ci-artifacts/screenshots/),
 #   6. tests/api/test_openapi.py: schemathesis against /openapi.json as an admin,
 #   7. ops/smoke.sh against `shop all`, embedded and on PostgreSQL + Redis + NATS,
-#      each followed by `promtool check metrics` on the process's /metrics;
+#      each followed by `promtool check metrics` on the process's /metrics,
+#      the embedded one then by 5 s of ops/load.sh's shoppers (no failure);
 #      then compose.yaml's five shop processes run outside containers with
 #      its settings, scraped by a real Prometheus, through ops/smoke.sh,
 #   8. the deployment, with no Docker engine: compose.yaml through Docker
@@ -520,6 +521,11 @@ smoke() {
                 status=1
             }
         fi
+        # Then shoppers (tests/load/locustfile.py) on the same shop for a
+        # few seconds: the load generator must keep working, with no failure.
+        if [[ $status -eq 0 && $name == embedded ]]; then
+            load_smoke_shop "http://127.0.0.1:$http" "${settings[@]}" || status=$?
+        fi
     fi
 
     # SIGTERM must end it cleanly and soon: at most 30 s (its own shutdown
@@ -547,6 +553,23 @@ smoke() {
         return "$status"
     fi
     note "the shop exited 0 on SIGTERM"
+}
+
+# load_smoke_shop BASE_URL SETTING...: ops/load.sh, 5 shoppers for 5 s with
+# little thinking, against a smoke run's shop, as an admin of its own (made
+# with the shop's settings): it finds the smoke run's products and delivery
+# method. Any failed request fails it; speed is never judged.
+load_smoke_shop() {
+    local base=$1 email="load-admin-$RANDOM$RANDOM@example.com" password="correct horse battery staple"
+    shift
+    curl -fsS --max-time 10 -o /dev/null -H 'Accept: application/json' -H 'Content-Type: application/json' \
+        --data "{\"name\":\"Load Admin\",\"email\":\"$email\",\"password\":\"$password\"}" "$base/users/register" &&
+        env "$@" "$SHOP_BIN" make-admin "$email" >/dev/null || {
+        echo "    could not make the load generator's admin" >&2
+        return 1
+    }
+    SHOP_LOAD_VENV="$VENV" SHOP_LOAD_ADMIN_EMAIL="$email" SHOP_LOAD_ADMIN_PASSWORD="$password" SHOP_LOAD_WAIT=0.1-0.5 \
+        ops/load.sh "$base" 5 5
 }
 
 # What the PostgreSQL smoke run leaves on the shared servers: its cache keys
@@ -588,7 +611,7 @@ PY
 ensure_python_venv() {
     local python=${PYTHON:-python3} wanted
     local requirements=("$ROOT/tests/python/requirements.txt" "$ROOT/tests/browser/requirements.txt"
-        "$ROOT/tests/api/requirements.txt" "$ROOT/tests/ops/requirements.txt")
+        "$ROOT/tests/api/requirements.txt" "$ROOT/tests/ops/requirements.txt" "$ROOT/tests/load/requirements.txt")
     have "$python" || die "no $python: the Python client test needs Python 3"
     mkdir -p "$(dirname "$VENV")"
     # Two runs in one checkout must not build the same virtualenv at once.
@@ -615,7 +638,7 @@ ensure_python_venv() {
     # Installed once per version of the requirements: reruns need no network.
     wanted="$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1) $("$VENV/bin/python" -V 2>&1)"
     if [[ "$(cat "$VENV/.requirements-installed" 2>/dev/null)" != "$wanted" ]]; then
-        note "pip install -r tests/{python,browser,api,ops}/requirements.txt"
+        note "pip install -r tests/{python,browser,api,ops,load}/requirements.txt"
         local file args=()
         for file in "${requirements[@]}"; do args+=(-r "$file"); done
         "${pip[@]}" install --disable-pip-version-check -q "${args[@]}"
@@ -714,7 +737,7 @@ step "schemathesis against /openapi.json, as an admin (tests/api/test_openapi.py
 run "$VENV/bin/python" tests/api/test_openapi.py
 step_done
 
-step "smoke test: shop all, embedded (SQLite, in-memory sessions and cache)"
+step "smoke test: shop all, embedded (SQLite, in-memory sessions and cache), then 5 s of shoppers (ops/load.sh)"
 smoke embedded
 step_done
 
