@@ -1,68 +1,282 @@
 #!/usr/bin/env bash
-# Throughput and latency of the shop's busiest reads, measured with wrk
-# against a release build of `shop all` (embedded: SQLite, memory sessions
-# and cache) on this machine. Prints one line per scenario.
+# The shop measured against its limits in one run: each scenario with wrk
+# against `shop all` (embedded: SQLite, memory sessions and cache), next to a
+# reference measured in the same run on the same machine, and the ratio:
 #
-#   ops/bench.sh [SECONDS]        (default 10 s per scenario)
-#   SHOP_BIN=/path/to/shop ops/bench.sh   (measure that binary instead of building)
+#   - HTTP reads: bench-reference (bench/reference), bare axum with no
+#     middleware, serving the very bytes the shop answered for that request
+#     (captured from the shop at the start of the run);
+#   - sign-in: the raw argon2id hash rate with the shop's parameters, on as
+#     many threads as cores;
+#   - checkout: pgbench TPC-B (scale 10, 16 clients) on PostgreSQL, when one
+#     answers (SHOP_BENCH_POSTGRES_URL). The shop's checkout there, on
+#     PostgreSQL + Redis + NATS, is not measured yet: today's checkout rows
+#     are on the embedded shop.
+# Plus RSS idle and after load, and the time from start to the first 200 on
+# /healthz. Prints one Markdown table and writes BENCH_OUT (JSON). Every
+# scenario must answer 2xx only, and each checkout is followed by the
+# oversell check (confirmed orders x quantity == stock taken, read through
+# the JSON API); either failing ends the run non-zero. Speed never does.
+#
+#   ops/bench.sh [SECONDS] [--short]   (default 10 s per scenario; --short or
+#                                       BENCH_SHORT=1: 2 s, for CI)
+#   SHOP_BIN=/path/to/shop             measure that binary instead of building
+#   BENCH_REFERENCE_BIN=/path/to/bench-reference   likewise for the reference
+#   BENCH_OUT=file.json                (default target/bench/latest.json)
+#   BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_PRODUCTS (1000; 200 when short)
+#   SHOP_BENCH_POSTGRES_URL            (default postgres://postgres@127.0.0.1:5432;
+#                                       "none" skips pgbench)
 #
 # Settings pass through: e.g. `SHOP_LOG_FORMAT=json ops/bench.sh`,
-# `OTEL_SDK_DISABLED=true ops/bench.sh` (no spans at all: what tracing costs), or
-# `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 ops/bench.sh` with a
-# collector listening, to see what exporting traces costs.
-# Needs wrk (Debian: apt-get install wrk) and curl; builds the release binary
-# when it is missing or older than the sources.
+# `OTEL_SDK_DISABLED=true ops/bench.sh` (no spans at all: what tracing costs).
+# Needs wrk (Debian: apt-get install wrk), curl and python3; pgbench and
+# psql (postgresql-client) for the checkout reference.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
 
-DURATION=${1:-10}
-CONNECTIONS=${BENCH_CONNECTIONS:-32}
+SHORT=${BENCH_SHORT:-}
+DURATION=""
+for arg in "$@"; do
+    case $arg in
+        --short) SHORT=1 ;;
+        *[!0-9]* | "") echo "usage: ops/bench.sh [SECONDS] [--short]" >&2; exit 2 ;;
+        *) DURATION=$arg ;;
+    esac
+done
+[[ "$SHORT" == 0 ]] && SHORT=""
+DURATION=${DURATION:-$([[ -n "$SHORT" ]] && echo 2 || echo 10)}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
+# A short run (CI, a debug build) makes a catalogue of 200: making 1,000 takes ~20 s there.
+PRODUCTS=${BENCH_PRODUCTS:-$([[ -n "$SHORT" ]] && echo 200 || echo 1000)}
+PG_URL=${SHOP_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench/latest.json}
 command -v wrk >/dev/null || { echo "ops/bench.sh needs wrk (apt-get install wrk)" >&2; exit 1; }
 
-# SHOP_BIN: another build of the shop to measure (an older commit's, to
-# compare before and after a change on the same machine).
+target_dir() { cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'; }
+BUILD="release build"
 if [[ -z "${SHOP_BIN:-}" ]]; then
-    cargo build --release -p shop --quiet
-    SHOP_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/shop
+    cargo build --release -p shop -p bench-reference --quiet
+    SHOP_BIN=$(target_dir)/release/shop
+    BENCH_REFERENCE_BIN=${BENCH_REFERENCE_BIN:-$(target_dir)/release/bench-reference}
+else
+    BUILD="SHOP_BIN=$SHOP_BIN"
+fi
+if [[ -z "${BENCH_REFERENCE_BIN:-}" ]]; then
+    cargo build --release -p bench-reference --quiet
+    BENCH_REFERENCE_BIN=$(target_dir)/release/bench-reference
 fi
 BIN=$SHOP_BIN
+REF=$BENCH_REFERENCE_BIN
+HELP="$ROOT/bench/bench.py"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shop-bench.XXXXXX")
+SHOP_PID="" REF_PID="" PG_DB=""
+cleanup() {
+    local status=$?
+    [[ -n "$SHOP_PID" ]] && { kill -TERM "$SHOP_PID" 2>/dev/null; wait "$SHOP_PID" 2>/dev/null; }
+    [[ -n "$REF_PID" ]] && { kill -TERM "$REF_PID" 2>/dev/null; wait "$REF_PID" 2>/dev/null; }
+    [[ -n "$PG_DB" ]] && psql "$PG_URL/postgres" -XAtqw -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+fail() { echo "ops/bench.sh: $*" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+rss_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
+now_ms() { date +%s%3N; }
+
+# ------------------------------------------------------------------ the shop
 HTTP=$(free_port)
 export SHOP_DATA_DIR="$WORK/data" SHOP_HTTP_ADDR="127.0.0.1:$HTTP" SHOP_METRICS_ADDR="127.0.0.1:$(free_port)" \
     SHOP_USERS_ADDR="127.0.0.1:$(free_port)" SHOP_INVENTORY_ADDR="127.0.0.1:$(free_port)" \
-    SHOP_ORDERS_ADDR="127.0.0.1:$(free_port)"
+    SHOP_ORDERS_ADDR="127.0.0.1:$(free_port)" \
+    SHOP_SIGNIN_LIMIT_PER_ADDRESS=1000000 SHOP_SIGNIN_LIMIT_PER_ACCOUNT=1000000
+BASE="http://127.0.0.1:$HTTP"
+STARTED=$(now_ms)
 "$BIN" all >"$WORK/shop.log" 2>&1 &
 SHOP_PID=$!
-trap 'kill -TERM $SHOP_PID 2>/dev/null; wait $SHOP_PID 2>/dev/null; rm -rf "$WORK"' EXIT
-BASE="http://127.0.0.1:$HTTP"
-for _ in $(seq 100); do curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null && break; sleep 0.1; done
-
-# A catalogue of 50 products, made by an admin.
-JAR="$WORK/jar"
-json() { curl -fsS -b "$JAR" -c "$JAR" -H 'Accept: application/json' -H 'Content-Type: application/json' -H "Origin: $BASE" "$@"; }
-json -o /dev/null -X POST "$BASE/users/register" -d '{"name":"Bench","email":"bench@example.com","password":"correct horse battery"}'
-"$BIN" make-admin bench@example.com >/dev/null
-json -o /dev/null -X POST "$BASE/users/login" -d '{"email":"bench@example.com","password":"correct horse battery"}'
-for i in $(seq 50); do
-    json -o /dev/null -X POST "$BASE/products" -d "{\"name\":\"Product $i\",\"price_minor\":$((100 + i)),\"stock\":1000}"
+READY_MS=""
+for _ in $(seq 3000); do
+    if curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null; then READY_MS=$(($(now_ms) - STARTED)); break; fi
+    kill -0 "$SHOP_PID" 2>/dev/null || { tail -n 30 "$WORK/shop.log" >&2; fail "the shop exited while starting"; }
+    sleep 0.01
 done
-PRODUCT=$(json "$BASE/products?page=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["products"][0]["id"])')
+[[ -n "$READY_MS" ]] || fail "the shop did not answer /healthz within 30 s"
+sleep 1
+RSS_IDLE=$(rss_kib "$SHOP_PID" VmRSS)
 
-echo "shop all (embedded, release), wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) cores"
-printf '%-34s %12s %10s %10s\n' scenario requests/s p50 p99
-bench() {
-    local name=$1 path=$2
-    shift 2
-    local out
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$BASE$path")
-    if grep -q "Non-2xx" <<<"$out"; then echo "$name: some answers were not 2xx" >&2; grep "Non-2xx" <<<"$out" >&2; exit 1; fi
-    printf '%-34s %12s %10s %10s\n' "$name" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")" \
-        "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")"
+# The catalogue (PRODUCTS products and a hot one), made by an admin, and the customers.
+curl -fsS -o /dev/null -H 'Accept: application/json' -H 'Content-Type: application/json' -H "Origin: $BASE" \
+    -X POST "$BASE/users/register" -d '{"name":"Bench","email":"bench@example.com","password":"correct horse battery"}'
+"$BIN" make-admin bench@example.com >/dev/null
+SETUP_STARTED=$(now_ms)
+python3 "$HELP" setup "$BASE" "$WORK" "$PRODUCTS"
+# setup KEY...: a value of setup.json (numbers and strings as they are, the rest as JSON).
+setup() {
+    python3 -c 'import json,sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]: v = v[k]
+print(v if isinstance(v, (int, str)) else json.dumps(v))' "$WORK/setup.json" "$@"
 }
-bench "GET /products (JSON, a page)" "/products" -H 'Accept: application/json'
-bench "GET /products/{id} (JSON)" "/products/$PRODUCT" -H 'Accept: application/json'
-bench "GET /products (HTML page)" "/products"
-bench "GET /healthz" "/healthz"
+PRODUCT=$(setup product)
+HOT=$(setup hot)
+setup cookies cart >"$WORK/cookie-cart"
+setup cookies hot >"$WORK/cookie-hot"
+setup cookies random >"$WORK/cookie-random"
+echo "ready in $READY_MS ms; catalogue of $PRODUCTS products and customers made in $(($(now_ms) - SETUP_STARTED)) ms" >&2
+
+# The reference serves exactly what the shop answers to each read.
+BODIES="$WORK/bodies"
+mkdir -p "$BODIES"
+CART_COOKIE="Cookie: $(cat "$WORK/cookie-cart")"
+capture() { local file=$1; shift; curl -fsS -o "$BODIES/$file" "$@"; }
+capture product.json -H 'Accept: application/json' "$BASE/products/$PRODUCT"
+capture product.html "$BASE/products/$PRODUCT"
+capture list.html "$BASE/products"
+capture partial.html -H 'HX-Request: true' "$BASE/products"
+capture list.json -H 'Accept: application/json' "$BASE/products"
+capture cart.html -H "$CART_COOKIE" "$BASE/cart"
+REF_PORT=$(free_port)
+"$REF" serve "127.0.0.1:$REF_PORT" "$BODIES" >"$WORK/reference.log" 2>&1 &
+REF_PID=$!
+for _ in $(seq 500); do curl -fsS -o /dev/null "http://127.0.0.1:$REF_PORT/healthz" 2>/dev/null && break; sleep 0.01; done
+curl -fsS -o /dev/null "http://127.0.0.1:$REF_PORT/product.json" || fail "the reference server did not start"
+
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+# run_wrk NAME KIND EXTRA_JSON CONNECTIONS URL [wrk options]: one scenario;
+# any answer not 2xx fails the run.
+run_wrk() {
+    local name=$1 kind=$2 extra=$3 connections=$4 url=$5
+    shift 5
+    local out="$WORK/wrk-$name.txt"
+    wrk -t"$THREADS" -c"$connections" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 ||
+        { cat "$out" >&2; fail "wrk failed on $name"; }
+    if grep -q "Non-2xx" "$out"; then
+        cat "$out" >&2
+        fail "$name: some answers were not 2xx"
+    fi
+    grep -qE '^ *[1-9][0-9]* requests in' "$out" || { cat "$out" >&2; fail "$name: no request answered"; }
+    python3 "$HELP" wrk "$name" "$kind" "$out" "$extra" >>"$RESULTS"
+}
+# read_pair NAME LABEL BODY PATH [headers]: the shop's read, then the reference's same bytes.
+read_pair() {
+    local name=$1 label=$2 body=$3 path=$4
+    shift 4
+    echo "  $label" >&2
+    run_wrk "$name" read "{\"label\": \"$label\", \"reference\": \"ref-$body\"}" "$CONNECTIONS" "$BASE$path" "$@"
+    run_wrk "ref-$body" reference "{\"label\": \"bare axum, the same $(stat -c %s "$BODIES/$body") bytes\"}" \
+        "$CONNECTIONS" "http://127.0.0.1:$REF_PORT/$body"
+}
+
+echo "measuring, ${DURATION} s per scenario:" >&2
+read_pair product-json "cached \`GET /products/{id}\` JSON" product.json "/products/$PRODUCT" -H 'Accept: application/json'
+read_pair product-html "\`GET /products/{id}\` HTML page" product.html "/products/$PRODUCT"
+read_pair list-html "\`GET /products\` HTML, page of 20" list.html "/products"
+read_pair list-partial "\`GET /products\` htmx partial" partial.html "/products" -H 'HX-Request: true'
+read_pair list-json "\`GET /products\` JSON, page of 20" list.json "/products" -H 'Accept: application/json'
+read_pair cart-html "\`GET /cart\` HTML, 3 lines, signed in" cart.html "/cart" -H "$CART_COOKIE"
+
+# Sign-in: POST /users/login (JSON), limits raised; the reference is raw argon2id on every core.
+echo "  sign-in" >&2
+cat >"$WORK/signin.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '{"email":"signin@example.com","password":"correct horse battery"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json"
+wrk.headers["Origin"] = "$BASE"
+EOF
+run_wrk signin signin '{"label": "sign-in `POST /users/login` (c16)", "unit": "sign-ins/s", "reference": "argon2"}' \
+    16 "$BASE/users/login" -s "$WORK/signin.lua"
+ARGON2=$("$REF" argon2 "$DURATION" "$(nproc)")
+python3 -c 'import json,sys; rate=float(sys.argv[1].split()[0]); print(json.dumps({"name": "argon2", "kind": "argon2", "rate": rate, "unit": "hashes/s", "p50_ms": None, "p99_ms": None, "label": "raw argon2id (m=19 MiB, t=2, p=1), " + sys.argv[2] + " threads", "detail": sys.argv[1]}))' \
+    "$ARGON2" "$(nproc)" >>"$RESULTS"
+
+# Checkout: POST /orders with items (JSON), an Idempotency-Key each, 16
+# connections, one customer per scenario; then the oversell check of that
+# customer's orders against the stock of that scenario's products.
+checkout_lua() {
+    local products=$1
+    cat <<EOF
+local products = {$products}
+local counter = 0
+id = 0 -- set by setup() for each thread
+function setup(thread)
+    thread:set("id", math.random(1, 1000000000))
+end
+function init(args)
+    math.randomseed(id)
+end
+function request()
+    counter = counter + 1
+    local product = products[math.random(1, #products)]
+    -- wrk.headers holds -H's headers (the customer's cookie) too.
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["Accept"] = "application/json"
+    wrk.headers["Origin"] = "$BASE"
+    wrk.headers["Idempotency-Key"] = string.format("bench-$$-%d-%d", id, counter)
+    return wrk.format("POST", "/orders", nil, string.format('{"items":[{"product_id":%d,"quantity":1}]}', product))
+end
+EOF
+}
+checkout() {
+    local name=$1 label=$2 customer=$3 products=$4
+    echo "  $label" >&2
+    checkout_lua "$products" >"$WORK/$name.lua"
+    local out="$WORK/wrk-$name.txt"
+    run_wrk "$name" checkout "{\"label\": \"$label\", \"unit\": \"orders/s\"}" 16 "$BASE/orders" \
+        -s "$WORK/$name.lua" -H "Cookie: $(cat "$WORK/cookie-$customer")"
+    # The stock of every product of the run against this customer's confirmed orders.
+    setup stocks "$customer" >"$WORK/stocks.json"
+    local check
+    check=$(python3 "$HELP" oversell "$BASE" "$WORK/cookie-$customer" "$WORK/stocks.json")
+    python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; rows[-1]["check"]=json.loads(sys.argv[2]); open(sys.argv[1],"w").write("".join(json.dumps(r)+"\n" for r in rows))' \
+        "$RESULTS" "$check"
+    python3 -c 'import json,sys; c=json.loads(sys.argv[1]); sys.exit(0 if c["ok"] else 1)' "$check" ||
+        fail "$name: the oversell check failed: $check"
+}
+checkout checkout-hot "checkout \`POST /orders\`, one hot product (c16)" hot "$HOT"
+checkout checkout-random "checkout \`POST /orders\`, random of $PRODUCTS products (c16)" random \
+    "$(setup catalogue | tr -d '[] ')"
+
+RSS_AFTER=$(rss_kib "$SHOP_PID" VmRSS)
+RSS_PEAK=$(rss_kib "$SHOP_PID" VmHWM)
+
+# pgbench TPC-B, the checkout reference, on PostgreSQL if one answers: in a database of its own, dropped after.
+PG_NOTE="not run: no PostgreSQL answered at $PG_URL"
+if [[ "$PG_URL" == none ]]; then
+    PG_NOTE="not run (SHOP_BENCH_POSTGRES_URL=none)"
+elif ! command -v pgbench >/dev/null || ! command -v psql >/dev/null; then
+    PG_NOTE="not run: no pgbench/psql here (apt-get install postgresql-client)"
+elif PGCONNECT_TIMEOUT=3 psql "$PG_URL/postgres" -XAtqw -c 'select 1' >/dev/null 2>&1; then
+    echo "  pgbench TPC-B" >&2
+    PG_DB="shop_bench_pgbench_$$_$RANDOM"
+    psql "$PG_URL/postgres" -XAtqw -c "CREATE DATABASE $PG_DB" >/dev/null
+    pgbench -i -s 10 -q "$PG_URL/$PG_DB" >"$WORK/pgbench-init.txt" 2>&1 ||
+        { cat "$WORK/pgbench-init.txt" >&2; fail "pgbench -i failed"; }
+    (cd "$WORK" && pgbench -c 16 -j "$THREADS" -T "$DURATION" -l --log-prefix="$WORK/pgbench-log" "$PG_URL/$PG_DB") \
+        >"$WORK/pgbench.txt" 2>&1 || { cat "$WORK/pgbench.txt" >&2; fail "pgbench failed"; }
+    python3 "$HELP" pgbench pgbench "$WORK/pgbench-log" "$WORK/pgbench.txt" \
+        '{"label": "pgbench TPC-B (scale 10, c16), the reference for checkout on PostgreSQL", "unit": "TPS"}' >>"$RESULTS"
+    psql "$PG_URL/postgres" -XAtqw -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
+    PG_DB=""
+    PG_NOTE=""
+fi
+
+mkdir -p "$(dirname "$BENCH_OUT")"
+python3 - "$WORK/meta.json" <<EOF
+import json, sys
+json.dump({
+    "build": "$BUILD", "seconds": $DURATION, "short": bool("$SHORT"), "connections": $CONNECTIONS,
+    "wrk_threads": $THREADS, "products": $PRODUCTS, "nproc": $(nproc),
+    "cpu": "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)",
+    "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+    "ready_ms": $READY_MS, "rss_idle_kib": $RSS_IDLE, "rss_after_kib": $RSS_AFTER, "rss_peak_kib": $RSS_PEAK,
+    "argon2": "$ARGON2", "pgbench_note": "$PG_NOTE" or None,
+}, open(sys.argv[1], "w"))
+EOF
+python3 "$HELP" report "$RESULTS" "$WORK/meta.json" "$BENCH_OUT"
+echo
+echo "written: $BENCH_OUT"

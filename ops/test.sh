@@ -19,7 +19,9 @@
 #      Compose v2's parser and our rules, the Dockerfiles through hadolint,
 #      Tempo/Loki/Grafana configuration parsed and cross-checked (right after
 #      the virtualenv), and after the smoke runs the Grafana dashboards
-#      against the metrics and logs those runs produced.
+#      against the metrics and logs those runs produced,
+#   9. ops/bench.sh --short with the debug build: every scenario 2xx only, no
+#      oversell, the table and its JSON made (speed is never judged).
 #
 # Environment it respects:
 #   SHOP_TEST_POSTGRES_URL  a PostgreSQL server (no database in the URL) to use
@@ -766,4 +768,26 @@ step "Grafana dashboards against what the smoke runs exported (tests/ops/check_d
 # trace link must find the trace ids in their JSON logs.
 run "$VENV/bin/python" tests/ops/check_dashboards.py \
     --metrics "$TMP_DIR"/smoke-*/metrics.txt --logs "$TMP_DIR"/smoke-*/shop.log
+step_done
+
+step "benchmark in short mode (ops/bench.sh --short): every scenario answers, no oversell; speed is not judged"
+# The debug shop and reference, 2 s a scenario: it must keep working (2xx
+# only, the oversell checks, the table and the JSON), whatever the figures.
+have wrk || apt_install wrk
+run cargo build -p bench-reference
+BENCH_OUT="$TMP_DIR/bench.json" BENCH_REFERENCE_BIN="$target_dir/debug/bench-reference" \
+    SHOP_BENCH_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" run ops/bench.sh --short
+"$VENV/bin/python" - "$TMP_DIR/bench.json" <<'PY'
+import json, sys
+result = json.load(open(sys.argv[1]))
+names = [s["name"] for s in result["scenarios"]]
+wanted = ["product-json", "product-html", "list-html", "list-partial", "list-json", "cart-html", "signin",
+          "checkout-hot", "checkout-random"]
+assert names == wanted, f"scenarios {names}, not {wanted}"
+for s in result["scenarios"]:
+    assert s["requests"] > 0 and s["non_2xx"] == 0, s
+    assert s["kind"] != "checkout" or (s["check"]["ok"] and s["check"]["oversold"] == 0), s
+assert result["meta"]["ready_ms"] > 0 and result["meta"]["rss_after_kib"] > 0, result["meta"]
+print(f"    {len(names)} scenarios answered, 0 oversold")
+PY
 step_done
