@@ -248,6 +248,9 @@ def report(results_file, meta_file, out_file):
     mib = lambda kib: f"{kib / 1024:.1f} MiB" if kib else "–"  # noqa: E731
     print(f"| memory / start | RSS {mib(meta['rss_idle_kib'])} idle, {mib(meta['rss_after_kib'])} after load "
           f"(peak {mib(meta['rss_peak_kib'])}); ready in {meta['ready_ms']:.0f} ms | – | – | – | – | – |")
+    growth = ", ".join(f"{row['name']} {row['rss_after_kib'] / 1024:.0f}" for row in shop_rows if row.get("rss_after_kib"))
+    if growth:
+        print(f"\nRSS (MiB) after each scenario: {growth}")
     with open(out_file, "w") as out:
         json.dump({"meta": meta, "scenarios": shop_rows, "references": list(by_name.values())}, out, indent=2)
         out.write("\n")

@@ -75,6 +75,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/shop-bench.XXXXXX")
 SHOP_PID="" REF_PID="" PG_DB=""
 cleanup() {
     local status=$?
+    set +e
     [[ -n "$SHOP_PID" ]] && { kill -TERM "$SHOP_PID" 2>/dev/null; wait "$SHOP_PID" 2>/dev/null; }
     [[ -n "$REF_PID" ]] && { kill -TERM "$REF_PID" 2>/dev/null; wait "$REF_PID" 2>/dev/null; }
     [[ -n "$PG_DB" ]] && psql "$PG_URL/postgres" -XAtqw -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
@@ -159,6 +160,8 @@ run_wrk() {
         fail "$name: some answers were not 2xx"
     fi
     grep -qE '^ *[1-9][0-9]* requests in' "$out" || { cat "$out" >&2; fail "$name: no request answered"; }
+    # The shop's RSS right after each of its scenarios (what grows it).
+    [[ $kind == reference ]] || extra="${extra%\}}, \"rss_after_kib\": $(rss_kib "$SHOP_PID" VmRSS)}"
     python3 "$HELP" wrk "$name" "$kind" "$out" "$extra" >>"$RESULTS"
 }
 # read_pair NAME LABEL BODY PATH [headers]: the shop's read, then the reference's same bytes.
