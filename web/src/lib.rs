@@ -26,6 +26,7 @@ pub mod image_cache;
 pub mod metrics;
 pub mod negotiate;
 pub mod observe;
+pub mod pager;
 pub mod product_query;
 pub mod profiles;
 pub mod return_to;
