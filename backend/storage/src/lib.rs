@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
 
 pub use sqlx;
+pub mod cursor;
 
 /// Which database server a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
