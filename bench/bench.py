@@ -5,12 +5,14 @@
   bench.py oversell BASE COOKIE_FILE STOCKS   orders confirmed x quantity == stock taken
   bench.py pgbench NAME LOGPREFIX OUT [EXTRA] pgbench's output and per-transaction logs to one JSON line
   bench.py report RESULTS.jsonl META.json OUT.json   the table (stdout) and the JSON file
+  bench.py ping REDIS_URL NATS_URL            exit 0 when Redis answers and NATS has JetStream
+  bench.py forget REDIS_URL PREFIX NATS_URL STREAM   removes the keys under PREFIX and the stream
 """
 import glob
 import http.client
 import json
 import re
-import statistics
+import socket
 import sys
 import urllib.parse
 
@@ -141,17 +143,16 @@ def oversell(base, cookie_file, stocks_file):
         name, _, value = part.partition("=")
         client.cookies[name] = value
     stocks = {int(k): v for k, v in json.load(open(stocks_file)).items()}
-    confirmed, pending, statuses, page = {}, {}, {}, 1
-    while True:
-        listing = client.request("GET", f"/orders?page={page}&page_size=100")
+    confirmed, pending, statuses = {}, {}, {}
+    path = "/orders?page_size=100"
+    while path:
+        listing = client.request("GET", path)
         for order in listing["orders"]:
             statuses[order["status"]] = statuses.get(order["status"], 0) + 1
             into = {"confirmed": confirmed, "pending": pending}.get(order["status"])
             for item in order["items"] if into is not None else []:
                 into[item["product_id"]] = into.get(item["product_id"], 0) + item["quantity"]
-        if not listing["has_next"]:
-            break
-        page += 1
+        path = next_page(listing)
     oversold = unexplained = taken_total = 0
     wrong = []
     for product, before in stocks.items():
@@ -175,6 +176,17 @@ def oversell(base, cookie_file, stocks_file):
         "ok": not wrong and not others and statuses.get("confirmed", 0) > 0,
     }
     print(json.dumps(result))
+
+
+def next_page(listing):
+    """The path of the orders page after LISTING: by its cursor (keyset
+    paging), or by page number from a shop that pages by number."""
+    if "next_cursor" in listing:
+        cursor = listing["next_cursor"]
+        return f"/orders?page_size=100&after={urllib.parse.quote(cursor)}" if cursor else None
+    if listing.get("has_next"):
+        return f"/orders?page_size=100&page={listing['page'] + 1}"
+    return None
 
 
 def pgbench(name, log_prefix, out_file, extra="{}"):
@@ -210,52 +222,216 @@ def fmt_ms(ms):
     return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
+MODES = {"embedded": "embedded (SQLite, memory sessions and cache)", "postgres": "PostgreSQL + Redis + NATS JetStream"}
+
+
 def report(results_file, meta_file, out_file):
-    """One table (Markdown) and the JSON file. Each shop row may name a
-    reference row measured in the same run; the ratio is shop / reference."""
+    """One table (Markdown) per shop mode, the targets of issue 14 read
+    against them, and the JSON file. Each shop row may name a reference row
+    measured in the same run; the ratio is shop / reference."""
     meta = json.load(open(meta_file))
     rows = [json.loads(line) for line in open(results_file) if line.strip()]
     by_name = {row["name"]: row for row in rows if row["kind"] in ("reference", "argon2", "pgbench")}
     shop_rows = [row for row in rows if row["kind"] not in ("reference", "argon2", "pgbench")]
-    print(f"shop all (embedded, {meta['build']}), wrk -t{meta['wrk_threads']}, {meta['seconds']} s per scenario, "
-          f"{meta['nproc']} cores ({meta['cpu']}), {meta['date']}")
-    print()
-    print("| scenario | shop | p50 | p99 | reference in the same run | reference p99 | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for row in shop_rows:
-        ref = by_name.get(row.get("reference") or "")
-        unit = row.get("unit", "req/s")
-        shop = f"{fmt_rate(row['rate'])} {unit}"
-        if row.get("check"):
-            check = row["check"]
-            shop += f" ({check['statuses'].get('confirmed', 0)} confirmed, {check['oversold']} oversold)"
-        if ref:
-            row["reference_rate"] = ref["rate"]
-            row["ratio"] = round(row["rate"] / ref["rate"], 3) if ref["rate"] else None
-            ref_text = f"{ref['label']}: {fmt_rate(ref['rate'])} {ref.get('unit', 'req/s')}"
-            ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "–"
-            ref_p99 = fmt_ms(ref.get("p99_ms"))
-        else:
-            ref_text, ratio, ref_p99 = row.get("no_reference", "–"), "–", "–"
-        print(f"| {row['label']} | {shop} | {fmt_ms(row['p50_ms'])} | {fmt_ms(row['p99_ms'])} | {ref_text} | {ref_p99} | {ratio} |")
-    for name in ("pgbench",):
-        ref = by_name.get(name)
-        if ref:
-            print(f"| {ref['label']} | – | – | – | {fmt_rate(ref['rate'])} TPS, p50 {fmt_ms(ref['p50_ms'])} | {fmt_ms(ref['p99_ms'])} | – |")
-    if "pgbench" not in by_name:
-        print(f"| pgbench TPC-B (the checkout reference) | – | – | – | {meta.get('pgbench_note', 'not run')} | – | – |")
-    print("| checkout on PostgreSQL + Redis + NATS | not measured yet | – | – | pgbench above | – | – |")
-    mib = lambda kib: f"{kib / 1024:.1f} MiB" if kib else "–"  # noqa: E731
-    print(f"| memory / start | RSS {mib(meta['rss_idle_kib'])} idle, {mib(meta['rss_after_kib'])} after load "
-          f"(peak {mib(meta['rss_peak_kib'])}); ready in {meta['ready_ms']:.0f} ms | – | – | – | – | – |")
-    growth = ", ".join(f"{row['name']} {row['rss_after_kib'] / 1024:.0f}" for row in shop_rows if row.get("rss_after_kib"))
-    if growth:
+    print(f"shop all ({meta['build']}), wrk -t{meta['wrk_threads']}, {meta['seconds']} s per scenario, "
+          f"{meta['nproc']} cores ({meta['cpu']}), {meta['date']}, commit {meta['commit']}")
+    modes = {m["mode"]: m for m in meta.get("modes", [])}
+    for mode, title in MODES.items():
+        mode_rows = [row for row in shop_rows if row.get("mode") == mode]
+        if not mode_rows:
+            print(f"\n{title}: {meta.get('postgres_note') or 'not run'}")
+            continue
+        print(f"\n{title}\n")
+        print("| scenario | shop | p50 | p99 | reference in the same run | reference p99 | ratio |")
+        print("|---|---|---|---|---|---|---|")
+        for row in mode_rows:
+            print(table_row(row, by_name.get(row.get("reference") or "")))
+        if mode == "postgres" and "pgbench" in by_name:
+            ref = by_name["pgbench"]
+            print(f"| {ref['label']} | – | – | – | {fmt_rate(ref['rate'])} TPS, p50 {fmt_ms(ref['p50_ms'])} "
+                  f"| {fmt_ms(ref['p99_ms'])} | – |")
+        if mode in modes:
+            m = modes[mode]
+            print(f"| memory / start | RSS {mib(m['rss_idle_kib'])} idle, {mib(m['rss_after_kib'])} after load "
+                  f"(peak {mib(m['rss_peak_kib'])}); ready in {m['ready_ms']:.0f} ms | – | – | – | – | – |")
+        growth = ", ".join(f"{row['name']} {row['rss_after_kib'] / 1024:.0f}" for row in mode_rows if row.get("rss_after_kib"))
         print(f"\nRSS (MiB) after each scenario: {growth}")
+    targets = read_targets({row["name"]: row for row in shop_rows}, modes)
+    print("\nIssue 14's targets in this run (never a failure: speed is read, not judged)\n")
+    print("| target | this run | holds |")
+    print("|---|---|---|")
+    for target in targets:
+        holds = {True: "yes", False: "no", None: "not measured"}[target["holds"]]
+        print(f"| {target['target']} | {target['measured']} | {holds} |")
     with open(out_file, "w") as out:
-        json.dump({"meta": meta, "scenarios": shop_rows, "references": list(by_name.values())}, out, indent=2)
+        json.dump({"meta": meta, "scenarios": shop_rows, "references": list(by_name.values()), "targets": targets},
+                  out, indent=2)
         out.write("\n")
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB" if kib else "–"
+
+
+def table_row(row, ref):
+    unit = row.get("unit", "req/s")
+    shop = f"{fmt_rate(row['rate'])} {unit}"
+    if row.get("asked_rate"):
+        shop += f" (asked {fmt_rate(row['asked_rate'])})"
+    if row.get("check"):
+        check = row["check"]
+        shop += f" ({check['statuses'].get('confirmed', 0)} confirmed, {check['oversold']} oversold)"
+    if ref:
+        row["reference_rate"] = ref["rate"]
+        row["ratio"] = round(row["rate"] / ref["rate"], 3) if ref["rate"] else None
+        ref_text = f"{ref['label']}: {fmt_rate(ref['rate'])} {ref.get('unit', 'req/s')}"
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "–"
+        ref_p99 = fmt_ms(ref.get("p99_ms"))
+    else:
+        ref_text, ratio, ref_p99 = "–", "–", "–"
+    return f"| {row['label']} | {shop} | {fmt_ms(row['p50_ms'])} | {fmt_ms(row['p99_ms'])} | {ref_text} | {ref_p99} | {ratio} |"
+
+
+def read_targets(rows, modes):
+    """Issue 14's targets, each with what this run measured and whether it holds."""
+
+    def ratio(name):
+        row = rows.get(name)
+        return row.get("ratio") if row else None
+
+    def at_least(target, name, bound):
+        value = ratio(name)
+        return {"target": target, "measured": "–" if value is None else f"{value:.2f}",
+                "holds": None if value is None else value >= bound}
+
+    targets = [
+        at_least("cached product JSON ≥ 0.5 of bare axum (embedded)", "product-json", 0.5),
+        at_least("cached product JSON ≥ 0.5 of bare axum (PostgreSQL + Redis)", "pg-product-json", 0.5),
+    ]
+    half = rows.get("paced-half")
+    targets.append({"target": "… p99 ≤ 5 ms at half that rate (embedded)",
+                    "measured": "–" if not half else f"{fmt_ms(half['p99_ms'])} at {fmt_rate(half['rate'])} req/s",
+                    "holds": None if not half or half["p99_ms"] is None else half["p99_ms"] <= 5.0})
+    targets.append(at_least("product list HTML (20 items) ≥ 0.3 of bare axum (embedded)", "list-html", 0.3))
+    targets.append(at_least("checkout on PostgreSQL, random products ≥ 0.3 of pgbench TPC-B", "pg-checkout-random", 0.3))
+    targets.append(at_least("checkout on PostgreSQL, one hot product ≥ 0.15 of pgbench TPC-B", "pg-checkout-hot", 0.15))
+    checks = [row["check"] for row in rows.values() if row.get("check")]
+    targets.append({"target": "0 oversold in every checkout run",
+                    "measured": ", ".join(f"{c['oversold']} of {c['statuses'].get('confirmed', 0)}" for c in checks) or "–",
+                    "holds": None if not checks else all(c["oversold"] == 0 for c in checks)})
+    for prefix, where in (("", "embedded"), ("pg-", "PostgreSQL")):
+        targets.append(at_least(f"sign-in ≥ 0.9 of raw argon2id ({where})", f"{prefix}signin", 0.9))
+        alone, during = rows.get(f"{prefix}paced-1000"), rows.get(f"{prefix}paced-1000-signin")
+        measured, holds = "–", None
+        if alone and during and alone["p99_ms"] and during["p99_ms"] is not None:
+            measured = f"{fmt_ms(during['p99_ms'])} during sign-in, {fmt_ms(alone['p99_ms'])} alone"
+            holds = during["p99_ms"] <= 2 * alone["p99_ms"]
+        targets.append({"target": f"… while cached reads' p99 stays ≤ 2× unloaded ({where})", "measured": measured,
+                        "holds": holds})
+    for mode, m in modes.items():
+        targets.append({"target": f"RSS ≤ 25 MiB idle ({mode})", "measured": mib(m["rss_idle_kib"]),
+                        "holds": m["rss_idle_kib"] <= 25 * 1024})
+        targets.append({"target": f"RSS ≤ 100 MiB under load ({mode}, the peak)", "measured": mib(m["rss_peak_kib"]),
+                        "holds": m["rss_peak_kib"] <= 100 * 1024})
+    if "embedded" in modes:
+        ready = modes["embedded"]["ready_ms"]
+        targets.append({"target": "ready ≤ 100 ms embedded", "measured": f"{ready} ms", "holds": ready <= 100})
+    return targets
+
+
+def host_port(url, default_port):
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def redis_command(sock, reader, *args):
+    """One command in RESP, its reply parsed (strings, integers, arrays)."""
+    payload = f"*{len(args)}\r\n" + "".join(f"${len(str(a).encode())}\r\n{a}\r\n" for a in args)
+    sock.sendall(payload.encode())
+    return redis_reply(reader)
+
+
+def redis_reply(reader):
+    line = reader.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        return None if size < 0 else reader.read(size + 2)[:-2].decode()
+    if kind == b"*":
+        return [redis_reply(reader) for _ in range(int(rest))]
+    raise RuntimeError(f"unexpected Redis reply {line!r}")
+
+
+def redis_connect(url):
+    sock = socket.create_connection(host_port(url, 6379), timeout=5)
+    return sock, sock.makefile("rb")
+
+
+def nats_request(url, subject, payload=b""):
+    """Connects, checks JetStream is on, and (with a subject) sends one
+    request and returns its reply's payload."""
+    sock = socket.create_connection(host_port(url, 4222), timeout=5)
+    reader = sock.makefile("rb")
+    info = reader.readline()
+    if not info.startswith(b"INFO ") or not json.loads(info[5:]).get("jetstream"):
+        raise RuntimeError("NATS without JetStream")
+    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.bench 1\r\n')
+    if subject:
+        sock.sendall(f"PUB {subject} _INBOX.bench {len(payload)}\r\n".encode() + payload + b"\r\n")
+    sock.sendall(b"PING\r\n")
+    reply = None
+    while True:
+        line = reader.readline()
+        if not line:
+            raise RuntimeError("NATS closed the connection")
+        if line.startswith(b"MSG "):
+            size = int(line.split()[-1])
+            reply = reader.read(size + 2)[:-2]
+            break
+        if line.startswith(b"PONG") and not subject:
+            break
+        if line.startswith(b"PING"):
+            sock.sendall(b"PONG\r\n")
+    sock.close()
+    return reply
+
+
+def ping(redis_url, nats_url):
+    try:
+        sock, reader = redis_connect(redis_url)
+        ok = redis_command(sock, reader, "PING") == "PONG"
+        sock.close()
+        nats_request(nats_url, None)
+    except (OSError, RuntimeError, ValueError):
+        ok = False
+    sys.exit(0 if ok else 1)
+
+
+def forget(redis_url, prefix, nats_url, stream):
+    """Deletes every Redis key under PREFIX and the JetStream stream."""
+    sock, reader = redis_connect(redis_url)
+    cursor = "0"
+    while True:
+        cursor, keys = redis_command(sock, reader, "SCAN", cursor, "MATCH", prefix + "*", "COUNT", 1000)
+        if keys:
+            redis_command(sock, reader, "DEL", *keys)
+        if cursor == "0":
+            break
+    sock.close()
+    reply = json.loads(nats_request(nats_url, f"$JS.API.STREAM.DELETE.{stream}") or b"{}")
+    # 10059: no such stream (the shop never made it): nothing to remove.
+    if not reply.get("success") and reply.get("error", {}).get("err_code") != 10059:
+        raise SystemExit(f"could not delete the stream {stream}: {reply}")
 
 
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"setup": setup, "wrk": parse_wrk, "oversell": oversell, "pgbench": pgbench, "report": report}[command](*args)
+    commands = {"setup": setup, "wrk": parse_wrk, "oversell": oversell, "pgbench": pgbench, "report": report,
+                "ping": ping, "forget": forget}
+    commands[command](*args)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The shop measured against its limits in one run: each scenario with wrk
-# against `shop all` (embedded: SQLite, memory sessions and cache), next to a
+# against `shop all`, first embedded (SQLite, memory sessions and cache), then
+# on PostgreSQL + Redis + NATS JetStream when all three answer, next to a
 # reference measured in the same run on the same machine, and the ratio:
 #
 #   - HTTP reads: bench-reference (bench/reference), bare axum with no
@@ -8,10 +9,12 @@
 #     (captured from the shop at the start of the run);
 #   - sign-in: the raw argon2id hash rate with the shop's parameters, on as
 #     many threads as cores;
-#   - checkout: pgbench TPC-B (scale 10, 16 clients) on PostgreSQL, when one
-#     answers (SHOP_BENCH_POSTGRES_URL). The shop's checkout there, on
-#     PostgreSQL + Redis + NATS, is not measured yet: today's checkout rows
-#     are on the embedded shop.
+#   - checkout: pgbench TPC-B (scale 10, 16 clients) on the same PostgreSQL
+#     the shop then uses (SHOP_BENCH_POSTGRES_URL), right before the shop's
+#     checkout there.
+# Besides the saturating runs: cached product JSON paced at half the rate it
+# reached (its p99 there), and paced at 1,000 requests/s alone and again
+# while sign-ins saturate the hashing (what sign-in load does to readers).
 # Plus RSS idle and after load, and the time from start to the first 200 on
 # /healthz. Prints one Markdown table and writes BENCH_OUT (JSON). Every
 # scenario must answer 2xx only, and each checkout is followed by the
@@ -25,7 +28,10 @@
 #   BENCH_OUT=file.json                (default target/bench/latest.json)
 #   BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_PRODUCTS (1000; 200 when short)
 #   SHOP_BENCH_POSTGRES_URL            (default postgres://postgres@127.0.0.1:5432;
-#                                       "none" skips pgbench)
+#                                       "none" skips pgbench and the PostgreSQL shop)
+#   SHOP_BENCH_REDIS_URL (redis://127.0.0.1:6379), SHOP_BENCH_NATS_URL
+#   (nats://127.0.0.1:4222): the PostgreSQL shop's Redis and NATS; it gets
+#   databases, a key prefix and a stream of its own, all removed at the end.
 #
 # Settings pass through: e.g. `SHOP_LOG_FORMAT=json ops/bench.sh`,
 # `OTEL_SDK_DISABLED=true ops/bench.sh` (no spans at all: what tracing costs).
@@ -51,6 +57,8 @@ THREADS=${BENCH_THREADS:-2}
 # A short run (CI, a debug build) makes a catalogue of 200: making 1,000 takes ~20 s there.
 PRODUCTS=${BENCH_PRODUCTS:-$([[ -n "$SHORT" ]] && echo 200 || echo 1000)}
 PG_URL=${SHOP_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+REDIS_URL=${SHOP_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+NATS_URL=${SHOP_BENCH_NATS_URL:-nats://127.0.0.1:4222}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench/latest.json}
 command -v wrk >/dev/null || { echo "ops/bench.sh needs wrk (apt-get install wrk)" >&2; exit 1; }
 
@@ -73,12 +81,17 @@ HELP="$ROOT/bench/bench.py"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shop-bench.XXXXXX")
 SHOP_PID="" REF_PID="" PG_DB=""
+# The PostgreSQL shop's names on the shared servers (databases NAME_users…,
+# keys NAME:*, stream NAME_EVENTS), removed by forget_shared.
+SHARED_NAME="shop_bench_$$_$RANDOM"
+SHARED_USED=""
 cleanup() {
     local status=$?
     set +e
-    [[ -n "$SHOP_PID" ]] && { kill -TERM "$SHOP_PID" 2>/dev/null; wait "$SHOP_PID" 2>/dev/null; }
+    stop_shop
     [[ -n "$REF_PID" ]] && { kill -TERM "$REF_PID" 2>/dev/null; wait "$REF_PID" 2>/dev/null; }
     [[ -n "$PG_DB" ]] && psql "$PG_URL/postgres" -XAtqw -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+    forget_shared
     rm -rf "$WORK"
     exit "$status"
 }
@@ -87,66 +100,38 @@ fail() { echo "ops/bench.sh: $*" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rss_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 now_ms() { date +%s%3N; }
-
-# ------------------------------------------------------------------ the shop
-HTTP=$(free_port)
-export SHOP_DATA_DIR="$WORK/data" SHOP_HTTP_ADDR="127.0.0.1:$HTTP" SHOP_METRICS_ADDR="127.0.0.1:$(free_port)" \
-    SHOP_USERS_ADDR="127.0.0.1:$(free_port)" SHOP_INVENTORY_ADDR="127.0.0.1:$(free_port)" \
-    SHOP_ORDERS_ADDR="127.0.0.1:$(free_port)" \
-    SHOP_SIGNIN_LIMIT_PER_ADDRESS=1000000 SHOP_SIGNIN_LIMIT_PER_ACCOUNT=1000000
-BASE="http://127.0.0.1:$HTTP"
-STARTED=$(now_ms)
-"$BIN" all >"$WORK/shop.log" 2>&1 &
-SHOP_PID=$!
-READY_MS=""
-for _ in $(seq 3000); do
-    if curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null; then READY_MS=$(($(now_ms) - STARTED)); break; fi
-    kill -0 "$SHOP_PID" 2>/dev/null || { tail -n 30 "$WORK/shop.log" >&2; fail "the shop exited while starting"; }
-    sleep 0.01
-done
-[[ -n "$READY_MS" ]] || fail "the shop did not answer /healthz within 30 s"
-sleep 1
-RSS_IDLE=$(rss_kib "$SHOP_PID" VmRSS)
-
-# The catalogue (PRODUCTS products and a hot one), made by an admin, and the customers.
-curl -fsS -o /dev/null -H 'Accept: application/json' -H 'Content-Type: application/json' -H "Origin: $BASE" \
-    -X POST "$BASE/users/register" -d '{"name":"Bench","email":"bench@example.com","password":"correct horse battery"}'
-"$BIN" make-admin bench@example.com >/dev/null
-SETUP_STARTED=$(now_ms)
-python3 "$HELP" setup "$BASE" "$WORK" "$PRODUCTS"
-# setup KEY...: a value of setup.json (numbers and strings as they are, the rest as JSON).
-setup() {
-    python3 -c 'import json,sys
-v = json.load(open(sys.argv[1]))
-for k in sys.argv[2:]: v = v[k]
-print(v if isinstance(v, (int, str)) else json.dumps(v))' "$WORK/setup.json" "$@"
+stop_shop() {
+    [[ -n "$SHOP_PID" ]] || return 0
+    kill -TERM "$SHOP_PID" 2>/dev/null
+    wait "$SHOP_PID" 2>/dev/null
+    SHOP_PID=""
 }
-PRODUCT=$(setup product)
-HOT=$(setup hot)
-setup cookies cart >"$WORK/cookie-cart"
-setup cookies hot >"$WORK/cookie-hot"
-setup cookies random >"$WORK/cookie-random"
-echo "ready in $READY_MS ms; catalogue of $PRODUCTS products and customers made in $(($(now_ms) - SETUP_STARTED)) ms" >&2
+# What the PostgreSQL shop leaves on the shared servers: its databases, its
+# Redis keys and its NATS stream.
+forget_shared() {
+    [[ -n "$SHARED_USED" ]] || return 0
+    SHARED_USED=""
+    for db in users inventory orders; do
+        psql "$PG_URL/postgres" -XAtqw -c "DROP DATABASE IF EXISTS ${SHARED_NAME}_$db WITH (FORCE)" >/dev/null 2>&1
+    done
+    python3 "$HELP" forget "$REDIS_URL" "$SHARED_NAME:" "$NATS_URL" "${SHARED_NAME^^}_EVENTS" ||
+        echo "ops/bench.sh: could not remove all of ${SHARED_NAME}'s keys and stream" >&2
+}
 
-# The reference serves exactly what the shop answers to each read.
-BODIES="$WORK/bodies"
-mkdir -p "$BODIES"
-CART_COOKIE="Cookie: $(cat "$WORK/cookie-cart")"
-capture() { local file=$1; shift; curl -fsS -o "$BODIES/$file" "$@"; }
-capture product.json -H 'Accept: application/json' "$BASE/products/$PRODUCT"
-capture product.html "$BASE/products/$PRODUCT"
-capture list.html "$BASE/products"
-capture partial.html -H 'HX-Request: true' "$BASE/products"
-capture list.json -H 'Accept: application/json' "$BASE/products"
-capture cart.html -H "$CART_COOKIE" "$BASE/cart"
-REF_PORT=$(free_port)
-"$REF" serve "127.0.0.1:$REF_PORT" "$BODIES" >"$WORK/reference.log" 2>&1 &
-REF_PID=$!
-for _ in $(seq 500); do curl -fsS -o /dev/null "http://127.0.0.1:$REF_PORT/healthz" 2>/dev/null && break; sleep 0.01; done
-curl -fsS -o /dev/null "http://127.0.0.1:$REF_PORT/product.json" || fail "the reference server did not start"
-
+# ------------------------------------------------------------ the references
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
+BODIES="$WORK/bodies"
+mkdir -p "$BODIES"
+REF_PORT=""
+start_reference() {
+    REF_PORT=$(free_port)
+    "$REF" serve "127.0.0.1:$REF_PORT" "$BODIES" >"$WORK/reference.log" 2>&1 &
+    REF_PID=$!
+    for _ in $(seq 500); do curl -fsS -o /dev/null "http://127.0.0.1:$REF_PORT/healthz" 2>/dev/null && break; sleep 0.01; done
+    curl -fsS -o /dev/null "http://127.0.0.1:$REF_PORT/product.json" || fail "the reference server did not start"
+}
+
 # run_wrk NAME KIND EXTRA_JSON CONNECTIONS URL [wrk options]: one scenario;
 # any answer not 2xx fails the run.
 run_wrk() {
@@ -161,41 +146,42 @@ run_wrk() {
     fi
     grep -qE '^ *[1-9][0-9]* requests in' "$out" || { cat "$out" >&2; fail "$name: no request answered"; }
     # The shop's RSS right after each of its scenarios (what grows it).
-    [[ $kind == reference ]] || extra="${extra%\}}, \"rss_after_kib\": $(rss_kib "$SHOP_PID" VmRSS)}"
+    [[ $kind == reference ]] || extra="${extra%\}}, \"mode\": \"$MODE\", \"rss_after_kib\": $(rss_kib "$SHOP_PID" VmRSS)}"
     python3 "$HELP" wrk "$name" "$kind" "$out" "$extra" >>"$RESULTS"
 }
-# read_pair NAME LABEL BODY PATH [headers]: the shop's read, then the reference's same bytes.
+# paced.lua: each connection waits DELAY ms before each request, so C
+# connections ask for about C * 1000 / DELAY requests a second whatever the
+# answers' speed (wrk cannot hold a rate by itself; a short answer time adds
+# to the wait, so the rate reached is a little under the one asked).
+paced_lua() {
+    cat <<EOF
+wrk.headers["Accept"] = "application/json"
+function delay()
+    return $1
+end
+EOF
+}
+# paced NAME LABEL RATE CONNECTIONS: cached product JSON at about RATE
+# requests/s (the wait is whole milliseconds: more connections, finer rates).
+paced() {
+    local name=$1 label=$2 rate=$3 connections=$4
+    local delay_ms=$(( connections * 1000 / (rate > 0 ? rate : 1) ))
+    (( delay_ms >= 1 )) || delay_ms=1
+    paced_lua "$delay_ms" >"$WORK/paced-$name.lua"
+    run_wrk "$name" paced "{\"label\": \"$label\", \"asked_rate\": $rate}" "$connections" \
+        "$BASE/products/$PRODUCT" -s "$WORK/paced-$name.lua"
+}
+# read_pair NAME LABEL BODY PATH [headers]: the shop's read, then (once per
+# run, on the embedded shop) the reference's same bytes.
 read_pair() {
     local name=$1 label=$2 body=$3 path=$4
     shift 4
     echo "  $label" >&2
-    run_wrk "$name" read "{\"label\": \"$label\", \"reference\": \"ref-$body\"}" "$CONNECTIONS" "$BASE$path" "$@"
+    run_wrk "$PREFIX$name" read "{\"label\": \"$label\", \"reference\": \"ref-$body\"}" "$CONNECTIONS" "$BASE$path" "$@"
+    [[ -n "$PREFIX" ]] && return 0
     run_wrk "ref-$body" reference "{\"label\": \"bare axum, the same $(stat -c %s "$BODIES/$body") bytes\"}" \
         "$CONNECTIONS" "http://127.0.0.1:$REF_PORT/$body"
 }
-
-echo "measuring, ${DURATION} s per scenario:" >&2
-read_pair product-json "cached \`GET /products/{id}\` JSON" product.json "/products/$PRODUCT" -H 'Accept: application/json'
-read_pair product-html "\`GET /products/{id}\` HTML page" product.html "/products/$PRODUCT"
-read_pair list-html "\`GET /products\` HTML, page of 20" list.html "/products"
-read_pair list-partial "\`GET /products\` htmx partial" partial.html "/products" -H 'HX-Request: true'
-read_pair list-json "\`GET /products\` JSON, page of 20" list.json "/products" -H 'Accept: application/json'
-read_pair cart-html "\`GET /cart\` HTML, 3 lines, signed in" cart.html "/cart" -H "$CART_COOKIE"
-
-# Sign-in: POST /users/login (JSON), limits raised; the reference is raw argon2id on every core.
-echo "  sign-in" >&2
-cat >"$WORK/signin.lua" <<EOF
-wrk.method = "POST"
-wrk.body = '{"email":"signin@example.com","password":"correct horse battery"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "application/json"
-wrk.headers["Origin"] = "$BASE"
-EOF
-run_wrk signin signin '{"label": "sign-in `POST /users/login` (c16)", "unit": "sign-ins/s", "reference": "argon2"}' \
-    16 "$BASE/users/login" -s "$WORK/signin.lua"
-ARGON2=$("$REF" argon2 "$DURATION" "$(nproc)")
-python3 -c 'import json,sys; rate=float(sys.argv[1].split()[0]); print(json.dumps({"name": "argon2", "kind": "argon2", "rate": rate, "unit": "hashes/s", "p50_ms": None, "p99_ms": None, "label": "raw argon2id (m=19 MiB, t=2, p=1), " + sys.argv[2] + " threads", "detail": sys.argv[1]}))' \
-    "$ARGON2" "$(nproc)" >>"$RESULTS"
 
 # Checkout: POST /orders with items (JSON), an Idempotency-Key each, 16
 # connections, one customer per scenario; then the oversell check of that
@@ -219,18 +205,17 @@ function request()
     wrk.headers["Content-Type"] = "application/json"
     wrk.headers["Accept"] = "application/json"
     wrk.headers["Origin"] = "$BASE"
-    wrk.headers["Idempotency-Key"] = string.format("bench-$$-%d-%d", id, counter)
+    wrk.headers["Idempotency-Key"] = string.format("bench-$$-$MODE-%d-%d", id, counter)
     return wrk.format("POST", "/orders", nil, string.format('{"items":[{"product_id":%d,"quantity":1}]}', product))
 end
 EOF
 }
 checkout() {
-    local name=$1 label=$2 customer=$3 products=$4
+    local name=$PREFIX$1 label=$2 customer=$3 products=$4 reference=$5
     echo "  $label" >&2
     checkout_lua "$products" >"$WORK/$name.lua"
-    local out="$WORK/wrk-$name.txt"
-    run_wrk "$name" checkout "{\"label\": \"$label\", \"unit\": \"orders/s\"}" 16 "$BASE/orders" \
-        -s "$WORK/$name.lua" -H "Cookie: $(cat "$WORK/cookie-$customer")"
+    run_wrk "$name" checkout "{\"label\": \"$label\", \"unit\": \"orders/s\", \"reference\": \"$reference\"}" 16 \
+        "$BASE/orders" -s "$WORK/$name.lua" -H "Cookie: $(cat "$WORK/cookie-$customer")"
     # The stock of every product of the run against this customer's confirmed orders.
     setup stocks "$customer" >"$WORK/stocks.json"
     local check
@@ -240,20 +225,124 @@ checkout() {
     python3 -c 'import json,sys; c=json.loads(sys.argv[1]); sys.exit(0 if c["ok"] else 1)' "$check" ||
         fail "$name: the oversell check failed: $check"
 }
-checkout checkout-hot "checkout \`POST /orders\`, one hot product (c16)" hot "$HOT"
-checkout checkout-random "checkout \`POST /orders\`, random of $PRODUCTS products (c16)" random \
-    "$(setup catalogue | tr -d '[] ')"
+# setup KEY...: a value of setup.json (numbers and strings as they are, the rest as JSON).
+setup() {
+    python3 -c 'import json,sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]: v = v[k]
+print(v if isinstance(v, (int, str)) else json.dumps(v))' "$WORK/setup.json" "$@"
+}
 
-RSS_AFTER=$(rss_kib "$SHOP_PID" VmRSS)
-RSS_PEAK=$(rss_kib "$SHOP_PID" VmHWM)
+# ------------------------------------------------------------------ the shop
+# measure_shop MODE: starts `shop all` (the settings are in the environment
+# already), makes the catalogue and customers, and runs every scenario;
+# names are prefixed with "pg-" on PostgreSQL.
+measure_shop() {
+    MODE=$1
+    PREFIX=$([[ $MODE == embedded ]] || echo "pg-")
+    local http
+    http=$(free_port)
+    export SHOP_DATA_DIR="$WORK/data-$MODE" SHOP_HTTP_ADDR="127.0.0.1:$http" SHOP_METRICS_ADDR="127.0.0.1:$(free_port)" \
+        SHOP_USERS_ADDR="127.0.0.1:$(free_port)" SHOP_INVENTORY_ADDR="127.0.0.1:$(free_port)" \
+        SHOP_ORDERS_ADDR="127.0.0.1:$(free_port)" \
+        SHOP_SIGNIN_LIMIT_PER_ADDRESS=1000000 SHOP_SIGNIN_LIMIT_PER_ACCOUNT=1000000
+    BASE="http://127.0.0.1:$http"
+    local started ready_ms=""
+    started=$(now_ms)
+    "$BIN" all >"$WORK/shop-$MODE.log" 2>&1 &
+    SHOP_PID=$!
+    for _ in $(seq 3000); do
+        if curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null; then ready_ms=$(($(now_ms) - started)); break; fi
+        kill -0 "$SHOP_PID" 2>/dev/null || { tail -n 30 "$WORK/shop-$MODE.log" >&2; fail "the $MODE shop exited while starting"; }
+        sleep 0.01
+    done
+    [[ -n "$ready_ms" ]] || fail "the $MODE shop did not answer /healthz within 30 s"
+    sleep 1
+    local rss_idle
+    rss_idle=$(rss_kib "$SHOP_PID" VmRSS)
 
-# pgbench TPC-B, the checkout reference, on PostgreSQL if one answers: in a database of its own, dropped after.
-PG_NOTE="not run: no PostgreSQL answered at $PG_URL"
-if [[ "$PG_URL" == none ]]; then
-    PG_NOTE="not run (SHOP_BENCH_POSTGRES_URL=none)"
-elif ! command -v pgbench >/dev/null || ! command -v psql >/dev/null; then
-    PG_NOTE="not run: no pgbench/psql here (apt-get install postgresql-client)"
-elif PGCONNECT_TIMEOUT=3 psql "$PG_URL/postgres" -XAtqw -c 'select 1' >/dev/null 2>&1; then
+    # The catalogue (PRODUCTS products and a hot one), made by an admin, and the customers.
+    curl -fsS -o /dev/null -H 'Accept: application/json' -H 'Content-Type: application/json' -H "Origin: $BASE" \
+        -X POST "$BASE/users/register" -d '{"name":"Bench","email":"bench@example.com","password":"correct horse battery"}'
+    "$BIN" make-admin bench@example.com >/dev/null
+    local setup_started
+    setup_started=$(now_ms)
+    python3 "$HELP" setup "$BASE" "$WORK" "$PRODUCTS"
+    PRODUCT=$(setup product)
+    setup cookies cart >"$WORK/cookie-cart"
+    setup cookies hot >"$WORK/cookie-hot"
+    setup cookies random >"$WORK/cookie-random"
+    echo "$MODE: ready in $ready_ms ms; catalogue of $PRODUCTS products and customers made in $(($(now_ms) - setup_started)) ms" >&2
+
+    local cart_cookie
+    cart_cookie="Cookie: $(cat "$WORK/cookie-cart")"
+    if [[ -z "$PREFIX" ]]; then
+        # The reference serves exactly what the (embedded) shop answers to each read.
+        capture() { local file=$1; shift; curl -fsS -o "$BODIES/$file" "$@"; }
+        capture product.json -H 'Accept: application/json' "$BASE/products/$PRODUCT"
+        capture product.html "$BASE/products/$PRODUCT"
+        capture list.html "$BASE/products"
+        capture partial.html -H 'HX-Request: true' "$BASE/products"
+        capture list.json -H 'Accept: application/json' "$BASE/products"
+        capture cart.html -H "$cart_cookie" "$BASE/cart"
+        start_reference
+    fi
+
+    echo "measuring the $MODE shop, ${DURATION} s per scenario:" >&2
+    read_pair product-json "cached \`GET /products/{id}\` JSON" product.json "/products/$PRODUCT" -H 'Accept: application/json'
+    read_pair product-html "\`GET /products/{id}\` HTML page" product.html "/products/$PRODUCT"
+    read_pair list-html "\`GET /products\` HTML, page of 20" list.html "/products"
+    read_pair list-partial "\`GET /products\` htmx partial" partial.html "/products" -H 'HX-Request: true'
+    read_pair list-json "\`GET /products\` JSON, page of 20" list.json "/products" -H 'Accept: application/json'
+    read_pair cart-html "\`GET /cart\` HTML, 3 lines, signed in" cart.html "/cart" -H "$cart_cookie"
+
+    # Cached JSON at half the rate it reached, then at 1,000/s alone: the
+    # baseline for the same reads during sign-in.
+    local full half
+    full=$(python3 -c 'import json,sys; print(int([json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["name"]==sys.argv[2]][0]["rate"]))' \
+        "$RESULTS" "${PREFIX}product-json")
+    half=$(( full / 2 ))
+    echo "  cached product JSON paced at $half/s, then at 1,000/s" >&2
+    paced "${PREFIX}paced-half" "cached product JSON paced at half its rate (c$CONNECTIONS)" "$half" "$CONNECTIONS"
+    paced "${PREFIX}paced-1000" "cached product JSON paced at 1,000/s, alone (c16)" 1000 16
+
+    # Sign-in: POST /users/login (JSON), limits raised, with the paced reads
+    # running beside it; the reference is raw argon2id on every core.
+    echo "  sign-in, with cached reads at 1,000/s beside it" >&2
+    cat >"$WORK/signin.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '{"email":"signin@example.com","password":"correct horse battery"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json"
+wrk.headers["Origin"] = "$BASE"
+EOF
+    local reads_pid
+    paced "${PREFIX}paced-1000-signin" "cached product JSON paced at 1,000/s during sign-in (c16)" 1000 16 &
+    reads_pid=$!
+    run_wrk "${PREFIX}signin" signin '{"label": "sign-in `POST /users/login` (c16)", "unit": "sign-ins/s", "reference": "argon2"}' \
+        16 "$BASE/users/login" -s "$WORK/signin.lua"
+    wait "$reads_pid" || fail "the reads beside sign-in failed"
+
+    if [[ -n "$PREFIX" ]]; then
+        # pgbench first, on the same server, with the shop idle.
+        run_pgbench
+    fi
+    local reference
+    reference=$([[ -n "$PREFIX" ]] && echo pgbench || echo "")
+    checkout checkout-hot "checkout \`POST /orders\`, one hot product (c16)" hot "$(setup hot)" "$reference"
+    checkout checkout-random "checkout \`POST /orders\`, random of $PRODUCTS products (c16)" random \
+        "$(setup catalogue | tr -d '[] ')" "$reference"
+
+    local rss_after rss_peak
+    rss_after=$(rss_kib "$SHOP_PID" VmRSS)
+    rss_peak=$(rss_kib "$SHOP_PID" VmHWM)
+    stop_shop
+    python3 -c 'import json,sys; print(json.dumps({"mode": sys.argv[1], "ready_ms": int(sys.argv[2]), "rss_idle_kib": int(sys.argv[3]), "rss_after_kib": int(sys.argv[4]), "rss_peak_kib": int(sys.argv[5])}))' \
+        "$MODE" "$ready_ms" "$rss_idle" "$rss_after" "$rss_peak" >>"$WORK/modes.jsonl"
+}
+
+# pgbench TPC-B, the checkout reference, in a database of its own, dropped after.
+run_pgbench() {
     echo "  pgbench TPC-B" >&2
     PG_DB="shop_bench_pgbench_$$_$RANDOM"
     psql "$PG_URL/postgres" -XAtqw -c "CREATE DATABASE $PG_DB" >/dev/null
@@ -262,11 +351,38 @@ elif PGCONNECT_TIMEOUT=3 psql "$PG_URL/postgres" -XAtqw -c 'select 1' >/dev/null
     (cd "$WORK" && pgbench -c 16 -j "$THREADS" -T "$DURATION" -l --log-prefix="$WORK/pgbench-log" "$PG_URL/$PG_DB") \
         >"$WORK/pgbench.txt" 2>&1 || { cat "$WORK/pgbench.txt" >&2; fail "pgbench failed"; }
     python3 "$HELP" pgbench pgbench "$WORK/pgbench-log" "$WORK/pgbench.txt" \
-        '{"label": "pgbench TPC-B (scale 10, c16), the reference for checkout on PostgreSQL", "unit": "TPS"}' >>"$RESULTS"
+        '{"label": "pgbench TPC-B (scale 10, c16)", "unit": "TPS"}' >>"$RESULTS"
     psql "$PG_URL/postgres" -XAtqw -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
     PG_DB=""
-    PG_NOTE=""
+}
+
+: >"$WORK/modes.jsonl"
+MODE="" PREFIX="" BASE="" PRODUCT=""
+measure_shop embedded
+ARGON2=$("$REF" argon2 "$DURATION" "$(nproc)")
+python3 -c 'import json,sys; rate=float(sys.argv[1].split()[0]); print(json.dumps({"name": "argon2", "kind": "argon2", "rate": rate, "unit": "hashes/s", "p50_ms": None, "p99_ms": None, "label": "raw argon2id (m=19 MiB, t=2, p=1), " + sys.argv[2] + " threads", "detail": sys.argv[1]}))' \
+    "$ARGON2" "$(nproc)" >>"$RESULTS"
+
+# The same on PostgreSQL + Redis + NATS, when all three answer.
+PG_NOTE=""
+if [[ "$PG_URL" == none ]]; then
+    PG_NOTE="not run (SHOP_BENCH_POSTGRES_URL=none)"
+elif ! command -v pgbench >/dev/null || ! command -v psql >/dev/null; then
+    PG_NOTE="not run: no pgbench/psql here (apt-get install postgresql-client)"
+elif ! PGCONNECT_TIMEOUT=3 psql "$PG_URL/postgres" -XAtqw -c 'select 1' >/dev/null 2>&1; then
+    PG_NOTE="not run: no PostgreSQL answered at $PG_URL"
+elif ! python3 "$HELP" ping "$REDIS_URL" "$NATS_URL"; then
+    PG_NOTE="not run: Redis ($REDIS_URL) or NATS ($NATS_URL) did not answer"
+else
+    SHARED_USED=1
+    export SHOP_POSTGRES_URL="$PG_URL" POSTGRES_DB_USERS="${SHARED_NAME}_users" \
+        POSTGRES_DB_INVENTORY="${SHARED_NAME}_inventory" POSTGRES_DB_ORDERS="${SHARED_NAME}_orders" \
+        SHOP_REDIS_URL="$REDIS_URL" SHOP_CACHE_PREFIX="$SHARED_NAME:" \
+        SHOP_NATS_URL="$NATS_URL" SHOP_NATS_STREAM="${SHARED_NAME^^}_EVENTS" SHOP_NATS_SUBJECT_PREFIX="$SHARED_NAME"
+    measure_shop postgres
+    forget_shared
 fi
+[[ -z "$PG_NOTE" ]] || echo "PostgreSQL + Redis + NATS: $PG_NOTE" >&2
 
 mkdir -p "$(dirname "$BENCH_OUT")"
 python3 - "$WORK/meta.json" <<EOF
@@ -276,8 +392,8 @@ json.dump({
     "wrk_threads": $THREADS, "products": $PRODUCTS, "nproc": $(nproc),
     "cpu": "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)",
     "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
-    "ready_ms": $READY_MS, "rss_idle_kib": $RSS_IDLE, "rss_after_kib": $RSS_AFTER, "rss_peak_kib": $RSS_PEAK,
-    "argon2": "$ARGON2", "pgbench_note": "$PG_NOTE" or None,
+    "argon2": "$ARGON2", "postgres_note": "$PG_NOTE" or None,
+    "modes": [json.loads(line) for line in open("$WORK/modes.jsonl") if line.strip()],
 }, open(sys.argv[1], "w"))
 EOF
 python3 "$HELP" report "$RESULTS" "$WORK/meta.json" "$BENCH_OUT"

@@ -776,18 +776,25 @@ step "benchmark in short mode (ops/bench.sh --short): every scenario answers, no
 have wrk || apt_install wrk
 run cargo build -p bench-reference
 BENCH_OUT="$TMP_DIR/bench.json" BENCH_REFERENCE_BIN="$target_dir/debug/bench-reference" \
-    SHOP_BENCH_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" run ops/bench.sh --short
+    SHOP_BENCH_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" SHOP_BENCH_REDIS_URL="$SHOP_TEST_REDIS_URL" \
+    SHOP_BENCH_NATS_URL="$SHOP_TEST_NATS_URL" run ops/bench.sh --short
 "$VENV/bin/python" - "$TMP_DIR/bench.json" <<'PY'
 import json, sys
 result = json.load(open(sys.argv[1]))
-names = [s["name"] for s in result["scenarios"]]
-wanted = ["product-json", "product-html", "list-html", "list-partial", "list-json", "cart-html", "signin",
-          "checkout-hot", "checkout-random"]
+names = sorted(s["name"] for s in result["scenarios"])
+one_shop = ["product-json", "product-html", "list-html", "list-partial", "list-json", "cart-html", "paced-half",
+            "paced-1000", "paced-1000-signin", "signin", "checkout-hot", "checkout-random"]
+# Both shops: embedded, and on this run's PostgreSQL, Redis and NATS.
+wanted = sorted(one_shop + ["pg-" + name for name in one_shop])
 assert names == wanted, f"scenarios {names}, not {wanted}"
 for s in result["scenarios"]:
     assert s["requests"] > 0 and s["non_2xx"] == 0, s
     assert s["kind"] != "checkout" or (s["check"]["ok"] and s["check"]["oversold"] == 0), s
-assert result["meta"]["ready_ms"] > 0 and result["meta"]["rss_after_kib"] > 0, result["meta"]
+assert [m["mode"] for m in result["meta"]["modes"]] == ["embedded", "postgres"], result["meta"]
+for m in result["meta"]["modes"]:
+    assert m["ready_ms"] > 0 and m["rss_after_kib"] > 0, m
+assert any(r["name"] == "pgbench" for r in result["references"]), result["references"]
+assert result["targets"], "no targets read"
 print(f"    {len(names)} scenarios answered, 0 oversold")
 PY
 step_done
