@@ -3,6 +3,8 @@
 //! catalogue word for a query word that matches nothing as typed. The SQL
 //! that runs a search is in `store::search`.
 
+use shop_storage::cursor::{Key, KeyKind};
+
 use crate::InventoryError;
 
 /// Most characters a query may have.
@@ -136,14 +138,57 @@ pub fn edit_distance(a: &str, b: &str, limit: usize) -> Option<usize> {
     (distance <= limit).then_some(distance)
 }
 
-/// The order of a page.
+/// The order of a page. Every order ends on the id, so no two products
+/// tie and a page's boundary is one exact place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sort {
+    /// Id, highest first.
     Newest,
+    /// Price, then the newest first among equal prices.
     PriceLowFirst,
     PriceHighFirst,
+    /// `lower(name)`, then the id.
     Name,
+    /// Rank, best first, then the newest; only with query words.
     Relevance,
+}
+
+impl Sort {
+    /// The kinds of the sort key a cursor of this order holds.
+    pub fn shape(self) -> &'static [KeyKind] {
+        match self {
+            Sort::Newest => &[KeyKind::Int],
+            Sort::PriceLowFirst | Sort::PriceHighFirst => &[KeyKind::Int, KeyKind::Int],
+            Sort::Name => &[KeyKind::Text, KeyKind::Int],
+            Sort::Relevance => &[KeyKind::Float, KeyKind::Int],
+        }
+    }
+}
+
+/// Most matches a search ranks by relevance: the newest this many (all of
+/// them when there are fewer). Ranking every match of a word most products
+/// have would read them all; see docs/search.md.
+pub const RANKED_MATCHES: i64 = 1_000;
+
+/// Counting stops past this many matches (`total_is_lower_bound`).
+pub const COUNT_BOUND: i64 = 1_000;
+
+/// Deepest row a page number (`page`, kept for old clients) may start at:
+/// an offset reads every row before it, so deeper pages are reached by
+/// cursor.
+pub const MAX_OFFSET: i64 = 10_000;
+
+/// Where the page is in its list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Position {
+    First,
+    /// A page number past the first (old clients), by offset.
+    Number(u32),
+    /// Right after the row whose sort key this is.
+    After(Vec<Key>),
+    /// Right before the row whose sort key this is.
+    Before(Vec<Key>),
+    Last,
 }
 
 /// Everything `ListProducts` narrows and orders by.

@@ -6,7 +6,7 @@ use shop_grpc::identity::{Caller, Identity};
 use shop_proto::inventory::v1 as pb;
 use shop_proto::inventory::v1::inventory_service_server::{self, InventoryServiceServer};
 use shop_proto::time::from_unix_ms;
-use shop_storage::{Db, Page};
+use shop_storage::{Db, Page, cursor};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::categories::{Category, CategoryName};
@@ -15,7 +15,7 @@ use crate::domain::{
     parse_category_ids, parse_id, parse_ids, parse_price, parse_stock, parse_stock_delta,
 };
 use crate::images::{self, ImageProblem};
-use crate::search::{ProductFilter, QueryWords, Sort, parse_price_bounds, searched_for};
+use crate::search::{MAX_OFFSET, Position, ProductFilter, QueryWords, Sort, parse_price_bounds, searched_for};
 use crate::{InventoryError, domain, store};
 
 #[derive(Clone)]
@@ -90,7 +90,8 @@ fn parse_filter(request: &pb::ListProductsRequest) -> Result<(ProductFilter, Sor
     let (min_price_minor, max_price_minor) = parse_price_bounds(request.min_price_minor, request.max_price_minor)?;
     let optional_id = |field, id: i64| if id == 0 { Ok(None) } else { parse_id(field, id).map(Some) };
     let sort = match pb::ProductSort::try_from(request.sort) {
-        Ok(pb::ProductSort::Unspecified) if words.is_empty() => Sort::Newest,
+        // Relevance needs words to rank by.
+        Ok(pb::ProductSort::Unspecified | pb::ProductSort::Relevance) if words.is_empty() => Sort::Newest,
         Ok(pb::ProductSort::Unspecified | pb::ProductSort::Relevance) => Sort::Relevance,
         Ok(pb::ProductSort::Newest) => Sort::Newest,
         Ok(pb::ProductSort::PriceLowFirst) => Sort::PriceLowFirst,
@@ -107,6 +108,29 @@ fn parse_filter(request: &pb::ListProductsRequest) -> Result<(ProductFilter, Sor
         exclude_product_id: optional_id("exclude_product_id", request.exclude_product_id)?,
     };
     Ok((filter, sort))
+}
+
+/// Where the page is: a cursor (which must fit the sort), the last page,
+/// or a page number (old clients), bounded because an offset reads every
+/// row before it.
+fn parse_position(request: &pb::ListProductsRequest, sort: Sort, page: Page) -> Result<Position, InventoryError> {
+    let key = |field, text: &str| {
+        cursor::decode(text, sort.shape()).map_err(|_| InventoryError::invalid(field, "is not a position in this list"))
+    };
+    match (request.after.as_str(), request.before.as_str(), request.last) {
+        ("", "", false) if page.number <= 1 => Ok(Position::First),
+        ("", "", false) if page.offset() > MAX_OFFSET => {
+            Err(InventoryError::invalid("page", "is too deep for a page number: page by cursor (after, before)"))
+        }
+        ("", "", false) => Ok(Position::Number(page.number)),
+        (after, "", false) => key("after", after).map(Position::After),
+        ("", before, false) => key("before", before).map(Position::Before),
+        ("", "", true) => Ok(Position::Last),
+        (_, before, _) if !before.is_empty() && !request.after.is_empty() => {
+            Err(InventoryError::invalid("before", "must not be given with after"))
+        }
+        _ => Err(InventoryError::invalid("last", "must not be given with after or before")),
+    }
 }
 
 /// Reads an upload: its first message (product and alt text, checked before
@@ -233,13 +257,22 @@ impl inventory_service_server::InventoryService for InventoryService {
         let request = request.into_inner();
         let page = parse_page(request.page, request.page_size)?;
         let (filter, sort) = parse_filter(&request)?;
-        let found = store::search::list(&self.db, &filter, sort, page).await?;
+        let position = parse_position(&request, sort, page)?;
+        let found = store::search::list(&self.db, &filter, sort, &position, page.size).await?;
         Ok(Response::new(pb::ListProductsResponse {
             products: found.products.into_iter().map(Into::into).collect(),
             total: found.total,
-            page: page.number,
+            // A page reached by cursor has no number.
+            page: match position {
+                Position::First => 1,
+                Position::Number(number) => number,
+                _ => 0,
+            },
             page_size: page.size,
             searched_for: searched_for(&found.terms),
+            next_cursor: found.next.as_deref().map(cursor::encode).unwrap_or_default(),
+            previous_cursor: found.previous.as_deref().map(cursor::encode).unwrap_or_default(),
+            total_is_lower_bound: found.total_is_lower_bound,
         }))
     }
 

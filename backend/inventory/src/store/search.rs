@@ -9,25 +9,47 @@
 //! (see `search::QueryWords`), the full-text query built from them is bound
 //! as a parameter, and the SQL around it is built from fixed pieces.
 
-use shop_storage::sqlx::{self, AnyConnection};
-use shop_storage::{Backend, Db, Page};
+use shop_storage::cursor::Key;
+use shop_storage::sqlx::{self, AnyConnection, Row, any::AnyRow};
+use shop_storage::{Backend, Db};
 
 use super::{P_COLUMNS, attach, product_from_row};
 use crate::InventoryError;
 use crate::domain::Product;
-use crate::search::{ProductFilter, SearchTerm, Sort, closest_words, max_distance};
+use crate::search::{
+    COUNT_BOUND, Position, ProductFilter, RANKED_MATCHES, SearchTerm, Sort, closest_words, max_distance,
+};
 
-/// One page of matches, how many match in all, and the words searched.
+/// One page of matches, the sort keys of the rows at its two ends when
+/// there are pages beyond them, how many match, and the words searched.
 pub struct Found {
     pub products: Vec<Product>,
+    /// Matches in all, counted up to [`COUNT_BOUND`].
     pub total: i64,
+    /// There are more than `total` matches: counting stopped.
+    pub total_is_lower_bound: bool,
+    /// The key of the page's last row, when a page follows.
+    pub next: Option<Vec<Key>>,
+    /// The key of the page's first row, when a page precedes.
+    pub previous: Option<Vec<Key>>,
     pub terms: Vec<SearchTerm>,
 }
 
 /// A value bound to a numbered placeholder.
 enum Arg {
     Int(i64),
+    Float(f64),
     Text(String),
+}
+
+impl From<&Key> for Arg {
+    fn from(key: &Key) -> Self {
+        match key {
+            Key::Int(value) => Arg::Int(*value),
+            Key::Float(value) => Arg::Float(*value),
+            Key::Text(value) => Arg::Text(value.clone()),
+        }
+    }
 }
 
 /// SQL text and the values of its placeholders, in order.
@@ -49,6 +71,7 @@ impl Statement {
         for arg in &self.args {
             query = match arg {
                 Arg::Int(value) => query.bind(*value),
+                Arg::Float(value) => query.bind(*value),
                 Arg::Text(value) => query.bind(value.as_str()),
             };
         }
@@ -56,36 +79,286 @@ impl Statement {
     }
 }
 
-pub async fn list(db: &Db, filter: &ProductFilter, sort: Sort, page: Page) -> Result<Found, InventoryError> {
+/// Which way a page is read along its order: backwards for a page before
+/// a cursor and for the last page (then turned round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+/// Where reading starts: after a row's key, or at an offset (old clients'
+/// page numbers; 0 for an end of the list).
+enum Start<'a> {
+    After(&'a [Key]),
+    Offset(i64),
+}
+
+/// One page of `filter`'s matches in `sort` at `position`, `size` rows.
+/// A page is one index range read (`WHERE key > cursor ORDER BY key LIMIT
+/// size + 1`, the extra row saying whether more follow), whatever its
+/// depth; the count stops at [`COUNT_BOUND`].
+pub async fn list(
+    db: &Db,
+    filter: &ProductFilter,
+    sort: Sort,
+    position: &Position,
+    size: u32,
+) -> Result<Found, InventoryError> {
     db.observe("list", async move {
         let mut conn = db.pool.acquire().await?;
         let mut terms = Vec::with_capacity(filter.words.words().len());
         for word in filter.words.words() {
             terms.push(resolve(&mut conn, db.backend, word).await?);
         }
+        // Relevance needs words to rank by.
+        let sort = if terms.is_empty() && sort == Sort::Relevance { Sort::Newest } else { sort };
+        let list = List { backend: db.backend, filter, terms: &terms, sort };
+        let size = i64::from(size);
 
-        let mut select = Statement::default();
-        let from = from_and_where(&mut select, db.backend, filter, &terms);
-        let order = order_by(&mut select, db.backend, sort, &terms);
-        let limit = select.bind(Arg::Int(page.limit()));
-        let offset = select.bind(Arg::Int(page.offset()));
-        select.sql = format!("SELECT {P_COLUMNS} {from} ORDER BY {order} LIMIT {limit} OFFSET {offset}");
-        let rows = select.query().fetch_all(&mut *conn).await?;
-        let mut products = rows.iter().map(product_from_row).collect::<Result<Vec<_>, _>>()?;
+        let first_page = async |conn: &mut AnyConnection| -> Result<Page, InventoryError> {
+            let mut rows = list.read(conn, Start::Offset(0), Direction::Forward, size + 1).await?;
+            let more = trim(&mut rows, size);
+            Ok(Page { rows, previous: false, next: more, from_an_end: true })
+        };
+        let page = match position {
+            Position::First => first_page(&mut conn).await?,
+            Position::Number(number) => {
+                let offset = i64::from(number.saturating_sub(1)) * size;
+                let mut rows = list.read(&mut conn, Start::Offset(offset), Direction::Forward, size + 1).await?;
+                let more = trim(&mut rows, size);
+                Page { previous: offset > 0 && !rows.is_empty(), rows, next: more, from_an_end: false }
+            }
+            Position::After(key) => {
+                let mut rows = list.read(&mut conn, Start::After(key), Direction::Forward, size + 1).await?;
+                let more = trim(&mut rows, size);
+                Page { previous: !rows.is_empty(), rows, next: more, from_an_end: false }
+            }
+            Position::Before(key) => {
+                let mut rows = list.read(&mut conn, Start::After(key), Direction::Backward, size + 1).await?;
+                if trim(&mut rows, size) {
+                    rows.reverse();
+                    Page { rows, previous: true, next: true, from_an_end: false }
+                } else {
+                    // Back at the start: the first page, full, rather than
+                    // the few rows left before the cursor.
+                    first_page(&mut conn).await?
+                }
+            }
+            Position::Last => {
+                let mut rows = list.read(&mut conn, Start::Offset(0), Direction::Backward, size + 1).await?;
+                let more = trim(&mut rows, size);
+                rows.reverse();
+                Page { rows, previous: more, next: false, from_an_end: true }
+            }
+        };
 
-        let mut count = Statement::default();
-        let from = from_and_where(&mut count, db.backend, filter, &terms);
-        count.sql = format!("SELECT COUNT(*) AS total {from}");
-        let total: i64 = sqlx::Row::try_get(&count.query().fetch_one(&mut *conn).await?, "total")?;
-
+        // A page read from an end with nothing beyond it is the whole
+        // list: no count needed.
+        let (total, total_is_lower_bound) = if page.from_an_end && !page.previous && !page.next {
+            (i64::try_from(page.rows.len()).unwrap_or(i64::MAX), false)
+        } else {
+            list.count(&mut conn).await?
+        };
+        let previous = page.rows.first().filter(|_| page.previous).map(|(_, key)| key.clone());
+        let next = page.rows.last().filter(|_| page.next).map(|(_, key)| key.clone());
+        let mut products: Vec<Product> = page.rows.into_iter().map(|(product, _)| product).collect();
         attach(&mut conn, &mut products).await?;
-        Ok(Found { products, total, terms })
+        Ok(Found { products, total, total_is_lower_bound, next, previous, terms })
     })
     .await
 }
 
-/// The FROM and WHERE clauses shared by a page and its count.
-fn from_and_where(statement: &mut Statement, backend: Backend, filter: &ProductFilter, terms: &[SearchTerm]) -> String {
+/// Rows of a page, each with its sort key, in the list's order.
+struct Page {
+    rows: Vec<(Product, Vec<Key>)>,
+    previous: bool,
+    next: bool,
+    /// Read from the first or the last row.
+    from_an_end: bool,
+}
+
+/// Keeps the first `size` rows; whether there were more.
+fn trim<T>(rows: &mut Vec<T>, size: i64) -> bool {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    let more = rows.len() > size;
+    rows.truncate(size);
+    more
+}
+
+/// A list: what it matches and its order.
+struct List<'a> {
+    backend: Backend,
+    filter: &'a ProductFilter,
+    terms: &'a [SearchTerm],
+    sort: Sort,
+}
+
+impl List<'_> {
+    /// The sort key's columns, each with whether it descends.
+    fn key_columns(&self) -> &'static [(&'static str, bool)] {
+        match self.sort {
+            Sort::Newest => &[("p.id", true)],
+            Sort::PriceLowFirst => &[("p.price_minor", false), ("p.id", true)],
+            Sort::PriceHighFirst => &[("p.price_minor", true), ("p.id", true)],
+            Sort::Name => &[("lower(p.name)", false), ("p.id", false)],
+            Sort::Relevance => &[("p.sort_rank", true), ("p.id", true)],
+        }
+    }
+
+    /// Up to `limit` rows from `start` in `direction`, with their keys.
+    async fn read(
+        &self,
+        conn: &mut AnyConnection,
+        start: Start<'_>,
+        direction: Direction,
+        limit: i64,
+    ) -> Result<Vec<(Product, Vec<Key>)>, InventoryError> {
+        let mut select = Statement::default();
+        let (from, mut conditions) = if self.sort == Sort::Relevance {
+            // The ranked matches stand in for the products table: the key
+            // compares `p.sort_rank` as it would a column.
+            let ranked = self.ranked(&mut select);
+            (format!("FROM ({ranked}) p"), Vec::new())
+        } else {
+            from_and_where(&mut select, self.backend, self.filter, self.terms)
+        };
+        let columns = self.key_columns();
+        let mut offset = String::new();
+        match start {
+            Start::After(key) => conditions.push(keyset(&mut select, columns, key, direction)),
+            Start::Offset(0) => {}
+            Start::Offset(rows) => offset = format!(" OFFSET {}", select.bind(Arg::Int(rows))),
+        }
+        let order: Vec<String> = columns
+            .iter()
+            .map(|(column, descending)| {
+                let descending = *descending != (direction == Direction::Backward);
+                format!("{column} {}", if descending { "DESC" } else { "ASC" })
+            })
+            .collect();
+        let extra = match self.sort {
+            Sort::Name => ", lower(p.name) AS sort_name",
+            Sort::Relevance => ", p.sort_rank",
+            _ => "",
+        };
+        let limit = select.bind(Arg::Int(limit));
+        select.sql = format!(
+            "SELECT {P_COLUMNS}{extra} {} ORDER BY {} LIMIT {limit}{offset}",
+            clause(&from, &conditions),
+            order.join(", ")
+        );
+        let rows = select.query().fetch_all(&mut *conn).await?;
+        rows.iter().map(|row| self.row(row)).collect::<Result<_, _>>().map_err(Into::into)
+    }
+
+    /// A product and its sort key.
+    fn row(&self, row: &AnyRow) -> Result<(Product, Vec<Key>), sqlx::Error> {
+        let product = product_from_row(row)?;
+        let id = Key::Int(product.id);
+        let key = match self.sort {
+            Sort::Newest => vec![id],
+            Sort::PriceLowFirst | Sort::PriceHighFirst => vec![Key::Int(product.price_minor), id],
+            Sort::Name => vec![Key::Text(row.try_get("sort_name")?), id],
+            Sort::Relevance => vec![Key::Float(row.try_get("sort_rank")?), id],
+        };
+        Ok((product, key))
+    }
+
+    /// The newest [`RANKED_MATCHES`] matches with their rank (higher is
+    /// better on both backends), as a subquery. Only these are ranked: the
+    /// newest of a word most products have are one backwards walk of the
+    /// primary key, where ranking every match would read them all.
+    fn ranked(&self, statement: &mut Statement) -> String {
+        let (backend, terms) = (self.backend, self.terms);
+        match backend {
+            Backend::Postgres => {
+                let (from, conditions) = from_and_where(statement, backend, self.filter, terms);
+                let matches =
+                    format!("SELECT p.id {} ORDER BY p.id DESC LIMIT {RANKED_MATCHES}", clause(&from, &conditions));
+                // The whole-word query adds to the prefix query's rank: "tea"
+                // ranks "Green tea" above "Teapot"; the name's likeness to
+                // the words searched breaks what ties remain. Ranked after
+                // the limit, so only the candidates are ranked.
+                let prefixes = statement.bind(Arg::Text(full_text_query(backend, terms, true)));
+                let whole_words = statement.bind(Arg::Text(full_text_query(backend, terms, false)));
+                let words = statement.bind(Arg::Text(searched_words(terms)));
+                format!(
+                    "SELECT {P_COLUMNS}, CAST(ts_rank(p.search, to_tsquery('simple', {prefixes})) \
+                     + ts_rank(p.search, to_tsquery('simple', {whole_words})) \
+                     + 0.5 * word_similarity({words}, p.name) AS DOUBLE PRECISION) AS sort_rank \
+                     FROM products p WHERE p.id IN ({matches})"
+                )
+            }
+            Backend::Sqlite => {
+                // bm25 is better when lower, and only callable beside the
+                // MATCH, so it is taken with the candidates; a product
+                // without a whole word gets no bonus.
+                let whole_words = statement.bind(Arg::Text(full_text_query(backend, terms, false)));
+                let (from, conditions) = from_and_where(statement, backend, self.filter, terms);
+                format!(
+                    "SELECT {P_COLUMNS}, c.sort_rank FROM (SELECT p.id AS ranked_id, \
+                     -(bm25(products_search, 10.0, 1.0) + COALESCE((SELECT bm25(products_search, 10.0, 1.0) \
+                     FROM products_search WHERE products_search MATCH {whole_words} \
+                     AND products_search.rowid = p.id), 0)) AS sort_rank {} \
+                     ORDER BY p.id DESC LIMIT {RANKED_MATCHES}) c JOIN products p ON p.id = c.ranked_id",
+                    clause(&from, &conditions)
+                )
+            }
+        }
+    }
+
+    /// How many match, up to [`COUNT_BOUND`]; whether there are more.
+    async fn count(&self, conn: &mut AnyConnection) -> Result<(i64, bool), InventoryError> {
+        let mut count = Statement::default();
+        let (from, conditions) = from_and_where(&mut count, self.backend, self.filter, self.terms);
+        let bound = count.bind(Arg::Int(COUNT_BOUND + 1));
+        count.sql = format!(
+            "SELECT COUNT(*) AS total FROM (SELECT 1 AS hit {} LIMIT {bound}) AS bounded",
+            clause(&from, &conditions)
+        );
+        let counted: i64 = count.query().fetch_one(&mut *conn).await?.try_get("total")?;
+        // Relevance pages end with the ranked matches.
+        let reachable = if self.sort == Sort::Relevance { RANKED_MATCHES } else { COUNT_BOUND };
+        Ok((counted.min(COUNT_BOUND).min(reachable), counted > COUNT_BOUND))
+    }
+}
+
+/// `FROM ...` and its conditions joined.
+fn clause(from: &str, conditions: &[String]) -> String {
+    if conditions.is_empty() { from.to_owned() } else { format!("{from} WHERE {}", conditions.join(" AND ")) }
+}
+
+/// Rows past `key` in the order of `columns` read in `direction`: for a
+/// key (a, b), `a >= $a AND (a > $a OR (a = $a AND b > $b))` (each
+/// comparison turned for a descending column or a backwards read). The
+/// leading `a >= $a` is what an index range starts at.
+fn keyset(statement: &mut Statement, columns: &[(&str, bool)], key: &[Key], direction: Direction) -> String {
+    let past = |descending: bool| if descending != (direction == Direction::Backward) { "<" } else { ">" };
+    let mut condition = String::new();
+    for (i, ((column, descending), value)) in columns.iter().zip(key).enumerate().rev() {
+        let value_past = statement.bind(value.into());
+        condition = if condition.is_empty() {
+            format!("{column} {} {value_past}", past(*descending))
+        } else {
+            let value_equal = statement.bind(value.into());
+            format!("({column} {} {value_past} OR ({column} = {value_equal} AND {condition}))", past(*descending))
+        };
+        if i == 0 && columns.len() > 1 {
+            let value_from = statement.bind(value.into());
+            condition = format!("{column} {}= {value_from} AND {condition}", past(*descending));
+        }
+    }
+    condition
+}
+
+/// The FROM clause and conditions shared by a page and its count.
+fn from_and_where(
+    statement: &mut Statement,
+    backend: Backend,
+    filter: &ProductFilter,
+    terms: &[SearchTerm],
+) -> (String, Vec<String>) {
     let mut conditions = Vec::new();
     let from = if terms.is_empty() {
         "FROM products p".to_owned()
@@ -120,41 +393,7 @@ fn from_and_where(statement: &mut Statement, backend: Backend, filter: &ProductF
     if let Some(excluded) = filter.exclude_product_id {
         conditions.push(format!("p.id <> {}", statement.bind(Arg::Int(excluded))));
     }
-    if conditions.is_empty() { from } else { format!("{from} WHERE {}", conditions.join(" AND ")) }
-}
-
-/// ORDER BY for a sort; relevance needs terms (the caller asks for it
-/// only with some), and ends on the id so equal ranks page stably.
-fn order_by(statement: &mut Statement, backend: Backend, sort: Sort, terms: &[SearchTerm]) -> String {
-    match sort {
-        Sort::Relevance if !terms.is_empty() => {
-            // The whole-word query adds to the prefix query's rank: "tea"
-            // ranks "Green tea" above "Teapot".
-            let whole_words = statement.bind(Arg::Text(full_text_query(backend, terms, false)));
-            match backend {
-                Backend::Postgres => {
-                    let prefixes = statement.bind(Arg::Text(full_text_query(backend, terms, true)));
-                    let words = statement.bind(Arg::Text(searched_words(terms)));
-                    format!(
-                        "ts_rank(p.search, to_tsquery('simple', {prefixes})) \
-                         + ts_rank(p.search, to_tsquery('simple', {whole_words})) \
-                         + 0.5 * word_similarity({words}, p.name) DESC, p.id DESC"
-                    )
-                }
-                Backend::Sqlite => format!(
-                    // bm25 is better when lower; a product without a whole
-                    // word gets no bonus.
-                    "bm25(products_search, 10.0, 1.0) + COALESCE((SELECT bm25(products_search, 10.0, 1.0) \
-                     FROM products_search WHERE products_search MATCH {whole_words} \
-                     AND products_search.rowid = p.id), 0) ASC, p.id DESC"
-                ),
-            }
-        }
-        Sort::Newest | Sort::Relevance => "p.id DESC".to_owned(),
-        Sort::PriceLowFirst => "p.price_minor ASC, p.id DESC".to_owned(),
-        Sort::PriceHighFirst => "p.price_minor DESC, p.id DESC".to_owned(),
-        Sort::Name => "lower(p.name) ASC, p.id ASC".to_owned(),
-    }
+    (from, conditions)
 }
 
 /// The words searched, each the first of its alternatives.
@@ -214,16 +453,21 @@ async fn resolve(conn: &mut AnyConnection, backend: Backend, word: &str) -> Resu
     if hits > 0 {
         return Ok(as_typed);
     }
-    // Only words of a length within reach can be near enough; the index's
-    // vocabulary is read, never the products.
+    // Only words of a length within reach can be near enough. The
+    // vocabulary is read, never the products: on PostgreSQL the table of
+    // words that triggers keep (`product_words`), on SQLite the FTS index's
+    // own. Words with digits (sizes, codes) are never offered: a code near
+    // another is another product, not a typo.
     let length = i64::try_from(word.chars().count()).unwrap_or(i64::MAX);
     let reach = i64::try_from(max_distance(word)).unwrap_or(2);
     let sql = match backend {
         Backend::Postgres => {
-            "SELECT word, CAST(ndoc AS BIGINT) FROM ts_stat('SELECT search FROM products') \
-             WHERE length(word) BETWEEN $1 AND $2"
+            "SELECT word, products FROM product_words WHERE length(word) BETWEEN $1 AND $2 AND products > 0"
         }
-        Backend::Sqlite => "SELECT term, doc FROM products_search_words WHERE length(term) BETWEEN $1 AND $2",
+        Backend::Sqlite => {
+            "SELECT term, doc FROM products_search_words WHERE length(term) BETWEEN $1 AND $2 \
+             AND term NOT GLOB '*[0-9]*'"
+        }
     };
     let candidates: Vec<(String, i64)> =
         sqlx::query_as(sql).bind(length - reach).bind(length + reach).fetch_all(&mut *conn).await?;
