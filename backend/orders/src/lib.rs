@@ -23,4 +23,4 @@ pub use error::OrderError;
 pub use service::OrderService;
 
 /// The orders database's schema, for each backend.
-pub const MIGRATIONS: Migrations = shop_storage::migrations!("orders": 1 => "0001_create_orders", 2 => "0002_idempotency_keys", 3 => "0003_create_outbox", 4 => "0004_outbox_trace_context", 5 => "0005_rejection_reason", 6 => "0006_carts", 7 => "0007_delivery_and_payment");
+pub const MIGRATIONS: Migrations = shop_storage::migrations!("orders": 1 => "0001_create_orders", 2 => "0002_idempotency_keys", 3 => "0003_create_outbox", 4 => "0004_outbox_trace_context", 5 => "0005_rejection_reason", 6 => "0006_carts", 7 => "0007_delivery_and_payment", 8 => "0008_order_list_index");

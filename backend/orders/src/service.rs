@@ -11,6 +11,7 @@ use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::orders::v1 as pb;
 use shop_proto::orders::v1::order_service_server::{self, OrderServiceServer};
 use shop_proto::time::from_unix_ms;
+use shop_storage::cursor::{self, Key, KeyKind};
 use shop_storage::{Db, Page, PageError};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -593,6 +594,34 @@ fn status_from_proto(value: i32) -> Result<OrderStatus, OrderError> {
     }
 }
 
+/// Pages by number reach this many orders deep, no further: skipping costs
+/// what is skipped. Deeper pages are reached by cursor.
+const MAX_SKIP: i64 = 10_000;
+
+/// Where the asked-for page is: a cursor (`after`, `before`) or `last`, or
+/// else the page number old clients send.
+fn parse_position(request: &pb::ListOrdersRequest, page: Page) -> Result<store::Position, OrderError> {
+    let id_of = |field: &'static str, cursor: &str| match cursor::decode(cursor, &[KeyKind::Int]).as_deref() {
+        Ok([Key::Int(id)]) => Ok(*id),
+        _ => Err(OrderError::invalid(field, "is not a position in this list; use a cursor the list gave")),
+    };
+    match (request.after.as_str(), request.before.as_str(), request.last) {
+        ("", "", false) if page.offset() == 0 => Ok(store::Position::First),
+        ("", "", false) if page.offset() > MAX_SKIP => Err(OrderError::invalid(
+            "page",
+            format!("pages by number reach the newest {MAX_SKIP} orders; page further with after and before"),
+        )),
+        ("", "", false) => Ok(store::Position::Skip(page.offset())),
+        ("", "", true) => Ok(store::Position::Last),
+        (after, "", false) => Ok(store::Position::After(id_of("after", after)?)),
+        ("", before, false) => Ok(store::Position::Before(id_of("before", before)?)),
+        ("", _, true) | (_, "", true) => {
+            Err(OrderError::invalid("last", "is a page of its own: not with after or before"))
+        }
+        (_, _, _) => Err(OrderError::invalid("before", "at most one of after and before")),
+    }
+}
+
 fn parse_page(page: u32, size: u32) -> Result<Page, OrderError> {
     Page::new(page, size).map_err(|e| {
         let field = match e {
@@ -635,15 +664,24 @@ impl order_service_server::OrderService for OrderService {
         // Everyone's orders are for admins; one user's, for them too.
         caller.require(user_id.map_or(caller.is_admin(), |id| caller.may_act_for(id)))?;
         let page = parse_page(request.page, request.page_size)?;
+        let position = parse_position(&request, page)?;
         // A customer's orders are orders: a refused checkout (kept as rejected
         // for the shop's record and for retries) is not one of them.
-        let (orders, total) = store::list(&self.db, user_id, caller.is_admin(), page).await?;
+        let scope = store::Scope { user_id, with_rejected: caller.is_admin() };
+        let listed = store::list(&self.db, scope, position, page.limit()).await?;
+        let cursor_of = |order: Option<&Order>| order.map(|o| cursor::encode(&[Key::Int(o.id)])).unwrap_or_default();
+        let next_cursor = if listed.older { cursor_of(listed.orders.last()) } else { String::new() };
+        let previous_cursor = if listed.newer { cursor_of(listed.orders.first()) } else { String::new() };
         let access = owner_or_admin(&caller);
         Ok(Response::new(pb::ListOrdersResponse {
-            orders: orders.into_iter().map(|order| self.answer(order, access)).collect(),
-            total,
-            page: page.number,
+            orders: listed.orders.into_iter().map(|order| self.answer(order, access)).collect(),
+            total: listed.total,
+            // A page reached by cursor has no number.
+            page: if matches!(position, store::Position::First | store::Position::Skip(_)) { page.number } else { 0 },
             page_size: page.size,
+            next_cursor,
+            previous_cursor,
+            total_is_lower_bound: listed.total_is_lower_bound,
         }))
     }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use shop_storage::sqlx::{self, Row, any::AnyRow};
-use shop_storage::{Db, Page, now_ms};
+use shop_storage::{Db, now_ms};
 
 use shop_events::{Event, OrderCreated, OrderPaymentChanged, OrderStatusChanged, Payload, outbox};
 
@@ -583,65 +583,196 @@ pub async fn get(db: &Db, order_id: i64) -> Result<Order, OrderError> {
     .await
 }
 
-/// One page of orders, newest first, with their items (one query for all
-/// the page's items, not one per order), and how many there are in all.
-/// A page of orders, newest first: one user's or everyone's; rejected ones
+/// Which orders a list holds: one user's or everyone's; rejected ones
 /// (refused checkouts, kept for the record) only when `with_rejected`.
-pub async fn list(
-    db: &Db,
-    user_id: Option<i64>,
-    with_rejected: bool,
-    page: Page,
-) -> Result<(Vec<Order>, i64), OrderError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    pub user_id: Option<i64>,
+    pub with_rejected: bool,
+}
+
+/// Where a page of a list (newest first) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The newest orders.
+    First,
+    /// The orders just older than this id.
+    After(i64),
+    /// The orders just newer than this id.
+    Before(i64),
+    /// The oldest orders.
+    Last,
+    /// After skipping this many of the newest (old clients' page numbers;
+    /// the service bounds it, as skipping costs what is skipped).
+    Skip(i64),
+}
+
+/// A page of orders, newest first, and what lies around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub orders: Vec<Order>,
+    /// The list holds orders newer than the page's first (a page before).
+    pub newer: bool,
+    /// The list holds orders older than the page's last (a page after).
+    pub older: bool,
+    /// How many orders the list holds, counted up to [`COUNT_BOUND`] only.
+    pub total: i64,
+    /// `total` is [`COUNT_BOUND`] and the list holds more.
+    pub total_is_lower_bound: bool,
+}
+
+/// Counting stops here, so no page costs a scan of every order.
+pub const COUNT_BOUND: i64 = 1_000;
+
+/// A statement over the orders a list holds: SQL built from constants and
+/// parameter numbers only, with its parameters (all integers).
+struct Select {
+    sql: String,
+    params: Vec<i64>,
+}
+
+impl Select {
+    /// `SELECT columns FROM orders WHERE <scope> [AND id <op> bound]`. The
+    /// rejected orders' condition is literal SQL, not a parameter, so
+    /// PostgreSQL and SQLite match it to orders_user_placed_idx.
+    fn scoped(scope: Scope, columns: &str, bound: Option<(&str, i64)>) -> Self {
+        let mut select = Self { sql: String::new(), params: Vec::new() };
+        let mut conditions = Vec::new();
+        if let Some(user_id) = scope.user_id {
+            conditions.push(format!("user_id = {}", select.param(user_id)));
+        }
+        if !scope.with_rejected {
+            conditions.push("status <> 'rejected'".to_owned());
+        }
+        if let Some((op, id)) = bound {
+            conditions.push(format!("id {op} {}", select.param(id)));
+        }
+        select.sql = format!("SELECT {columns} FROM orders");
+        if !conditions.is_empty() {
+            select.sql.push_str(" WHERE ");
+            select.sql.push_str(&conditions.join(" AND "));
+        }
+        select
+    }
+
+    fn param(&mut self, value: i64) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    /// Ordered by id (so every backend walks an index in that order), at
+    /// most `limit` rows, skipping `offset`.
+    fn ordered(mut self, descending: bool, limit: i64, offset: i64) -> Self {
+        let limit = self.param(limit);
+        self.sql.push_str(if descending { " ORDER BY id DESC LIMIT " } else { " ORDER BY id LIMIT " });
+        self.sql.push_str(&limit);
+        if offset > 0 {
+            let offset = self.param(offset);
+            self.sql.push_str(" OFFSET ");
+            self.sql.push_str(&offset);
+        }
+        self
+    }
+
+    async fn fetch_all(self, db: &Db) -> sqlx::Result<Vec<AnyRow>> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql));
+        for param in self.params {
+            query = query.bind(param);
+        }
+        query.fetch_all(&db.pool).await
+    }
+
+    async fn exists(self, db: &Db) -> sqlx::Result<bool> {
+        Ok(!self.fetch_all(db).await?.is_empty())
+    }
+}
+
+/// A page of `limit` orders at `position` in the list of `scope`, newest
+/// first, with their items (one query for all the page's items, not one per
+/// order). Every statement reads a range of an index as long as the page
+/// (or, for the count, [`COUNT_BOUND`]), never the orders before the page:
+/// a page costs the same at any depth and in a shop of any size.
+pub async fn list(db: &Db, scope: Scope, position: Position, limit: i64) -> Result<Listed, OrderError> {
     db.observe("list", async move {
-        // Shapes of query rather than `$3 IS NULL OR ...`, so each can use its
-        // index; built from constants only.
-        let conditions = |user: &str| {
-            let mut conditions: Vec<String> = user_id.map(|_| format!("user_id = {user}")).into_iter().collect();
-            if !with_rejected {
-                conditions.push("status <> 'rejected'".to_owned());
-            }
-            if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
-        };
-        let filter = conditions("$3");
-        let page_ids = format!("SELECT id FROM orders {filter} ORDER BY id DESC LIMIT $1 OFFSET $2");
-        let bind_page = |sql: String| {
-            let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(page.limit()).bind(page.offset());
-            match user_id {
-                Some(user_id) => query.bind(user_id),
-                None => query,
+        // One row more than the page says whether there is more beyond it;
+        // `behind` says whether orders may lie on the side the page was
+        // read from (a cursor or a skip was given), to be looked for.
+        let (page, behind, descending) = match position {
+            Position::First => (Some(Select::scoped(scope, ORDER_COLUMNS, None)), false, true),
+            Position::After(id) => (Some(Select::scoped(scope, ORDER_COLUMNS, Some(("<", id)))), true, true),
+            Position::Before(id) => (Some(Select::scoped(scope, ORDER_COLUMNS, Some((">", id)))), true, false),
+            Position::Last => (Some(Select::scoped(scope, ORDER_COLUMNS, None)), false, false),
+            Position::Skip(offset) => {
+                // Only the index is read to skip; then the page is a range.
+                let first = Select::scoped(scope, "id", None).ordered(true, 1, offset).fetch_all(db).await?;
+                let first: Option<i64> = first.first().map(|row| row.try_get("id")).transpose()?;
+                (first.map(|id| Select::scoped(scope, ORDER_COLUMNS, Some(("<=", id)))), offset > 0, true)
             }
         };
-
-        let rows = bind_page(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({page_ids}) ORDER BY id DESC"))
-            .fetch_all(&db.pool)
-            .await?;
+        let rows = match page {
+            Some(page) => page.ordered(descending, limit + 1, 0).fetch_all(db).await?,
+            None => Vec::new(),
+        };
         let mut orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
-
-        let item_rows = bind_page(format!(
-            "SELECT order_id, product_id, quantity, product_name, unit_price_minor FROM order_items \
-         WHERE order_id IN ({page_ids}) ORDER BY order_id, product_id"
-        ))
-        .fetch_all(&db.pool)
-        .await?;
-        let mut items: HashMap<i64, Vec<Item>> = HashMap::new();
-        for row in &item_rows {
-            let (order_id, item) = item_from_row(row)?;
-            items.entry(order_id).or_default().push(item);
+        let more = i64::try_from(orders.len()).unwrap_or(i64::MAX) > limit;
+        orders.truncate(usize::try_from(limit).unwrap_or(0));
+        if !descending {
+            orders.reverse();
         }
-        for order in &mut orders {
-            order.items = items.remove(&order.id).unwrap_or_default();
-        }
-
-        let count = format!("SELECT COUNT(*) FROM orders {}", conditions("$1"));
-        let count = sqlx::query_as(sqlx::AssertSqlSafe(count));
-        let (total,): (i64,) = match user_id {
-            Some(user_id) => count.bind(user_id).fetch_one(&db.pool).await?,
-            None => count.fetch_one(&db.pool).await?,
+        let (newer, older) = match (orders.first(), orders.last()) {
+            // Nothing at this position (a cursor past either end): no
+            // neighbours to point at; the first and last pages remain.
+            (None, _) | (_, None) => (false, false),
+            (Some(newest), Some(_)) if descending => {
+                let probe = Select::scoped(scope, "id", Some((">", newest.id))).ordered(false, 1, 0);
+                (behind && probe.exists(db).await?, more)
+            }
+            (Some(_), Some(oldest)) => {
+                let probe = Select::scoped(scope, "id", Some(("<", oldest.id))).ordered(true, 1, 0);
+                (more, behind && probe.exists(db).await?)
+            }
         };
-        Ok((orders, total))
+        attach_items(db, &mut orders).await?;
+
+        // Counts at most one more than the bound: how many, or "more than".
+        let counted = Select::scoped(scope, "1", None).ordered(true, COUNT_BOUND + 1, 0);
+        let count = Select { sql: format!("SELECT COUNT(*) FROM ({}) AS bounded", counted.sql), ..counted };
+        let (total,): (i64,) = {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(count.sql));
+            for param in count.params {
+                query = query.bind(param);
+            }
+            query.fetch_one(&db.pool).await?
+        };
+        Ok(Listed { orders, newer, older, total: total.min(COUNT_BOUND), total_is_lower_bound: total > COUNT_BOUND })
     })
     .await
+}
+
+/// Fills in the items of `orders` in one query.
+async fn attach_items(db: &Db, orders: &mut [Order]) -> sqlx::Result<()> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    // Placeholders only; the ids are bound.
+    let placeholders = (1..=orders.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT order_id, product_id, quantity, product_name, unit_price_minor FROM order_items \
+         WHERE order_id IN ({placeholders}) ORDER BY order_id, product_id"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for order in orders.iter() {
+        query = query.bind(order.id);
+    }
+    let mut items: HashMap<i64, Vec<Item>> = HashMap::new();
+    for row in &query.fetch_all(&db.pool).await? {
+        let (order_id, item) = item_from_row(row)?;
+        items.entry(order_id).or_default().push(item);
+    }
+    for order in orders {
+        order.items = items.remove(&order.id).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Pending orders last touched before `before_ms`, oldest first: work for

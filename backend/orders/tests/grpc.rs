@@ -224,16 +224,33 @@ async fn orders_are_listed_per_user_and_for_everyone_page_by_page(backend: Backe
     }
     ada.reverse();
 
-    let mine = shop.orders.list_orders(ListOrdersRequest { user_id: Some(1), page: 1, page_size: 2 }).await;
+    let mine = shop
+        .orders
+        .list_orders(ListOrdersRequest { user_id: Some(1), page: 1, page_size: 2, ..Default::default() })
+        .await;
     let mine = mine.expect("a page").into_inner();
     assert_eq!((mine.total, mine.page, mine.page_size), (3, 1, 2));
     assert_eq!(mine.orders.iter().map(|o| o.id).collect::<Vec<_>>(), ada[..2]);
     assert!(mine.orders.iter().all(|o| o.user_id == 1 && o.items.len() == 1 && o.items[0].unit_price_minor == 450));
     assert_eq!(mine.orders[0].items[0].quantity, 3);
-    let rest = shop.orders.list_orders(ListOrdersRequest { user_id: Some(1), page: 2, page_size: 2 }).await;
+    let rest = shop
+        .orders
+        .list_orders(ListOrdersRequest { user_id: Some(1), page: 2, page_size: 2, ..Default::default() })
+        .await;
     assert_eq!(rest.expect("a page").into_inner().orders.iter().map(|o| o.id).collect::<Vec<_>>(), ada[2..]);
+    // Page numbers keep their meaning for old clients; the next page's
+    // cursor reaches the same orders (tests/paging.rs pages by cursor).
+    let after = ListOrdersRequest { user_id: Some(1), page_size: 2, after: mine.next_cursor, ..Default::default() };
+    let after = shop.orders.list_orders(after).await.expect("a page").into_inner();
+    assert_eq!(
+        (after.orders.iter().map(|o| o.id).collect::<Vec<_>>(), after.next_cursor),
+        (ada[2..].to_vec(), "".into())
+    );
 
-    let everyone = shop.orders.list_orders(ListOrdersRequest { user_id: None, page: 1, page_size: 100 }).await;
+    let everyone = shop
+        .orders
+        .list_orders(ListOrdersRequest { user_id: None, page: 1, page_size: 100, ..Default::default() })
+        .await;
     let everyone = everyone.expect("a page").into_inner();
     assert_eq!((everyone.total, everyone.orders.len()), (6, 6));
     assert!(everyone.orders.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
@@ -241,9 +258,9 @@ async fn orders_are_listed_per_user_and_for_everyone_page_by_page(backend: Backe
     assert_eq!(nobody.expect("a page").into_inner().total, 0);
 
     for (request, field) in [
-        (ListOrdersRequest { user_id: None, page: 1, page_size: 1_000 }, "page_size"),
-        (ListOrdersRequest { user_id: Some(0), page: 1, page_size: 10 }, "user_id"),
-        (ListOrdersRequest { user_id: Some(1), page: 2_000_000, page_size: 10 }, "page"),
+        (ListOrdersRequest { user_id: None, page: 1, page_size: 1_000, ..Default::default() }, "page_size"),
+        (ListOrdersRequest { user_id: Some(0), page: 1, page_size: 10, ..Default::default() }, "user_id"),
+        (ListOrdersRequest { user_id: Some(1), page: 2_000_000, page_size: 10, ..Default::default() }, "page"),
     ] {
         assert_status(shop.orders.list_orders(request).await, Code::InvalidArgument, field);
     }
@@ -452,7 +469,7 @@ async fn customers_reach_only_their_own_orders(backend: Backend) {
     assert_eq!(answer(eve.update_order_status(cancel_missing).await), missing);
     // Listing someone else's orders, or everyone's, is not for her.
     let adas = ListOrdersRequest { user_id: Some(1), ..Default::default() };
-    assert_refused(eve.list_orders(adas).await, Code::PermissionDenied, ErrorReason::PermissionDenied);
+    assert_refused(eve.list_orders(adas.clone()).await, Code::PermissionDenied, ErrorReason::PermissionDenied);
     let everyone = eve.list_orders(ListOrdersRequest::default()).await;
     assert_refused(everyone, Code::PermissionDenied, ErrorReason::PermissionDenied);
     // Nor for an anonymous caller, who learns nothing either way.

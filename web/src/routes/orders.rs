@@ -182,7 +182,7 @@ pub async fn list(ctx: Ctx, paging: Paging, Query(filter): Query<OrderFilter>) -
     let user = ctx.user()?;
     // A customer's list is their own; an admin's is everyone's unless filtered.
     let user_id = filter.user_id.or((!user.admin).then_some(user.id));
-    let request = pb::ListOrdersRequest { user_id, page: paging.page(), page_size: paging.page_size() };
+    let request = pb::ListOrdersRequest { user_id, page: paging.page(), page_size: paging.page_size(), ..Default::default() };
     let listed = ctx.services().orders().list_orders(request).await?.into_inner();
     let list = OrderList {
         page: PageInfo::new(listed.page, listed.page_size, listed.total),
