@@ -116,13 +116,12 @@ pub async fn list(
         let list = List { backend: db.backend, filter, terms: &terms, sort };
         let size = i64::from(size);
 
-        let first_page = async |conn: &mut AnyConnection| -> Result<Page, InventoryError> {
-            let mut rows = list.read(conn, Start::Offset(0), Direction::Forward, size + 1).await?;
-            let more = trim(&mut rows, size);
-            Ok(Page { rows, previous: false, next: more, from_an_end: true })
-        };
         let page = match position {
-            Position::First => first_page(&mut conn).await?,
+            Position::First => {
+                let mut rows = list.read(&mut conn, Start::Offset(0), Direction::Forward, size + 1).await?;
+                let more = trim(&mut rows, size);
+                Page { rows, previous: false, next: more, from_an_end: true }
+            }
             Position::Number(number) => {
                 let offset = i64::from(number.saturating_sub(1)) * size;
                 let mut rows = list.read(&mut conn, Start::Offset(offset), Direction::Forward, size + 1).await?;
@@ -136,14 +135,11 @@ pub async fn list(
             }
             Position::Before(key) => {
                 let mut rows = list.read(&mut conn, Start::After(key), Direction::Backward, size + 1).await?;
-                if trim(&mut rows, size) {
-                    rows.reverse();
-                    Page { rows, previous: true, next: true, from_an_end: false }
-                } else {
-                    // Back at the start: the first page, full, rather than
-                    // the few rows left before the cursor.
-                    first_page(&mut conn).await?
-                }
+                // Fewer than a page before the cursor: this is the first
+                // page, short, so a walk backwards visits each row once.
+                let more = trim(&mut rows, size);
+                rows.reverse();
+                Page { rows, previous: more, next: true, from_an_end: false }
             }
             Position::Last => {
                 let mut rows = list.read(&mut conn, Start::Offset(0), Direction::Backward, size + 1).await?;
