@@ -1190,3 +1190,125 @@ async fn an_admin_loads_the_demo_catalogue_into_an_empty_shop() {
     let again: Value = carol.get_json("/products").await.json().await.expect("a list");
     assert_eq!(again["total"].as_u64(), Some(total));
 }
+
+/// The ids of a JSON list of orders.
+fn order_ids(list: &Value) -> Vec<i64> {
+    list["orders"].as_array().map(|orders| orders.iter().filter_map(|o| o["id"].as_i64()).collect()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_paged_by_cursor_in_html_htmx_and_json() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway();
+    let admin = shop.admin(&gateway).await;
+    let tea = admin.product("Tea", 450, 100).await;
+    let (carol, dave) = (gateway.browser(), gateway.browser());
+    let carol_id = carol.customer("Carol").await["id"].as_i64().expect("her id");
+    dave.customer("Dave").await;
+    let mut hers = Vec::new();
+    for _ in 0..5 {
+        hers.push(place(&carol, tea, 1).await.expect("her order"));
+        place(&dave, tea, 1).await.expect("his order");
+    }
+    // A refused checkout: the admin's lists hold it, hers does not.
+    assert_eq!(place(&carol, tea, 1_000).await, None);
+    hers.reverse();
+
+    // JSON, forward by `next`: every order once, newest first.
+    let (mut seen, mut path) = (Vec::new(), Some("/orders?page_size=2".to_owned()));
+    while let Some(at) = path {
+        let page: Value = carol.get_json(&at).await.json().await.expect("a page");
+        assert_eq!((&page["total"], &page["total_is_lower_bound"]), (&json!(5), &json!(false)));
+        assert_eq!(page["has_previous"], json!(!seen.is_empty()));
+        seen.extend(order_ids(&page));
+        path = page["next"].as_str().map(str::to_owned);
+        if let Some(next) = &path {
+            let cursor = page["next_cursor"].as_str().expect("the cursor");
+            assert_eq!(next, &format!("/orders?page_size=2&after={cursor}"));
+            assert_eq!(page["last"], "/orders?page_size=2&last=1");
+        }
+    }
+    assert_eq!(seen, hers);
+
+    // Back from the last page by `previous`: the same orders.
+    let (mut back, mut path) = (Vec::new(), Some("/orders?page_size=2&last=1".to_owned()));
+    while let Some(at) = path {
+        let page: Value = carol.get_json(&at).await.json().await.expect("a page");
+        back.splice(0..0, order_ids(&page));
+        path = page["previous"].as_str().map(str::to_owned);
+        if path.is_some() {
+            assert_eq!(page["first"], "/orders?page_size=2");
+        }
+    }
+    assert_eq!(back, hers);
+    let last: Value = carol.get_json("/orders?page_size=2&last=1").await.json().await.expect("a page");
+    assert_eq!((order_ids(&last), &last["next"], &last["has_next"]), (hers[3..].to_vec(), &Value::Null, &json!(false)));
+
+    // The admin's lists: everyone's, and Carol's with her refusal; the
+    // filter stays in every link.
+    let everyone: Value = admin.get_json("/orders?page_size=4").await.json().await.expect("a page");
+    assert_eq!((everyone["total"].as_i64(), order_ids(&everyone).len()), (Some(11), 4));
+    let filtered = format!("/orders?user_id={carol_id}&page_size=4");
+    let theirs: Value = admin.get_json(&filtered).await.json().await.expect("a page");
+    assert_eq!(theirs["total"], 6);
+    let next = theirs["next"].as_str().expect("a next page");
+    assert!(next.starts_with(&format!("{filtered}&after=")), "{next}");
+    let rest: Value = admin.get_json(next).await.json().await.expect("a page");
+    assert_eq!(order_ids(&rest), hers[3..]);
+
+    // HTML: the count and the pager's plain links, which htmx swaps and pushes
+    // (read with the template's escapes of `/` and `&` undone).
+    let unescaped = |html: String| html.replace("&#x2f;", "/").replace("&amp;", "&");
+    let page = unescaped(text(carol.page("/orders?page_size=2").await).await);
+    assert!(page.starts_with("<!doctype html>") && page.contains("5 orders"), "{page}");
+    let next = format!("/orders?page_size=2&after={}", seen_cursor(&carol, "/orders?page_size=2").await);
+    assert!(page.contains(&format!("href=\"{next}\" hx-get=\"{next}\"")) && page.contains("rel=\"next\""), "{page}");
+    assert!(page.contains("href=\"/orders?page_size=2&last=1\"") && !page.contains("rel=\"prev\""));
+    let partial = unescaped(text(carol.htmx(Method::GET, &next).send().await.expect("an answer")).await);
+    assert!(partial.contains("id=\"order-list\"") && !partial.contains("<!doctype html>"), "{partial}");
+    assert!(partial.contains("href=\"/orders?page_size=2\"") && partial.contains(">First</a>"), "{partial}");
+    assert!(partial.contains("rel=\"prev\"") && partial.contains("hx-push-url=\"true\""));
+    let many = text(admin.page("/orders").await).await;
+    assert!(many.contains("11 orders"), "the admin's count");
+
+    // An old numbered link still answers, with cursor links onwards.
+    let old: Value = carol.get_json("/orders?page=2&page_size=2").await.json().await.expect("a page");
+    assert_eq!(order_ids(&old), hers[2..4]);
+    assert!(old["next"].as_str().is_some_and(|next| next.contains("after=")));
+    assert!(old["previous"].as_str().is_some_and(|previous| previous.contains("before=")));
+    let past: Value = carol.get_json("/orders?page=9&page_size=2").await.json().await.expect("a page");
+    assert_eq!((order_ids(&past), &past["next"]), (vec![], &Value::Null));
+    assert!(text(carol.page("/orders?page=9&page_size=2").await).await.contains("See the newest"));
+
+    // Bad positions are refused naming the field; a crafted cursor moves
+    // Dave's page, never into Carol's orders.
+    for (path, field) in [
+        ("/orders?after=%3Cscript%3E", "after"),
+        ("/orders?after=zz", "after"),
+        ("/orders?before=i5.i6", "before"),
+        ("/orders?after=i5&before=i9", "before"),
+        ("/orders?after=i5&last=1", "last"),
+        ("/orders?page=5002&page_size=2", "page"),
+    ] {
+        assert_problem(carol.get_json(path).await, StatusCode::UNPROCESSABLE_ENTITY, field).await;
+    }
+    for cursor in [format!("i{}", hers[0] + 1), "i9223372036854775807".to_owned(), "i-1".to_owned()] {
+        for side in ["after", "before"] {
+            let page: Value = dave.get_json(&format!("/orders?{side}={cursor}")).await.json().await.expect("a page");
+            assert!(page["orders"].as_array().is_some_and(|orders| orders.iter().all(|o| o["user_id"] != carol_id)));
+        }
+    }
+}
+
+/// The id of an order of `quantity` of `product`, if it was placed.
+async fn place(browser: &Browser, product: i64, quantity: i64) -> Option<i64> {
+    let body = json!({ "items": [{ "product_id": product, "quantity": quantity }] });
+    let placed = browser.json(Method::POST, "/orders", body).await;
+    location(&placed).trim_start_matches("/orders/").parse::<i64>().ok()
+}
+
+/// The `next_cursor` of the JSON list at `path`.
+async fn seen_cursor(browser: &Browser, path: &str) -> String {
+    let page: Value = browser.get_json(path).await.json().await.expect("a page");
+    page["next_cursor"].as_str().unwrap_or_default().to_owned()
+}

@@ -21,9 +21,10 @@ use crate::context::{Ctx, Pages};
 use crate::error::{AppError, OutOfBand, Refusal};
 use crate::extract::{Id, IdempotencyKey, Input, Order, Paging, number_or_blank};
 use crate::negotiate::{HxTarget, Want};
+use crate::pager::{self, Pager, Position};
 use crate::services::Clients;
 use crate::viewer;
-use crate::views::{OrderList, OrderView, PageInfo, parse_status};
+use crate::views::{OrderView, parse_status};
 
 const LIST: Pages = Pages::new("orders/index.html", "orders/_list.html");
 const DETAIL: Pages = Pages::new("orders/show.html", "orders/_detail.html");
@@ -128,13 +129,63 @@ pub struct PaymentInput {
     pub state: String,
 }
 
-/// Admins may look at one customer's orders.
+/// Admins may look at one customer's orders; any list is read a page at a
+/// time from where its URL says.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderFilter {
     /// Admins only: one customer's orders.
     #[serde(default, deserialize_with = "number_or_blank")]
     pub user_id: Option<i64>,
+    /// The page after the order with this cursor (a list's `next_cursor`).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// The page before the order with this cursor (a list's `previous_cursor`).
+    #[serde(default)]
+    pub before: Option<String>,
+    /// `1`: the last page (the oldest orders).
+    #[serde(default)]
+    pub last: Option<String>,
+}
+
+/// A page of orders, newest first, paged by cursor: the links around it are
+/// in `first`, `previous`, `next` and `last` (absent where there is no such
+/// page).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ToSchema)]
+pub struct OrderPage {
+    pub orders: Vec<OrderView>,
+    /// Orders in the list, counted up to 1,000.
+    pub total: i64,
+    /// The list holds more than `total`: counting stopped there.
+    pub total_is_lower_bound: bool,
+    pub page_size: u32,
+    /// The service's cursors of the next and previous pages (empty: none);
+    /// `after=` / `before=` take them.
+    pub next_cursor: String,
+    pub previous_cursor: String,
+    #[serde(flatten)]
+    pub pager: Pager,
+    /// For clients of the numbered pages: whether `next` / `previous` exist.
+    pub has_next: bool,
+    pub has_previous: bool,
+}
+
+/// "1 order", "1,234 orders", or "more than 1,000 orders" when the service
+/// stopped counting.
+fn count_text(total: i64, lower_bound: bool) -> String {
+    let digits = total.unsigned_abs().to_string();
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    match (lower_bound, total) {
+        (true, _) => format!("more than {grouped} orders"),
+        (false, 1) => "1 order".to_owned(),
+        (false, _) => format!("{grouped} orders"),
+    }
 }
 
 /// A customer as an admin's order screens name them.
@@ -175,18 +226,47 @@ async fn fetch(clients: &Clients, id: i64) -> Result<OrderView, AppError> {
     found.order.map(OrderView::from).ok_or(AppError::Missing("orders returned no order"))
 }
 
-/// The user's orders, newest first (admins: everyone's, or one user's).
+/// The user's orders, newest first (admins: everyone's, or one user's), a
+/// page at a time by cursor: `next` / `previous` (and `first`, `last`) are
+/// the URLs of the pages around this one, `next_cursor` / `previous_cursor`
+/// the cursors they carry; `total` is counted up to 1,000
+/// (`total_is_lower_bound` past that). Old `page=N` links still answer, for
+/// the newest 10,000 orders, with cursor links onwards.
 #[utoipa::path(get, path = "/orders", tag = "orders", params(Paging, OrderFilter),
-    responses((status = 200, body = OrderList), (status = 401, body = crate::error_page::ProblemBody)))]
+    responses((status = 200, body = OrderPage), (status = 401, body = crate::error_page::ProblemBody),
+              (status = 400, description = "A malformed page size or number", body = crate::error_page::ProblemBody),
+              (status = 422, description = "A malformed cursor, both cursors, or a page number past 10,000 orders (the problem names the field)",
+               body = crate::error_page::ProblemBody)))]
 pub async fn list(ctx: Ctx, paging: Paging, Query(filter): Query<OrderFilter>) -> Result<Response, AppError> {
     let user = ctx.user()?;
+    let position = Position::parse(filter.after, filter.before, filter.last)?;
     // A customer's list is their own; an admin's is everyone's unless filtered.
     let user_id = filter.user_id.or((!user.admin).then_some(user.id));
-    let request = pb::ListOrdersRequest { user_id, page: paging.page(), page_size: paging.page_size(), ..Default::default() };
+    let (after, before, last) = position.cursors();
+    // A position wins over an old page number (which only the first page
+    // of an old link carries).
+    let page = if position == Position::First { paging.page() } else { 1 };
+    let request = pb::ListOrdersRequest { user_id, page, page_size: paging.page_size(), after, before, last };
     let listed = ctx.services().orders().list_orders(request).await?.into_inner();
-    let list = OrderList {
-        page: PageInfo::new(listed.page, listed.page_size, listed.total),
+    // The list's canonical query: what it holds and how big its pages are.
+    let mut query = Vec::new();
+    if let Some(id) = filter.user_id {
+        query.push(("user_id", id.to_string()));
+    }
+    if let Some(size) = paging.page_size {
+        query.push(("page_size", size.to_string()));
+    }
+    let query = serde_urlencoded::to_string(&query).unwrap_or_default();
+    let list = OrderPage {
+        pager: Pager::new("/orders", &query, &listed.previous_cursor, &listed.next_cursor),
+        has_next: !listed.next_cursor.is_empty(),
+        has_previous: !listed.previous_cursor.is_empty(),
         orders: listed.orders.into_iter().map(OrderView::from).collect(),
+        total: listed.total,
+        total_is_lower_bound: listed.total_is_lower_bound,
+        page_size: listed.page_size,
+        next_cursor: listed.next_cursor,
+        previous_cursor: listed.previous_cursor,
     };
     if ctx.want == Want::Json {
         return Ok(ctx.show(LIST, "list", &list));
@@ -194,6 +274,9 @@ pub async fn list(ctx: Ctx, paging: Paging, Query(filter): Query<OrderFilter>) -
     let people = people(&ctx, &list.orders.iter().collect::<Vec<_>>()).await;
     let context = minijinja::context! {
         list => minijinja::value::Serde(&list),
+        count => count_text(list.total, list.total_is_lower_bound),
+        // Where an empty page (a cursor or page number past the end) leads.
+        newest => pager::href("/orders", &query, &Position::First),
         user_filter => filter.user_id,
         people => minijinja::value::Serde(&people),
     };
@@ -519,4 +602,17 @@ pub async fn update_status(
     let pages = if target.starts_with("order-row-") { ROW } else { DETAIL };
     let back = input.next.map_or_else(|| format!("/orders/{id}"), |next| crate::return_to::safe_next(Some(&next)));
     ctx.done((pages, "order", &order), &back, format!("Order #{id} is now {}.", order.status)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_text;
+
+    #[test]
+    fn counts_read_as_numbers_or_a_bound() {
+        assert_eq!(count_text(0, false), "0 orders");
+        assert_eq!(count_text(1, false), "1 order");
+        assert_eq!(count_text(1000, false), "1,000 orders");
+        assert_eq!(count_text(1000, true), "more than 1,000 orders");
+    }
 }
