@@ -143,6 +143,7 @@ class Shop:
         self.products: list[dict] = []
         self.categories: list[str] = []
         self.pages = 1
+        self.page_paths = []
         self.delivery_method_id = int(os.environ.get("SHOP_LOAD_DELIVERY_METHOD_ID") or 0) or None
 
     def load(self, base: str):
@@ -151,15 +152,21 @@ class Shop:
                 return
             http = requests.Session()
             http.headers.update(JSON)
-            first = get_json(http, f"{base}/products")
-            self.pages = max(1, int(first.get("pages", 1)))
-            page = 1
-            while page <= 10:  # the first thousand products are plenty to pick from
-                listed = get_json(http, f"{base}/products", params={"page": page, "page_size": 100})
+            # The list pages by cursor: a few of its pages' URLs, as Next links them.
+            path = "/products"
+            while path and len(self.page_paths) < 5:
+                listed = get_json(http, f"{base}{path}")
+                path = listed.get("next")
+                if path:
+                    self.page_paths.append(path)
+            self.pages = 1 + len(self.page_paths)
+            path = "/products?page_size=100"
+            for _ in range(10):  # the first thousand products are plenty to pick from
+                listed = get_json(http, f"{base}{path}")
                 self.products += [{"id": p["id"], "stock": p["stock"]} for p in listed["products"]]
-                if not listed.get("has_next"):
+                path = listed.get("next")
+                if not path:
                     break
-                page += 1
             self.categories = [c["slug"] for c in get_json(http, f"{base}/categories") if c.get("product_count")]
             if not self.products:
                 raise RuntimeError(
@@ -284,11 +291,10 @@ class Shopper(HttpUser):
 
     @task(4)
     def another_page(self):
-        if SHOP.pages < 2:
-            self.client.get("/products?page=1", headers=HTML, name="/products?page={n}")
+        if not SHOP.page_paths:
+            self.client.get("/products", headers=HTML, name="/products?after={cursor}")
             return
-        page = random.randint(2, min(SHOP.pages, 5))
-        self.client.get(f"/products?page={page}", headers=HTML, name="/products?page={n}")
+        self.client.get(random.choice(SHOP.page_paths), headers=HTML, name="/products?after={cursor}")
 
     @task(4)
     def sorted_list(self):

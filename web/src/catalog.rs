@@ -11,9 +11,10 @@ use shop_proto::inventory::v1 as pb;
 
 use crate::cache::{Cache, Lookup};
 use crate::error::AppError;
+use crate::pager::Pager;
 use crate::product_query::ProductQuery;
 use crate::services::Clients;
-use crate::views::{CategoryView, PageInfo, ProductList, ProductView};
+use crate::views::{CategoryView, ProductList, ProductView};
 
 #[derive(Clone)]
 pub struct Catalog {
@@ -65,13 +66,21 @@ impl Catalog {
         };
         // Lists are retired all at once by moving to a new version.
         let version = self.cache.list_version().await;
-        let key = format!("products:v{version}:{}:{}:{}", query.without_page(), query.page, query.page_size);
+        // The page's canonical URL names it (position and size included).
+        let key = format!("products:v{version}:{}", query.url());
         self.cache
             .get_or_fetch("products", &key, || async {
                 let request = query.to_request(category.as_ref().map_or(0, |c| c.id));
                 let listed = clients.inventory().list_products(request).await?.into_inner();
+                let pager =
+                    Pager::new("/products", &query.without_page(), &listed.previous_cursor, &listed.next_cursor);
                 Ok::<_, AppError>(ProductList {
-                    page: PageInfo::new(listed.page, listed.page_size, listed.total),
+                    total: listed.total,
+                    total_is_lower_bound: listed.total_is_lower_bound,
+                    page_size: listed.page_size,
+                    next_cursor: listed.next_cursor,
+                    previous_cursor: listed.previous_cursor,
+                    pager,
                     products: listed.products.into_iter().map(ProductView::from).collect(),
                     searched_for: listed.searched_for,
                     query: query.clone(),

@@ -1,8 +1,10 @@
 //! What `GET /products` was asked for: words to search, a category, filters,
-//! an order and a page, read from the URL and written back to it, so Back,
-//! reload and a shared link show the same list.
+//! an order and where in the list (`after=` / `before=` a cursor, `last=1`,
+//! or the first page), read from the URL and written back to it in one
+//! canonical form, so Back, reload, a shared link and the cache key all
+//! name the same page. `page=N` from old links still works (the service
+//! pages by number up to 10,000 products deep).
 
-use std::fmt::Write as _;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -12,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::AppError;
 use crate::extract::{number_or_blank, parse_price};
+use crate::pager::{self, Position};
 
 /// The longest search the inventory service takes.
 const MAX_QUERY_CHARS: usize = 200;
@@ -84,7 +87,13 @@ pub struct ProductQueryParams {
     pub min_price: Option<String>,
     /// Highest price.
     pub max_price: Option<String>,
-    /// 1-based page number (default 1).
+    /// The page after this cursor (a list's `next_cursor`).
+    pub after: Option<String>,
+    /// The page before this cursor (a list's `previous_cursor`).
+    pub before: Option<String>,
+    /// `1`: the last page.
+    pub last: Option<String>,
+    /// Old links' 1-based page number, up to 10,000 products deep; a cursor wins over it.
     #[serde(default, deserialize_with = "number_or_blank")]
     pub page: Option<u32>,
     /// Products per page, 1 to 100 (default 20).
@@ -104,6 +113,9 @@ pub struct ProductQuery {
     /// In minor units.
     pub min_price_minor: Option<i64>,
     pub max_price_minor: Option<i64>,
+    /// Where the page is in the list.
+    pub position: Position,
+    /// An old link's page number (1 unless one was given without a cursor).
     pub page: u32,
     pub page_size: u32,
 }
@@ -117,6 +129,7 @@ impl Default for ProductQuery {
             in_stock: false,
             min_price_minor: None,
             max_price_minor: None,
+            position: Position::First,
             page: 1,
             page_size: 20,
         }
@@ -170,6 +183,9 @@ impl ProductQuery {
         if raw.page == Some(0) {
             return Err(AppError::field("page", "must be 1 or more"));
         }
+        let position = Position::parse(raw.after, raw.before, raw.last)?;
+        // A cursor wins over a page number, as in the service.
+        let page = if position == Position::First { raw.page.unwrap_or(1) } else { 1 };
         Ok(Self {
             q,
             category,
@@ -177,7 +193,8 @@ impl ProductQuery {
             in_stock,
             min_price_minor,
             max_price_minor,
-            page: raw.page.unwrap_or(1),
+            position,
+            page,
             page_size: raw.page_size.unwrap_or(20),
         })
     }
@@ -193,8 +210,12 @@ impl ProductQuery {
 
     /// The list request for inventory; `category_id` is the slug's.
     pub fn to_request(&self, category_id: i64) -> pb::ListProductsRequest {
+        let (after, before, last) = self.position.cursors();
         pb::ListProductsRequest {
             page: self.page,
+            after,
+            before,
+            last,
             page_size: self.page_size,
             query: self.q.clone(),
             category_id,
@@ -202,13 +223,13 @@ impl ProductQuery {
             in_stock_only: self.in_stock,
             min_price_minor: self.min_price_minor,
             max_price_minor: self.max_price_minor,
-            exclude_product_id: 0,
+            ..Default::default()
         }
     }
 
-    /// The query string of this list without its page (for the pager and
-    /// the cache key): only what differs from the defaults, in one order,
-    /// so one list has one URL.
+    /// The query string of this list without its position (for the
+    /// pager): only what differs from the defaults, in one order, so one
+    /// list has one URL.
     pub fn without_page(&self) -> String {
         let default_sort = if self.q.is_empty() { Sort::Newest } else { Sort::Relevance };
         let mut pairs: Vec<(&str, String)> = Vec::new();
@@ -236,19 +257,15 @@ impl ProductQuery {
         serde_urlencoded::to_string(pairs).unwrap_or_default()
     }
 
-    /// This list's URL at `page`.
-    pub fn url(&self, page: u32) -> String {
-        let mut url = String::from("/products");
-        let rest = self.without_page();
-        let mut separator = '?';
-        if !rest.is_empty() {
-            let _ = write!(url, "?{rest}");
-            separator = '&';
+    /// This page's URL: the list's, then its position (or an old link's
+    /// page number); the cache key too.
+    pub fn url(&self) -> String {
+        if self.position == Position::First && self.page != 1 {
+            let rest = self.without_page();
+            let separator = if rest.is_empty() { "" } else { "&" };
+            return format!("/products?{rest}{separator}page={}", self.page);
         }
-        if page != 1 {
-            let _ = write!(url, "{separator}page={page}");
-        }
-        url
+        pager::href("/products", &self.without_page(), &self.position)
     }
 }
 
@@ -258,7 +275,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ProductQuery {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let axum::extract::Query(raw) = axum::extract::Query::<ProductQueryParams>::from_request_parts(parts, state)
             .await
-            .map_err(|_| AppError::BadRequest("page and page_size must be whole numbers, e.g. ?page=2".into()))?;
+            .map_err(|_| AppError::BadRequest("page and page_size must be whole numbers, e.g. ?page_size=50".into()))?;
         Self::parse(raw)
     }
 }
@@ -283,15 +300,18 @@ mod tests {
 
     #[test]
     fn a_list_has_one_url() -> Result<(), AppError> {
-        let query = parse("sort=newest&q=earl+grey&in_stock=on&min_price=4,5&category=black-tea&page=3")?;
+        let query = parse("after=i5.i9&sort=newest&q=earl+grey&in_stock=on&min_price=4,5&category=black-tea")?;
         assert_eq!(
-            query.url(3),
-            "/products?q=earl+grey&category=black-tea&sort=newest&in_stock=1&min_price=4.50&page=3"
+            query.url(),
+            "/products?q=earl+grey&category=black-tea&sort=newest&in_stock=1&min_price=4.50&after=i5.i9"
         );
-        assert_eq!(parse(&query.url(3)["/products?".len()..])?, query);
-        assert_eq!(parse("q=tea&sort=relevance")?.url(1), "/products?q=tea");
-        assert_eq!(ProductQuery::default().url(2), "/products?page=2");
-        assert_eq!(ProductQuery::default().url(1), "/products");
+        assert_eq!(parse(&query.url()["/products?".len()..])?, query);
+        assert_eq!(parse("q=tea&sort=relevance")?.url(), "/products?q=tea");
+        assert_eq!(parse("last=1&page_size=5")?.url(), "/products?page_size=5&last=1");
+        assert_eq!(parse("before=t61.i2&last=0")?.url(), "/products?before=t61.i2");
+        assert_eq!(parse("page=2")?.url(), "/products?page=2", "an old link's page");
+        assert_eq!(parse("page=2&after=i7")?.url(), "/products?after=i7", "a cursor wins over a page");
+        assert_eq!(ProductQuery::default().url(), "/products");
         Ok(())
     }
 
@@ -308,6 +328,8 @@ mod tests {
         assert_eq!(field_of("page_size=500").as_deref(), Some("page_size"));
         assert_eq!(field_of(&format!("q={}", "a".repeat(201))).as_deref(), Some("q"));
         assert_eq!(field_of("q=%07").as_deref(), Some("q"));
+        assert_eq!(field_of("after=i1&before=i2").as_deref(), Some("before"));
+        assert_eq!(field_of("after=%3Cscript%3E").as_deref(), Some("after"));
         assert!(matches!(parse("category=..%2F"), Err(AppError::NotFound(_))));
     }
 }

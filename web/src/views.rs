@@ -378,11 +378,22 @@ impl PageInfo {
     }
 }
 
+/// A page of products, paged by cursor: the links around it are in `first`,
+/// `previous`, `next` and `last` (absent where there is no such page).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProductList {
     pub products: Vec<ProductView>,
+    /// Products that match, counted up to 1,000.
+    pub total: i64,
+    /// More than `total` match: counting stopped there.
+    pub total_is_lower_bound: bool,
+    pub page_size: u32,
+    /// The service's cursors of the next and previous pages (empty: none);
+    /// `after=` / `before=` take them.
+    pub next_cursor: String,
+    pub previous_cursor: String,
     #[serde(flatten)]
-    pub page: PageInfo,
+    pub pager: crate::pager::Pager,
     /// When words of `q` matched nothing as typed: what was searched instead
     /// ("earl grey" for "earl gery"); empty otherwise.
     #[serde(default)]

@@ -165,6 +165,76 @@ async fn categories_search_filters_and_sort_share_one_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_pages_by_cursor_with_one_url_per_page() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway();
+    let admin = shop.admin(&gateway).await;
+    let customer = gateway.browser();
+    for n in 1..=5 {
+        let created =
+            admin.json(Method::POST, "/products", json!({ "name": format!("Cup {n}"), "price_minor": 100 })).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(Into::into))
+            .collect()
+    };
+
+    // JSON: the cursors and the URLs of the pages around, no page numbers.
+    let first = json_of(customer.get_json("/products?page_size=2").await).await;
+    assert_eq!(names(&first), ["Cup 5", "Cup 4"]);
+    assert_eq!((first["total"].as_i64(), first["total_is_lower_bound"].as_bool()), (Some(5), Some(false)));
+    let cursor = first["next_cursor"].as_str().expect("a next cursor");
+    assert_eq!(first["next"], format!("/products?page_size=2&after={cursor}"));
+    assert_eq!(first["last"], "/products?page_size=2&last=1");
+    assert!(first["previous"].is_null() && first["first"].is_null() && first["previous_cursor"] == "", "{first}");
+    let second = json_of(customer.get_json(first["next"].as_str().expect("a URL")).await).await;
+    assert_eq!(names(&second), ["Cup 3", "Cup 2"]);
+    assert_eq!(second["first"], "/products?page_size=2");
+    let back = json_of(customer.get_json(second["previous"].as_str().expect("a URL")).await).await;
+    assert_eq!(names(&back), ["Cup 5", "Cup 4"]);
+    let last = json_of(customer.get_json("/products?page_size=2&last=1").await).await;
+    assert_eq!(names(&last), ["Cup 2", "Cup 1"], "the last page is full");
+    assert!(last["next"].is_null() && last["previous"].is_string(), "{last}");
+    let old_link = json_of(customer.get_json("/products?page=2&page_size=2").await).await;
+    assert_eq!(names(&old_link), ["Cup 3", "Cup 2"], "an old page number still works");
+
+    // HTML: the pager's plain links, each swapped and pushed by htmx; the
+    // count in words; the partial pushes the page's own URL.
+    let next = second["next"].as_str().expect("a URL").to_owned();
+    // As the browser reads the attributes (minijinja escapes `/` and `&`).
+    let page = text(customer.page(&next).await).await.replace("&#x2f;", "/").replace("&amp;", "&");
+    assert!(page.contains("5 products") && !page.contains("page 3 of"), "the count, no page numbers");
+    for link in [
+        r#"href="/products?page_size=2&before="#,
+        r##"href="/products?page_size=2" hx-get="/products?page_size=2" hx-target="#product-list""##,
+    ] {
+        assert!(page.contains(link), "{link} in the pager");
+    }
+    assert!(page.contains(r#"rel="prev""#) && page.contains("First"));
+    assert!(!page.contains(r#"rel="next""#) && !page.contains("last=1"), "the third page of five is the last");
+    let partial = customer.htmx(Method::GET, &next).send().await.expect("an answer");
+    assert_eq!(partial.headers().get("hx-push-url").and_then(|v| v.to_str().ok()), Some(next.as_str()));
+
+    // Bad positions are refused, naming the parameter.
+    assert_problem(customer.get_json("/products?after=x").await, StatusCode::UNPROCESSABLE_ENTITY, "after").await;
+    assert_problem(customer.get_json("/products?sort=name&after=i1").await, StatusCode::UNPROCESSABLE_ENTITY, "after")
+        .await;
+    assert_problem(customer.get_json("/products?after=i1&before=i2").await, StatusCode::UNPROCESSABLE_ENTITY, "before")
+        .await;
+    assert_problem(
+        customer.get_json("/products?page=1000&page_size=100").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "page",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pictures_are_uploaded_checked_and_served_by_their_hash() {
     let shop = Shop::start().await;
     let gateway = shop.gateway();

@@ -52,14 +52,12 @@ async fn products_are_browsed_by_all_and_managed_by_admins() {
     );
 
     // List and read, in all three representations.
-    let list: Value = customer.get_json("/products?page=1&page_size=1").await.json().await.expect("a list");
-    assert_eq!(
-        (list["total"].as_i64(), list["pages"].as_i64(), list["products"].as_array().map(Vec::len)),
-        (Some(2), Some(2), Some(1))
-    );
+    let list: Value = customer.get_json("/products?page_size=1").await.json().await.expect("a list");
+    assert_eq!((list["total"].as_i64(), list["products"].as_array().map(Vec::len)), (Some(2), Some(1)));
     assert_eq!(list["products"][0]["name"], "Cups", "newest first");
-    let page = text(customer.page("/products?page=2&page_size=1").await).await;
-    assert!(page.starts_with("<!doctype html>") && page.contains("Teapot") && page.contains("Page 2 of 2"));
+    let next = list["next"].as_str().expect("a next page");
+    let page = text(customer.page(next).await).await;
+    assert!(page.starts_with("<!doctype html>") && page.contains("Teapot") && page.contains("rel=\"prev\""));
     let partial =
         text(customer.htmx(Method::GET, "/products?page=1&page_size=1").send().await.expect("an answer")).await;
     assert!(

@@ -17,7 +17,7 @@ pub async fn home(ctx: Ctx) -> Result<Response, AppError> {
     Ok(match ctx.want {
         Want::Json => axum::Json(serde_json::json!({
             "products": newest.products,
-            "total": newest.page.total,
+            "total": newest.total,
             "categories": categories,
             "links": { "products": "/products", "orders": "/orders", "cart": "/cart", "openapi": "/openapi.json" },
         }))
@@ -26,7 +26,7 @@ pub async fn home(ctx: Ctx) -> Result<Response, AppError> {
             HOME,
             minijinja::context! {
                 products => minijinja::value::Serde(&newest.products),
-                total => newest.page.total,
+                total => newest.total,
                 categories => minijinja::value::Serde(&categories),
             },
         ),

@@ -95,13 +95,17 @@ fn on_form(error: AppError) -> AppError {
 }
 
 /// The catalogue a page at a time: everything, newest first, or what a
-/// search and filters found, in the order asked. The page's own search
-/// form is a plain GET form with these same parameters.
+/// search and filters found, in the order asked. Pages are reached by
+/// cursor: `next` / `previous` (and `first`, `last`) are the URLs of the
+/// pages around this one, `next_cursor` / `previous_cursor` the cursors
+/// they carry; `total` is counted up to 1,000 (`total_is_lower_bound` past
+/// that). The page's own search form is a plain GET form with these same
+/// parameters.
 #[utoipa::path(get, path = "/products", tag = "products", params(ProductQueryParams),
     responses((status = 200, description = "A page of products", body = crate::views::ProductList),
-              (status = 400, description = "A malformed page number", body = crate::error_page::ProblemBody),
+              (status = 400, description = "A malformed page size or number", body = crate::error_page::ProblemBody),
               (status = 404, description = "No such category", body = crate::error_page::ProblemBody),
-              (status = 422, description = "A malformed filter (the problem names it)", body = crate::error_page::ProblemBody)))]
+              (status = 422, description = "A malformed filter or cursor, or a page number past 10,000 products (the problem names the field)", body = crate::error_page::ProblemBody)))]
 pub async fn list(ctx: Ctx, query: ProductQuery, headers: HeaderMap) -> Result<Response, AppError> {
     let (list, lookup) = ctx.state.catalog.search(&ctx.services(), &query).await?;
     if ctx.want == Want::Json {
@@ -114,8 +118,8 @@ pub async fn list(ctx: Ctx, query: ProductQuery, headers: HeaderMap) -> Result<R
         sorts => Sort::ALL.iter().map(|sort| (sort.name(), sort.label())).collect::<Vec<_>>(),
         min_price => list.query.min_price_minor.map(crate::views::money),
         max_price => list.query.max_price_minor.map(crate::views::money),
-        self_url => list.query.url(list.page.page),
-        query_string => list.query.without_page(),
+        self_url => list.query.url(),
+        count => count_text(list.total, list.total_is_lower_bound),
         // Focus moves to a list the pager brought, not away from the search
         // box being typed in or a filter being chosen.
         focus_list => !matches!(
@@ -125,12 +129,30 @@ pub async fn list(ctx: Ctx, query: ProductQuery, headers: HeaderMap) -> Result<R
     };
     let mut response = ctx.render_cached(LIST, context, lookup);
     if ctx.want == Want::Partial
-        && let Ok(url) = HeaderValue::from_str(&list.query.url(list.page.page))
+        && let Ok(url) = HeaderValue::from_str(&list.query.url())
     {
         // The list's own URL, not the form's (which lists its empty fields).
         response.headers_mut().insert("hx-push-url", url);
     }
     Ok(response)
+}
+
+/// "1 product", "1,234 products", or "more than 1,000 products" when the
+/// service stopped counting.
+fn count_text(total: i64, lower_bound: bool) -> String {
+    let digits = total.unsigned_abs().to_string();
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    match (lower_bound, total) {
+        (true, _) => format!("more than {grouped} products"),
+        (false, 1) => "1 product".to_owned(),
+        (false, _) => format!("{grouped} products"),
+    }
 }
 
 /// One product, with its pictures, categories and (on its page) a few
@@ -310,4 +332,17 @@ pub async fn load_demo(ctx: Ctx) -> Result<Response, AppError> {
         added => format!("Added {added} demo products."),
     };
     ctx.redirect("/products", message).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_text;
+
+    #[test]
+    fn counts_read_as_numbers_or_a_bound() {
+        assert_eq!(count_text(0, false), "0 products");
+        assert_eq!(count_text(1, false), "1 product");
+        assert_eq!(count_text(1234, false), "1,234 products");
+        assert_eq!(count_text(1000, true), "more than 1,000 products");
+    }
 }
