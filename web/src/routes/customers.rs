@@ -138,7 +138,12 @@ pub async fn show(ctx: Ctx, Id(id, _): Id<User>) -> Result<Response, AppError> {
     let (profile, addresses, listed) = tokio::try_join!(
         users.get_user_profile(pb::GetUserProfileRequest { id }),
         users_again.list_addresses(pb::ListAddressesRequest { user_id: Some(id) }),
-        order_client.list_orders(orders::ListOrdersRequest { user_id: Some(id), page: 1, page_size: 20, ..Default::default() }),
+        order_client.list_orders(orders::ListOrdersRequest {
+            user_id: Some(id),
+            page: 1,
+            page_size: 20,
+            ..Default::default()
+        }),
     )?;
     let customer = profile.into_inner().user.map(UserView::from).ok_or(AppError::Missing("users returned no user"))?;
     let listed = listed.into_inner();
