@@ -21,6 +21,7 @@ use crate::error::AppError;
 use crate::negotiate::Want;
 use crate::services::Clients;
 use crate::state::AppState;
+use crate::templates::{Audience, Fragments};
 use crate::viewer::{self, SessionUser, Viewer};
 
 /// A page and the fragment of it an HTMX request gets.
@@ -107,6 +108,39 @@ impl Ctx {
         response
     }
 
+    /// The page, or its HTMX fragment, whose content is the same for
+    /// everyone of the viewer's audience and is named by `key` (the cache
+    /// keys of what it shows; see [`Fragments`]): rendered once and kept,
+    /// then only the navigation is rendered around it. `fill` reads what
+    /// the content shows when it is not kept (HTML only).
+    pub async fn render_kept<F, Fut>(&self, pages: Pages, key: &str, fill: F) -> Result<Response, AppError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fill, AppError>>,
+    {
+        let templates = &self.state.templates;
+        let audience = Audience::of(&self.viewer);
+        // A page that is its own fragment (the home page) is a page for HTMX too.
+        let whole = self.want != Want::Partial || pages.partial == pages.page;
+        let template = if whole { pages.page } else { pages.partial };
+        let key = Fragments::key(audience, template, &format!("{}:{key}", self.want == Want::Partial));
+        if let Some(fragment) = templates.fragments().get(&key).await {
+            return Ok(templates.respond_with(&self.viewer, self.want, &fragment, Lookup::Hit));
+        }
+        let fill = fill().await?;
+        match templates.render_fragment(audience, self.want, (template, whole), fill.context) {
+            Ok(mut fragment) => {
+                fragment.headers = fill.headers;
+                let response = templates.respond_with(&self.viewer, self.want, &fragment, fill.lookup);
+                if fill.keep {
+                    templates.fragments().keep(key, std::sync::Arc::new(fragment)).await;
+                }
+                Ok(response)
+            }
+            Err(error) => Ok(crate::templates::failed(template, &error)),
+        }
+    }
+
     /// The page, or its fragment, with `context` (HTML only).
     pub fn render(&self, pages: Pages, context: Value) -> Response {
         self.state.templates.respond(&self.viewer, self.want, pages.page, pages.partial, context)
@@ -187,6 +221,23 @@ impl Ctx {
         let mut response = self.render(pages, context);
         *response.status_mut() = status;
         Ok(response)
+    }
+}
+
+/// What a kept page shows, read when it is not kept: the template's
+/// context, whether the data came from the cache (`x-cache`), headers the
+/// answer carries (kept with it), and whether to keep it (not when it was
+/// rendered without a part that failed to load).
+pub struct Fill {
+    pub context: Value,
+    pub lookup: Lookup,
+    pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
+    pub keep: bool,
+}
+
+impl Fill {
+    pub fn new(context: Value, lookup: Lookup) -> Self {
+        Self { context, lookup, headers: Vec::new(), keep: true }
     }
 }
 

@@ -91,7 +91,8 @@ impl Gateway {
         let (routes, openapi) = routes::router();
         let state = AppState::new(Shared {
             services: Arc::new(Services::connect(&config.services, config.identity.clone())?),
-            templates: templates::Templates::new(),
+            templates: templates::Templates::new().keeping_fragments_for(config.cache_ttl / 2),
+            cache: cache.clone(),
             catalog,
             images: Default::default(),
             profiles,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::cache::Cache;
 use crate::catalog::Catalog;
 use crate::events::Live;
 use crate::image_cache::ImageCache;
@@ -20,6 +21,9 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub services: Arc<Services>,
     pub templates: Templates,
+    /// The data cache the catalogue and profiles read through (its lists'
+    /// version also names kept page fragments).
+    pub cache: Cache,
     pub catalog: Catalog,
     pub images: ImageCache,
     pub profiles: Profiles,

@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{Environment, Value};
 use rust_embed::RustEmbed;
 
+use crate::cache::Lookup;
 use crate::negotiate::Want;
-use crate::viewer::Viewer;
+use crate::viewer::{SessionUser, Viewer};
 
 #[derive(RustEmbed)]
 #[folder = "templates/"]
@@ -23,6 +25,7 @@ pub struct StaticFiles;
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
+    fragments: Fragments,
 }
 
 impl Default for Templates {
@@ -57,7 +60,16 @@ impl Templates {
                 None => format!("/static/{name}"),
             })
         });
-        Self { env: Arc::new(env) }
+        Self { env: Arc::new(env), fragments: Fragments::new(Duration::from_secs(30)) }
+    }
+
+    /// Kept fragments live at most `ttl` (see [`Fragments`]).
+    pub fn keeping_fragments_for(self, ttl: Duration) -> Self {
+        Self { fragments: Fragments::new(ttl), ..self }
+    }
+
+    pub fn fragments(&self) -> &Fragments {
+        &self.fragments
     }
 
     pub fn render(&self, name: &str, context: Value) -> Result<String, minijinja::Error> {
@@ -79,17 +91,179 @@ impl Templates {
         };
         match rendered {
             Ok(html) => Html(html).into_response(),
-            Err(error) => {
-                // Not an AppError: rendering the error page could fail the same way.
-                tracing::error!(template = name, error = %error, "rendering a template failed");
-                let mut response =
-                    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.").into_response();
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-                response
-            }
+            Err(error) => failed(name, &error),
         }
+    }
+
+    /// What `template` shows for `audience` with `context`: a page's
+    /// `title` and `content` blocks when `whole` (it extends `base.html`),
+    /// else the fragment whole; what [`Templates::respond_with`] puts in an
+    /// answer for anyone of that audience.
+    pub fn render_fragment(
+        &self,
+        audience: Audience,
+        want: Want,
+        (template, whole): (&str, bool),
+        context: Value,
+    ) -> Result<Fragment, minijinja::Error> {
+        let viewer = audience.viewer();
+        let context = minijinja::context! { viewer => minijinja::value::Serde(&viewer), partial => want == Want::Partial, ..context };
+        if !whole {
+            let content = self.render(template, context)?;
+            return Ok(Fragment { title: String::new(), content, whole, headers: Vec::new() });
+        }
+        let mut captured = self.env.get_template(template)?.render_captured(context)?;
+        let title = captured.with_state_mut(|state| state.render_block("title"))?;
+        let content = captured.with_state_mut(|state| state.render_block("content"))?;
+        Ok(Fragment { title, content, whole, headers: Vec::new() })
+    }
+
+    /// The answer `fragment` makes for `viewer`: a page's content inside
+    /// the navigation, message area and footer rendered for them
+    /// (`base.html` alone), or an HTMX fragment as it is; with the message
+    /// area after it for HTMX when there is a message, as [`Templates::respond`].
+    pub fn respond_with(&self, viewer: &Viewer, want: Want, fragment: &Fragment, lookup: Lookup) -> Response {
+        let context =
+            minijinja::context! { viewer => minijinja::value::Serde(viewer), partial => want == Want::Partial };
+        let page = if fragment.whole {
+            self.render(
+                "base.html",
+                minijinja::context! {
+                    title_html => Value::from_safe_string(fragment.title.clone()),
+                    content_html => Value::from_safe_string(fragment.content.clone()),
+                    ..context.clone()
+                },
+            )
+        } else {
+            Ok(fragment.content.clone())
+        };
+        let flash = (want == Want::Partial && viewer.flash.is_some()).then(|| self.render("_flash_oob.html", context));
+        let rendered = match (page, flash) {
+            (Ok(html), Some(Ok(message))) => Ok(html + &message),
+            (Ok(html), None) => Ok(html),
+            (Err(error), _) | (_, Some(Err(error))) => Err(error),
+        };
+        let mut response = match rendered {
+            Ok(html) => Html(html).into_response(),
+            Err(error) => return failed("base.html", &error),
+        };
+        let headers = response.headers_mut();
+        for (name, value) in &fragment.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers.insert("x-cache", HeaderValue::from_static(lookup.header()));
+        response
+    }
+}
+
+/// A 500 for a template that failed to render. Not an AppError: rendering
+/// the error page could fail the same way.
+pub fn failed(name: &str, error: &minijinja::Error) -> Response {
+    tracing::error!(template = name, error = %error, "rendering a template failed");
+    let mut response = (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.").into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Whom a kept fragment was rendered for. The pages kept show the same to
+/// everyone of one audience (an admin's have delete buttons, a visitor's
+/// and a customer's do not): `fragments_depend_only_on_the_audience` checks
+/// that for every kept page, against viewers differing in everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Visitor,
+    Customer,
+    Admin,
+}
+
+impl Audience {
+    pub fn of(viewer: &Viewer) -> Self {
+        match &viewer.user {
+            None => Self::Visitor,
+            Some(user) if user.admin => Self::Admin,
+            Some(_) => Self::Customer,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Visitor => "visitor",
+            Self::Customer => "customer",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// A viewer of this audience and nothing else: no name, no cart, no message.
+    fn viewer(self) -> Viewer {
+        let user = |admin| SessionUser { id: 0, name: String::new(), email: String::new(), admin, signed_in_at_ms: 0 };
+        let user = match self {
+            Self::Visitor => None,
+            Self::Customer => Some(user(false)),
+            Self::Admin => Some(user(true)),
+        };
+        Viewer { user, cart_count: 0, flash: None }
+    }
+}
+
+/// A page's content rendered once, and the headers its answer carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    pub title: String,
+    pub content: String,
+    /// A page's blocks (put inside `base.html`), not a fragment as it is.
+    pub whole: bool,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Rendered fragments of pages that show the same to everyone of an
+/// audience, kept so the next request renders only the navigation around
+/// them. A handler names a fragment by the cache keys of the data it shows
+/// (the product lists' version, the product's id, the query), so what
+/// retires the data retires the fragment: a write moves the lists' version
+/// on, here or (through Redis or `product.changed`) on another replica, and
+/// a fragment of the old version is never asked for again. A fragment
+/// lives at most half the data cache's TTL: rendered from data at most one
+/// TTL old, what a missed invalidation leaves is gone within 1.5 TTL.
+/// Bounded by size; in-process only (rendering is this process's work).
+#[derive(Clone)]
+pub struct Fragments {
+    kept: moka::future::Cache<String, Arc<Fragment>>,
+}
+
+/// How many bytes of fragments are kept (a list page's is about 15 KiB).
+const FRAGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+impl Fragments {
+    pub fn new(ttl: Duration) -> Self {
+        let kept = moka::future::Cache::builder()
+            .max_capacity(FRAGMENT_BYTES)
+            .weigher(|key: &String, fragment: &Arc<Fragment>| {
+                u32::try_from(key.len() + fragment.title.len() + fragment.content.len()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(ttl.max(Duration::from_millis(1)))
+            .build();
+        Self { kept }
+    }
+
+    /// The key of `key`'s fragment of `template` for `audience`.
+    pub fn key(audience: Audience, template: &str, key: &str) -> String {
+        format!("{}|{template}|{key}", audience.name())
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Arc<Fragment>> {
+        let found = self.kept.get(key).await;
+        let result = if found.is_some() { "hit" } else { "miss" };
+        metrics::counter!("shop_cache_requests_total", "kind" => "fragment", "result" => result).increment(1);
+        found
+    }
+
+    pub async fn keep(&self, key: String, fragment: Arc<Fragment>) {
+        self.kept.insert(key, fragment).await;
+    }
+
+    /// Forgets every fragment (tests; a deploy starts empty anyway).
+    pub fn clear(&self) {
+        self.kept.invalidate_all();
     }
 }
 
@@ -185,7 +359,7 @@ mod forms {
         }
     }
 
-    fn context(viewer: Json, partial: bool) -> Value {
+    pub(super) fn context(viewer: Json, partial: bool) -> Value {
         let product = json!({ "id": 7, "name": "Tea", "description": "Green", "price_minor": 450, "price": "4.50",
             "stock": 3, "created_at": "2026-11-30T10:00:00Z", "updated_at": "2026-11-30T10:00:00Z",
             "categories": [{ "id": 1, "name": "Green tea", "slug": "green-tea", "product_count": 0 }],
@@ -319,5 +493,93 @@ mod forms {
             forms(html),
             vec![(r#"<form method="post" action="/a">"#, "<input>"), (r#"<form action="/b">"#, "")]
         );
+    }
+}
+
+/// Kept fragments answer exactly what rendering the page afresh would.
+#[cfg(test)]
+mod fragments {
+    use serde_json::json;
+
+    use super::*;
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn viewers() -> Vec<Viewer> {
+        let user = |id, name: &str, admin| SessionUser {
+            id,
+            name: name.into(),
+            email: format!("{name}@example.com"),
+            admin,
+            signed_in_at_ms: 5,
+        };
+        vec![
+            Viewer::default(),
+            Viewer { user: None, cart_count: 3, flash: Some("Added <b>tea</b>.".into()) },
+            Viewer { user: Some(user(2, "Casey", false)), cart_count: 1, flash: None },
+            Viewer { user: Some(user(3, "Robin", false)), cart_count: 0, flash: Some("Saved.".into()) },
+            Viewer { user: Some(user(1, "Avery", true)), cart_count: 0, flash: None },
+            Viewer { user: Some(user(4, "Sam", true)), cart_count: 2, flash: Some("Deleted.".into()) },
+        ]
+    }
+
+    /// Every page kept (`render_kept`'s callers), for every viewer, as a
+    /// page and as HTMX: a fragment rendered for the viewer's audience,
+    /// answered with the viewer's navigation, is the page rendered for the
+    /// viewer. A template that came to show a viewer's name or cart in a
+    /// kept part would fail here.
+    #[tokio::test]
+    async fn fragments_depend_only_on_the_audience() -> Result<(), minijinja::Error> {
+        let templates = Templates::new();
+        let kept = [
+            ("products/index.html", "products/_list.html"),
+            ("products/show.html", "products/_card.html"),
+            ("home.html", "home.html"),
+        ];
+        for (page, partial) in kept {
+            for want in [Want::Page, Want::Partial] {
+                for viewer in viewers() {
+                    let context = || super::forms::context(json!(null), want == Want::Partial);
+                    let direct = body(templates.respond(&viewer, want, page, partial, context())).await;
+                    let whole = want != Want::Partial || page == partial;
+                    let template = if whole { page } else { partial };
+                    let fragment =
+                        templates.render_fragment(Audience::of(&viewer), want, (template, whole), context())?;
+                    let kept = body(templates.respond_with(&viewer, want, &fragment, Lookup::Hit)).await;
+                    assert_eq!(kept, direct, "{template} ({want:?}) for {viewer:?}");
+                    assert!(direct.len() > 200, "{template}: {direct}");
+                    // Not vacuous: the audiences do see different things.
+                    if template != "home.html" {
+                        assert_eq!(
+                            direct.contains(">Delete<"),
+                            viewer.user.as_ref().is_some_and(|u| u.admin),
+                            "{template}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn fragments_are_kept_by_key_and_say_they_were() {
+        let templates = Templates::new();
+        let fragment = Fragment { title: "T".into(), content: "<p>kept</p>".into(), whole: false, headers: Vec::new() };
+        let key = Fragments::key(Audience::Visitor, "products/_list.html", "products:v1:");
+        assert!(templates.fragments().get(&key).await.is_none());
+        templates.fragments().keep(key.clone(), Arc::new(fragment)).await;
+        let other = Fragments::key(Audience::Admin, "products/_list.html", "products:v1:");
+        assert!(templates.fragments().get(&other).await.is_none(), "an admin's is another fragment");
+        let found = templates.fragments().get(&key).await.expect("kept");
+        let response = templates.respond_with(&Viewer::default(), Want::Partial, &found, Lookup::Hit);
+        assert_eq!(response.headers().get("x-cache").and_then(|v| v.to_str().ok()), Some("hit"));
+        assert_eq!(body(response).await, "<p>kept</p>");
+        templates.fragments().clear();
+        templates.fragments().kept.run_pending_tasks().await;
+        assert!(templates.fragments().get(&key).await.is_none());
     }
 }

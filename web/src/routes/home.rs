@@ -3,7 +3,7 @@
 
 use axum::response::{IntoResponse, Response};
 
-use crate::context::{Ctx, Pages};
+use crate::context::{Ctx, Fill, Pages};
 use crate::error::AppError;
 use crate::negotiate::Want;
 use crate::product_query::ProductQuery;
@@ -12,25 +12,30 @@ const HOME: Pages = Pages::new("home.html", "home.html");
 
 pub async fn home(ctx: Ctx) -> Result<Response, AppError> {
     let first_page = ProductQuery { page_size: 8, ..ProductQuery::default() };
-    let (newest, _) = ctx.state.catalog.search(&ctx.services(), &first_page).await?;
-    let categories = ctx.state.catalog.categories(&ctx.services()).await?;
-    Ok(match ctx.want {
-        Want::Json => axum::Json(serde_json::json!({
+    if ctx.want == Want::Json {
+        let (newest, _) = ctx.state.catalog.search(&ctx.services(), &first_page).await?;
+        let categories = ctx.state.catalog.categories(&ctx.services()).await?;
+        return Ok(axum::Json(serde_json::json!({
             "products": newest.products,
             "total": newest.total,
             "categories": categories,
             "links": { "products": "/products", "orders": "/orders", "cart": "/cart", "openapi": "/openapi.json" },
         }))
-        .into_response(),
-        _ => ctx.render(
-            HOME,
-            minijinja::context! {
-                products => minijinja::value::Serde(&newest.products),
-                total => newest.total,
-                categories => minijinja::value::Serde(&categories),
-            },
-        ),
+        .into_response());
+    }
+    // Everything it shows is retired with the product lists.
+    let key = format!("home:v{}", ctx.state.cache.list_version().await);
+    ctx.render_kept(HOME, &key, || async {
+        let (newest, lookup) = ctx.state.catalog.search(&ctx.services(), &first_page).await?;
+        let categories = ctx.state.catalog.categories(&ctx.services()).await?;
+        let context = minijinja::context! {
+            products => minijinja::value::Serde(&newest.products),
+            total => newest.total,
+            categories => minijinja::value::Serde(&categories),
+        };
+        Ok(Fill::new(context, lookup))
     })
+    .await
 }
 
 const TERMS: Pages = Pages::new("terms.html", "terms.html");
