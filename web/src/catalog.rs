@@ -64,10 +64,7 @@ impl Catalog {
                     .ok_or_else(|| AppError::NotFound("There is no such category.".into()))?,
             ),
         };
-        // Lists are retired all at once by moving to a new version.
-        let version = self.cache.list_version().await;
-        // The page's canonical URL names it (position and size included).
-        let key = format!("products:v{version}:{}", query.url());
+        let key = self.list_key(query).await;
         self.cache
             .get_or_fetch("products", &key, || async {
                 let request = query.to_request(category.as_ref().map_or(0, |c| c.id));
@@ -88,6 +85,15 @@ impl Catalog {
                 })
             })
             .await
+    }
+
+    /// The key `query`'s page is cached under; also names its rendered
+    /// fragment (`routes::products::list`). Lists are retired all at once
+    /// by moving to a new version; the page's canonical URL names it
+    /// (position and size included).
+    pub async fn list_key(&self, query: &ProductQuery) -> String {
+        let version = self.cache.list_version().await;
+        format!("products:v{version}:{}", query.url())
     }
 
     /// Up to `count` other products of the product's first category.

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shop_proto::inventory::v1 as pb;
 use utoipa::ToSchema;
 
-use crate::context::{Ctx, Pages};
+use crate::context::{Ctx, Fill, Pages};
 use crate::error::{AppError, FieldError};
 use crate::extract::{Id, Input, Product, number_or_blank, parse_price};
 use crate::negotiate::Want;
@@ -107,34 +107,39 @@ fn on_form(error: AppError) -> AppError {
               (status = 404, description = "No such category", body = crate::error_page::ProblemBody),
               (status = 422, description = "A malformed filter or cursor, or a page number past 10,000 products (the problem names the field)", body = crate::error_page::ProblemBody)))]
 pub async fn list(ctx: Ctx, query: ProductQuery, headers: HeaderMap) -> Result<Response, AppError> {
-    let (list, lookup) = ctx.state.catalog.search(&ctx.services(), &query).await?;
     if ctx.want == Want::Json {
+        let (list, lookup) = ctx.state.catalog.search(&ctx.services(), &query).await?;
         return Ok(ctx.show_cached(LIST, "list", &list, lookup));
     }
-    let categories = ctx.state.catalog.categories(&ctx.services()).await?;
-    let context = minijinja::context! {
-        list => minijinja::value::Serde(&list),
-        categories => minijinja::value::Serde(&categories),
-        sorts => Sort::ALL.iter().map(|sort| (sort.name(), sort.label())).collect::<Vec<_>>(),
-        min_price => list.query.min_price_minor.map(crate::views::money),
-        max_price => list.query.max_price_minor.map(crate::views::money),
-        self_url => list.query.url(),
-        count => count_text(list.total, list.total_is_lower_bound),
-        // Focus moves to a list the pager brought, not away from the search
-        // box being typed in or a filter being chosen.
-        focus_list => !matches!(
-            headers.get("hx-trigger").and_then(|v| v.to_str().ok()),
-            Some("product-filters" | "product-list")
-        ),
-    };
-    let mut response = ctx.render_cached(LIST, context, lookup);
-    if ctx.want == Want::Partial
-        && let Ok(url) = HeaderValue::from_str(&list.query.url())
-    {
-        // The list's own URL, not the form's (which lists its empty fields).
-        response.headers_mut().insert("hx-push-url", url);
-    }
-    Ok(response)
+    // Focus moves to a list the pager brought, not away from the search
+    // box being typed in or a filter being chosen.
+    let focus_list =
+        !matches!(headers.get("hx-trigger").and_then(|v| v.to_str().ok()), Some("product-filters" | "product-list"));
+    // Rendered once per list (its cache key; the categories are retired with it).
+    let key = format!("{}:{focus_list}", ctx.state.catalog.list_key(&query).await);
+    ctx.render_kept(LIST, &key, || async {
+        let (list, lookup) = ctx.state.catalog.search(&ctx.services(), &query).await?;
+        let categories = ctx.state.catalog.categories(&ctx.services()).await?;
+        let context = minijinja::context! {
+            list => minijinja::value::Serde(&list),
+            categories => minijinja::value::Serde(&categories),
+            sorts => Sort::ALL.iter().map(|sort| (sort.name(), sort.label())).collect::<Vec<_>>(),
+            min_price => list.query.min_price_minor.map(crate::views::money),
+            max_price => list.query.max_price_minor.map(crate::views::money),
+            self_url => list.query.url(),
+            count => count_text(list.total, list.total_is_lower_bound),
+            focus_list => focus_list,
+        };
+        let mut fill = Fill::new(context, lookup);
+        if ctx.want == Want::Partial
+            && let Ok(url) = HeaderValue::from_str(&list.query.url())
+        {
+            // The list's own URL, not the form's (which lists its empty fields).
+            fill.headers.push((HeaderName::from_static("hx-push-url"), url));
+        }
+        Ok(fill)
+    })
+    .await
 }
 
 /// "1 product", "1,234 products", or "more than 1,000 products" when the
@@ -160,20 +165,31 @@ fn count_text(total: i64, lower_bound: bool) -> String {
 #[utoipa::path(get, path = "/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
     responses((status = 200, body = ProductView), (status = 404, body = crate::error_page::ProblemBody)))]
 pub async fn show(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppError> {
-    let (product, lookup) = ctx.state.catalog.product(&ctx.services(), id).await?;
     if ctx.want == Want::Json {
+        let (product, lookup) = ctx.state.catalog.product(&ctx.services(), id).await?;
         return Ok(ctx.show_cached(CARD, "product", &product, lookup));
     }
-    // Related products are a nicety: the product shows without them.
-    let related = ctx.state.catalog.related(&ctx.services(), &product, 4).await.unwrap_or_else(|error| {
-        tracing::warn!(product_id = id, %error, "related products unavailable");
-        Vec::new()
-    });
-    let context = minijinja::context! {
-        product => minijinja::value::Serde(&product),
-        related => minijinja::value::Serde(&related),
-    };
-    Ok(ctx.render_cached(CARD, context, lookup))
+    // Rendered once per version of the product lists: every change to a
+    // product (Catalog::forget, forget_all) moves it on.
+    let key = format!("product:{id}:v{}", ctx.state.cache.list_version().await);
+    ctx.render_kept(CARD, &key, || async {
+        let (product, lookup) = ctx.state.catalog.product(&ctx.services(), id).await?;
+        // Related products are a nicety: the product shows without them (and
+        // is not kept so).
+        let (related, keep) = match ctx.state.catalog.related(&ctx.services(), &product, 4).await {
+            Ok(related) => (related, true),
+            Err(error) => {
+                tracing::warn!(product_id = id, %error, "related products unavailable");
+                (Vec::new(), false)
+            }
+        };
+        let context = minijinja::context! {
+            product => minijinja::value::Serde(&product),
+            related => minijinja::value::Serde(&related),
+        };
+        Ok(Fill { keep, ..Fill::new(context, lookup) })
+    })
+    .await
 }
 
 /// The form for a new product (admins).
