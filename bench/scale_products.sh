@@ -18,7 +18,9 @@
 #
 # Environment: SHOP_BIN (default target/release/shop, else target/debug/shop),
 # PG_URL (default postgres://postgres@127.0.0.1:5432), SAMPLES (default 5),
-# KEEP=1 keeps the databases. Needs psql and curl.
+# KEEP=1 keeps the databases; REUSE=1 measures a kept database again when it
+# holds N products (migrated to the current schema first, then analysed)
+# instead of building it anew. Needs psql and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -107,13 +109,23 @@ time_list() {
 run_size() {
     local n=$1 port=$2
     local db="bench_products_$n"
-    psql -X -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
     local env=(SHOP_POSTGRES_URL="$PG_URL" POSTGRES_DB_INVENTORY="$db" SHOP_DATA_DIR="$WORK/data-$n"
                SHOP_INTERNAL_SECRET="scale-products-bench-secret-0123456789" SHOP_LOG_FORMAT=json RUST_LOG=warn)
-    env "${env[@]}" "$SHOP_BIN" migrate inventory >/dev/null
-    local started=$SECONDS
-    populate "$db" "$n"
-    echo "# $n products inserted and analysed in $((SECONDS - started)) s" >&2
+    local have=
+    if [ -n "${REUSE:-}" ]; then
+        have=$(psql_db "$db" -At -c "SELECT count(*) FROM products" 2>/dev/null || true)
+    fi
+    if [ "$have" = "$n" ]; then
+        env "${env[@]}" "$SHOP_BIN" migrate inventory >/dev/null
+        psql_db "$db" -c "VACUUM ANALYZE"
+        echo "# $n products: kept database reused, migrated and analysed" >&2
+    else
+        psql -X -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+        env "${env[@]}" "$SHOP_BIN" migrate inventory >/dev/null
+        local started=$SECONDS
+        populate "$db" "$n"
+        echo "# $n products inserted and analysed in $((SECONDS - started)) s" >&2
+    fi
 
     env "${env[@]}" SHOP_INVENTORY_ADDR="127.0.0.1:$((port + 1))" SHOP_METRICS_ADDR="127.0.0.1:$((port + 2))" \
         "$SHOP_BIN" inventory >"$WORK/inventory-$n.log" 2>&1 &

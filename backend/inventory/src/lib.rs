@@ -22,7 +22,7 @@ pub use error::InventoryError;
 pub use service::InventoryService;
 
 /// The inventory database's schema, for each backend.
-pub const MIGRATIONS: Migrations = shop_storage::migrations!("inventory": 1 => "0001_create_products", 2 => "0002_create_outbox", 3 => "0003_outbox_trace_context", 4 => "0004_categories_search_images", 5 => "0005_keyset_paging_and_words");
+pub const MIGRATIONS: Migrations = shop_storage::migrations!("inventory": 1 => "0001_create_products", 2 => "0002_create_outbox", 3 => "0003_outbox_trace_context", 4 => "0004_categories_search_images", 5 => "0005_keyset_paging_and_words", 6 => "0006_search_at_scale");
 
 /// Describes inventory's metrics to the registry, each at zero so `rate()`
 /// sees them before the first event.
