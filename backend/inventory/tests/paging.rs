@@ -277,9 +277,80 @@ async fn changes_between_pages_neither_repeat_nor_hide_others(backend: Backend) 
     }
 }
 
+/// Words with digits match as typed (PostgreSQL asks the words table, which
+/// holds them since migration 0006), and are never offered as corrections.
+async fn words_with_digits_match_as_typed(backend: Backend) {
+    let mut inventory = start(backend).await;
+    let kettle = inventory.product("Kettle 500ml", 2500, 1, &[]).await;
+    inventory.product("Teapot", 1500, 1, &[]).await;
+    let search = |query: &str| ListProductsRequest { query: query.into(), ..sorted(ProductSort::Relevance, 10) };
+    for query in ["500", "500m", "500ml", "kettle 500"] {
+        let found = inventory.list(search(query)).await;
+        assert_eq!(found.products.iter().map(|p| p.id).collect::<Vec<_>>(), [kettle.id], "{query}");
+        assert_eq!((found.total, found.searched_for.as_str()), (1, ""), "{query}: found as typed");
+    }
+    // A code near another is another product: no correction, no match.
+    let none = inventory.list(search("501ml")).await;
+    assert_eq!((none.products.len(), none.total, none.searched_for.as_str()), (0, 0, ""));
+    // Renamed: the old words go, the new ones come (the update trigger).
+    let renamed = UpdateProductRequest { id: kettle.id, name: Some("Kettle 750w".into()), ..Default::default() };
+    inventory.client.update_product(renamed).await.expect("renamed");
+    assert_eq!(inventory.list(search("750w")).await.total, 1);
+    assert_eq!(inventory.list(search("500ml")).await.total, 0);
+    // A typo still finds the word without digits.
+    let corrected = inventory.list(search("kettel")).await;
+    assert_eq!((corrected.total, corrected.searched_for.as_str()), (1, "kettle"));
+}
+
+/// A word most products have and one few have, each in every order: the
+/// count is bounded for the common one and exact for the rare one, and the
+/// rare one pages both ways by price. On PostgreSQL the two are read by
+/// different plans once the catalogue's size is known (ANALYZE): a walk of
+/// the order's index for the common word, the GIN index for the rare one.
+async fn common_and_rare_words_count_and_page(backend: Backend) {
+    let mut inventory = start(backend).await;
+    let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100) \
+               INSERT INTO products (name, description, price_minor, stock, created_at_ms, updated_at_ms) \
+               SELECT 'Bulk cup', 'A cup.', 100 + i % 7, 1, 0, 0 FROM n";
+    sqlx::query(sql).execute(&inventory.db.db.pool).await.expect("1,100 products");
+    let mut rare = Vec::new();
+    for (n, price) in [300, 100, 300, 200, 100].into_iter().enumerate() {
+        rare.push(inventory.product(&format!("Darjeeling bowl {n}"), price, 1, &[]).await);
+    }
+    if backend == Backend::Postgres {
+        sqlx::query("ANALYZE products").execute(&inventory.db.db.pool).await.expect("analysed");
+    }
+    for sort in [ProductSort::Newest, ProductSort::PriceLowFirst, ProductSort::PriceHighFirst, ProductSort::Name] {
+        let common = ListProductsRequest { query: "cup".into(), ..sorted(sort, 100) };
+        let first = inventory.list(common.clone()).await;
+        assert_eq!((first.total, first.total_is_lower_bound), (1_000, true), "{sort:?}");
+        let last = inventory.list(ListProductsRequest { last: true, ..common.clone() }).await;
+        assert_eq!((last.total, last.total_is_lower_bound), (1_000, true), "{sort:?}");
+        assert_eq!(inventory.walk_forward(&common).await.len(), 1_100, "{sort:?}: every match reachable");
+
+        let search = ListProductsRequest { query: "darjeeling".into(), ..sorted(sort, 2) };
+        let expected = ids(&in_order(&rare, sort));
+        assert_eq!(inventory.walk_forward(&search).await, expected, "{sort:?} forwards");
+        assert_eq!(inventory.walk_backward(&search).await, expected, "{sort:?} backwards");
+        let after = inventory.list(search.clone()).await.next_cursor;
+        let second = inventory.list(ListProductsRequest { after, ..search.clone() }).await;
+        assert_eq!((second.total, second.total_is_lower_bound), (5, false), "{sort:?}");
+    }
+    // Both words: only the rare one's products have both; none here.
+    let both = inventory
+        .list(ListProductsRequest { query: "darjeeling cup".into(), ..sorted(ProductSort::Relevance, 5) })
+        .await;
+    assert_eq!((both.products.len(), both.total), (0, 0));
+    let by_relevance =
+        inventory.list(ListProductsRequest { query: "darj".into(), ..sorted(ProductSort::Relevance, 5) }).await;
+    assert_eq!((by_relevance.products.len(), by_relevance.total, by_relevance.total_is_lower_bound), (5, 5, false));
+}
+
 on_both_backends!(
     every_order_walks_both_ways_once_each,
     bad_positions_are_refused_with_their_field,
     totals_stop_counting_at_a_thousand,
     changes_between_pages_neither_repeat_nor_hide_others,
+    words_with_digits_match_as_typed,
+    common_and_rare_words_count_and_page,
 );

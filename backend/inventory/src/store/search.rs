@@ -392,18 +392,14 @@ impl List<'_> {
     /// index (a materialized CTE, so the planner cannot turn it into a walk).
     fn found(&self, statement: &mut Statement) -> Option<String> {
         (self.plan == Plan::Matches).then(|| {
-            let (from, conditions) = self.from_and_where(statement);
+            let (from, conditions) = self.narrowed(statement);
             format!("found AS MATERIALIZED (SELECT {P_COLUMNS} {})", clause(&from, &conditions))
         })
     }
 
     /// The rows a page is read from: `found`, or the products narrowed.
     fn source(&self, statement: &mut Statement) -> (String, Vec<String>) {
-        if self.plan == Plan::Matches {
-            ("FROM found p".to_owned(), Vec::new())
-        } else {
-            self.from_and_where(statement)
-        }
+        if self.plan == Plan::Matches { ("FROM found p".to_owned(), Vec::new()) } else { self.narrowed(statement) }
     }
 
     /// The ids of the newest matches, as many as relevance ranks or the
@@ -464,7 +460,7 @@ impl List<'_> {
                 // MATCH, so it is taken with the candidates; a product
                 // without a whole word gets no bonus.
                 let whole_words = statement.bind(Arg::Text(full_text_query(backend, terms, false)));
-                let (from, conditions) = self.from_and_where(statement);
+                let (from, conditions) = self.narrowed(statement);
                 format!(
                     "SELECT {P_COLUMNS}, c.sort_rank FROM (SELECT p.id AS ranked_id, \
                      -(bm25(products_search, 10.0, 1.0) + COALESCE((SELECT bm25(products_search, 10.0, 1.0) \
@@ -481,7 +477,7 @@ impl List<'_> {
     async fn count(&self, conn: &mut AnyConnection) -> Result<i64, InventoryError> {
         let mut count = Statement::default();
         count.sql = if self.plan == Plan::Planner {
-            let (from, conditions) = self.from_and_where(&mut count);
+            let (from, conditions) = self.narrowed(&mut count);
             let bound = count.bind(Arg::Int(COUNT_BOUND + 1));
             format!(
                 "SELECT COUNT(*) AS total FROM (SELECT 1 AS hit {} LIMIT {bound}) AS bounded",
@@ -496,7 +492,7 @@ impl List<'_> {
     }
 
     /// The FROM clause and conditions shared by a page and its count.
-    fn from_and_where(&self, statement: &mut Statement) -> (String, Vec<String>) {
+    fn narrowed(&self, statement: &mut Statement) -> (String, Vec<String>) {
         let (backend, filter, terms) = (self.backend, self.filter, self.terms);
         let mut conditions = Vec::new();
         let from = if terms.is_empty() {
@@ -726,4 +722,41 @@ async fn resolve(
         return Ok((as_typed, vocabulary));
     }
     Ok((SearchTerm { typed: word.to_owned(), alternatives }, vocabulary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_in_many_products_is_walked_a_rare_one_read_from_the_index() {
+        // At 1,000,000 products the two meet near 31,600 matches.
+        assert_eq!(plan(1_000_000, &[Some(77_000)]), Plan::Walk);
+        assert_eq!(plan(1_000_000, &[Some(20_000)]), Plan::Matches);
+        assert_eq!(plan(1_000_000, &[None]), Plan::Walk, "too many words to add up: common");
+        // Two words together: 59,000 x 77,000 / 1,000,000 = 4,500 matches.
+        assert_eq!(plan(1_000_000, &[Some(59_000), Some(77_000)]), Plan::Matches);
+        assert_eq!(plan(1_000_000, &[None, Some(5)]), Plan::Matches);
+        // A catalogue never analysed: the walk, which stops by itself.
+        assert_eq!(plan(0, &[Some(1)]), Plan::Walk);
+        assert_eq!(plan(-1, &[Some(1)]), Plan::Walk);
+    }
+
+    #[test]
+    fn catalogue_words_are_quoted_and_few_searched_exactly() {
+        let term = |word: &str| SearchTerm::as_typed(word);
+        let vocabulary = |words: &[&str], complete| Vocabulary {
+            words: words.iter().map(|w| ((*w).to_owned(), 1)).collect(),
+            complete,
+        };
+        let query = matching_query(
+            &[term("tea"), term("pu"), term("x")],
+            &[
+                vocabulary(&["tea", "teapot"], true),
+                vocabulary(&["pu-erh", "o'clock\\"], true),
+                vocabulary(&["x1"], false),
+            ],
+        );
+        assert_eq!(query, "('tea' | 'teapot') & ('pu-erh' | 'o''clock\\\\') & 'x':*");
+    }
 }
