@@ -27,6 +27,9 @@
 #   BENCH_REFERENCE_BIN=/path/to/bench-reference   likewise for the reference
 #   BENCH_OUT=file.json                (default target/bench/latest.json)
 #   BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_PRODUCTS (1000; 200 when short)
+#   BENCH_MODES (embedded,postgres) and BENCH_GROUPS (reads,signin,checkout):
+#                                       a part of the run, e.g. BENCH_MODES=postgres
+#                                       BENCH_GROUPS=checkout while working on checkout
 #   SHOP_BENCH_POSTGRES_URL            (default postgres://postgres@127.0.0.1:5432;
 #                                       "none" skips pgbench and the PostgreSQL shop)
 #   SHOP_BENCH_REDIS_URL (redis://127.0.0.1:6379), SHOP_BENCH_NATS_URL
@@ -60,6 +63,8 @@ PG_URL=${SHOP_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 REDIS_URL=${SHOP_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
 NATS_URL=${SHOP_BENCH_NATS_URL:-nats://127.0.0.1:4222}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench/latest.json}
+MODES=${BENCH_MODES:-embedded,postgres}
+GROUPS_WANTED=${BENCH_GROUPS:-reads,signin,checkout}
 command -v wrk >/dev/null || { echo "ops/bench.sh needs wrk (apt-get install wrk)" >&2; exit 1; }
 
 target_dir() { cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'; }
@@ -100,6 +105,8 @@ fail() { echo "ops/bench.sh: $*" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rss_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 now_ms() { date +%s%3N; }
+# wanted GROUP: whether BENCH_GROUPS asks for that group of scenarios.
+wanted() { [[ ,$GROUPS_WANTED, == *,$1,* ]]; }
 stop_shop() {
     [[ -n "$SHOP_PID" ]] || return 0
     kill -TERM "$SHOP_PID" 2>/dev/null
@@ -178,7 +185,8 @@ read_pair() {
     shift 4
     echo "  $label" >&2
     run_wrk "$PREFIX$name" read "{\"label\": \"$label\", \"reference\": \"ref-$body\"}" "$CONNECTIONS" "$BASE$path" "$@"
-    [[ -n "$PREFIX" ]] && return 0
+    # Each reference once a run (measured beside the first shop that reads it).
+    grep -q "\"name\": \"ref-$body\"" "$RESULTS" && return 0
     run_wrk "ref-$body" reference "{\"label\": \"bare axum, the same $(stat -c %s "$BODIES/$body") bytes\"}" \
         "$CONNECTIONS" "http://127.0.0.1:$REF_PORT/$body"
 }
@@ -276,8 +284,8 @@ measure_shop() {
 
     local cart_cookie
     cart_cookie="Cookie: $(cat "$WORK/cookie-cart")"
-    if [[ -z "$PREFIX" ]]; then
-        # The reference serves exactly what the (embedded) shop answers to each read.
+    if [[ -z "$REF_PID" ]] && wanted reads; then
+        # The reference serves exactly what the first shop measured answers to each read.
         capture() { local file=$1; shift; curl -fsS -o "$BODIES/$file" "$@"; }
         capture product.json -H 'Accept: application/json' "$BASE/products/$PRODUCT"
         capture product.html "$BASE/products/$PRODUCT"
@@ -289,22 +297,29 @@ measure_shop() {
     fi
 
     echo "measuring the $MODE shop, ${DURATION} s per scenario:" >&2
+    if wanted reads; then
     read_pair product-json "cached \`GET /products/{id}\` JSON" product.json "/products/$PRODUCT" -H 'Accept: application/json'
     read_pair product-html "\`GET /products/{id}\` HTML page" product.html "/products/$PRODUCT"
     read_pair list-html "\`GET /products\` HTML, page of 20" list.html "/products"
     read_pair list-partial "\`GET /products\` htmx partial" partial.html "/products" -H 'HX-Request: true'
     read_pair list-json "\`GET /products\` JSON, page of 20" list.json "/products" -H 'Accept: application/json'
     read_pair cart-html "\`GET /cart\` HTML, 3 lines, signed in" cart.html "/cart" -H "$cart_cookie"
+    fi
 
     # Cached JSON at half the rate it reached, then at 1,000/s alone: the
     # baseline for the same reads during sign-in.
     local full half
+    if wanted reads; then
     full=$(python3 -c 'import json,sys; print(int([json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["name"]==sys.argv[2]][0]["rate"]))' \
         "$RESULTS" "${PREFIX}product-json")
     half=$(( full / 2 ))
     echo "  cached product JSON paced at $half/s, then at 1,000/s" >&2
     paced "${PREFIX}paced-half" "cached product JSON paced at half its rate (c$CONNECTIONS)" "$half" "$CONNECTIONS"
-    paced "${PREFIX}paced-1000" "cached product JSON paced at 1,000/s, alone (c16)" 1000 16
+    fi
+    if wanted reads || wanted signin; then
+        paced "${PREFIX}paced-1000" "cached product JSON paced at 1,000/s, alone (c16)" 1000 16
+    fi
+    if wanted signin; then
 
     # Sign-in: POST /users/login (JSON), limits raised, with the paced reads
     # running beside it; the reference is raw argon2id on every core.
@@ -322,7 +337,9 @@ EOF
     run_wrk "${PREFIX}signin" signin '{"label": "sign-in `POST /users/login` (c16)", "unit": "sign-ins/s", "reference": "argon2"}' \
         16 "$BASE/users/login" -s "$WORK/signin.lua"
     wait "$reads_pid" || fail "the reads beside sign-in failed"
+    fi
 
+    if wanted checkout; then
     if [[ -n "$PREFIX" ]]; then
         # pgbench first, on the same server, with the shop idle.
         run_pgbench
@@ -332,6 +349,7 @@ EOF
     checkout checkout-hot "checkout \`POST /orders\`, one hot product (c16)" hot "$(setup hot)" "$reference"
     checkout checkout-random "checkout \`POST /orders\`, random of $PRODUCTS products (c16)" random \
         "$(setup catalogue | tr -d '[] ')" "$reference"
+    fi
 
     local rss_after rss_peak
     rss_after=$(rss_kib "$SHOP_PID" VmRSS)
@@ -358,14 +376,21 @@ run_pgbench() {
 
 : >"$WORK/modes.jsonl"
 MODE="" PREFIX="" BASE="" PRODUCT=""
-measure_shop embedded
+ARGON2=""
+if [[ ,$MODES, == *,embedded,* ]]; then
+    measure_shop embedded
+fi
+if wanted signin; then
 ARGON2=$("$REF" argon2 "$DURATION" "$(nproc)")
 python3 -c 'import json,sys; rate=float(sys.argv[1].split()[0]); print(json.dumps({"name": "argon2", "kind": "argon2", "rate": rate, "unit": "hashes/s", "p50_ms": None, "p99_ms": None, "label": "raw argon2id (m=19 MiB, t=2, p=1), " + sys.argv[2] + " threads", "detail": sys.argv[1]}))' \
     "$ARGON2" "$(nproc)" >>"$RESULTS"
+fi
 
 # The same on PostgreSQL + Redis + NATS, when all three answer.
 PG_NOTE=""
-if [[ "$PG_URL" == none ]]; then
+if [[ ,$MODES, != *,postgres,* ]]; then
+    PG_NOTE="not run (BENCH_MODES=$MODES)"
+elif [[ "$PG_URL" == none ]]; then
     PG_NOTE="not run (SHOP_BENCH_POSTGRES_URL=none)"
 elif ! command -v pgbench >/dev/null || ! command -v psql >/dev/null; then
     PG_NOTE="not run: no pgbench/psql here (apt-get install postgresql-client)"
