@@ -1,5 +1,11 @@
 //! Password hashing with argon2id and OWASP's parameters (19 MiB, 2 passes,
-//! 1 lane), always on the blocking pool so the async workers keep serving.
+//! 1 lane), on threads of its own so the async workers keep serving.
+//!
+//! Those threads run at a lower priority (nice 9): a hash takes about 15 ms
+//! of CPU, and a burst of sign-ins would otherwise take every core from the
+//! requests around it (a cached page's p99 went from 1.4 ms to 5.6 ms while
+//! sign-ins saturated the hashing). Below them, the hashes get whatever CPU
+//! the requests leave, which under a sign-in burst alone is all of it.
 //!
 //! Each hash needs 19 MiB of working memory. Allocating and freeing it per
 //! hash made glibc keep the freed blocks (its mmap threshold grows past
@@ -9,7 +15,7 @@
 //! needed and reused by every hash after, which bounds it at
 //! `permits × 19 MiB` and saves the allocation and its page faults.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
@@ -24,6 +30,9 @@ use crate::domain::Password;
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    /// The hashing threads (one per permit), started with the first hash.
+    threads: Arc<OnceLock<mpsc::Sender<Job>>>,
+    thread_count: usize,
     /// Working memory not in use by a hash right now; never more buffers
     /// than permits, since a buffer is only taken while holding one.
     memory: Arc<Mutex<Vec<Memory>>>,
@@ -31,6 +40,13 @@ pub struct Hasher {
 
 /// One hash's working memory (`block_count` 1 KiB blocks).
 type Memory = Box<[Block]>;
+
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The niceness of hashing threads (`thread_priority` maps 25 of its 0–99
+/// to nice 9 on Linux's normal policy; 0 is a request thread's).
+const HASHING_PRIORITY: u8 = 25;
 
 impl Default for Hasher {
     fn default() -> Self {
@@ -58,7 +74,12 @@ impl Hasher {
     /// A hasher running at most `permits` hashes at once.
     pub fn with_permits(permits: usize) -> Self {
         let permits = permits.max(1);
-        Self { permits: Arc::new(Semaphore::new(permits)), memory: Arc::new(Mutex::new(Vec::with_capacity(permits))) }
+        Self {
+            permits: Arc::new(Semaphore::new(permits)),
+            threads: Arc::new(OnceLock::new()),
+            thread_count: permits,
+            memory: Arc::new(Mutex::new(Vec::with_capacity(permits))),
+        }
     }
 
     pub async fn hash(&self, password: &Password) -> Result<String, UserError> {
@@ -81,33 +102,86 @@ impl Hasher {
         .await
     }
 
-    /// Runs `work` on the blocking pool, holding a permit and a buffer of
-    /// working memory (a kept one, or a new one the first times).
+    /// Runs `work` on a hashing thread, holding a permit and a buffer of
+    /// working memory (a kept one, or a new one the first times). The permit
+    /// goes with the work, so a caller that gives up does not free its place
+    /// before the hash it started ends.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Memory) -> Result<T, UserError> + Send + 'static,
     ) -> Result<T, UserError> {
-        let _permit = self.permits.acquire().await.map_err(hashing)?;
-        let kept = self.memory.lock().map_err(hashing)?.pop();
-        let (result, memory) = tokio::task::spawn_blocking(move || {
-            let mut memory = match kept {
-                Some(memory) => memory,
-                None => new_memory(params()?.block_count()),
-            };
-            let result = work(&mut memory);
-            Ok::<_, UserError>((result, memory))
-        })
-        .await
-        .map_err(hashing)??;
-        // Back for the next hash before the permit goes (a panicked hash
-        // loses its buffer; the next one without a kept buffer makes one).
-        self.memory.lock().map_err(hashing)?.push(memory);
-        result
+        let permit = self.permits.clone().acquire_owned().await.map_err(hashing)?;
+        let threads = self.threads()?;
+        let kept_memory = self.memory.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _permit = permit;
+            let result = (|| {
+                let kept = kept_memory.lock().map_err(hashing)?.pop();
+                let mut memory = match kept {
+                    Some(memory) => memory,
+                    None => new_memory(params()?.block_count()),
+                };
+                let result = work(&mut memory);
+                // Back for the next hash before the permit goes (a panicked
+                // hash loses its buffer; the next one makes another).
+                kept_memory.lock().map_err(hashing)?.push(memory);
+                result
+            })();
+            // The caller may have gone: nobody to tell.
+            let _ = answer.send(result);
+        });
+        threads.send(job).map_err(hashing)?;
+        answered.await.map_err(hashing)?
+    }
+
+    /// The queue of the hashing threads, started the first time (one per
+    /// permit; an idle shop has none).
+    fn threads(&self) -> Result<&mpsc::Sender<Job>, UserError> {
+        if let Some(sender) = self.threads.get() {
+            return Ok(sender);
+        }
+        let (sender, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        for number in 0..self.thread_count {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hash-{number}"))
+                .spawn(move || hashing_thread(&jobs))
+                .map_err(hashing)?;
+        }
+        // Two first hashes at once may both start threads: the loser's
+        // sender is dropped here and its threads end.
+        Ok(self.threads.get_or_init(|| sender))
     }
 
     /// Buffers of working memory kept for the next hashes.
     pub fn kept_buffers(&self) -> usize {
         self.memory.lock().map_or(0, |memory| memory.len())
+    }
+}
+
+/// A hashing thread: lowers its priority, then runs jobs until every
+/// `Hasher` sharing it is gone. A panicking job costs its hash, not the thread.
+fn hashing_thread(jobs: &Mutex<mpsc::Receiver<Job>>) {
+    let lowered = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
+        .map_err(|error| error.to_owned())
+        .and_then(|value| {
+            thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Crossplatform(value))
+                .map_err(|error| error.to_string())
+        });
+    if let Err(error) = lowered {
+        tracing::warn!(%error, "password hashing runs at the requests' priority");
+    }
+    loop {
+        let job = match jobs.lock() {
+            Ok(jobs) => jobs.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+            tracing::error!("a password hash panicked");
+        }
     }
 }
 
@@ -246,6 +320,43 @@ mod tests {
             assert!(task.await.map_err(hashing)??);
         }
         assert!(hasher.kept_buffers() <= 2, "at most one buffer per permit");
+        Ok(())
+    }
+
+    /// Hashes run on threads of their own below the requests' priority
+    /// (Linux: the thread's nice value, field 19 of its stat line).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_below_request_threads() -> Result<(), UserError> {
+        fn nice() -> Result<i64, UserError> {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").map_err(hashing)?;
+            // After the command name in parentheses: state is field 3, nice 19.
+            let fields: Vec<&str> =
+                stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+            fields.get(16).and_then(|nice| nice.parse().ok()).ok_or_else(|| hashing(format!("no nice in {stat}")))
+        }
+        let hasher = Hasher::with_permits(2);
+        let (name, hashing_nice) =
+            hasher.run(|_| Ok((std::thread::current().name().map(str::to_owned), nice()?))).await?;
+        assert_eq!(name.as_deref().map(|n| n.starts_with("password-hash-")), Some(true), "{name:?}");
+        assert!(hashing_nice > nice()?, "hashing at nice {hashing_nice}, requests at {}", nice()?);
+
+        // One thread per permit: two hashes meet while both are running.
+        let met = Arc::new((Mutex::new(0_usize), std::sync::Condvar::new()));
+        let meet = |met: Arc<(Mutex<usize>, std::sync::Condvar)>| {
+            move |_: &mut Memory| {
+                let (count, changed) = &*met;
+                let mut count = count.lock().map_err(hashing)?;
+                *count += 1;
+                changed.notify_all();
+                let (count, _) = changed
+                    .wait_timeout_while(count, std::time::Duration::from_secs(10), |count| *count < 2)
+                    .map_err(hashing)?;
+                Ok(*count >= 2)
+            }
+        };
+        let (first, second) = tokio::join!(hasher.run(meet(met.clone())), hasher.run(meet(met.clone())));
+        assert!(first? && second?, "both hashes ran at once");
         Ok(())
     }
 }
