@@ -97,18 +97,19 @@ impl Relay {
                 .bind(BATCH)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut published = 0;
+                let mut published = Vec::with_capacity(rows.len());
                 let mut failure = None;
                 for (id, payload, trace_parent) in rows {
                     if let Err(error) = self.publish(&payload, trace_parent).await {
                         failure = Some(error);
                         break;
                     }
-                    mark(&mut *tx, id).await?;
-                    published += 1;
+                    published.push(id);
                 }
+                // Marked together, in the transaction that holds them.
+                mark(&mut *tx, &published).await?;
                 tx.commit().await?;
-                failure.map_or(Ok(published), Err)
+                failure.map_or(Ok(published.len()), Err)
             }
             // One process owns a SQLite file; no transaction is held while
             // publishing, so the service's single connection stays free.
@@ -119,13 +120,17 @@ impl Relay {
                 .bind(BATCH)
                 .fetch_all(&self.db.pool)
                 .await?;
-                let mut published = 0;
+                let mut published = Vec::with_capacity(rows.len());
+                let mut failure = None;
                 for (id, payload, trace_parent) in rows {
-                    self.publish(&payload, trace_parent).await?;
-                    mark(&self.db.pool, id).await?;
-                    published += 1;
+                    if let Err(error) = self.publish(&payload, trace_parent).await {
+                        failure = Some(error);
+                        break;
+                    }
+                    published.push(id);
                 }
-                Ok(published)
+                mark(&self.db.pool, &published).await?;
+                failure.map_or(Ok(published.len()), Err)
             }
         }
     }
@@ -173,10 +178,18 @@ impl Relay {
     pub async fn run(self) {
         let mut backoff = POLL;
         let mut rounds: u64 = 0;
+        let mut measured: Option<tokio::time::Instant> = None;
         loop {
             rounds += 1;
             let outcome = self.relay_once().await;
-            if let Ok(backlog) = self.backlog().await {
+            // The backlog is a statement of its own: measured after an idle
+            // or failed round, and at most once a second while busy (a round
+            // an order, under load).
+            let idle = !matches!(outcome, Ok(published) if published > 0);
+            if (idle || measured.is_none_or(|at| at.elapsed() >= POLL))
+                && let Ok(backlog) = self.backlog().await
+            {
+                measured = Some(tokio::time::Instant::now());
                 metrics::gauge!("shop_outbox_backlog", "service" => self.service).set(backlog.events as f64);
                 metrics::gauge!("shop_outbox_relay_lag_seconds", "service" => self.service)
                     .set(backlog.oldest_age_ms as f64 / 1000.0);
@@ -211,11 +224,18 @@ impl Relay {
     }
 }
 
-async fn mark<'e, E: sqlx::Executor<'e, Database = Any>>(executor: E, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbox SET published_at_ms = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now_ms())
-        .execute(executor)
-        .await?;
+/// Marks the rows `ids` published, in one statement (at most [`BATCH`]).
+async fn mark<'e, E: sqlx::Executor<'e, Database = Any>>(executor: E, ids: &[i64]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // Placeholders only; the ids are bound.
+    let placeholders = (2..ids.len() + 2).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("UPDATE outbox SET published_at_ms = $1 WHERE id IN ({placeholders})");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(executor).await?;
     Ok(())
 }

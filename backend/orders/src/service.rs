@@ -158,8 +158,12 @@ impl OrderService {
             }
             store::Recorded::Existing(order_id) => return self.replay(order_id, &lines).await,
         };
-        self.reserve(order_id, &lines).await?;
-        let order = store::get(&self.db, order_id).await?;
+        // The order as confirmed, when this request confirmed it: it holds
+        // what a read would find, without the read.
+        let order = match self.reserve_placed(order_id, &lines, Some(&actor)).await? {
+            Some(order) => order,
+            None => store::get(&self.db, order_id).await?,
+        };
         tracing::info!(
             order_id,
             user_id,
@@ -250,6 +254,18 @@ impl OrderService {
     /// Has inventory reserve and price a pending order's lines, then records
     /// the outcome. Safe to repeat: inventory reserves once per order id.
     pub(crate) async fn reserve(&self, order_id: i64, lines: &OrderLines) -> Result<(), OrderError> {
+        self.reserve_placed(order_id, lines, None).await.map(drop)
+    }
+
+    /// [`Self::reserve`], answering with the order when this call confirmed
+    /// it and `placed_by` recorded it in the same request (see
+    /// `store::confirm_placed`).
+    async fn reserve_placed(
+        &self,
+        order_id: i64,
+        lines: &OrderLines,
+        placed_by: Option<&str>,
+    ) -> Result<Option<Order>, OrderError> {
         let request = inventory::ReserveStockRequest {
             order_id,
             items: lines.iter().map(|(product_id, quantity)| inventory::StockItem { product_id, quantity }).collect(),
@@ -268,15 +284,15 @@ impl OrderService {
                     })
                     .collect();
                 let subtotal = domain::total_of(&priced).ok_or(OrderError::TotalOverflow)?;
-                let status = store::confirm(&self.db, order_id, &priced, subtotal).await?;
+                let confirmed = store::confirm_placed(&self.db, order_id, &priced, subtotal, placed_by).await?;
                 self.outbox.wake();
-                if matches!(status, OrderStatus::Cancelled | OrderStatus::Rejected) {
+                if matches!(confirmed.status, OrderStatus::Cancelled | OrderStatus::Rejected) {
                     // The order moved on while inventory was reserving.
                     self.release(order_id).await;
                 }
-                Ok(())
+                Ok(confirmed.order)
             }
-            Err(refused) => self.refused(order_id, &refused).await,
+            Err(refused) => self.refused(order_id, &refused).await.map(|()| None),
         }
     }
 

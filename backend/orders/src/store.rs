@@ -275,14 +275,20 @@ pub async fn insert_pending(
         .bind(placement.payment_method.map(PaymentMethod::as_str))
         .fetch_one(&mut *tx)
         .await?;
+        // Every line in one statement: a round trip per line costs CPU on
+        // both sides. Placeholders only ($1 the order, then a pair a line).
+        let values = (0..lines.iter().count())
+            .map(|n| format!("($1, ${}, ${})", 2 * n + 2, 2 * n + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut items = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO order_items (order_id, product_id, quantity) VALUES {values}"
+        )))
+        .bind(order_id);
         for (product_id, quantity) in lines.iter() {
-            sqlx::query("INSERT INTO order_items (order_id, product_id, quantity) VALUES ($1, $2, $3)")
-                .bind(order_id)
-                .bind(product_id)
-                .bind(quantity)
-                .execute(&mut *tx)
-                .await?;
+            items = items.bind(product_id).bind(quantity);
         }
+        items.execute(&mut *tx).await?;
         record_change(&mut tx, order_id, Status::Pending, actor, now).await?;
         if let Some(key) = idempotency_key {
             let claimed = sqlx::query(
@@ -361,6 +367,20 @@ pub async fn rejection(db: &Db, order_id: i64) -> Result<Option<(Rejection, Opti
     .await
 }
 
+/// What confirming an order found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmed {
+    /// The order's status afterwards: anything but `confirmed` means the
+    /// reservation arrived for an order that had moved on, and its stock
+    /// must go back.
+    pub status: Status,
+    /// The order as this call confirmed it, complete (items, history,
+    /// payment history) when the caller said who placed it; `None` when
+    /// it was not this call that confirmed it, or when something else may
+    /// have touched it since it was placed: then read it.
+    pub order: Option<Order>,
+}
+
 /// Stores inventory's reservation: the lines' names and prices, the
 /// subtotal, the delivery cost (from the method's price and threshold the
 /// order recorded, against this subtotal), the total, and `confirmed` if the
@@ -368,71 +388,148 @@ pub async fn rejection(db: &Db, order_id: i64) -> Result<Option<(Rejection, Opti
 /// anything but `confirmed` means the reservation arrived for an order that
 /// had moved on, and its stock must go back.
 pub async fn confirm(db: &Db, order_id: i64, lines: &[PricedLine], subtotal_minor: i64) -> Result<Status, OrderError> {
+    Ok(confirm_placed(db, order_id, lines, subtotal_minor, None).await?.status)
+}
+
+/// The confirmed order's delivery cost, from the method's price and free
+/// threshold recorded on the order against the subtotal `$2`: SQL for
+/// `domain::delivery_cost` (no method, no cost).
+const DELIVERY_COST_SQL: &str = "CASE WHEN delivery_price_minor IS NULL THEN 0 \
+     WHEN delivery_free_above_minor IS NOT NULL AND delivery_free_above_minor <= $2 THEN 0 \
+     ELSE delivery_price_minor END";
+
+/// [`confirm`], which also answers with the order when this call confirmed
+/// it. `placed_by` is the actor who recorded the pending order in the same
+/// request: its history is then that change and this one, known without
+/// reading it (a pending order has no other change: every move leaves
+/// `pending`, and an unpaid one has no payment change).
+///
+/// The usual case is one statement on the order's row (its status, totals,
+/// stock state, and the columns of the answer by `RETURNING`), one for all
+/// its lines, the change and the event: no read of what the row holds.
+pub async fn confirm_placed(
+    db: &Db,
+    order_id: i64,
+    lines: &[PricedLine],
+    subtotal_minor: i64,
+    placed_by: Option<&str>,
+) -> Result<Confirmed, OrderError> {
     db.observe("confirm", async move {
         let now = now_ms();
         let mut tx = db.pool.begin().await?;
-        let (price, free_above): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT delivery_price_minor, delivery_free_above_minor FROM orders WHERE id = $1")
-                .bind(order_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(OrderError::NotFound(order_id))?;
-        let delivery_minor = price.map_or(0, |price| crate::domain::delivery_cost(price, free_above, subtotal_minor));
-        let total_minor = subtotal_minor.checked_add(delivery_minor).ok_or(OrderError::TotalOverflow)?;
-        // Inventory holds stock for this order now, whatever its status.
-        sqlx::query("UPDATE orders SET stock_state = 'reserved' WHERE id = $1 AND stock_state = 'none'")
+        // Pending, with a total that fits (else the careful way below says
+        // why not). Inventory holds stock for this order now.
+        let sql = format!(
+            "UPDATE orders SET status = 'confirmed', \
+                 stock_state = CASE WHEN stock_state = 'none' THEN 'reserved' ELSE stock_state END, \
+                 subtotal_minor = $2, delivery_minor = {DELIVERY_COST_SQL}, \
+                 total_minor = $2 + {DELIVERY_COST_SQL}, updated_at_ms = $3 \
+             WHERE id = $1 AND status = 'pending' AND ({DELIVERY_COST_SQL}) <= $4 \
+             RETURNING {ORDER_COLUMNS}, from_cart"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(order_id)
-            .execute(&mut *tx)
+            .bind(subtotal_minor)
+            .bind(now)
+            .bind(i64::MAX - subtotal_minor.max(0))
+            .fetch_optional(&mut *tx)
             .await?;
-        let confirmed = sqlx::query(
-            "UPDATE orders SET status = 'confirmed', total_minor = $2, updated_at_ms = $3, subtotal_minor = $4, \
-                 delivery_minor = $5 \
-         WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(order_id)
-        .bind(total_minor)
-        .bind(now)
-        .bind(subtotal_minor)
-        .bind(delivery_minor)
-        .execute(&mut *tx)
-        .await?;
-        let newly_confirmed = confirmed.rows_affected() == 1;
-        if newly_confirmed {
+        let Some(row) = row else {
+            let status = not_confirmed(&mut tx, order_id, subtotal_minor).await?;
+            tx.commit().await?;
+            return Ok(Confirmed { status, order: None });
+        };
+        let mut order = order_from_row(&row)?;
+        let from_cart: i64 = row.try_get("from_cart")?;
+
+        // Every line's name, price and quantity in one statement (the
+        // lines are the order's: inventory reserves what it was asked).
+        let values = (0..lines.len())
+            .map(|n| format!("(${}, ${}, ${}, ${})", 4 * n + 2, 4 * n + 3, 4 * n + 4, 4 * n + 5))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !lines.is_empty() {
+            let sql = format!(
+                "UPDATE order_items SET product_name = v.column2, unit_price_minor = v.column3, quantity = v.column4 \
+                 FROM (VALUES {values}) AS v WHERE order_items.order_id = $1 AND order_items.product_id = v.column1"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id);
             for line in lines {
-                sqlx::query(
-                    "UPDATE order_items SET product_name = $3, unit_price_minor = $4, quantity = $5 \
-                 WHERE order_id = $1 AND product_id = $2",
-                )
-                .bind(order_id)
-                .bind(line.product_id)
-                .bind(&line.product_name)
-                .bind(line.unit_price_minor)
-                .bind(line.quantity)
-                .execute(&mut *tx)
-                .await?;
+                query = query
+                    .bind(line.product_id)
+                    .bind(&line.product_name)
+                    .bind(line.unit_price_minor)
+                    .bind(line.quantity);
             }
-            let (user_id, from_cart): (i64, i64) =
-                sqlx::query_as("SELECT user_id, from_cart FROM orders WHERE id = $1")
-                    .bind(order_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if from_cart == 1 {
-                // Placed from the cart: what it ordered leaves the cart with
-                // the order's confirmation, never for a rejected order.
-                let ordered: Vec<(i64, i64)> = lines.iter().map(|line| (line.product_id, line.quantity)).collect();
-                crate::cart::take_ordered(&mut tx, user_id, &ordered).await?;
-            }
-            record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
-            status_changed(&mut tx, order_id, Status::Pending, Status::Confirmed, crate::domain::SYSTEM).await?;
+            query.execute(&mut *tx).await?;
         }
-        let status = current_status(&mut tx, order_id).await?;
+        if from_cart == 1 {
+            // Placed from the cart: what it ordered leaves the cart with
+            // the order's confirmation, never for a rejected order.
+            let ordered: Vec<(i64, i64)> = lines.iter().map(|line| (line.product_id, line.quantity)).collect();
+            crate::cart::take_ordered(&mut tx, order.user_id, &ordered).await?;
+        }
+        record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
+        let change = OrderStatusChanged {
+            order_id,
+            user_id: order.user_id,
+            from: Status::Pending.as_str().into(),
+            to: Status::Confirmed.as_str().into(),
+            actor: crate::domain::SYSTEM.into(),
+            total_minor: order.total_minor,
+            tracking_reference: None,
+        };
+        record(&mut tx, &change).await?;
         tx.commit().await?;
-        if newly_confirmed {
-            crate::metrics::confirmed(total_minor);
-        }
-        Ok(status)
+        crate::metrics::confirmed(order.total_minor);
+
+        let complete = match placed_by {
+            Some(actor) if order.payment_state == PaymentState::Unpaid => {
+                let mut items: Vec<Item> = lines
+                    .iter()
+                    .map(|line| Item {
+                        product_id: line.product_id,
+                        quantity: line.quantity,
+                        product_name: Some(line.product_name.clone()),
+                        unit_price_minor: Some(line.unit_price_minor),
+                    })
+                    .collect();
+                items.sort_by_key(|item| item.product_id);
+                order.items = items;
+                order.history = vec![
+                    StatusChange { status: Status::Pending, actor: actor.to_owned(), at_ms: order.created_at_ms },
+                    StatusChange { status: Status::Confirmed, actor: crate::domain::SYSTEM.to_owned(), at_ms: now },
+                ];
+                Some(order)
+            }
+            _ => None,
+        };
+        Ok(Confirmed { status: Status::Confirmed, order: complete })
     })
     .await
+}
+
+/// The rare ways a reservation finds its order: no longer pending (it is
+/// marked as holding stock, and keeps its status), missing, or with a total
+/// too large.
+async fn not_confirmed(tx: &mut Tx<'_>, order_id: i64, subtotal_minor: i64) -> Result<Status, OrderError> {
+    let (status, price, free_above): (String, Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT status, delivery_price_minor, delivery_free_above_minor FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(OrderError::NotFound(order_id))?;
+    let status = status_of(&status)?;
+    // A pending order that the statement above did not confirm has a total
+    // too large: refused here, as for any order.
+    let delivery_minor = price.map_or(0, |price| crate::domain::delivery_cost(price, free_above, subtotal_minor));
+    subtotal_minor.checked_add(delivery_minor).ok_or(OrderError::TotalOverflow)?;
+    // Inventory holds stock for this order now, whatever its status.
+    sqlx::query("UPDATE orders SET stock_state = 'reserved' WHERE id = $1 AND stock_state = 'none'")
+        .bind(order_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(status)
 }
 
 /// Rejects a pending order whose stock inventory refused, keeping why.
@@ -525,13 +622,6 @@ pub async fn mark_released(db: &Db, order_id: i64) -> Result<(), OrderError> {
         Ok(())
     })
     .await
-}
-
-async fn current_status(tx: &mut Tx<'_>, order_id: i64) -> Result<Status, OrderError> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT status FROM orders WHERE id = $1").bind(order_id).fetch_optional(&mut **tx).await?;
-    let (status,) = row.ok_or(OrderError::NotFound(order_id))?;
-    Ok(status_of(&status)?)
 }
 
 /// One order with its items and history.
