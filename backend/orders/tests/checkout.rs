@@ -711,6 +711,54 @@ async fn customers_are_summarized_for_admins(backend: Backend) {
     assert_eq!(field_of(shop.orders.summarize_customers(bad).await), "user_ids");
 }
 
+/// The order answered when it is placed is built from what confirming it
+/// wrote, not read back: it must equal a fresh read, field for field.
+async fn the_order_answered_when_placed_is_what_a_read_finds(backend: Backend) {
+    let mut shop = start_with(backend, Settings { vat_rate_bp: 2_000, ..Settings::default() }).await;
+    let tea = shop.product("Tea", 1_250, 1_000).await;
+    let cup = shop.product("Cup", 700, 1_000).await;
+    let standard = shop.method("Standard", 490, Some(5_000)).await;
+    let express = shop.method("Express", 990, None).await;
+
+    // Under and over the free-delivery threshold, without a threshold, with
+    // lines given out of product order, and with no delivery at all.
+    let placed = [
+        shop.deliver(1, &[(cup, 1), (tea, 2)], standard, PaymentMethod::BankTransfer).await,
+        shop.deliver(1, &[(cup, 3), (tea, 4)], standard, PaymentMethod::CashOnDelivery).await,
+        shop.deliver(2, &[(tea, 1)], express, PaymentMethod::BankTransfer).await,
+    ];
+    let plain = CreateOrderRequest {
+        user_id: 3,
+        items: vec![OrderLine { product_id: tea, quantity: 1 }, OrderLine { product_id: cup, quantity: 2 }],
+        idempotency_key: "plain-1".into(),
+        ..Default::default()
+    };
+    let plain = shop.orders.create_order(plain.clone()).await.map(|r| r.into_inner().order.expect("an order"));
+    for order in placed.into_iter().chain([plain]) {
+        let order = order.expect("placed");
+        assert_eq!(order.status(), OrderStatus::Confirmed);
+        assert_eq!(order.history.len(), 2, "placed and confirmed: {:?}", order.history);
+        assert_eq!(order, shop.get(order.id).await, "order {} as answered and as read", order.id);
+    }
+    let free = shop.deliver(1, &[(cup, 3), (tea, 4)], standard, PaymentMethod::BankTransfer).await.expect("placed");
+    assert_eq!((free.subtotal_minor, free.delivery_minor, free.total_minor), (7_100, 0, 7_100));
+    let charged = shop.deliver(1, &[(cup, 1), (tea, 2)], standard, PaymentMethod::BankTransfer).await.expect("placed");
+    assert_eq!((charged.subtotal_minor, charged.delivery_minor, charged.total_minor), (3_200, 490, 3_690));
+
+    // From the cart, and the same order again for a retry of its key.
+    let mut ada = shop.customer(4).await;
+    ada.add_cart_item(AddCartItemRequest { product_id: tea, quantity: 2 }).await.expect("in the cart");
+    ada.add_cart_item(AddCartItemRequest { product_id: cup, quantity: 1 }).await.expect("in the cart");
+    let request = full_checkout("cart-1", standard, PaymentMethod::BankTransfer);
+    let first = checkout(&mut ada, request.clone()).await.expect("checked out").order.expect("an order");
+    assert_eq!(
+        first,
+        ada.get_order(GetOrderRequest { id: first.id }).await.expect("read").into_inner().order.expect("an order")
+    );
+    let again = checkout(&mut ada, request).await.expect("the same checkout").order.expect("an order");
+    assert_eq!(again, first);
+}
+
 on_both_backends!(
     delivery_is_free_from_the_threshold_on,
     totals_and_vat_are_the_services_whatever_the_client_says,
@@ -724,4 +772,5 @@ on_both_backends!(
     a_retried_checkout_is_the_same_order,
     delivery_methods_are_kept_by_admins,
     customers_are_summarized_for_admins,
+    the_order_answered_when_placed_is_what_a_read_finds,
 );
