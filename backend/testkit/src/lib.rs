@@ -2,6 +2,8 @@
 //! directory, or a uniquely named PostgreSQL database dropped afterwards,
 //! even when the test panics), and servers bound to random ports.
 
+pub mod chaos;
+
 use std::future::Future;
 
 use shop_storage::sqlx::{self, Executor};
