@@ -142,9 +142,48 @@ pub fn href(base: &str, query: &str, position: &Position) -> String {
     url
 }
 
+/// A list's size as a page says it: "1 order", "1,234 products", or "more
+/// than 1,000 orders" when the service stopped counting (`lower_bound`:
+/// `total_is_lower_bound` of its answer). `one` and `many` name the items.
+pub fn count_text(total: i64, lower_bound: bool, one: &str, many: &str) -> String {
+    match (lower_bound, total) {
+        (false, 1) => format!("1 {one}"),
+        _ => format!("{} {many}", number_text(total, lower_bound)),
+    }
+}
+
+/// "1,234", or "more than 1,000" when the count stopped there.
+pub fn number_text(total: i64, lower_bound: bool) -> String {
+    let digits = total.unsigned_abs().to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if total < 0 {
+        grouped.push('-');
+    }
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    if lower_bound { format!("more than {grouped}") } else { grouped }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_as_numbers_or_a_bound() {
+        assert_eq!(count_text(0, false, "order", "orders"), "0 orders");
+        assert_eq!(count_text(1, false, "order", "orders"), "1 order");
+        assert_eq!(count_text(1000, false, "order", "orders"), "1,000 orders");
+        assert_eq!(count_text(1000, true, "order", "orders"), "more than 1,000 orders");
+        assert_eq!(count_text(1234, false, "product", "products"), "1,234 products");
+        assert_eq!(count_text(1_234_567, false, "product", "products"), "1,234,567 products");
+        assert_eq!(number_text(999, false), "999");
+        assert_eq!(number_text(1000, true), "more than 1,000");
+        assert_eq!(number_text(-1234, false), "-1,234");
+    }
 
     fn field_of(result: Result<Position, AppError>) -> Option<String> {
         match result {

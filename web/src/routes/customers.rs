@@ -17,6 +17,7 @@ use crate::context::{Ctx, Pages};
 use crate::error::AppError;
 use crate::extract::{Id, Paging, User};
 use crate::negotiate::Want;
+use crate::pager;
 use crate::views::{OrderList, OrderView, PageInfo, UserView, money};
 
 const LIST: Pages = Pages::new("customers/index.html", "customers/_list.html");
@@ -60,6 +61,9 @@ pub struct CustomerDetail {
     pub addresses: Vec<AddressView>,
     /// Their latest orders (the first page; `/orders?user_id=` has them all).
     pub orders: OrderList,
+    /// They have more orders than `orders.total`: the order service stops
+    /// counting at 1,000.
+    pub orders_total_is_lower_bound: bool,
 }
 
 /// Customers whose name or email contains `q`, newest first, with their
@@ -125,6 +129,16 @@ fn url_query(query: &str) -> String {
     format!("q={encoded}")
 }
 
+/// The link to all of a customer's orders: "All 1,234 orders", or "All
+/// orders (more than 1,000)" when the order service stopped counting.
+fn all_orders_text(total: i64, lower_bound: bool) -> String {
+    if lower_bound {
+        format!("All orders ({})", pager::number_text(total, lower_bound))
+    } else {
+        format!("All {}", pager::count_text(total, false, "order", "orders"))
+    }
+}
+
 /// A customer's details, addresses and latest orders. Admins only.
 #[utoipa::path(get, path = "/customers/{id}", tag = "customers", params(("id" = i64, Path, description = "User id")),
     responses((status = 200, body = CustomerDetail), (status = 401, body = crate::error_page::ProblemBody),
@@ -154,6 +168,28 @@ pub async fn show(ctx: Ctx, Id(id, _): Id<User>) -> Result<Response, AppError> {
             page: PageInfo::new(listed.page, listed.page_size, listed.total),
             orders: listed.orders.into_iter().map(OrderView::from).collect(),
         },
+        orders_total_is_lower_bound: listed.total_is_lower_bound,
     };
-    Ok(ctx.show(DETAIL, "detail", &detail))
+    if ctx.want == Want::Json {
+        return Ok(ctx.show(DETAIL, "detail", &detail));
+    }
+    Ok(ctx.render(
+        DETAIL,
+        minijinja::context! {
+            all_orders => all_orders_text(detail.orders.page.total, detail.orders_total_is_lower_bound),
+            detail => minijinja::value::Serde(&detail),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_orders_text;
+
+    #[test]
+    fn the_link_to_all_orders_says_when_the_count_stopped() {
+        assert_eq!(all_orders_text(42, false), "All 42 orders");
+        assert_eq!(all_orders_text(1234, false), "All 1,234 orders");
+        assert_eq!(all_orders_text(1000, true), "All orders (more than 1,000)");
+    }
 }

@@ -170,24 +170,6 @@ pub struct OrderPage {
     pub has_previous: bool,
 }
 
-/// "1 order", "1,234 orders", or "more than 1,000 orders" when the service
-/// stopped counting.
-fn count_text(total: i64, lower_bound: bool) -> String {
-    let digits = total.unsigned_abs().to_string();
-    let mut grouped = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    match (lower_bound, total) {
-        (true, _) => format!("more than {grouped} orders"),
-        (false, 1) => "1 order".to_owned(),
-        (false, _) => format!("{grouped} orders"),
-    }
-}
-
 /// A customer as an admin's order screens name them.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Person {
@@ -274,7 +256,7 @@ pub async fn list(ctx: Ctx, paging: Paging, Query(filter): Query<OrderFilter>) -
     let people = people(&ctx, &list.orders.iter().collect::<Vec<_>>()).await;
     let context = minijinja::context! {
         list => minijinja::value::Serde(&list),
-        count => count_text(list.total, list.total_is_lower_bound),
+        count => pager::count_text(list.total, list.total_is_lower_bound, "order", "orders"),
         // Where an empty page (a cursor or page number past the end) leads.
         newest => pager::href("/orders", &query, &Position::First),
         user_filter => filter.user_id,
@@ -602,17 +584,4 @@ pub async fn update_status(
     let pages = if target.starts_with("order-row-") { ROW } else { DETAIL };
     let back = input.next.map_or_else(|| format!("/orders/{id}"), |next| crate::return_to::safe_next(Some(&next)));
     ctx.done((pages, "order", &order), &back, format!("Order #{id} is now {}.", order.status)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::count_text;
-
-    #[test]
-    fn counts_read_as_numbers_or_a_bound() {
-        assert_eq!(count_text(0, false), "0 orders");
-        assert_eq!(count_text(1, false), "1 order");
-        assert_eq!(count_text(1000, false), "1,000 orders");
-        assert_eq!(count_text(1000, true), "more than 1,000 orders");
-    }
 }

@@ -127,7 +127,7 @@ pub async fn list(ctx: Ctx, query: ProductQuery, headers: HeaderMap) -> Result<R
             min_price => list.query.min_price_minor.map(crate::views::money),
             max_price => list.query.max_price_minor.map(crate::views::money),
             self_url => list.query.url(),
-            count => count_text(list.total, list.total_is_lower_bound),
+            count => crate::pager::count_text(list.total, list.total_is_lower_bound, "product", "products"),
             focus_list => focus_list,
         };
         let mut fill = Fill::new(context, lookup);
@@ -140,24 +140,6 @@ pub async fn list(ctx: Ctx, query: ProductQuery, headers: HeaderMap) -> Result<R
         Ok(fill)
     })
     .await
-}
-
-/// "1 product", "1,234 products", or "more than 1,000 products" when the
-/// service stopped counting.
-fn count_text(total: i64, lower_bound: bool) -> String {
-    let digits = total.unsigned_abs().to_string();
-    let mut grouped = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    match (lower_bound, total) {
-        (true, _) => format!("more than {grouped} products"),
-        (false, 1) => "1 product".to_owned(),
-        (false, _) => format!("{grouped} products"),
-    }
 }
 
 /// One product, with its pictures, categories and (on its page) a few
@@ -348,17 +330,4 @@ pub async fn load_demo(ctx: Ctx) -> Result<Response, AppError> {
         added => format!("Added {added} demo products."),
     };
     ctx.redirect("/products", message).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::count_text;
-
-    #[test]
-    fn counts_read_as_numbers_or_a_bound() {
-        assert_eq!(count_text(0, false), "0 products");
-        assert_eq!(count_text(1, false), "1 product");
-        assert_eq!(count_text(1234, false), "1,234 products");
-        assert_eq!(count_text(1000, true), "more than 1,000 products");
-    }
 }
