@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -145,6 +146,13 @@ pub async fn serve(
     let _consumers = gateway.consumers;
     // Client addresses feed the sign-in rate limits.
     let app = gateway.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // axum's `serve` leaves Nagle's algorithm on: an answer written in two
+    // pieces (head, then body) would wait for the client's delayed ACK.
+    let listener = listener.tap_io(|connection| {
+        if let Err(error) = connection.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set on a connection");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

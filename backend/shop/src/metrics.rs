@@ -19,6 +19,10 @@ fn describe(parts: &[Part]) {
         "shop_log_lines_dropped_total",
         "Log lines not pushed to Loki: its buffer was full or Loki refused them."
     );
+    metrics::describe_counter!(
+        "shop_log_lines_unwritten_total",
+        "Log lines dropped on their way to stdout: the writer's queue was full (stdout did not keep up)."
+    );
     if parts.iter().any(|part| *part != Part::Gateway) {
         shop_grpc::observe::describe();
         shop_storage::describe_metrics();

@@ -15,47 +15,29 @@ use time::format_description::well_known::Rfc3339;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::loki::{Lines, level_name};
+use super::loki::{self, level_name};
+use super::output;
 
-/// Writes each event as one JSON line to `output`, and hands a copy to Loki
-/// when it is configured.
+/// Writes each event as one JSON line to `output` (the log writer's buffer,
+/// `output.rs`), and hands a copy to Loki when it is configured.
 pub struct JsonLog {
     dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
-    output: Output,
-    loki: Option<Lines>,
-}
-
-/// Where log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    Stdout,
-    Stderr,
-    /// Only to Loki (or, without it, nowhere: the layer then does nothing).
-    Nowhere,
-}
-
-impl Output {
-    /// A writer for one line. A closed stream must not take the process
-    /// down: the line is lost.
-    pub fn writer(self) -> Box<dyn Write> {
-        match self {
-            Self::Stdout => Box::new(std::io::stdout()),
-            Self::Stderr => Box::new(std::io::stderr()),
-            Self::Nowhere => Box::new(std::io::sink()),
-        }
-    }
+    /// `None`: only to Loki (or, without it, nowhere: the layer then does nothing).
+    output: Option<output::Lines>,
+    loki: Option<loki::Lines>,
 }
 
 impl JsonLog {
-    pub fn new(output: Output, loki: Option<Lines>) -> Self {
+    pub fn new(output: Option<output::Lines>, loki: Option<loki::Lines>) -> Self {
         Self { dispatch: std::sync::OnceLock::new(), output, loki }
     }
 
     fn is_idle(&self) -> bool {
-        self.output == Output::Nowhere && self.loki.is_none()
+        self.output.is_none() && self.loki.is_none()
     }
 }
 
@@ -173,8 +155,10 @@ where
 
         let Ok(mut text) = serde_json::to_string(&line) else { return };
         text.push('\n');
-        if self.output != Output::Nowhere {
-            let _ = self.output.writer().write_all(text.as_bytes());
+        if let Some(output) = &self.output {
+            // One whole line into the writer's buffer; a full buffer counts
+            // it as dropped, it does not wait.
+            let _ = output.make_writer().write_all(text.as_bytes());
         }
         if let Some(loki) = &self.loki {
             loki.send(metadata.level(), now, text);

@@ -3,6 +3,10 @@
 //! - Logs go to stdout as text or one JSON object per line (`SHOP_LOG_FORMAT`),
 //!   filtered by `RUST_LOG`; JSON lines carry the trace and span id of the
 //!   span they happened in. With `SHOP_LOKI_URL` they are also pushed to Loki.
+//!   A thread of its own writes them (`output.rs`): a request appends its
+//!   line to a buffer and goes on, and lines that arrive together leave in
+//!   one `write`.
+//!   Text has colours only on a terminal.
 //! - Every span of the shop's own crates is an OpenTelemetry span, so trace
 //!   context flows between processes (and into log lines) in every mode. The
 //!   spans are exported over OTLP/gRPC only when the standard variables ask
@@ -15,7 +19,9 @@
 
 mod json_log;
 mod loki;
+mod output;
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -32,10 +38,48 @@ use crate::config::LogFormat;
 /// How long each flush at exit may take.
 const FLUSH: Duration = Duration::from_secs(3);
 
+/// How often the count of dropped lines is copied to its metric.
+const COUNT_DROPPED_EVERY: Duration = Duration::from_secs(1);
+
 /// What has to be flushed at exit.
 pub struct Telemetry {
     traces: SdkTracerProvider,
     loki: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    output: Output,
+}
+
+/// The log lines' writer, and the task copying its count of dropped lines
+/// to the metrics.
+struct Output {
+    writer: output::Output,
+    counting: tokio::task::JoinHandle<()>,
+}
+
+impl Output {
+    fn start(role: Role) -> Self {
+        let writer = output::Output::start(match role {
+            Role::Server => output::Stream::Stdout,
+            Role::Command => output::Stream::Stderr,
+        });
+        let lines = writer.lines();
+        let counting = tokio::spawn(async move {
+            let mut every = tokio::time::interval(COUNT_DROPPED_EVERY);
+            loop {
+                every.tick().await;
+                metrics::counter!("shop_log_lines_unwritten_total").absolute(lines.dropped());
+            }
+        });
+        Self { writer, counting }
+    }
+
+    /// Writes every buffered line and says on stderr if any was dropped.
+    fn finish(self) {
+        self.counting.abort();
+        let dropped = self.writer.finish();
+        if dropped > 0 {
+            eprintln!("{dropped} log lines were dropped: the output did not take them as fast as they came");
+        }
+    }
 }
 
 /// How the process is named in traces and in Loki: `OTEL_SERVICE_NAME`, or
@@ -122,18 +166,23 @@ pub fn init(format: LogFormat, role: Role, service: &str, loki_url: Option<&str>
     };
     let shipping = loki_lines.is_some();
     let logs = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,shop=info"));
-    let output = match role {
-        Role::Server => json_log::Output::Stdout,
-        Role::Command => json_log::Output::Stderr,
+    let output = Output::start(role);
+    // Colours are for people at a terminal; in a file or a pipe (a container's
+    // log, `| grep`) escape codes are noise, and writing them costs time.
+    let ansi = match role {
+        Role::Server => std::io::stdout().is_terminal(),
+        Role::Command => std::io::stderr().is_terminal(),
     };
     // The JSON layer is always there (it ships to Loki even when people read
     // text): an `Option` of it would not be handed the dispatcher it needs.
     let (text, json) = match format {
         LogFormat::Pretty => (
-            Some(tracing_subscriber::fmt::layer().with_writer(move || output.writer()).with_filter(logs())),
-            json_log::JsonLog::new(json_log::Output::Nowhere, loki_lines),
+            Some(
+                tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(output.writer.lines()).with_filter(logs()),
+            ),
+            json_log::JsonLog::new(None, loki_lines),
         ),
-        LogFormat::Json => (None, json_log::JsonLog::new(output, loki_lines)),
+        LogFormat::Json => (None, json_log::JsonLog::new(Some(output.writer.lines()), loki_lines)),
     };
     tracing_subscriber::registry().with(spans).with(text).with(json.with_filter(logs())).init();
     for problem in problems {
@@ -145,12 +194,13 @@ pub fn init(format: LogFormat, role: Role, service: &str, loki_url: Option<&str>
     if let Some(url) = loki_url.filter(|_| shipping) {
         tracing::info!(service, loki = %crate::config::redact(url), "shipping logs to Loki");
     }
-    Telemetry { traces, loki }
+    Telemetry { traces, loki, output }
 }
 
 impl Telemetry {
     /// Sends what is still buffered: the last spans, then the last log lines
-    /// (which say if the spans could not be sent). Three seconds each at most,
+    /// (which say if the spans could not be sent) to Loki and to stdout.
+    /// Three seconds each at most (one for stdout),
     /// so a collector that is gone cannot hold the exit up: with the request
     /// drain (SHOP_SHUTDOWN_TIMEOUT_SECS, 10 s) that stays inside compose's
     /// 20 s grace period.
@@ -162,5 +212,8 @@ impl Telemetry {
             let _ = stop.send(());
             let _ = tokio::time::timeout(FLUSH, shipper).await;
         }
+        // Blocks while the writer thread empties its queue.
+        let output = self.output;
+        let _ = tokio::task::spawn_blocking(move || output.finish()).await;
     }
 }
