@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::Expiration;
@@ -31,9 +32,13 @@ struct Inner {
 }
 
 enum Store {
-    Memory(moka::future::Cache<String, Arc<[u8]>>),
+    Memory(moka::future::Cache<String, Bytes>),
     Redis(Pool),
 }
+
+/// A value that could not be written as JSON (a bug: views are plain data).
+#[derive(Debug)]
+pub struct Unencodable(pub String);
 
 /// Counters since start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,29 +134,64 @@ impl Cache {
         Ok((value, Lookup::Miss))
     }
 
+    /// Like [`Cache::get_or_fetch`], but answers with the value's JSON as
+    /// it is kept, for a JSON client: a hit is neither decoded nor encoded
+    /// again. (On Redis, a value an older version of the gateway kept is
+    /// sent as it is until it expires, as that version would send it.)
+    pub async fn get_or_fetch_json<T, E, F, Fut>(
+        &self,
+        kind: &'static str,
+        key: &str,
+        fetch: F,
+    ) -> Result<(Bytes, Lookup), E>
+    where
+        T: Serialize,
+        E: From<Unencodable>,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        if let Some(bytes) = self.get_bytes(key).await {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("shop_cache_requests_total", "kind" => kind, "result" => "hit").increment(1);
+            return Ok((bytes, Lookup::Hit));
+        }
+        self.inner.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shop_cache_requests_total", "kind" => kind, "result" => "miss").increment(1);
+        let value = fetch().await?;
+        let bytes = Bytes::from(serde_json::to_vec(&value).map_err(|error| Unencodable(error.to_string()))?);
+        self.put_bytes(key, bytes.clone()).await;
+        Ok((bytes, Lookup::Miss))
+    }
+
     async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        // A value that no longer decodes (an older layout) is just a miss.
+        self.get_bytes(key).await.and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    }
+
+    async fn get_bytes(&self, key: &str) -> Option<Bytes> {
         let key = self.key(key);
-        let bytes: Option<Vec<u8>> = match &self.inner.store {
-            Store::Memory(cache) => cache.get(&key).await.map(|bytes| bytes.to_vec()),
+        match &self.inner.store {
+            Store::Memory(cache) => cache.get(&key).await,
             Store::Redis(pool) => match pool.get::<Option<Vec<u8>>, _>(&key).await {
-                Ok(bytes) => bytes,
+                Ok(bytes) => bytes.map(Bytes::from),
                 Err(error) => {
                     self.failed("get", &error);
                     None
                 }
             },
-        };
-        // A value that no longer decodes (an older layout) is just a miss.
-        bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        }
     }
 
     async fn put<T: Serialize>(&self, key: &str, value: &T) {
-        let Ok(bytes) = serde_json::to_vec(value) else {
-            return;
-        };
+        if let Ok(bytes) = serde_json::to_vec(value) {
+            self.put_bytes(key, Bytes::from(bytes)).await;
+        }
+    }
+
+    async fn put_bytes(&self, key: &str, bytes: Bytes) {
         let key = self.key(key);
         match &self.inner.store {
-            Store::Memory(cache) => cache.insert(key, Arc::from(bytes)).await,
+            Store::Memory(cache) => cache.insert(key, bytes).await,
             Store::Redis(pool) => {
                 let ttl = i64::try_from(self.inner.ttl.as_secs()).unwrap_or(60).max(1);
                 let set: Result<(), _> = pool.set(&key, bytes, Some(Expiration::EX(ttl)), None, false).await;
@@ -249,6 +289,32 @@ mod tests {
         let before = cache.list_version().await;
         cache.retire_lists().await;
         assert_eq!(cache.list_version().await, before + 1);
+    }
+
+    #[tokio::test]
+    async fn json_is_answered_as_kept_and_shared_with_typed_reads() {
+        #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        struct View {
+            id: i64,
+            name: String,
+        }
+        let cache = Cache::memory("test:", Duration::from_secs(60));
+        let view = || async { Ok::<_, Unencodable>(View { id: 7, name: "Teapot".into() }) };
+        let (json, lookup) = cache.get_or_fetch_json("test", "k", view).await.expect("fetched");
+        assert_eq!((&json[..], lookup), (&br#"{"id":7,"name":"Teapot"}"#[..], Lookup::Miss));
+        let never = || async { Err::<View, _>(Unencodable("not called on a hit".into())) };
+        let (again, lookup) = cache.get_or_fetch_json("test", "k", never).await.expect("a hit");
+        assert_eq!((again, lookup), (json, Lookup::Hit));
+        // The typed read finds the same entry, and the JSON read finds a typed one's.
+        let typed = cache.get_or_fetch("test", "k", never).await.expect("a hit");
+        assert_eq!(typed, (View { id: 7, name: "Teapot".into() }, Lookup::Hit));
+        cache
+            .get_or_fetch("test", "t", || async { Ok::<_, Unencodable>(View { id: 8, name: "Cup".into() }) })
+            .await
+            .expect("fetched");
+        let (json, _) = cache.get_or_fetch_json("test", "t", never).await.expect("a hit");
+        assert_eq!(&json[..], br#"{"id":8,"name":"Cup"}"#);
+        assert_eq!(cache.stats(), CacheStats { hits: 3, misses: 2, failures: 0 });
     }
 
     #[tokio::test]

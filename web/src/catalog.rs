@@ -7,6 +7,7 @@
 //! `product.changed` reaches every replica (this one too, harmlessly), so
 //! the others stop serving the old copy. The TTL is only the backstop.
 
+use axum::body::Bytes;
 use shop_proto::inventory::v1 as pb;
 
 use crate::cache::{Cache, Lookup};
@@ -21,6 +22,11 @@ pub struct Catalog {
     cache: Cache,
 }
 
+async fn fetch_product(clients: &Clients, id: i64) -> Result<ProductView, AppError> {
+    let product = clients.inventory().get_product(pb::GetProductRequest { id }).await?.into_inner();
+    product.product.map(ProductView::from).ok_or(AppError::Missing("inventory returned no product"))
+}
+
 fn product_key(id: i64) -> String {
     format!("product:{id}")
 }
@@ -32,12 +38,13 @@ impl Catalog {
 
     /// One product, from the cache or from inventory.
     pub async fn product(&self, clients: &Clients, id: i64) -> Result<(ProductView, Lookup), AppError> {
-        self.cache
-            .get_or_fetch("product", &product_key(id), || async {
-                let product = clients.inventory().get_product(pb::GetProductRequest { id }).await?.into_inner();
-                product.product.map(ProductView::from).ok_or(AppError::Missing("inventory returned no product"))
-            })
-            .await
+        self.cache.get_or_fetch("product", &product_key(id), || fetch_product(clients, id)).await
+    }
+
+    /// One product as its JSON, from the cache as it is kept (not decoded
+    /// and encoded again) or from inventory: what a JSON client is sent.
+    pub async fn product_json(&self, clients: &Clients, id: i64) -> Result<(Bytes, Lookup), AppError> {
+        self.cache.get_or_fetch_json("product", &product_key(id), || fetch_product(clients, id)).await
     }
 
     /// Several products in one call to inventory, today's prices; ids that

@@ -101,6 +101,16 @@ impl Ctx {
         response
     }
 
+    /// JSON as the cache keeps it, sent as it is, saying whether the cache
+    /// answered (`x-cache`): the same bytes `axum::Json` would write.
+    pub fn json_cached(json: axum::body::Bytes, lookup: Lookup) -> Response {
+        let headers = [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::HeaderName::from_static("x-cache"), HeaderValue::from_static(lookup.header())),
+        ];
+        (headers, json).into_response()
+    }
+
     /// [`Ctx::render`], saying whether the cache answered (`x-cache`).
     pub fn render_cached(&self, pages: Pages, context: Value, lookup: Lookup) -> Response {
         let mut response = self.render(pages, context);

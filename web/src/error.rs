@@ -194,6 +194,12 @@ pub const SERVICE_UNAVAILABLE: &str =
 
 /// A service's refusal, by its reason and metadata. Field errors come from
 /// the `BadRequest` details; what people read is written here.
+impl From<crate::cache::Unencodable> for AppError {
+    fn from(error: crate::cache::Unencodable) -> Self {
+        Self::Internal(format!("a value could not be written as JSON: {}", error.0))
+    }
+}
+
 impl From<tonic::Status> for AppError {
     fn from(status: tonic::Status) -> Self {
         Self::from_refusal(&status, None)

@@ -148,8 +148,8 @@ pub async fn list(ctx: Ctx, query: ProductQuery, headers: HeaderMap) -> Result<R
     responses((status = 200, body = ProductView), (status = 404, body = crate::error_page::ProblemBody)))]
 pub async fn show(ctx: Ctx, Id(id, _): Id<Product>) -> Result<Response, AppError> {
     if ctx.want == Want::Json {
-        let (product, lookup) = ctx.state.catalog.product(&ctx.services(), id).await?;
-        return Ok(ctx.show_cached(CARD, "product", &product, lookup));
+        let (product, lookup) = ctx.state.catalog.product_json(&ctx.services(), id).await?;
+        return Ok(Ctx::json_cached(product, lookup));
     }
     // Rendered once per version of the product lists: every change to a
     // product (Catalog::forget, forget_all) moves it on.
