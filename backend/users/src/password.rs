@@ -1,7 +1,7 @@
 //! Password hashing with argon2id and OWASP's parameters (19 MiB, 2 passes,
 //! 1 lane), on threads of its own so the async workers keep serving.
 //!
-//! Those threads run at a lower priority (nice 9): a hash takes about 15 ms
+//! Those threads run as background work (SCHED_BATCH, nice 19): a hash takes about 15 ms
 //! of CPU, and a burst of sign-ins would otherwise take every core from the
 //! requests around it (a cached page's p99 went from 1.4 ms to 5.6 ms while
 //! sign-ins saturated the hashing). Below them, the hashes get whatever CPU
@@ -43,10 +43,6 @@ type Memory = Box<[Block]>;
 
 /// Work for a hashing thread.
 type Job = Box<dyn FnOnce() + Send>;
-
-/// The niceness of hashing threads (`thread_priority` maps 25 of its 0–99
-/// to nice 9 on Linux's normal policy; 0 is a request thread's).
-const HASHING_PRIORITY: u8 = 25;
 
 impl Default for Hasher {
     fn default() -> Self {
@@ -164,13 +160,7 @@ impl Hasher {
 /// A hashing thread: lowers its priority, then runs jobs until every
 /// `Hasher` sharing it is gone. A panicking job costs its hash, not the thread.
 fn hashing_thread(jobs: &Mutex<mpsc::Receiver<Job>>) {
-    let lowered = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
-        .map_err(|error| error.to_owned())
-        .and_then(|value| {
-            thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Crossplatform(value))
-                .map_err(|error| error.to_string())
-        });
-    if let Err(error) = lowered {
+    if let Err(error) = lower_priority() {
         tracing::warn!(%error, "password hashing runs at the requests' priority");
     }
     loop {
@@ -183,6 +173,18 @@ fn hashing_thread(jobs: &Mutex<mpsc::Receiver<Job>>) {
             tracing::error!("a password hash panicked");
         }
     }
+}
+
+/// Linux: `SCHED_BATCH` at the lowest niceness (19), the scheduler's class
+/// for background CPU work: request threads win every core they wake up
+/// wanting. Elsewhere: the lowest priority of the normal policy.
+fn lower_priority() -> Result<(), thread_priority::Error> {
+    use thread_priority::{ThreadPriority, ThreadSchedulePolicy};
+    #[cfg(target_os = "linux")]
+    let policy = ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Batch);
+    #[cfg(not(target_os = "linux"))]
+    let policy = thread_priority::thread_schedule_policy()?;
+    thread_priority::set_thread_priority_and_policy(thread_priority::thread_native_id(), ThreadPriority::Min, policy)
 }
 
 /// A new hash of `password` with a fresh salt, as a PHC string
@@ -328,18 +330,23 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_threads_run_below_request_threads() -> Result<(), UserError> {
-        fn nice() -> Result<i64, UserError> {
+        /// This thread's nice value and scheduling policy (fields 19 and 41
+        /// of its stat line; 3 is SCHED_BATCH).
+        fn scheduling() -> Result<(i64, i64), UserError> {
             let stat = std::fs::read_to_string("/proc/thread-self/stat").map_err(hashing)?;
-            // After the command name in parentheses: state is field 3, nice 19.
+            // Fields after the command name in parentheses start at field 3.
             let fields: Vec<&str> =
                 stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
-            fields.get(16).and_then(|nice| nice.parse().ok()).ok_or_else(|| hashing(format!("no nice in {stat}")))
+            let field = |number: usize| fields.get(number - 3).and_then(|value| value.parse().ok());
+            field(19).zip(field(41)).ok_or_else(|| hashing(format!("no nice or policy in {stat}")))
         }
         let hasher = Hasher::with_permits(2);
-        let (name, hashing_nice) =
-            hasher.run(|_| Ok((std::thread::current().name().map(str::to_owned), nice()?))).await?;
+        let (name, (hashing_nice, hashing_policy)) =
+            hasher.run(|_| Ok((std::thread::current().name().map(str::to_owned), scheduling()?))).await?;
         assert_eq!(name.as_deref().map(|n| n.starts_with("password-hash-")), Some(true), "{name:?}");
-        assert!(hashing_nice > nice()?, "hashing at nice {hashing_nice}, requests at {}", nice()?);
+        let (request_nice, request_policy) = scheduling()?;
+        assert_eq!((hashing_nice, hashing_policy), (19, 3), "nice 19, SCHED_BATCH");
+        assert_eq!(request_policy, 0, "requests stay SCHED_OTHER (nice {request_nice})");
 
         // One thread per permit: two hashes meet while both are running.
         let met = Arc::new((Mutex::new(0_usize), std::sync::Condvar::new()));
