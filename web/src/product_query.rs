@@ -5,7 +5,6 @@
 //! name the same page. `page=N` from old links still works (the service
 //! pages by number up to 10,000 products deep).
 
-
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
