@@ -107,8 +107,8 @@ POLICY_CASES: list[tuple[str, str, Callable[[list[dict]], object], str]] = [
      "StatefulSet/redis is matched by no NetworkPolicy"),
     ("no default deny", "dev", lambda d: remove(d, "NetworkPolicy", "shop-default-deny"),
      "no default-deny NetworkPolicy"),
-    ("probe on a port not declared", "production", lambda d: container(d, "Deployment", "users")["livenessProbe"][
-        "grpc"].update(port=50059), "livenessProbe asks port 50059"),
+    ("probe on a port not declared", "production", lambda d: container(d, "Deployment", "users")["readinessProbe"][
+        "grpc"].update(port=50059), "readinessProbe asks port 50059"),
     ("Service to a port its pods lack", "dev", lambda d: find(d, "Service", "inventory")["spec"]["ports"][0].update(
         targetPort="grcp"), "Service/inventory sends port 50052 to grcp"),
     ("Service selecting nothing", "dev", lambda d: find(d, "Service", "nats")["spec"].update(
@@ -170,7 +170,7 @@ def schema_cases():
     expect(k.schema_problems([find(typo, "Deployment", "users")]), "readinesProbe", "an unknown field")
     wrong = broken("production", lambda d: find(d, "Deployment", "orders")["spec"].update(replicas="two"))
     expect(k.schema_problems([find(wrong, "Deployment", "orders")]), "'two' is not of type", "a wrong type")
-    port = broken("dev", lambda d: container(d, "Deployment", "inventory")["livenessProbe"]["grpc"].update(
+    port = broken("dev", lambda d: container(d, "Deployment", "inventory")["readinessProbe"]["grpc"].update(
         port="grpc"))
     expect(k.schema_problems([find(port, "Deployment", "inventory")]), "'grpc' is not of type", "a named gRPC port")
     old = {"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget", "metadata": {"name": "x"}, "spec": {}}
