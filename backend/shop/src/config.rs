@@ -38,7 +38,7 @@ pub enum Command {
     Notifications,
     /// Applies database migrations and exits (they also run at start).
     Migrate {
-        /// Which service's database; all three when omitted.
+        /// Which service's database; all three and the notifications' when omitted.
         #[arg(value_enum)]
         service: Option<Service>,
     },

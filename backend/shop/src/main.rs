@@ -71,6 +71,12 @@ async fn run(cli: Cli) -> Result<()> {
                 db.close().await;
                 println!("{}: migrated", service.name());
             }
+            // Every database when none is named, so one Job (Kubernetes) or
+            // one command brings the whole shop's schema up to date.
+            if service.is_none() {
+                databases::open_notifications(&config).await?.close().await;
+                println!("notifications: migrated");
+            }
             Ok(())
         }
         Command::MakeAdmin { email } => {

@@ -116,7 +116,7 @@ fn a_bad_setting_is_refused_with_a_clear_message() {
 fn migrate_creates_each_service_database_on_postgresql() {
     let server = shop_testkit::postgres_server_url();
     let prefix = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
-    let names = ["users", "inventory", "orders"].map(|service| format!("{prefix}_{service}"));
+    let names = ["users", "inventory", "orders", "notifications"].map(|service| format!("{prefix}_{service}"));
     let data = tempfile::tempdir().expect("a temp dir");
     let migrated = shop(data.path())
         .arg("migrate")
@@ -124,10 +124,16 @@ fn migrate_creates_each_service_database_on_postgresql() {
         .env("POSTGRES_DB_USERS", &names[0])
         .env("POSTGRES_DB_INVENTORY", &names[1])
         .env("POSTGRES_DB_ORDERS", &names[2])
+        .env("SHOP_NOTIFICATIONS_DATABASE_URL", format!("{server}/{}", names[3]))
         .output()
         .expect("migrate runs");
     let stdout = String::from_utf8_lossy(&migrated.stdout).into_owned();
     let log = String::from_utf8_lossy(&migrated.stderr).into_owned();
+    let existed = names.clone().map(|name| {
+        let query = format!("SELECT 1 FROM pg_database WHERE datname = '{name}'");
+        let found = Command::new("psql").args([&format!("{server}/postgres"), "-XAtc", &query]).output();
+        found.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
+    });
     let dropped: Vec<_> = names
         .iter()
         .map(|name| {
@@ -139,6 +145,9 @@ fn migrate_creates_each_service_database_on_postgresql() {
         .collect();
     assert!(migrated.status.success(), "{log}");
     assert!(stdout.contains("users: migrated") && stdout.contains("orders: migrated"), "{stdout}");
+    // Every database, so one migration Job (ops/kubernetes) does the lot.
+    assert!(stdout.contains("notifications: migrated"), "{stdout}");
+    assert_eq!(existed, [true; 4], "each of {names:?} was made");
     assert!(dropped.iter().all(|d| matches!(d, Ok(true))), "the test databases are dropped: {dropped:?}");
 }
 
