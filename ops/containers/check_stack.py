@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""What the compose stack in Podman must show once ops/smoke.sh has run
+against it (run by ops/containers/test.sh):
+
+- Prometheus scrapes every shop target and each is up;
+- the Tempo stand-in holds a checkout (the gateway's `POST /orders`) whose
+  trace has spans from gateway, users, inventory and orders;
+- the Loki stand-in holds JSON log lines carrying that trace id;
+- the Mailpit stand-in received the emails the smoke run's orders caused.
+
+Standard library only. Tempo, Loki and Mailpit are asked from inside their
+containers (`podman exec ... wget`): the stack publishes only the gateway and
+Prometheus.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+PROCESSES = ["gateway", "users", "inventory", "orders", "notifications"]
+TRACED = {"shop-gateway", "shop-users", "shop-inventory", "shop-orders"}
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def podman():
+    return ["podman"] if os.geteuid() == 0 else ["sudo", "-n", "podman"]
+
+
+def inside(container, url):
+    """GET url from inside container, as JSON."""
+    result = subprocess.run(
+        podman() + ["exec", container, "wget", "-q", "-O", "-", url],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise CheckFailed(f"{container}: GET {url} failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def eventually(what, check, seconds):
+    """check() until it returns a value, for at most `seconds`; its last
+    CheckFailed is the failure."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return check()
+        except CheckFailed as error:
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"{what}, after {seconds} s: {error}") from None
+        time.sleep(2)
+
+
+def prometheus_targets_up(prometheus):
+    def check():
+        targets = get_json(f"{prometheus}/api/v1/targets")["data"]["activeTargets"]
+        shop = {t["labels"].get("process"): t for t in targets if t["labels"].get("job") == "shop"}
+        if sorted(shop) != sorted(PROCESSES):
+            raise CheckFailed(f"shop targets {sorted(shop)}, not {sorted(PROCESSES)}")
+        down = {name: (t["health"], t.get("lastError")) for name, t in shop.items() if t["health"] != "up"}
+        if down:
+            raise CheckFailed(f"not up: {down}")
+        return shop
+
+    shop = eventually("Prometheus' shop targets", check, 60)
+    print(f"       Prometheus: {len(shop)} shop targets up ({', '.join(sorted(shop))})")
+
+
+def checkout_trace(tempo):
+    def check():
+        traces = inside(tempo, "http://127.0.0.1:3200/api/search")["traces"]
+        for trace in traces:
+            if not TRACED <= set(trace["services"]):
+                continue
+            spans = inside(tempo, f"http://127.0.0.1:3200/api/traces/{trace['trace_id']}")["spans"]
+            if any(s["service"] == "shop-gateway" and s["name"] == "POST /orders" for s in spans):
+                return trace["trace_id"], spans
+        raise CheckFailed(
+            f"no trace with a gateway `POST /orders` and spans from all of {sorted(TRACED)} "
+            f"among {len(traces)} traces"
+        )
+
+    trace_id, spans = eventually("a checkout's trace in the Tempo stand-in", check, 60)
+    per_service = {}
+    for span in spans:
+        per_service[span["service"]] = per_service.get(span["service"], 0) + 1
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(per_service.items()))
+    print(f"       Tempo: checkout trace {trace_id}: {len(spans)} spans ({counts})")
+    return trace_id
+
+
+def trace_in_loki(loki, trace_id):
+    def check():
+        found = inside(loki, f"http://127.0.0.1:3100/standin/lines?contains={trace_id}")
+        lines = found["lines"]
+        if not lines:
+            raise CheckFailed(f"no line contains {trace_id} (pushes: {found['pushes']})")
+        for entry in lines:
+            try:
+                record = json.loads(entry["line"])
+            except ValueError:
+                raise CheckFailed(f"a line is not JSON: {entry['line'][:200]}") from None
+            if record.get("trace_id") != trace_id and trace_id not in json.dumps(record.get("span", {})):
+                raise CheckFailed(f"a line names the trace only in passing: {entry['line'][:200]}")
+        return lines
+
+    lines = eventually("the checkout's log lines in the Loki stand-in", check, 30)
+    services = sorted({entry["labels"].get("service_name", "?") for entry in lines})
+    print(f"       Loki: {len(lines)} JSON lines with trace_id {trace_id} (from {', '.join(services)})")
+
+
+def emails_sent(mailpit):
+    def check():
+        total = inside(mailpit, "http://127.0.0.1:8025/api/v1/messages")["total"]
+        if total == 0:
+            raise CheckFailed("no email arrived")
+        return total
+
+    total = eventually("emails in the Mailpit stand-in", check, 30)
+    print(f"       Mailpit: {total} emails received over SMTP from the notifications process")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", required=True)
+    parser.add_argument("--prometheus", required=True)
+    parser.add_argument("--gateway", required=True)
+    parser.add_argument("--replicas", type=int, default=1)
+    args = parser.parse_args()
+    container = lambda service: f"{args.project}_{service}_1"  # noqa: E731
+    try:
+        prometheus_targets_up(args.prometheus)
+        trace_id = checkout_trace(container("tempo"))
+        trace_in_loki(container("loki"), trace_id)
+        emails_sent(container("mailpit"))
+    except (CheckFailed, OSError, ValueError, KeyError, subprocess.SubprocessError) as error:
+        print(f"check_stack.py: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
