@@ -14,7 +14,9 @@
 #      each followed by `promtool check metrics` on the process's /metrics,
 #      the embedded one then by 5 s of ops/load.sh's shoppers (no failure);
 #      then compose.yaml's five shop processes run outside containers with
-#      its settings, scraped by a real Prometheus, through ops/smoke.sh,
+#      its settings, scraped by a real Prometheus, through ops/smoke.sh, and
+#      compose.yaml itself in Podman (ops/containers/test.sh: the image from
+#      ./Dockerfile, local stand-ins for the third-party images),
 #   8. the deployment, with no Docker engine: compose.yaml through Docker
 #      Compose v2's parser and our rules, the Dockerfiles through hadolint,
 #      Tempo/Loki/Grafana configuration parsed and cross-checked (right after
@@ -760,6 +762,14 @@ step "compose.yaml's five processes outside containers, scraped by Prometheus (t
 # keys of its own, all removed again), on PostgreSQL, Redis and NATS; a real
 # Prometheus from ops/prometheus scrapes them through ops/smoke.sh.
 run "$VENV/bin/python" tests/ops/test_processes.py
+step_done
+
+step "compose.yaml in Podman: the image from ./Dockerfile, stand-ins, all healthy, smoke, traces, logs, down -v (ops/containers/test.sh)"
+# The same stack started for real in a container engine, as an operator
+# would (compose.yaml plus ops/containers/compose.test.yaml's local stand-in
+# images); installs Podman and podman-compose when missing, says how long each
+# part took. The image takes the release binary (cargo build --release).
+SHOP_TEST_VENV="$VENV" run ops/containers/test.sh
 step_done
 
 step "Grafana dashboards against what the smoke runs exported (tests/ops/check_dashboards.py)"

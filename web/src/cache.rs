@@ -2,10 +2,14 @@
 //! (shared by every gateway replica), in-process otherwise.
 //!
 //! The cache is an optimisation, never a dependency: any failure is logged,
-//! counted and treated as a miss, so the request goes to the service.
+//! counted and treated as a miss, so the request goes to the service. A
+//! Redis that fails is skipped until it answers again ([`Dependency`]), so
+//! an outage costs one request one time-out, not every request several;
+//! what could not be forgotten meanwhile is forgotten when it is back.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -14,6 +18,16 @@ use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::Expiration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::dependency_health::{Dependency, is_redis_outage};
+
+/// Keys kept to forget once Redis is back; past this many, what is left
+/// to forget ends with the cache's TTL.
+const PENDING_LIMIT: usize = 10_000;
+
+/// Set in the lists' version while Redis cannot say it, so page fragments
+/// kept during an outage are never taken for ones kept before or after.
+const OUTAGE_VERSION: u64 = 1 << 63;
 
 #[derive(Clone)]
 pub struct Cache {
@@ -27,13 +41,21 @@ struct Inner {
     hits: AtomicU64,
     misses: AtomicU64,
     failures: AtomicU64,
-    /// The in-process store's version of the product lists.
+    /// The in-process store's version of the product lists (with Redis:
+    /// the version while Redis is down, moved on by every write here).
     local_list_version: AtomicU64,
 }
 
 enum Store {
     Memory(moka::future::Cache<String, Bytes>),
-    Redis(Pool),
+    Redis { pool: Pool, health: Dependency, pending: Pending },
+}
+
+/// What could not be done in Redis while it was down, done when it is back.
+#[derive(Default)]
+struct Pending {
+    invalidations: Mutex<HashSet<String>>,
+    retire_lists: AtomicBool,
 }
 
 /// A value that could not be written as JSON (a bug: views are plain data).
@@ -71,7 +93,12 @@ impl Cache {
     }
 
     pub fn redis(pool: Pool, prefix: &str, ttl: Duration) -> Self {
-        Self::with(Store::Redis(pool), prefix, ttl)
+        Self::redis_guarded(pool, prefix, ttl, Dependency::new("redis"))
+    }
+
+    /// A Redis cache that skips Redis while `health` says it is down.
+    pub fn redis_guarded(pool: Pool, prefix: &str, ttl: Duration, health: Dependency) -> Self {
+        Self::with(Store::Redis { pool, health, pending: Pending::default() }, prefix, ttl)
     }
 
     fn with(store: Store, prefix: &str, ttl: Duration) -> Self {
@@ -91,7 +118,7 @@ impl Cache {
     pub fn backend(&self) -> &'static str {
         match self.inner.store {
             Store::Memory(_) => "memory",
-            Store::Redis(_) => "redis",
+            Store::Redis { .. } => "redis",
         }
     }
 
@@ -107,10 +134,25 @@ impl Cache {
         format!("{}{key}", self.inner.prefix)
     }
 
-    fn failed(&self, what: &'static str, error: &dyn std::fmt::Display) {
+    /// Whether to call Redis now; a call skipped because it is down counts
+    /// as a failure of the cache.
+    fn allowed(&self, health: &Dependency) -> bool {
+        let allowed = health.allow();
+        if !allowed {
+            self.inner.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    fn failed(&self, health: &Dependency, what: &'static str, error: &fred::error::Error) {
         self.inner.failures.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("shop_cache_failures_total", "operation" => what).increment(1);
-        tracing::warn!(%error, what, "cache unavailable; going to the service");
+        if is_redis_outage(error) {
+            // Logged once, by the health flag, for the whole outage.
+            health.failed(error);
+        } else {
+            tracing::warn!(%error, what, "cache refused a command; going to the service");
+        }
     }
 
     /// The cached value, or `fetch`'s (which is then cached). `fetch` is
@@ -172,13 +214,18 @@ impl Cache {
         let key = self.key(key);
         match &self.inner.store {
             Store::Memory(cache) => cache.get(&key).await,
-            Store::Redis(pool) => match pool.get::<Option<Vec<u8>>, _>(&key).await {
-                Ok(bytes) => bytes.map(Bytes::from),
-                Err(error) => {
-                    self.failed("get", &error);
-                    None
+            Store::Redis { pool, health, .. } => {
+                if !self.allowed(health) {
+                    return None;
                 }
-            },
+                match pool.get::<Option<Vec<u8>>, _>(&key).await {
+                    Ok(bytes) => bytes.map(Bytes::from),
+                    Err(error) => {
+                        self.failed(health, "get", &error);
+                        None
+                    }
+                }
+            }
         }
     }
 
@@ -192,11 +239,14 @@ impl Cache {
         let key = self.key(key);
         match &self.inner.store {
             Store::Memory(cache) => cache.insert(key, bytes).await,
-            Store::Redis(pool) => {
+            Store::Redis { pool, health, .. } => {
+                if !self.allowed(health) {
+                    return;
+                }
                 let ttl = i64::try_from(self.inner.ttl.as_secs()).unwrap_or(60).max(1);
                 let set: Result<(), _> = pool.set(&key, bytes, Some(Expiration::EX(ttl)), None, false).await;
                 if let Err(error) = set {
-                    self.failed("set", &error);
+                    self.failed(health, "set", &error);
                 }
             }
         }
@@ -206,10 +256,17 @@ impl Cache {
         let key = self.key(key);
         match &self.inner.store {
             Store::Memory(cache) => cache.invalidate(&key).await,
-            Store::Redis(pool) => {
-                let deleted: Result<i64, _> = pool.del(&key).await;
+            Store::Redis { pool, health, pending } => {
+                let deleted: Result<i64, _> = if self.allowed(health) {
+                    pool.del(&key).await
+                } else {
+                    Err(fred::error::Error::new(fred::error::ErrorKind::IO, "Redis is down"))
+                };
                 if let Err(error) = deleted {
-                    self.failed("del", &error);
+                    if health.is_up() {
+                        self.failed(health, "del", &error);
+                    }
+                    pending.forget_later(key);
                 }
             }
         }
@@ -217,32 +274,94 @@ impl Cache {
 
     /// The version of the cached product lists; part of their keys, so one
     /// increment retires every cached page at once.
+    /// While Redis is down, a version of this process's own, moved on by
+    /// every write it hears of meanwhile.
     pub async fn list_version(&self) -> u64 {
+        let local = self.inner.local_list_version.load(Ordering::Relaxed);
         match &self.inner.store {
-            Store::Memory(_) => self.inner.local_list_version.load(Ordering::Relaxed),
-            Store::Redis(pool) => match pool.get::<Option<u64>, _>(self.key("products:version")).await {
-                Ok(version) => version.unwrap_or(0),
-                Err(error) => {
-                    self.failed("get version", &error);
-                    0
+            Store::Memory(_) => local,
+            Store::Redis { pool, health, .. } => {
+                if !self.allowed(health) {
+                    return OUTAGE_VERSION | local;
                 }
-            },
+                match pool.get::<Option<u64>, _>(self.key("products:version")).await {
+                    Ok(version) => version.unwrap_or(0) & !OUTAGE_VERSION,
+                    Err(error) => {
+                        self.failed(health, "get version", &error);
+                        OUTAGE_VERSION | local
+                    }
+                }
+            }
         }
     }
 
     pub async fn retire_lists(&self) {
-        match &self.inner.store {
-            Store::Memory(_) => {
-                self.inner.local_list_version.fetch_add(1, Ordering::Relaxed);
-            }
-            Store::Redis(pool) => {
-                let bumped: Result<i64, _> = pool.incr(self.key("products:version")).await;
-                if let Err(error) = bumped {
-                    self.failed("incr version", &error);
+        self.inner.local_list_version.fetch_add(1, Ordering::Relaxed);
+        if let Store::Redis { pool, health, pending } = &self.inner.store {
+            let bumped: Result<i64, _> = if self.allowed(health) {
+                pool.incr(self.key("products:version")).await
+            } else {
+                Err(fred::error::Error::new(fred::error::ErrorKind::IO, "Redis is down"))
+            };
+            if let Err(error) = bumped {
+                if health.is_up() {
+                    self.failed(health, "incr version", &error);
                 }
+                pending.retire_lists.store(true, Ordering::Relaxed);
             }
         }
     }
+
+    /// Once Redis answers again: forgets what writes could not forget while
+    /// it was down. False if Redis failed again (tried again later).
+    pub async fn recover(&self) -> bool {
+        let Store::Redis { pool, pending, .. } = &self.inner.store else { return true };
+        let keys: Vec<String> =
+            pending.invalidations.lock().map(|keys| keys.iter().cloned().collect()).unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let deleted: Result<i64, _> = pool.del(chunk.to_vec()).await;
+            if deleted.is_err() {
+                return false;
+            }
+            if let Ok(mut waiting) = pending.invalidations.lock() {
+                for key in chunk {
+                    waiting.remove(key);
+                }
+            }
+        }
+        if pending.retire_lists.swap(false, Ordering::Relaxed) {
+            let bumped: Result<i64, _> = pool.incr(self.key("products:version")).await;
+            if bumped.is_err() {
+                pending.retire_lists.store(true, Ordering::Relaxed);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether Redis answers now (for the health probe), within `within`.
+    pub async fn ping(&self, within: Duration) -> bool {
+        match &self.inner.store {
+            Store::Memory(_) => true,
+            Store::Redis { pool, .. } => ping(pool, within).await,
+        }
+    }
+}
+
+impl Pending {
+    fn forget_later(&self, key: String) {
+        if let Ok(mut keys) = self.invalidations.lock()
+            && keys.len() < PENDING_LIMIT
+        {
+            keys.insert(key);
+        }
+    }
+}
+
+/// Whether `pool` answers a `PING` within `within`.
+pub async fn ping(pool: &Pool, within: Duration) -> bool {
+    let pinged = tokio::time::timeout(within, pool.ping::<String>(None)).await;
+    matches!(pinged, Ok(Ok(_)))
 }
 
 /// Connects a pool to Redis. Commands time out quickly, so a Redis that
@@ -266,6 +385,10 @@ pub async fn connect_redis_database(url: &str, database: Option<u8>) -> Result<P
         .with_connection_config(|connection| {
             connection.connection_timeout = Duration::from_secs(2);
             connection.internal_command_timeout = Duration::from_secs(2);
+            // A connection that stops answering (a black hole, not a
+            // refusal) is closed and made again, rather than kept forever.
+            connection.unresponsive.max_timeout = Some(Duration::from_secs(2));
+            connection.unresponsive.interval = Duration::from_millis(500);
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_pool(4)?;

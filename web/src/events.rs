@@ -32,7 +32,9 @@ use crate::profiles::Profiles;
 #[derive(Clone)]
 pub enum Revoked {
     Memory(Arc<Mutex<HashMap<i64, i64>>>),
-    Redis { pool: Pool, key: String },
+    /// `health`: Redis shared with the cache and the sessions, skipped
+    /// while it is down (`dependency_health`).
+    Redis { pool: Pool, key: String, health: crate::dependency_health::Dependency },
 }
 
 /// Sessions of a deleted user end whenever they began.
@@ -47,7 +49,11 @@ impl Revoked {
     /// moving a time on is one atomic `ZADD … GT`: a password change can
     /// never bring a deleted account's "forever" back down.
     pub fn redis(pool: Pool, prefix: &str) -> Self {
-        Self::Redis { pool, key: format!("{prefix}sessions_valid_after_by_user") }
+        Self::redis_guarded(pool, prefix, crate::dependency_health::Dependency::new("redis"))
+    }
+
+    pub fn redis_guarded(pool: Pool, prefix: &str, health: crate::dependency_health::Dependency) -> Self {
+        Self::Redis { pool, key: format!("{prefix}sessions_valid_after_by_user"), health }
     }
 
     /// Ends every session of `user_id` that began before `before_ms`.
@@ -59,14 +65,20 @@ impl Revoked {
                 *entry = (*entry).max(before_ms);
                 Ok(())
             }
-            Self::Redis { pool, key } => {
+            Self::Redis { pool, key, health } => {
+                if !health.allow() {
+                    return Err("Redis is down".into());
+                }
                 // Milliseconds since 1970 are exact in a double until the year 285,000.
                 let score = before_ms as f64;
-                let _: i64 = pool
-                    .zadd(key, None, Some(Ordering::GreaterThan), false, false, (score, user_id))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(())
+                let added: Result<i64, _> =
+                    pool.zadd(key, None, Some(Ordering::GreaterThan), false, false, (score, user_id)).await;
+                if let Err(error) = &added
+                    && crate::dependency_health::is_redis_outage(error)
+                {
+                    health.failed(error);
+                }
+                added.map(|_| ()).map_err(|e| e.to_string())
             }
         }
     }
@@ -77,8 +89,13 @@ impl Revoked {
     pub async fn has_ended(&self, user_id: i64, signed_in_at_ms: i64) -> bool {
         let valid_after = match self {
             Self::Memory(map) => map.lock().ok().and_then(|map| map.get(&user_id).copied()),
-            Self::Redis { pool, key } => match pool.zscore::<Option<f64>, _, _>(key, user_id).await {
+            Self::Redis { health, .. } if !health.allow() => None,
+            Self::Redis { pool, key, health } => match pool.zscore::<Option<f64>, _, _>(key, user_id).await {
                 Ok(valid_after) => valid_after.map(|ms| ms as i64),
+                Err(error) if crate::dependency_health::is_redis_outage(&error) => {
+                    health.failed(&error);
+                    None
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot check ended sessions");
                     None

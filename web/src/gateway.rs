@@ -63,8 +63,10 @@ impl Drop for Consumers {
 
 impl Gateway {
     pub async fn build(config: &GatewayConfig) -> Result<Self, StartError> {
-        let (cache, sessions, revoked) = match &config.redis_url {
-            Some(url) => {
+        // One health flag for Redis, shared by all that use it (`dependency_health`).
+        let redis_health = config.redis_url.as_ref().map(|_| crate::dependency_health::Dependency::new("redis"));
+        let (cache, sessions, revoked) = match (&config.redis_url, &redis_health) {
+            (Some(url), Some(health)) => {
                 let cache_db = fred::prelude::Config::from_url(url)?.database.unwrap_or(0);
                 if cache_db == config.session_db {
                     return Err(StartError::SharedSessionDatabase(cache_db));
@@ -72,12 +74,12 @@ impl Gateway {
                 let pool = cache::connect_redis(url).await?;
                 let sessions = cache::connect_redis_database(url, Some(config.session_db)).await?;
                 (
-                    Cache::redis(pool.clone(), &config.cache_prefix, config.cache_ttl),
-                    SessionStoreKind::redis(sessions),
-                    Revoked::redis(pool, &config.cache_prefix),
+                    Cache::redis_guarded(pool.clone(), &config.cache_prefix, config.cache_ttl, health.clone()),
+                    SessionStoreKind::redis_guarded(sessions, health.clone()),
+                    Revoked::redis_guarded(pool, &config.cache_prefix, health.clone()),
                 )
             }
-            None => {
+            _ => {
                 (Cache::memory(&config.cache_prefix, config.cache_ttl), SessionStoreKind::memory(), Revoked::memory())
             }
         };
@@ -89,6 +91,9 @@ impl Gateway {
             None => Consumers::default(),
         };
         consumers.0.push(tokio::spawn(sessions.clone().report_active()));
+        if let Some(health) = &redis_health {
+            consumers.0.push(crate::dependency_health::watch_redis(health.clone(), cache.clone(), sessions.clone()));
+        }
         let (routes, openapi) = routes::router();
         let state = AppState::new(Shared {
             services: Arc::new(Services::connect(&config.services, config.identity.clone())?),
@@ -102,6 +107,7 @@ impl Gateway {
                 revoked,
             },
             live,
+            readiness: crate::readiness::Readiness::new(&config.services, redis_health)?,
             limits: security::Limits::new(config.limits),
             openapi,
             shop: config.shop.clone(),

@@ -12,8 +12,20 @@
 //! (`SHOP_SESSION_REDIS_DB`, 1 by default), keyed by the bare session id as
 //! the store writes them, so counting them is `DBSIZE` and they never mix
 //! with the cache's keys.
+//!
+//! While Redis is down ([`Dependency`]) no call waits on it, and no session
+//! call fails for it:
+//! - a session begun (or signed into) meanwhile is kept in this process's
+//!   memory (the fallback), and stays there until it ends;
+//! - a session in Redis that cannot be read loads as an empty one marked
+//!   [`UNREADABLE`] under the same id: the visitor is shown as signed out
+//!   with a notice, and their cookie is kept, so once Redis answers they
+//!   are signed in again; what they do meanwhile (a guest's cart) is kept
+//!   in the fallback under that id until Redis answers;
+//! - a session ended meanwhile (sign-out, a new id at sign-in) is deleted
+//!   from Redis when it answers again, before Redis is used again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,10 +38,32 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{Error, Result, SessionStore};
 use tower_sessions_redis_store::RedisStore;
 
+use crate::dependency_health::Dependency;
+
+/// The key of the session data that says the session could not be read
+/// (Redis down): its visitor is shown as signed out, with a notice.
+pub const UNREADABLE: &str = "session_unreadable";
+
+/// How long a session that could not be read is kept in the fallback if
+/// written to meanwhile (a guest's cart during an outage).
+const UNREADABLE_FOR: time::Duration = time::Duration::hours(1);
+
 #[derive(Debug, Clone)]
 pub enum SessionStoreKind {
     Memory(MemorySessions),
-    Redis(RedisStore<Pool>, Pool),
+    Redis(Arc<RedisSessions>),
+}
+
+/// Sessions in Redis, with the fallback used while Redis is down.
+#[derive(Debug)]
+pub struct RedisSessions {
+    store: RedisStore<Pool>,
+    pool: Pool,
+    health: Dependency,
+    /// Sessions begun or written while Redis was down.
+    fallback: MemorySessions,
+    /// Sessions ended while Redis was down, to delete from it once back.
+    ended: Mutex<HashSet<Id>>,
 }
 
 impl SessionStoreKind {
@@ -39,7 +73,18 @@ impl SessionStoreKind {
 
     /// Sessions in Redis; `pool` is connected to their own database.
     pub fn redis(pool: Pool) -> Self {
-        Self::Redis(RedisStore::new(pool.clone()), pool)
+        Self::redis_guarded(pool, Dependency::new("redis"))
+    }
+
+    /// Sessions in Redis, kept in memory while `health` says it is down.
+    pub fn redis_guarded(pool: Pool, health: Dependency) -> Self {
+        Self::Redis(Arc::new(RedisSessions {
+            store: RedisStore::new(pool.clone()),
+            pool,
+            health,
+            fallback: MemorySessions::default(),
+            ended: Mutex::default(),
+        }))
     }
 
     pub fn name(&self) -> &'static str {
@@ -49,13 +94,33 @@ impl SessionStoreKind {
         }
     }
 
+    /// Once Redis answers again: deletes the sessions ended while it was
+    /// down. False if Redis failed again (tried again later).
+    pub async fn recover(&self) -> bool {
+        match self {
+            Self::Memory(_) => true,
+            Self::Redis(sessions) => sessions.recover().await,
+        }
+    }
+
+    /// Whether the sessions' Redis answers within `within` (the probe).
+    pub async fn ping(&self, within: Duration) -> bool {
+        match self {
+            Self::Memory(_) => true,
+            Self::Redis(sessions) => crate::cache::ping(&sessions.pool, within).await,
+        }
+    }
+
     /// Sessions that have not expired: this process's, or every replica's
     /// in Redis (so take the max across gateways, not the sum).
     pub async fn active(&self) -> Result<usize> {
         match self {
             Self::Memory(store) => store.active().await,
-            Self::Redis(_, pool) => {
-                let keys: u64 = pool.dbsize().await.map_err(|error| Error::Backend(error.to_string()))?;
+            Self::Redis(sessions) => {
+                if !sessions.health.is_up() {
+                    return Err(Error::Backend("Redis is down".into()));
+                }
+                let keys: u64 = sessions.pool.dbsize().await.map_err(|error| Error::Backend(error.to_string()))?;
                 Ok(usize::try_from(keys).unwrap_or(usize::MAX))
             }
         }
@@ -78,29 +143,144 @@ impl SessionStore for SessionStoreKind {
     async fn create(&self, record: &mut Record) -> Result<()> {
         match self {
             Self::Memory(store) => store.create(record).await,
-            Self::Redis(store, _) => store.create(record).await,
+            Self::Redis(sessions) => sessions.create(record).await,
         }
     }
 
     async fn save(&self, record: &Record) -> Result<()> {
         match self {
             Self::Memory(store) => store.save(record).await,
-            Self::Redis(store, _) => store.save(record).await,
+            Self::Redis(sessions) => sessions.save(record).await,
         }
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
         match self {
             Self::Memory(store) => store.load(id).await,
-            Self::Redis(store, _) => store.load(id).await,
+            Self::Redis(sessions) => sessions.load(id).await,
         }
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
         match self {
             Self::Memory(store) => store.delete(id).await,
-            Self::Redis(store, _) => store.delete(id).await,
+            Self::Redis(sessions) => sessions.delete(id).await,
         }
+    }
+}
+
+impl RedisSessions {
+    /// A store error that says Redis is away (not a record that does not
+    /// decode): Redis is skipped from now on.
+    fn failed(&self, error: &Error) -> bool {
+        let outage = matches!(error, Error::Backend(_));
+        if outage {
+            self.health.failed(error);
+        }
+        outage
+    }
+
+    /// A new session (a new id): in Redis, or in the fallback while Redis
+    /// is down. A new id is a session that can be read, whatever the one
+    /// it replaces was.
+    async fn create(&self, record: &mut Record) -> Result<()> {
+        record.data.remove(UNREADABLE);
+        if self.health.allow() {
+            match self.store.create(record).await {
+                Ok(()) => return Ok(()),
+                Err(error) if self.failed(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.fallback.create(record).await
+    }
+
+    /// A session begun in the fallback is saved there; one that could not
+    /// be read, or whose Redis is down, is kept there (under its id) until
+    /// Redis answers; any other is saved in Redis.
+    async fn save(&self, record: &Record) -> Result<()> {
+        if self.fallback.is_open(&record.id)? {
+            return self.fallback.save(record).await;
+        }
+        if record.data.contains_key(UNREADABLE) {
+            let mut kept = record.clone();
+            kept.expiry_date = kept.expiry_date.min(OffsetDateTime::now_utc() + UNREADABLE_FOR);
+            return self.fallback.keep(&kept).await;
+        }
+        if self.health.allow() {
+            match self.store.save(record).await {
+                Ok(()) => return Ok(()),
+                Err(error) if self.failed(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.fallback.keep(record).await
+    }
+
+    /// Redis first (a session kept in the fallback because it could not be
+    /// read is the one in Redis again once Redis answers), then the
+    /// fallback; while Redis is down, a session not in the fallback loads
+    /// as an unreadable one.
+    async fn load(&self, id: &Id) -> Result<Option<Record>> {
+        if self.is_ended(id)? {
+            return Ok(None);
+        }
+        if self.health.allow() {
+            match self.store.load(id).await {
+                Ok(Some(record)) => {
+                    // Read again: what was kept of it meanwhile goes.
+                    if self.fallback.is_open(id)? {
+                        self.fallback.delete(id).await?;
+                    }
+                    return Ok(Some(record));
+                }
+                Ok(None) => return self.fallback.load(id).await,
+                Err(error) if self.failed(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if let Some(record) = self.fallback.load(id).await? {
+            return Ok(Some(record));
+        }
+        metrics::counter!("shop_sessions_unreadable_total").increment(1);
+        let data = HashMap::from([(UNREADABLE.to_owned(), serde_json::Value::Bool(true))]);
+        Ok(Some(Record { id: *id, data, expiry_date: OffsetDateTime::now_utc() + UNREADABLE_FOR }))
+    }
+
+    /// Gone from the fallback at once, and from Redis now or, while it is
+    /// down, once it answers (until then this process loads it as nothing).
+    async fn delete(&self, id: &Id) -> Result<()> {
+        self.fallback.delete(id).await?;
+        if self.health.allow() {
+            match self.store.delete(id).await {
+                Ok(()) => return Ok(()),
+                Err(error) if self.failed(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.ended()?.insert(*id);
+        Ok(())
+    }
+
+    fn ended(&self) -> Result<std::sync::MutexGuard<'_, HashSet<Id>>> {
+        self.ended.lock().map_err(|_| Error::Backend("the ended sessions were poisoned".into()))
+    }
+
+    fn is_ended(&self, id: &Id) -> Result<bool> {
+        Ok(self.ended()?.contains(id))
+    }
+
+    async fn recover(&self) -> bool {
+        let Ok(ended) = self.ended().map(|ended| ended.iter().copied().collect::<Vec<_>>()) else { return false };
+        for id in ended {
+            if self.store.delete(&id).await.is_err() {
+                return false;
+            }
+            if let Ok(mut waiting) = self.ended() {
+                waiting.remove(&id);
+            }
+        }
+        true
     }
 }
 
@@ -120,6 +300,13 @@ impl MemorySessions {
 
     fn is_open(&self, id: &Id) -> Result<bool> {
         Ok(self.open()?.get(id).is_some_and(|expiry| *expiry > OffsetDateTime::now_utc()))
+    }
+
+    /// Keeps `record` under its own id, open (a session begun elsewhere:
+    /// in Redis, before it went down).
+    async fn keep(&self, record: &Record) -> Result<()> {
+        self.open()?.insert(record.id, record.expiry_date);
+        self.store.save(record).await
     }
 
     /// Counts the open sessions, and frees the expired ones (MemoryStore

@@ -30,6 +30,8 @@ pub struct Shared {
     pub sessions: SessionRules,
     pub live: Live,
     pub limits: Limits,
+    /// What `/readyz` answers.
+    pub readiness: crate::readiness::Readiness,
     pub openapi: utoipa::openapi::OpenApi,
     pub shop: crate::config::ShopDetails,
 }

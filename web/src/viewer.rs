@@ -21,6 +21,10 @@ const CART_COUNT: &str = "cart_count";
 const FLASH: &str = "flash";
 const CHECKOUT: &str = "checkout";
 
+/// Shown on every page while the visitor's session cannot be read (Redis
+/// down, see `session_store`): they look signed out until it can.
+pub const SESSION_UNREADABLE: &str = "We can't read your session right now: you may need to sign in again.";
+
 /// The signed-in user, as the session remembers them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUser {
@@ -74,8 +78,14 @@ impl Viewer {
     /// Who the session says is asking. A session too old, or of an account
     /// deleted or whose password changed since (here or on another
     /// replica), ends. `take_flash` takes the one-time message with it.
+    /// A session that cannot be read (see `session_store`) is a signed-out
+    /// one, and a page says so instead of the one-time message.
     pub async fn load(session: &Session, rules: &SessionRules, take_flash: bool) -> Result<Self, AppError> {
         let mut user = session.get::<SessionUser>(USER).await?;
+        if take_flash && session.get::<bool>(crate::session_store::UNREADABLE).await?.unwrap_or(false) {
+            let cart_count = session.get::<Cart>(CART).await?.unwrap_or_default().values().sum();
+            return Ok(Self { user: None, cart_count, flash: Some(SESSION_UNREADABLE.to_owned()) });
+        }
         if let Some(signed_in) = &user
             && !rules.still_valid(signed_in).await
         {

@@ -135,6 +135,13 @@ pub fn sessionless() -> Router<AppState> {
         .route("/favicon.ico", get(assets::favicon))
         .route("/images/{hash}", get(images::serve))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+}
+
+/// Whether this gateway can serve (see `readiness`); `/healthz` is only
+/// whether it is alive, and never looks further.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    state.readiness.answer().await.into_response()
 }
 
 async fn openapi_json(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
