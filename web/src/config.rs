@@ -39,6 +39,9 @@ pub struct GatewayConfig {
     pub shop: ShopDetails,
     /// Sign-in and registration attempts let through.
     pub limits: crate::security::LimitSettings,
+    /// The proxies whose forwarding header names the client
+    /// (`SHOP_TRUSTED_PROXIES`, `SHOP_CLIENT_ADDRESS_HEADER`); none by default.
+    pub trusted_proxies: crate::client_address::TrustedProxies,
 }
 
 /// The shop's own details, shown on confirmation pages and packing slips.
@@ -67,6 +70,7 @@ impl GatewayConfig {
             cache_ttl: Duration::from_secs(60),
             shop: ShopDetails::default(),
             limits: crate::security::LimitSettings::default(),
+            trusted_proxies: crate::client_address::TrustedProxies::default(),
             cookie_secure: false,
             session_idle: Duration::from_secs(12 * 60 * 60),
             session_lifetime: Duration::from_secs(7 * 24 * 60 * 60),

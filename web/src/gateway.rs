@@ -108,7 +108,8 @@ impl Gateway {
             },
             live,
             readiness: crate::readiness::Readiness::new(&config.services, redis_health)?,
-            limits: security::Limits::new(config.limits),
+            limits: security::Limits::for_gateway(config).await?,
+            trusted_proxies: config.trusted_proxies.clone(),
             openapi,
             shop: config.shop.clone(),
         });

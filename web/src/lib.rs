@@ -15,6 +15,7 @@
 pub mod cache;
 pub mod cart_view;
 pub mod catalog;
+pub mod client_address;
 pub mod config;
 pub mod context;
 pub mod dependency_health;
@@ -35,6 +36,7 @@ pub mod return_to;
 pub mod routes;
 pub mod security;
 pub mod services;
+pub mod shared_limit;
 pub mod session_store;
 pub mod state;
 pub mod templates;

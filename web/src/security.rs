@@ -3,6 +3,7 @@
 //! doors attackers knock on (sign-in and registration).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
+use crate::shared_limit::SharedCounter;
+use crate::state::AppState;
 
 /// Only our own scripts and styles, no framing, no sniffing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -81,24 +84,26 @@ fn is_same_origin(headers: &HeaderMap) -> bool {
     fetched_by.is_none_or(|site| site != "cross-site")
 }
 
-/// The client's address, when the server knows it (the gateway serves with
-/// connect info; behind a proxy, every client shares the proxy's address,
-/// and the per-account limit is what holds).
+/// The client's address, when the server knows it: the TCP peer, or,
+/// when the peer is a trusted proxy (`SHOP_TRUSTED_PROXIES`), the client its
+/// forwarding header names (see [`crate::client_address`]).
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub Option<std::net::IpAddr>);
+pub struct ClientAddress(pub Option<IpAddr>);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+impl axum::extract::FromRequestParts<AppState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
-        Ok(Self(info.map(|info| info.0.ip())))
+        Ok(Self(info.map(|info| state.trusted_proxies.client(info.0.ip(), &parts.headers))))
     }
 }
 
-/// Fixed-window counters per key: at most `limit` attempts per `window`.
-/// Kept per gateway process; with several replicas each enforces its own
-/// share (a cluster-wide limit would live in Redis).
+/// Fixed-window counters per key: at most `limit` attempts per `window`,
+/// kept in this process.
 #[derive(Clone)]
 pub struct RateLimit {
     limit: u32,
@@ -115,7 +120,8 @@ impl RateLimit {
     /// the window's allowance is spent.
     pub fn check(&self, key: &str) -> Result<(), AppError> {
         let now = Instant::now();
-        let Ok(mut counters) = self.counters.lock() else { return Ok(()) };
+        // Counts stay valid if a holder panicked: keep counting.
+        let mut counters = self.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if counters.len() > 100_000 {
             counters.retain(|_, (start, _)| now.duration_since(*start) < self.window);
         }
@@ -124,21 +130,28 @@ impl RateLimit {
             *start = now;
             *count = 0;
         }
-        *count += 1;
+        *count = count.saturating_add(1);
         if *count > self.limit {
-            let wait = self.window.saturating_sub(now.duration_since(*start)).as_secs().max(1);
-            return Err(AppError::TooManyRequests { retry_after_secs: wait });
+            return Err(too_many(self.window.saturating_sub(now.duration_since(*start))));
         }
         Ok(())
     }
 }
 
-/// The limits on sign-in and registration: per client address, and per
-/// account (so spreading a guessing run over many addresses does not help).
+fn too_many(wait: Duration) -> AppError {
+    AppError::TooManyRequests { retry_after_secs: wait.as_secs().max(1) }
+}
+
+/// The limits on sign-in, registration and password resets: per client
+/// address, and per account (so spreading a guessing run over many
+/// addresses does not help). With Redis, counted there for every replica
+/// at once; without it, or while Redis fails, counted in this process:
+/// never let through uncounted.
 #[derive(Clone)]
 pub struct Limits {
     pub per_address: RateLimit,
     pub per_account: RateLimit,
+    shared: Option<Arc<SharedCounter>>,
 }
 
 impl Default for Limits {
@@ -164,17 +177,63 @@ impl Default for LimitSettings {
 }
 
 impl Limits {
+    /// Limits counted in this process.
     pub fn new(settings: LimitSettings) -> Self {
+        metrics::describe_counter!(
+            "shop_rate_limit_fallbacks_total",
+            "Sign-in, registration and reset attempts counted in this process because Redis failed, was slow \
+             (timeout) or had just failed (skipped)."
+        );
         Self {
             per_address: RateLimit::new(settings.per_address_per_minute, Duration::from_secs(60)),
             per_account: RateLimit::new(settings.per_account_per_quarter_hour, Duration::from_secs(15 * 60)),
+            shared: None,
         }
     }
 
-    pub fn check(&self, what: &str, address: Option<std::net::IpAddr>, account: &str) -> Result<(), AppError> {
+    /// Limits counted in Redis, shared by every replica, falling back to
+    /// this process's counters.
+    pub fn shared(settings: LimitSettings, counter: SharedCounter) -> Self {
+        Self { shared: Some(Arc::new(counter)), ..Self::new(settings) }
+    }
+
+    /// The gateway's limits: in Redis when it has one (keys under the cache
+    /// prefix), else in this process.
+    pub async fn for_gateway(config: &crate::config::GatewayConfig) -> Result<Self, fred::error::Error> {
+        Ok(match &config.redis_url {
+            Some(url) => Self::shared(config.limits, SharedCounter::connect(url, &config.cache_prefix).await?),
+            None => Self::new(config.limits),
+        })
+    }
+
+    /// Counts an attempt at `what` from `address` for `account`.
+    pub async fn check(&self, what: &str, address: Option<IpAddr>, account: &str) -> Result<(), AppError> {
+        self.check_address(what, address).await?;
+        let key = format!("{what}:account:{}", account.trim().to_lowercase());
+        self.count(&self.per_account, &key).await
+    }
+
+    /// Counts an attempt at `what` from `address` (no account involved).
+    pub async fn check_address(&self, what: &str, address: Option<IpAddr>) -> Result<(), AppError> {
         let address = address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        self.per_address.check(&format!("{what}:ip:{address}"))?;
-        self.per_account.check(&format!("{what}:account:{}", account.trim().to_lowercase()))
+        self.count(&self.per_address, &format!("{what}:ip:{address}")).await
+    }
+
+    /// Always counted in this process too, so that when Redis fails the
+    /// fallback starts from this replica's recent attempts, not from zero.
+    /// An attempt either count refuses is refused: this replica alone
+    /// seeing more than the limit is reason enough, whatever Redis's window.
+    async fn count(&self, limit: &RateLimit, key: &str) -> Result<(), AppError> {
+        let local = limit.check(key);
+        let Some(shared) = &self.shared else { return local };
+        match shared.count(key, limit.window).await {
+            Ok(window) if window.count > u64::from(limit.limit) => Err(too_many(window.left)),
+            Ok(_) => local,
+            Err(unavailable) => {
+                metrics::counter!("shop_rate_limit_fallbacks_total", "reason" => unavailable.reason()).increment(1);
+                local
+            }
+        }
     }
 }
 
@@ -203,22 +262,33 @@ mod tests {
         assert!(is_same_origin(&headers(&[("host", "shop.example"), ("sec-fetch-site", "same-origin")])));
     }
 
-    #[test]
-    fn the_operator_sets_the_limits() {
+    #[tokio::test]
+    async fn the_operator_sets_the_limits() {
         let limits = Limits::new(LimitSettings { per_address_per_minute: 1000, per_account_per_quarter_hour: 2 });
-        let here = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-        assert!(
-            limits.check("sign-in", here, "a@example.com").is_ok()
-                && limits.check("sign-in", here, "a@example.com").is_ok()
-        );
-        assert!(limits.check("sign-in", here, "a@example.com").is_err(), "the third try for one account");
+        let here = Some(IpAddr::from([127, 0, 0, 1]));
+        assert!(limits.check("sign-in", here, "a@example.com").await.is_ok());
+        assert!(limits.check("sign-in", here, " A@example.com").await.is_ok(), "one account whatever its case");
+        assert!(limits.check("sign-in", here, "a@example.com").await.is_err(), "the third try for one account");
         for n in 0..100 {
-            assert!(limits.check("sign-in", here, &format!("{n}@example.com")).is_ok(), "a busy address, raised");
+            assert!(limits.check("sign-in", here, &format!("{n}@example.com")).await.is_ok(), "a busy address, raised");
         }
         assert_eq!(
             LimitSettings::default(),
             LimitSettings { per_address_per_minute: 30, per_account_per_quarter_hour: 10 }
         );
+    }
+
+    #[tokio::test]
+    async fn addresses_are_limited_apart() {
+        let limits = Limits::new(LimitSettings { per_address_per_minute: 2, per_account_per_quarter_hour: 1000 });
+        let (one, two) = (Some(IpAddr::from([203, 0, 113, 1])), Some(IpAddr::from([203, 0, 113, 2])));
+        for n in 0..2 {
+            assert!(limits.check("login", one, &format!("{n}@example.com")).await.is_ok());
+        }
+        assert!(limits.check("login", one, "x@example.com").await.is_err());
+        assert!(limits.check("login", two, "x@example.com").await.is_ok(), "another address has its own");
+        assert!(limits.check_address("reset", one).await.is_ok(), "another door has its own");
+        assert!(limits.check("login", None, "y@example.com").await.is_ok(), "an unknown address is one key");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::catalog::Catalog;
+use crate::client_address::TrustedProxies;
 use crate::events::Live;
 use crate::image_cache::ImageCache;
 use crate::profiles::Profiles;
@@ -32,6 +33,8 @@ pub struct Shared {
     pub limits: Limits,
     /// What `/readyz` answers.
     pub readiness: crate::readiness::Readiness,
+    /// Who the client is behind a proxy (`security::ClientAddress`).
+    pub trusted_proxies: TrustedProxies,
     pub openapi: utoipa::openapi::OpenApi,
     pub shop: crate::config::ShopDetails,
 }

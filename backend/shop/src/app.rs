@@ -180,6 +180,7 @@ impl App {
                     per_address_per_minute: config.signin_limit_per_address,
                     per_account_per_quarter_hour: config.signin_limit_per_account,
                 },
+                trusted_proxies: config.trusted_proxies.clone().reading(config.client_address_header),
                 shop: shop_web::config::ShopDetails {
                     name: config.shop_name.clone(),
                     bank_details: config.bank_details.clone().filter(|details| !details.trim().is_empty()),
@@ -189,6 +190,10 @@ impl App {
             adjust_gateway(&mut settings);
             if let Some(url) = &config.redis_url {
                 tracing::info!(redis = %redact(url), "gateway sessions and cache in Redis");
+            }
+            if !settings.trusted_proxies.is_empty() {
+                let proxies = &settings.trusted_proxies;
+                tracing::info!(proxies = %proxies.describe(), header = proxies.header().name(), "client addresses read from trusted proxies");
             }
             let shutdown = stopped(stop_rx.clone());
             // The gateway connects its stores and starts its event consumers

@@ -173,6 +173,16 @@ pub struct Config {
     /// Sign-in attempts let through a quarter of an hour for one account.
     #[arg(long, env = "SHOP_SIGNIN_LIMIT_PER_ACCOUNT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub signin_limit_per_account: u32,
+    /// The proxies in front of the gateway (addresses or CIDRs, comma-separated,
+    /// e.g. 10.0.0.0/8,127.0.0.1): only from these is the client read from the
+    /// forwarding header (its right-most address that is not one of them).
+    /// Empty: the TCP peer is the client and forwarding headers are ignored.
+    #[arg(long, env = "SHOP_TRUSTED_PROXIES", default_value = "", value_parser = parse_trusted_proxies, global = true)]
+    pub trusted_proxies: shop_web::client_address::TrustedProxies,
+    /// The header the trusted proxies name the client in: x-forwarded-for or
+    /// forwarded (RFC 7239). The other is a client's to write and is ignored.
+    #[arg(long, env = "SHOP_CLIENT_ADDRESS_HEADER", default_value = "x-forwarded-for", value_parser = parse_forwarded_header, global = true)]
+    pub client_address_header: shop_web::client_address::ForwardedHeader,
     /// The shop's name, on confirmation pages and packing slips.
     #[arg(long, env = "SHOP_NAME", default_value = "Shop", global = true)]
     pub shop_name: String,
@@ -262,6 +272,14 @@ pub struct Config {
     /// <data dir>/notifications.db.
     #[arg(long, env = "SHOP_NOTIFICATIONS_DATABASE_URL", hide_env_values = true, global = true)]
     pub notifications_database_url: Option<String>,
+}
+
+fn parse_trusted_proxies(text: &str) -> Result<shop_web::client_address::TrustedProxies, String> {
+    text.parse().map_err(|error: shop_web::client_address::NotAnAddress| error.to_string())
+}
+
+fn parse_forwarded_header(text: &str) -> Result<shop_web::client_address::ForwardedHeader, String> {
+    text.parse()
 }
 
 /// A VAT percentage ("20", "5.5") in hundredths of a percent.

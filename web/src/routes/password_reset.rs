@@ -68,7 +68,7 @@ pub async fn request(
     Input(input): Input<ResetRequestInput>,
 ) -> Result<Response, AppError> {
     let email = input.email.unwrap_or_default();
-    ctx.state.limits.check("password-reset", address, &email)?;
+    ctx.state.limits.check("password-reset", address, &email).await?;
     ctx.services().users().request_password_reset(pb::RequestPasswordResetRequest { email }).await?;
     let answer = ResetRequested { message: SENT_MESSAGE.to_owned() };
     let mut response = match ctx.want {
@@ -117,8 +117,7 @@ pub async fn reset(
 ) -> Result<Response, AppError> {
     let token = token_of(&token).to_owned();
     // Guessing tokens is hopeless (244 bits), and limited besides.
-    let address = address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    ctx.state.limits.per_address.check(&format!("password-reset-link:ip:{address}"))?;
+    ctx.state.limits.check_address("password-reset-link", address).await?;
     let request =
         pb::ResetPasswordRequest { token: token.clone(), new_password: input.new_password.unwrap_or_default() };
     let user_id = match ctx.services().users().reset_password(request).await {

@@ -102,7 +102,7 @@ pub async fn register(
     ClientAddress(address): ClientAddress,
     Input(input): Input<RegisterInput>,
 ) -> Result<Response, AppError> {
-    ctx.state.limits.check("register", address, input.email.as_deref().unwrap_or_default())?;
+    ctx.state.limits.check("register", address, input.email.as_deref().unwrap_or_default()).await?;
     let (email, name, password) = (input.email.clone(), input.name.clone(), input.password.clone());
     let request = pb::RegisterUserRequest {
         email: email.unwrap_or_default(),
@@ -142,7 +142,7 @@ pub async fn login(
     ClientAddress(address): ClientAddress,
     Input(input): Input<LoginInput>,
 ) -> Result<Response, AppError> {
-    ctx.state.limits.check("login", address, input.email.as_deref().unwrap_or_default())?;
+    ctx.state.limits.check("login", address, input.email.as_deref().unwrap_or_default()).await?;
     let request = pb::AuthenticateUserRequest {
         email: input.email.clone().unwrap_or_default(),
         password: input.password.clone().unwrap_or_default(),
