@@ -1,0 +1,306 @@
+//! The resilience matrix's Redis row (docs/resilience.md), through the
+//! chaos proxy: Redis refused (stopped) or black-holed (paused) under a
+//! running gateway. Every part of the shop answers without a 500, a request
+//! waits on at most one Redis time-out, and the gateway comes back to Redis
+//! by itself when it answers again.
+//!
+//! Needs a Redis at SHOP_TEST_REDIS_URL (default redis://127.0.0.1:6379);
+//! each test uses a cache prefix of its own and deletes its keys afterwards
+//! (sessions expire within 10 minutes).
+
+mod in_process;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use fred::interfaces::ClientLike;
+use fred::types::CustomCommand;
+use in_process::browser::{Browser, PASSWORD};
+use in_process::{Gateway, Shop};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use shop_testkit::chaos::{ChaosProxy, Fault};
+
+/// One Redis command time-out (500 ms) and the rest of a request: what the
+/// request that finds the outage may take, at most.
+const ONE_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// Less than one Redis time-out: a request that waited on Redis takes longer.
+const NO_TIMEOUT: Duration = Duration::from_millis(450);
+
+const NOTICE: &str = "you may need to sign in again";
+
+fn redis_url() -> String {
+    std::env::var("SHOP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn redis_addr() -> SocketAddr {
+    let url = redis_url();
+    let host = url.trim_start_matches("redis://").split('/').next().unwrap_or_default().to_owned();
+    host.parse().unwrap_or_else(|_| panic!("SHOP_TEST_REDIS_URL must name an IP and a port: {url}"))
+}
+
+/// A gateway whose Redis is behind a chaos proxy, with a cache prefix of
+/// its own.
+struct RedisBehindProxy {
+    proxy: ChaosProxy,
+    prefix: String,
+}
+
+impl RedisBehindProxy {
+    async fn start() -> Self {
+        let proxy = ChaosProxy::start(redis_addr()).await.expect("the chaos proxy");
+        Self { proxy, prefix: format!("shop_test:{}:", uuid::Uuid::new_v4().simple()) }
+    }
+
+    async fn gateway(&self, shop: &Shop) -> Gateway {
+        let url = self.proxy.url_for(&redis_url(), redis_addr());
+        Gateway::start(shop, &["--redis-url", &url, "--cache-prefix", &self.prefix, "--session-idle-minutes", "10"])
+            .await
+    }
+
+    async fn clean(&self) {
+        let pool = shop_web::cache::connect_redis(&redis_url()).await.expect("Redis");
+        let keys: Vec<String> = pool
+            .custom(CustomCommand::new_static("KEYS", None, false), vec![format!("{}*", self.prefix)])
+            .await
+            .expect("KEYS");
+        if !keys.is_empty() {
+            let _: i64 = pool.custom(CustomCommand::new_static("DEL", None, false), keys).await.expect("DEL");
+        }
+    }
+}
+
+/// Every answer of a test, timed: none may be a 500.
+#[derive(Default)]
+struct Answers(Vec<(String, StatusCode, Duration)>);
+
+impl Answers {
+    async fn time(&mut self, what: &str, request: impl Future<Output = Response>) -> (Response, Duration) {
+        let started = Instant::now();
+        let response = request.await;
+        let took = started.elapsed();
+        assert!(!response.status().is_server_error() || response.status() == StatusCode::SERVICE_UNAVAILABLE);
+        self.0.push((what.to_owned(), response.status(), took));
+        (response, took)
+    }
+
+    fn assert_no_500s(&self) {
+        let failed: Vec<_> =
+            self.0.iter().filter(|(_, status, _)| *status == StatusCode::INTERNAL_SERVER_ERROR).collect();
+        assert!(failed.is_empty(), "500s: {failed:?}");
+    }
+}
+
+async fn readyz(gateway: &Gateway) -> (StatusCode, Value) {
+    let response = reqwest::get(format!("{}/readyz", gateway.url)).await.expect("the gateway answers");
+    let status = response.status();
+    (status, response.json().await.expect("a readiness report"))
+}
+
+async fn wait_until_redis_is_used_again(gateway: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, report) = readyz(gateway).await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        if !report.to_string().contains("redis down") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "Redis not used again within 20 s: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn sign_in(browser: &Browser, email: &str) -> StatusCode {
+    browser.json(Method::POST, "/users/login", json!({ "email": email, "password": PASSWORD })).await.status()
+}
+
+/// Every column of the Redis row, for Redis stopped and for Redis paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_degrades_every_part_and_recovers() {
+    for fault in [Fault::Refuse, Fault::Blackhole] {
+        redis_row(fault).await;
+    }
+}
+
+async fn redis_row(fault: Fault) {
+    let shop = Shop::services().await;
+    let redis = RedisBehindProxy::start().await;
+    let gateway = redis.gateway(&shop).await;
+    let admin = shop.admin(&gateway).await;
+    let tea = admin.product("Sencha tea", 450, 50).await;
+    let method = admin.delivery_method().await;
+    let rita = gateway.browser();
+    let rita_email = rita.customer("Rita").await["email"].as_str().expect("an email").to_owned();
+    // Sam signs in before the outage and only looks at pages during it.
+    let sam = gateway.browser();
+    sam.customer("Sam").await;
+    assert_eq!(sam.get_json("/orders").await.status(), StatusCode::OK);
+    let product = format!("/products/{tea}");
+    for _ in 0..2 {
+        assert_eq!(rita.get_json(&product).await.status(), StatusCode::OK);
+    }
+    let (status, report) = readyz(&gateway).await;
+    assert_eq!((status, report["degraded"].clone()), (StatusCode::OK, json!([])), "{fault:?}");
+
+    redis.proxy.set(fault);
+    let mut answers = Answers::default();
+    // The first request finds the outage: one time-out at most.
+    let (first, took) = answers.time("first catalogue read", rita.get_json("/products")).await;
+    assert_eq!(first.status(), StatusCode::OK, "{fault:?}");
+    assert!(took < ONE_TIMEOUT, "{fault:?}: the first request took {took:?}");
+
+    // browse, product page, search: from the services, no time-out waited on.
+    for path in ["/products", product.as_str(), "/products?q=sencha", "/categories", "/"] {
+        let (response, took) = answers.time(path, rita.get_json(path)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{fault:?} {path}");
+        assert!(took < NO_TIMEOUT, "{fault:?} {path} took {took:?}");
+    }
+    let (search, _) = answers.time("search", rita.get_json("/products?q=sencha")).await;
+    assert_eq!(search.json::<Value>().await.expect("a list")["total"], 1);
+
+    // A signed-in customer whose session cannot be read: signed out, told why.
+    let (page, took) = answers.time("a page", rita.page("/")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(took < NO_TIMEOUT, "{fault:?}: a signed-in page took {took:?}");
+    assert!(page.text().await.expect("a page").contains(NOTICE), "{fault:?}: the notice");
+    let (orders, _) = answers.time("orders", rita.get_json("/orders")).await;
+    assert_eq!(orders.status(), StatusCode::UNAUTHORIZED, "{fault:?}: asked to sign in, not a 500");
+    let (orders_page, _) = answers.time("orders page", rita.page("/orders")).await;
+    assert!(orders_page.status().is_client_error() || orders_page.status().is_redirection(), "{fault:?}");
+    let (_, _) = answers.time("a page for Sam", sam.page("/products")).await;
+
+    // sign-in / register: work, kept in the fallback.
+    let login = json!({ "email": rita_email, "password": PASSWORD });
+    let (signed_in, took) = answers.time("sign-in", rita.json(Method::POST, "/users/login", login)).await;
+    assert_eq!(signed_in.status(), StatusCode::OK, "{fault:?}: sign-in");
+    assert!(took < ONE_TIMEOUT, "{fault:?}: sign-in took {took:?}");
+    let (orders, _) = answers.time("orders after sign-in", rita.get_json("/orders")).await;
+    assert_eq!(orders.status(), StatusCode::OK, "{fault:?}: signed in again during the outage");
+    let (page, _) = answers.time("a page after sign-in", rita.page("/")).await;
+    assert!(!page.text().await.expect("a page").contains(NOTICE), "{fault:?}: no notice once signed in again");
+    let newcomer = gateway.browser();
+    let email = format!("new-{}@example.com", uuid::Uuid::new_v4().simple());
+    let body = json!({ "name": "New", "email": email, "password": PASSWORD });
+    let (registered, _) = answers.time("register", newcomer.json(Method::POST, "/users/register", body)).await;
+    assert_eq!(registered.status(), StatusCode::CREATED, "{fault:?}: register");
+    assert_eq!(sign_in(&newcomer, &email).await, StatusCode::OK);
+    assert_eq!(newcomer.get_json("/orders").await.status(), StatusCode::OK);
+
+    // cart: a guest's, kept in the fallback.
+    let guest = gateway.browser();
+    let add = json!({ "product_id": tea, "quantity": 2 });
+    let (added, _) = answers.time("guest adds", guest.json(Method::POST, "/cart/items", add)).await;
+    assert_eq!(added.status(), StatusCode::OK, "{fault:?}: a guest's cart");
+    let (cart, _) = answers.time("guest's cart", guest.get_json("/cart")).await;
+    assert!(cart.text().await.expect("a cart").contains("Sencha"), "{fault:?}: the cart kept its line");
+
+    // checkout and order pages: for a session the gateway can read.
+    let add = json!({ "product_id": tea, "quantity": 1 });
+    assert_eq!(rita.json(Method::POST, "/cart/items", add).await.status(), StatusCode::OK);
+    let mut order = Browser::cart_order(method);
+    order["idempotency_key"] = json!(format!("outage-{}", uuid::Uuid::new_v4().simple()));
+    let (placed, _) = answers.time("checkout", rita.json(Method::POST, "/orders", order)).await;
+    assert_eq!(placed.status(), StatusCode::CREATED, "{fault:?}: checkout");
+    let placed: Value = placed.json().await.expect("an order");
+    let (shown, _) = answers.time("an order", rita.get_json(&format!("/orders/{}", placed["id"]))).await;
+    assert_eq!(shown.status(), StatusCode::OK);
+
+    // admin: signed in again, writes work and are seen here at once.
+    assert_eq!(admin.get_json("/customers").await.status(), StatusCode::UNAUTHORIZED, "{fault:?}");
+    // A new admin signs in during the outage (the first one's session is in Redis).
+    let second_admin = shop.admin(&gateway).await;
+    let (created, _) = answers
+        .time(
+            "admin writes",
+            second_admin.json(
+                Method::POST,
+                "/products",
+                json!({ "name": "Gyokuro", "description": "", "price_minor": 900, "stock": 5 }),
+            ),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED, "{fault:?}: admin");
+    let list: Value = rita.get_json("/products").await.json().await.expect("a list");
+    assert_eq!(list["total"], 2, "{fault:?}: the write shows on the list at once");
+
+    // metrics / health.
+    let healthz = reqwest::get(format!("{}/healthz", gateway.url)).await.expect("the gateway answers");
+    assert_eq!(healthz.status(), StatusCode::OK);
+    let (status, report) = readyz(&gateway).await;
+    assert_eq!(status, StatusCode::OK, "{fault:?}: Redis down is degraded, not unready: {report}");
+    assert!(report["degraded"].to_string().contains("redis down"), "{report}");
+    answers.assert_no_500s();
+    let slow: Vec<_> = answers.0.iter().skip(1).filter(|(_, _, took)| *took >= ONE_TIMEOUT).collect();
+    assert!(slow.is_empty(), "{fault:?}: requests that waited on Redis after the first: {slow:?}");
+
+    // Back: no restart.
+    redis.proxy.set(Fault::Pass);
+    wait_until_redis_is_used_again(&gateway).await;
+    assert_eq!(sam.get_json("/orders").await.status(), StatusCode::OK, "{fault:?}: Sam's session is read again");
+    assert!(!sam.page("/").await.text().await.expect("a page").contains(NOTICE));
+    assert_eq!(rita.get_json("/orders").await.status(), StatusCode::OK, "{fault:?}: the fallback's session stands");
+    assert_eq!(guest.get_json("/cart").await.status(), StatusCode::OK);
+    let _ = rita.get_json(&product).await;
+    assert_eq!(rita.get_json(&product).await.headers()["x-cache"], "hit", "{fault:?}: the cache is used again");
+    gateway.stop().await;
+    redis.clean().await;
+}
+
+/// The issue's own check: Redis stopped in the middle of a signed-in
+/// customer's visit. Before, every signed-in page was a 500 after 0.5 s and
+/// each catalogue read took 1.5 s (three time-outs); now no 500s, and after
+/// the first failure the catalogue is as fast as without a cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_session() {
+    let shop = Shop::services().await;
+    let redis = RedisBehindProxy::start().await;
+    let gateway = redis.gateway(&shop).await;
+    let admin = shop.admin(&gateway).await;
+    for n in 0..5 {
+        admin.product(&format!("Tea {n}"), 400 + n, 10).await;
+    }
+    let customer = gateway.browser();
+    customer.customer("Mid").await;
+    let guest = gateway.browser();
+    // Uncached reads with Redis up: what "normal" is (a miss goes to the service).
+    let mut normal = Vec::new();
+    for n in 0..10 {
+        let started = Instant::now();
+        assert_eq!(guest.get_json(&format!("/products?q=tea&min_price={n}")).await.status(), StatusCode::OK);
+        normal.push(started.elapsed());
+    }
+
+    redis.proxy.set(Fault::Refuse);
+    redis.proxy.cut();
+    let mut answers = Answers::default();
+    for round in 0..10 {
+        let (page, _) = answers.time("signed-in page", customer.page("/products")).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let (json, _) =
+            answers.time("catalogue JSON", guest.get_json(&format!("/products?q=tea&max_price={round}"))).await;
+        assert_eq!(json.status(), StatusCode::OK);
+        let (mine, _) = answers.time("my orders", customer.get_json("/orders")).await;
+        assert_eq!(mine.status(), StatusCode::UNAUTHORIZED, "signed out for now, not a 500");
+        let (login, _) = answers.time("sign-in page", customer.page("/users/login")).await;
+        assert_eq!(login.status(), StatusCode::OK);
+    }
+    answers.assert_no_500s();
+    let first = answers.0[0].2;
+    assert!(first < ONE_TIMEOUT, "the first request: {first:?}");
+    let mut after: Vec<Duration> = answers.0.iter().skip(1).map(|(_, _, took)| *took).collect();
+    after.sort();
+    normal.sort();
+    let (median, slowest) = (after[after.len() / 2], after[after.len() - 1]);
+    let normal_median = normal[normal.len() / 2];
+    eprintln!(
+        "Redis stopped: first {first:?}, then median {median:?}, slowest {slowest:?}; normal median {normal_median:?}"
+    );
+    assert!(slowest < NO_TIMEOUT, "a request after the first waited on Redis: {slowest:?}");
+    assert!(median < normal_median * 3 + Duration::from_millis(20), "{median:?} against {normal_median:?}");
+
+    redis.proxy.set(Fault::Pass);
+    wait_until_redis_is_used_again(&gateway).await;
+    assert_eq!(customer.get_json("/orders").await.status(), StatusCode::OK, "signed in again once Redis answers");
+    gateway.stop().await;
+    redis.clean().await;
+}
