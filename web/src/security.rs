@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::dependency_health::Dependency;
 use crate::error::AppError;
 use crate::shared_limit::SharedCounter;
 use crate::state::AppState;
@@ -198,10 +199,16 @@ impl Limits {
     }
 
     /// The gateway's limits: in Redis when it has one (keys under the cache
-    /// prefix), else in this process.
-    pub async fn for_gateway(config: &crate::config::GatewayConfig) -> Result<Self, fred::error::Error> {
+    /// prefix; not asked while `redis` says it is down), else in this process.
+    pub async fn for_gateway(
+        config: &crate::config::GatewayConfig,
+        redis: Option<&Dependency>,
+    ) -> Result<Self, fred::error::Error> {
         Ok(match &config.redis_url {
-            Some(url) => Self::shared(config.limits, SharedCounter::connect(url, &config.cache_prefix).await?),
+            Some(url) => {
+                let counter = SharedCounter::connect(url, &config.cache_prefix, redis.cloned()).await?;
+                Self::shared(config.limits, counter)
+            }
             None => Self::new(config.limits),
         })
     }

@@ -18,6 +18,8 @@ use fred::interfaces::{ClientLike, KeysInterface, TransactionInterface};
 use fred::prelude::{Builder, Config, ReconnectPolicy};
 use fred::types::{Expiration, SetOptions, Value};
 
+use crate::dependency_health::Dependency;
+
 /// The longest an attempt waits for Redis before counting in-process.
 pub const TIMEOUT: Duration = Duration::from_millis(250);
 /// How long Redis is not asked after it failed.
@@ -37,7 +39,7 @@ pub enum Unavailable {
     TimedOut(Duration),
     #[error("Redis failed: {0}")]
     Failed(#[from] fred::error::Error),
-    #[error("Redis failed a moment ago; not asked")]
+    #[error("Redis failed a moment ago or is known to be down; not asked")]
     Skipped,
     #[error("Redis answered something unexpected: {0}")]
     Unexpected(String),
@@ -63,6 +65,9 @@ pub struct SharedCounter {
     skip_until: Mutex<Option<Instant>>,
     /// Whether the last answer was a failure: only changes are logged.
     failing: AtomicBool,
+    /// The gateway's Redis health flag: while the cache or the sessions
+    /// know Redis is down, it is not asked here either.
+    health: Option<Dependency>,
     connection: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
 }
 
@@ -76,7 +81,7 @@ impl SharedCounter {
     /// A client of its own for `url` (one connection, commands pipelined on
     /// it), with a short time-out. The gateway starts whether or not Redis
     /// answers yet: until it does, attempts are counted in-process.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, fred::error::Error> {
+    pub async fn connect(url: &str, prefix: &str, health: Option<Dependency>) -> Result<Self, fred::error::Error> {
         let mut config = Config::from_url(url)?;
         // Keep reconnecting, even when the first connection fails.
         config.fail_fast = false;
@@ -92,28 +97,22 @@ impl SharedCounter {
         if tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect()).await.is_err() {
             tracing::warn!("Redis not reached for the sign-in limits yet; counting in this process until it is");
         }
-        Ok(Self::with(client, prefix, TIMEOUT, connection))
-    }
-
-    fn with(
-        client: Client,
-        prefix: &str,
-        timeout: Duration,
-        connection: tokio::task::JoinHandle<Result<(), fred::error::Error>>,
-    ) -> Self {
-        Self {
+        Ok(Self {
             client,
             prefix: format!("{prefix}limit:"),
-            timeout,
+            timeout: TIMEOUT,
             skip_until: Mutex::new(None),
             failing: AtomicBool::new(false),
+            health,
             connection,
-        }
+        })
     }
 
     /// Counts an attempt for `key` in its fixed window of `window`.
     pub async fn count(&self, key: &str, window: Duration) -> Result<Window, Unavailable> {
-        if self.skip_until.lock().ok().and_then(|until| *until).is_some_and(|until| Instant::now() < until) {
+        let failed_just_now =
+            self.skip_until.lock().ok().and_then(|until| *until).is_some_and(|until| Instant::now() < until);
+        if failed_just_now || self.health.as_ref().is_some_and(|redis| !redis.is_up()) {
             return Err(Unavailable::Skipped);
         }
         let answer = match tokio::time::timeout(self.timeout, self.count_in_redis(key, window)).await {

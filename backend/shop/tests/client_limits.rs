@@ -209,7 +209,7 @@ async fn gateways_sharing_redis_enforce_one_limit() {
 async fn shared_windows_count_atomically_and_expire() {
     let prefix = Prefix::new();
     let counter = std::sync::Arc::new(
-        shop_web::shared_limit::SharedCounter::connect(&redis_url(), &prefix.0).await.expect("Redis"),
+        shop_web::shared_limit::SharedCounter::connect(&redis_url(), &prefix.0, None).await.expect("Redis"),
     );
     let window = Duration::from_millis(1_500);
     let mut racing = tokio::task::JoinSet::new();
@@ -228,6 +228,20 @@ async fn shared_windows_count_atomically_and_expire() {
     })
     .await;
     assert_eq!(counter.count("k", window).await.expect("counted").count, 1, "a new window");
+
+    // Redis known to be down (the cache or the sessions found it so): not
+    // asked, and the caller counts in-process at once.
+    let redis = shop_web::dependency_health::Dependency::new("redis-test");
+    let guarded = shop_web::shared_limit::SharedCounter::connect(&redis_url(), &prefix.0, Some(redis.clone()))
+        .await
+        .expect("Redis");
+    assert_eq!(guarded.count("g", window).await.expect("counted").count, 1);
+    redis.failed(&"a test outage");
+    let started = Instant::now();
+    let skipped = guarded.count("g", window).await;
+    assert!(matches!(skipped, Err(shop_web::shared_limit::Unavailable::Skipped)), "{skipped:?}");
+    assert!(started.elapsed() < Duration::from_millis(100), "no wait: {:?}", started.elapsed());
+    assert_eq!(prefix.count("limit:g").await, Some(1), "nothing counted in Redis");
     prefix.clean().await;
 }
 
