@@ -216,7 +216,10 @@ impl Limits {
     /// Counts an attempt at `what` from `address` for `account`.
     pub async fn check(&self, what: &str, address: Option<IpAddr>, account: &str) -> Result<(), AppError> {
         self.check_address(what, address).await?;
-        let key = format!("{what}:account:{}", account.trim().to_lowercase());
+        // No email is this long: a longer one is cut rather than kept whole
+        // as a key (cutting only merges keys, so it never loosens a limit).
+        let account: String = account.trim().to_lowercase().chars().take(320).collect();
+        let key = format!("{what}:account:{account}");
         self.count(&self.per_account, &key).await
     }
 
@@ -276,6 +279,10 @@ mod tests {
         assert!(limits.check("sign-in", here, "a@example.com").await.is_ok());
         assert!(limits.check("sign-in", here, " A@example.com").await.is_ok(), "one account whatever its case");
         assert!(limits.check("sign-in", here, "a@example.com").await.is_err(), "the third try for one account");
+        let long = |n| "b".repeat(n);
+        assert!(limits.check("sign-in", here, &long(400)).await.is_ok());
+        assert!(limits.check("sign-in", here, &long(500)).await.is_ok());
+        assert!(limits.check("sign-in", here, &long(600)).await.is_err(), "overlong names cut to one key");
         for n in 0..100 {
             assert!(limits.check("sign-in", here, &format!("{n}@example.com")).await.is_ok(), "a busy address, raised");
         }

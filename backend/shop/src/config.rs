@@ -167,7 +167,8 @@ pub struct Config {
     #[arg(long, env = "SHOP_CACHE_TTL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
     pub cache_ttl_secs: u64,
     /// Sign-in and registration attempts let through a minute from one client
-    /// address (behind a proxy every client shares its address: raise it).
+    /// address (behind a proxy, set --trusted-proxies so that each client has
+    /// its own); with --redis-url, counted once for every gateway replica.
     #[arg(long, env = "SHOP_SIGNIN_LIMIT_PER_ADDRESS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub signin_limit_per_address: u32,
     /// Sign-in attempts let through a quarter of an hour for one account.
