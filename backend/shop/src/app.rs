@@ -119,9 +119,12 @@ impl App {
                 .with_outbox(relay(&db, "users"))
                 .with_identity(identity.clone())
                 .into_server();
-            let shutdown = stopped(stop_rx.clone());
+            let (shutdown, check) = (stopped(stop_rx.clone()), database_check(&db));
             servers.push(Box::pin(async move {
-                shop_grpc::serve(listener, service, shutdown).await.map(|()| "users").context("user service")
+                shop_grpc::serve_checked(listener, service, check, shutdown)
+                    .await
+                    .map(|()| "users")
+                    .context("user service")
             }));
         }
         if parts.contains(&Part::Inventory) {
@@ -136,9 +139,12 @@ impl App {
                 .with_low_stock_threshold(config.low_stock_threshold)
                 .with_identity(identity.clone())
                 .into_server();
-            let shutdown = stopped(stop_rx.clone());
+            let (shutdown, check) = (stopped(stop_rx.clone()), database_check(&db));
             servers.push(Box::pin(async move {
-                shop_grpc::serve(listener, service, shutdown).await.map(|()| "inventory").context("inventory service")
+                shop_grpc::serve_checked(listener, service, check, shutdown)
+                    .await
+                    .map(|()| "inventory")
+                    .context("inventory service")
             }));
         }
         if parts.contains(&Part::Orders) {
@@ -156,10 +162,13 @@ impl App {
                 service.clone(),
                 Duration::from_secs(config.recovery_interval_secs),
             )));
-            let shutdown = stopped(stop_rx.clone());
+            let (shutdown, check) = (stopped(stop_rx.clone()), database_check(&db));
             let server = service.into_server();
             servers.push(Box::pin(async move {
-                shop_grpc::serve(listener, server, shutdown).await.map(|()| "orders").context("order service")
+                shop_grpc::serve_checked(listener, server, check, shutdown)
+                    .await
+                    .map(|()| "orders")
+                    .context("order service")
             }));
         }
         if parts.contains(&Part::Gateway) {
@@ -265,6 +274,16 @@ impl App {
         tracing::info!("stopped");
         outcome
     }
+}
+
+/// A service's health follows its own database (`SELECT 1`): see
+/// `shop_grpc::serve_checked`.
+fn database_check(db: &Db) -> Option<shop_grpc::Check> {
+    let pool = db.pool.clone();
+    Some(Box::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move { shop_storage::sqlx::query("SELECT 1").execute(&pool).await.is_ok() })
+    }))
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
