@@ -43,6 +43,12 @@ impl Wake {
     pub fn wake(&self) {
         self.0.notify_one();
     }
+
+    /// Returns at the next [`Wake::wake`], or at once if one came since the
+    /// last wait (a wake is never lost between two waits).
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +216,7 @@ impl Relay {
                         continue; // more are waiting
                     }
                     tokio::select! {
-                        () = self.wake.0.notified() => {}
+                        () = self.wake.woken() => {}
                         () = tokio::time::sleep(POLL) => {}
                     }
                 }

@@ -11,6 +11,8 @@ pub mod demo;
 mod demo_pictures;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "fault-hooks")]
+pub mod fault_hooks;
 pub mod images;
 pub mod search;
 pub mod service;

@@ -17,7 +17,10 @@ use crate::{OrderError, OrderService, store};
 pub struct Report {
     /// Pending orders that were reserved and confirmed, or rejected.
     pub settled: usize,
-    /// Pending orders inventory could still not be asked about.
+    /// Pending orders left for a later pass: the one inventory could not be
+    /// asked about, and those after it in its batch (a pass stops asking at
+    /// the first sign that inventory is away, rather than waiting on a
+    /// time-out per order).
     pub still_pending: usize,
     /// Cancelled orders whose stock went back.
     pub released: usize,
@@ -28,25 +31,58 @@ pub struct Report {
 /// How long an idempotency key is honoured: a day, with a day to spare.
 pub const KEEP_KEYS: Duration = Duration::from_secs(48 * 60 * 60);
 
-/// Orders are left alone this long after their last change, so a pass never
-/// races a request that is still reserving.
+/// Orders are left alone this long after their last change by the periodic
+/// pass, so it rarely races a request that is still reserving (a race costs
+/// a repeated reservation call, never a second reservation).
 pub const GRACE: Duration = Duration::from_secs(30);
+
+/// The grace of the passes that follow a request leaving an order pending:
+/// that request has finished, so its order need not wait for [`GRACE`].
+pub const LEFT_PENDING_GRACE: Duration = Duration::from_secs(1);
+
+/// The first wait before trying again while orders wait for inventory,
+/// doubled up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
 const BATCH: i64 = 100;
 
-/// One pass over orders untouched for `grace`.
+/// One pass over orders untouched for `grace`: every such order, batch
+/// after batch, until none is left or inventory stops answering.
 pub async fn run_once(service: &OrderService, grace: Duration) -> Result<Report, OrderError> {
     let mut report = Report::default();
     let before = now_ms() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    for (order_id, lines) in store::stale_pending(service.db(), before, BATCH).await? {
-        match service.reserve(order_id, &lines).await {
-            Ok(()) | Err(OrderError::Rejected { .. }) => report.settled += 1,
-            Err(OrderError::InventoryUnavailable(_)) => report.still_pending += 1,
-            Err(error) => return Err(error),
+    let mut after = 0;
+    'batches: loop {
+        let batch = store::stale_pending(service.db(), before, after, BATCH).await?;
+        let full = batch.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
+        let mut orders = batch.into_iter();
+        for (order_id, lines) in orders.by_ref() {
+            after = order_id;
+            match service.reserve(order_id, &lines).await {
+                Ok(()) | Err(OrderError::Rejected { .. }) => report.settled += 1,
+                Err(OrderError::InventoryUnavailable(_)) => {
+                    report.still_pending += 1 + orders.len();
+                    break 'batches;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if !full {
+            break;
         }
     }
-    for order_id in store::unreleased(service.db(), BATCH).await? {
-        if service.release(order_id).await {
-            report.released += 1;
+    let mut after = 0;
+    loop {
+        let batch = store::unreleased(service.db(), after, BATCH).await?;
+        for &order_id in &batch {
+            if service.release(order_id).await {
+                report.released += 1;
+            }
+        }
+        match batch.last() {
+            Some(&last) if batch.len() == usize::try_from(BATCH).unwrap_or(usize::MAX) => after = last,
+            _ => break,
         }
     }
     let keys_before = now_ms() - i64::try_from(KEEP_KEYS.as_millis()).unwrap_or(i64::MAX);
@@ -61,14 +97,35 @@ pub async fn run_once(service: &OrderService, grace: Duration) -> Result<Report,
 /// then every `every` over orders untouched for [`GRACE`], until the process
 /// stops. The first pass may meet requests still running on other replicas;
 /// that costs a repeated reservation call, never a second reservation.
+///
+/// When a request leaves an order pending (inventory did not answer), it
+/// wakes this loop, which then tries again soon and with back-off (a
+/// quarter of a second, doubling up to five) until nothing waits: orders
+/// left by an outage are settled within seconds of inventory's return, not
+/// at the next interval.
 pub async fn run_periodically(service: OrderService, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
     let mut grace = Duration::ZERO;
+    let mut retry: Option<Duration> = None;
     loop {
-        ticks.tick().await;
-        if let Err(error) = run_once(&service, grace).await {
-            tracing::warn!(%error, "recovery pass failed; will try again");
+        let waiting = match run_once(&service, grace).await {
+            Ok(report) => report.still_pending > 0,
+            Err(error) => {
+                tracing::warn!(%error, "recovery pass failed; will try again");
+                true
+            }
+        };
+        retry = waiting.then(|| retry.map_or(FIRST_RETRY, |last| (last * 2).min(MAX_RETRY)));
+        let wait = retry.unwrap_or(every).min(every);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {
+                grace = if retry.is_some() { LEFT_PENDING_GRACE } else { GRACE };
+            }
+            () = service.recovery_wake().woken() => {
+                grace = LEFT_PENDING_GRACE;
+                // A burst of requests failing at once wakes once per
+                // request: the first wake's pass serves them all.
+                tokio::time::sleep(LEFT_PENDING_GRACE).await;
+            }
         }
-        grace = GRACE;
     }
 }

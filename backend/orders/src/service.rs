@@ -28,6 +28,8 @@ pub struct OrderService {
     channel: Channel,
     inventory: InventoryServiceClient<Signed>,
     outbox: Wake,
+    /// Wakes the recovery loop when a request left an order pending.
+    recovery: Wake,
     identity: Identity,
     settings: Settings,
 }
@@ -60,6 +62,7 @@ impl OrderService {
             inventory: as_orders(&identity, &inventory),
             channel: inventory,
             outbox: Wake::default(),
+            recovery: Wake::default(),
             identity,
             settings: Settings::default(),
         }
@@ -87,6 +90,12 @@ impl OrderService {
 
     pub fn into_server(self) -> OrderServiceServer<Self> {
         OrderServiceServer::new(self)
+    }
+
+    /// What the recovery loop waits on between passes (see
+    /// [`crate::recovery::run_periodically`]).
+    pub(crate) fn recovery_wake(&self) -> &Wake {
+        &self.recovery
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -160,9 +169,11 @@ impl OrderService {
         };
         // The order as confirmed, when this request confirmed it: it holds
         // what a read would find, without the read.
-        let order = match self.reserve_placed(order_id, &lines, Some(&actor)).await? {
-            Some(order) => order,
-            None => store::get(&self.db, order_id).await?,
+        let order = match self.reserve_placed(order_id, &lines, Some(&actor)).await {
+            Ok(Some(order)) => order,
+            Ok(None) => store::get(&self.db, order_id).await?,
+            Err(OrderError::InventoryUnavailable(_)) => self.left_pending(order_id).await?,
+            Err(error) => return Err(error),
         };
         tracing::info!(
             order_id,
@@ -236,10 +247,11 @@ impl OrderService {
     async fn replay(&self, order_id: i64, lines: &OrderLines) -> Result<Order, OrderError> {
         let order = store::get(&self.db, order_id).await?;
         match order.status {
-            OrderStatus::Pending => {
-                self.reserve(order_id, lines).await?;
-                store::get(&self.db, order_id).await
-            }
+            OrderStatus::Pending => match self.reserve(order_id, lines).await {
+                Ok(()) => store::get(&self.db, order_id).await,
+                Err(OrderError::InventoryUnavailable(_)) => self.left_pending(order_id).await,
+                Err(error) => Err(error),
+            },
             OrderStatus::Rejected => {
                 // Every rejected order has its rejection (migration 0005
                 // gave older ones theirs).
@@ -249,6 +261,16 @@ impl OrderService {
             }
             _ => Ok(order),
         }
+    }
+
+    /// The answer for an order that is recorded but that inventory could
+    /// not be asked about: the order as it is, pending. It is the customer's
+    /// order (the recovery loop, woken now, reserves it as soon as inventory
+    /// answers), so it is never answered as a failure.
+    async fn left_pending(&self, order_id: i64) -> Result<Order, OrderError> {
+        metrics::counter!("shop_orders_left_pending_total").increment(1);
+        self.recovery.wake();
+        store::get(&self.db, order_id).await
     }
 
     /// Has inventory reserve and price a pending order's lines, then records

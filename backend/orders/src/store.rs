@@ -867,38 +867,48 @@ async fn attach_items(db: &Db, orders: &mut [Order]) -> sqlx::Result<()> {
 
 /// Pending orders last touched before `before_ms`, oldest first: work for
 /// the recovery pass.
-pub async fn stale_pending(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<(i64, OrderLines)>, OrderError> {
+pub async fn stale_pending(
+    db: &Db,
+    before_ms: i64,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<(i64, OrderLines)>, OrderError> {
     db.observe("stale_pending", async move {
-        let ids: Vec<(i64,)> = sqlx::query_as(
-            "SELECT id FROM orders WHERE status = 'pending' AND updated_at_ms < $1 ORDER BY id LIMIT $2",
+        // One statement for a whole batch and its lines (`orders_status_idx`
+        // finds the pending orders without a scan).
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT i.order_id, i.product_id, i.quantity FROM order_items i \
+             WHERE i.order_id IN (SELECT id FROM orders \
+                 WHERE status = 'pending' AND updated_at_ms < $1 AND id > $2 ORDER BY id LIMIT $3) \
+             ORDER BY i.order_id, i.product_id",
         )
         .bind(before_ms)
+        .bind(after_id)
         .bind(limit)
         .fetch_all(&db.pool)
         .await?;
-        let mut pending = Vec::with_capacity(ids.len());
-        for (id,) in ids {
-            let lines: Vec<(i64, i64)> =
-                sqlx::query_as("SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY product_id")
-                    .bind(id)
-                    .fetch_all(&db.pool)
-                    .await?;
-            pending.push((id, OrderLines::parse(lines)?));
+        let mut pending: Vec<(i64, Vec<(i64, i64)>)> = Vec::new();
+        for (order_id, product_id, quantity) in rows {
+            match pending.last_mut() {
+                Some((last, lines)) if *last == order_id => lines.push((product_id, quantity)),
+                _ => pending.push((order_id, vec![(product_id, quantity)])),
+            }
         }
-        Ok(pending)
+        pending.into_iter().map(|(order_id, lines)| Ok((order_id, OrderLines::parse(lines)?))).collect()
     })
     .await
 }
 
 /// Cancelled or rejected orders whose stock inventory may still hold.
-pub async fn unreleased(db: &Db, limit: i64) -> Result<Vec<i64>, OrderError> {
+pub async fn unreleased(db: &Db, after_id: i64, limit: i64) -> Result<Vec<i64>, OrderError> {
     db.observe("unreleased", async move {
         let ids: Vec<(i64,)> = sqlx::query_as(
             "SELECT id FROM orders \
-         WHERE (status IN ('cancelled', 'rejected') AND stock_state = 'reserved') \
-            OR (status = 'cancelled' AND stock_state = 'none') \
-         ORDER BY id LIMIT $1",
+         WHERE id > $1 AND ((status IN ('cancelled', 'rejected') AND stock_state = 'reserved') \
+            OR (status = 'cancelled' AND stock_state = 'none')) \
+         ORDER BY id LIMIT $2",
         )
+        .bind(after_id)
         .bind(limit)
         .fetch_all(&db.pool)
         .await?;

@@ -321,8 +321,8 @@ async fn an_inventory_outage_leaves_orders_pending_until_recovery_finishes_them(
     let kept = shop.order(1, &[(tea, 2)]).await.expect("an order");
     shop.stop_inventory().await;
 
-    let during = shop.order(1, &[(tea, 3)]).await;
-    assert_status(during, Code::Unavailable, "will be confirmed or rejected automatically");
+    let during = shop.order(1, &[(tea, 3)]).await.expect("the order, pending");
+    assert_eq!(during.status(), OrderStatus::Pending);
     // Cancelling while inventory is down succeeds; the stock goes back later.
     let cancelled = shop.set_status(kept.id, OrderStatus::Cancelled).await.expect("cancelled");
     assert_eq!(cancelled.status(), OrderStatus::Cancelled);
@@ -343,6 +343,56 @@ async fn an_inventory_outage_leaves_orders_pending_until_recovery_finishes_them(
     let again = shop_orders::recovery::run_once(&shop.service, Duration::ZERO).await.expect("a pass");
     assert_eq!(again, shop_orders::recovery::Report::default());
     assert_eq!(shop.stock(tea).await, 7);
+}
+
+/// Orders an outage left pending are settled back to back once inventory
+/// returns: more than one batch in a single pass, and, with the recovery
+/// loop running on a long interval, within seconds of the return (the first
+/// order left pending woke it; it tries again with back-off).
+async fn orders_left_pending_settle_soon_after_inventory_returns(backend: Backend) {
+    let mut shop = start(backend).await;
+    let tea = shop.product("Green tea", 450, 1_000).await;
+    // One pass takes every batch.
+    shop.stop_inventory().await;
+    for _ in 0..150 {
+        shop.order(1, &[(tea, 1)]).await.expect("the order, pending");
+    }
+    let down = shop_orders::recovery::run_once(&shop.service, Duration::ZERO).await.expect("a pass");
+    assert_eq!((down.settled, down.still_pending), (0, 100), "it stops asking at the first failure");
+    shop.restart_inventory().await;
+    let back = shop_orders::recovery::run_once(&shop.service, Duration::ZERO).await.expect("a pass");
+    assert_eq!((back.settled, back.still_pending), (150, 0));
+    assert_eq!(shop.stock(tea).await, 850);
+
+    let recovery =
+        tokio::spawn(shop_orders::recovery::run_periodically(shop.service.clone(), Duration::from_secs(3_600)));
+    shop.stop_inventory().await;
+    let mut pending = Vec::new();
+    for _ in 0..250 {
+        let order = shop.order(1, &[(tea, 1)]).await.expect("the order, pending");
+        assert_eq!(order.status(), OrderStatus::Pending);
+        pending.push(order.id);
+    }
+    shop.restart_inventory().await;
+    let returned = std::time::Instant::now();
+    loop {
+        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
+            .fetch_one(&shop.orders_db.db.pool)
+            .await
+            .expect("a count");
+        if left == 0 {
+            break;
+        }
+        assert!(returned.elapsed() < Duration::from_secs(20), "{left} orders still pending 20 s after the return");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    recovery.abort();
+    for id in [pending[0], pending[249]] {
+        assert_eq!(shop.get(id).await.status(), OrderStatus::Confirmed);
+    }
+    assert_eq!(shop.stock(tea).await, 600, "each order's stock taken once");
+    let again = shop_orders::recovery::run_once(&shop.service, Duration::ZERO).await.expect("a pass");
+    assert_eq!(again.settled, 0, "nothing left");
 }
 
 async fn a_retry_with_the_same_idempotency_key_is_the_same_order(backend: Backend) {
@@ -430,7 +480,10 @@ async fn a_retry_finishes_an_order_an_outage_left_pending(backend: Backend) {
     let mut shop = start(backend).await;
     let tea = shop.product("Green tea", 450, 10).await;
     shop.stop_inventory().await;
-    assert_status(shop.order_with_key(1, &[(tea, 4)], "k1").await, Code::Unavailable, "pending");
+    let pending = shop.order_with_key(1, &[(tea, 4)], "k1").await.expect("the order, pending");
+    assert_eq!(pending.status(), OrderStatus::Pending);
+    let again = shop.order_with_key(1, &[(tea, 4)], "k1").await.expect("a retry while still away");
+    assert_eq!((again.id, again.status()), (pending.id, OrderStatus::Pending));
     shop.restart_inventory().await;
     let retried = shop.order_with_key(1, &[(tea, 4)], "k1").await.expect("the retry finishes it");
     assert_eq!((retried.status(), retried.total_minor), (OrderStatus::Confirmed, 4 * 450));
@@ -569,12 +622,12 @@ async fn every_refusal_carries_its_reason(backend: Backend) {
     let forged = forged.get_order(GetOrderRequest { id: order.id }).await;
     assert_refused(forged, Code::Unauthenticated, ErrorReason::CallerUnverified);
 
-    // Inventory away: the order is recorded and left pending.
+    // Inventory away: the order is recorded, and answered as it is, pending
+    // (never as a failure: it will be confirmed or rejected).
     shop.stop_inventory().await;
-    let pending = shop.order(1, &[(tea, 1)]).await;
-    let pending = assert_refused(pending, Code::Unavailable, ErrorReason::OrderPending);
-    let pending_id: i64 = meta(&pending, "order_id").and_then(|id| id.parse().ok()).expect("the order id");
-    assert_eq!(shop.get(pending_id).await.status(), OrderStatus::Pending);
+    let pending = shop.order(1, &[(tea, 1)]).await.expect("the order, pending");
+    assert_eq!((pending.status(), pending.total_minor), (OrderStatus::Pending, 0));
+    assert_eq!(shop.get(pending.id).await.status(), OrderStatus::Pending);
 }
 
 async fn a_change_made_meanwhile_is_refused_as_such(backend: Backend) {
@@ -639,8 +692,7 @@ async fn allowed_transitions_follow_the_caller_for_every_status(backend: Backend
     let rejected = shop.order(1, &[(tea, 1_000)]).await.expect_err("rejected");
     let rejected: i64 = rich_error::metadata(&rejected, "order_id").and_then(|id| id.parse().ok()).expect("an id");
     shop.stop_inventory().await;
-    let pending = shop.order(1, &[(tea, 1)]).await.expect_err("left pending");
-    let pending: i64 = rich_error::metadata(&pending, "order_id").and_then(|id| id.parse().ok()).expect("an id");
+    let pending = shop.order(1, &[(tea, 1)]).await.expect("left pending").id;
 
     let every = [
         (pending, Pending, vec![Cancelled], vec![Cancelled]),
@@ -781,4 +833,5 @@ on_both_backends!(
     status_follows_the_state_machine,
     cancelling_returns_the_stock_once,
     an_inventory_outage_leaves_orders_pending_until_recovery_finishes_them,
+    orders_left_pending_settle_soon_after_inventory_returns,
 );

@@ -439,8 +439,9 @@ pub async fn place(
     // likely); the key makes this form place one order whatever happens.
     let session = ctx.session.clone();
     let placed = orders::checkout(ctx, key, delivery).await;
-    // Placed, or refused for good: the next review is a new order. An order
-    // left pending (503) keeps the key, so trying again finishes that order.
+    // Placed (pending orders too), or refused for good: the next review is
+    // a new order. A service away (503) keeps the key, so trying again
+    // finishes whatever this one recorded.
     if placed.as_ref().is_ok_and(|response| response.status() != axum::http::StatusCode::SERVICE_UNAVAILABLE) {
         session.remove_value(REVIEW_KEY).await?;
     }

@@ -383,7 +383,8 @@ pub async fn events(
               (status = 404, description = "An unknown product", body = crate::error_page::ProblemBody),
               (status = 409, description = "Not enough stock; the order is kept as rejected", body = crate::error_page::ProblemBody),
               (status = 422, body = crate::error_page::ProblemBody),
-              (status = 503, description = "Inventory unreachable; the order stays pending and is finished automatically", body = crate::error_page::ProblemBody)))]
+              (status = 202, description = "Recorded, but inventory could not be asked yet: the order is pending and is confirmed or rejected shortly; `Location` names it", body = OrderView),
+              (status = 503, description = "A service is unreachable; retrying with the same Idempotency-Key is safe", body = crate::error_page::ProblemBody)))]
 pub async fn create(
     ctx: Ctx,
     IdempotencyKey(key): IdempotencyKey,
@@ -432,8 +433,36 @@ pub async fn create(
         }
         Err(status) => return refused(&ctx, &status).await,
     };
-    let message = format!("Thank you: order #{} is {}.", order.id, order.status);
-    ctx.created(&format!("/orders/{}", order.id), &order, message).await
+    let message = placed_message(&order, "");
+    answer_placed(&ctx, &order, message).await
+}
+
+/// What the customer is told about an order just placed. A pending order
+/// (inventory could not be asked yet) is the customer's order all the same:
+/// it is said to be received and confirmed shortly, never to have failed.
+fn placed_message(order: &OrderView, units: &str) -> String {
+    if order.status == "pending" {
+        format!(
+            "Thank you: order #{} is received{units}. We are confirming the stock and will confirm it shortly; \
+             its page shows the result.",
+            order.id
+        )
+    } else {
+        format!("Thank you: order #{} is {}{units}.", order.id, order.status)
+    }
+}
+
+/// The answer to a placed order: a browser is sent to `/orders/{id}`'s
+/// confirmation; a JSON client gets 201 with the order, or 202 while it is
+/// pending (`Location` names it either way: reading it says when it is
+/// confirmed or rejected).
+async fn answer_placed(ctx: &Ctx, order: &OrderView, message: String) -> Result<Response, AppError> {
+    let location = format!("/orders/{}", order.id);
+    let mut response = ctx.created(&location, order, message).await?;
+    if ctx.want == Want::Json && order.status == "pending" {
+        *response.status_mut() = axum::http::StatusCode::ACCEPTED;
+    }
+    Ok(response)
 }
 
 /// Orders the customer's kept cart: the order service orders the lines that
@@ -478,12 +507,7 @@ pub async fn checkout(mut ctx: Ctx, idempotency_key: String, delivery: Delivery)
     ctx.viewer.cart_count = count;
     viewer::remember_cart_count(&ctx.session, count).await?;
     let units: i64 = order.items.iter().map(|item| item.quantity).sum();
-    let mut message = format!(
-        "Thank you: order #{} is {} ({units} {}).",
-        order.id,
-        order.status,
-        if units == 1 { "item" } else { "items" }
-    );
+    let mut message = placed_message(&order, &format!(" ({units} {})", if units == 1 { "item" } else { "items" }));
     if !left.is_empty() {
         let reasons: Vec<String> = left.iter().map(left_out).collect();
         let pronoun = if left.len() == 1 { "it stayed" } else { "they stayed" };
@@ -494,7 +518,7 @@ pub async fn checkout(mut ctx: Ctx, idempotency_key: String, delivery: Delivery)
         let location = format!("/orders/{}/confirmation", order.id);
         return ctx.redirect(&location, if left.is_empty() { String::new() } else { message }).await;
     }
-    ctx.created(&format!("/orders/{}", order.id), &order, message).await
+    answer_placed(&ctx, &order, message).await
 }
 
 /// Why a cart line was left out of an order, naming the product.

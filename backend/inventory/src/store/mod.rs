@@ -290,9 +290,15 @@ pub async fn reserve(
             )
             .bind(product_id)
             .bind(quantity)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
+            .bind(now);
+            #[cfg(feature = "fault-hooks")]
+            let taken = if crate::fault_hooks::lost_update_armed() {
+                crate::fault_hooks::take_by_absolute_write(&mut tx, product_id, quantity, now).await?
+            } else {
+                taken.fetch_optional(&mut *tx).await?
+            };
+            #[cfg(not(feature = "fault-hooks"))]
+            let taken = taken.fetch_optional(&mut *tx).await?;
             let Some(taken) = taken else {
                 let available: Option<(i64,)> = sqlx::query_as("SELECT stock FROM products WHERE id = $1")
                     .bind(product_id)
