@@ -35,7 +35,8 @@
 #               (default: target/release/shop, built or brought up to date
 #               with cargo first)
 #   SHOP_TEST_VENV  the virtualenv for podman-compose (default target/test-venv)
-#   SHOP_CONTAINERS_KEEP=1  leave the stack running on failure, to look at it
+#   SHOP_CONTAINERS_KEEP=1  leave the stack running on failure, to look at it;
+#                           =always: also when every check passed
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -95,18 +96,23 @@ leftovers() {
     podman network ls --format 'network {{.Name}}' | grep -F " ${PROJECT}_" || true
 }
 
-# Removes whatever of the project is left, the hard way.
+# Removes whatever of the project is left, the hard way: the pod first (it
+# takes its containers with it, whatever depends on what), then the rest,
+# twice, since a container that others require goes only after them.
 force_remove() {
     local kind name
-    while read -r kind name; do
-        case $kind in
-            container) podman rm -f -t 0 "$name" >/dev/null 2>&1 || true ;;
-            pod) podman pod rm -f "$name" >/dev/null 2>&1 || true ;;
-            volume) podman volume rm -f "$name" >/dev/null 2>&1 || true ;;
-            network) podman network rm -f "$name" >/dev/null 2>&1 || true ;;
-            *) ;;
-        esac
-    done < <(leftovers)
+    podman pod rm -f "pod_$PROJECT" >/dev/null 2>&1 || true
+    for _ in 1 2; do
+        while read -r kind name; do
+            case $kind in
+                container) podman rm -f -t 0 "$name" >/dev/null 2>&1 || true ;;
+                pod) podman pod rm -f "$name" >/dev/null 2>&1 || true ;;
+                volume) podman volume rm -f "$name" >/dev/null 2>&1 || true ;;
+                network) podman network rm -f "$name" >/dev/null 2>&1 || true ;;
+                *) ;;
+            esac
+        done < <(leftovers)
+    done
 }
 
 cleanup() {
@@ -126,7 +132,7 @@ cleanup() {
             force_remove
         fi
     fi
-    podman rmi "$SHOP_TEST_IMAGE" >/dev/null 2>&1 || true
+    [[ -z "$SHOP_TEST_IMAGE" ]] || podman rmi "$SHOP_TEST_IMAGE" >/dev/null 2>&1 || true
     rm -rf "$TMP_DIR"
     if [[ $status -eq 0 ]]; then
         echo "    containers: every check passed in $((SECONDS - STARTED_AT)) s"
@@ -398,6 +404,14 @@ for line in open(sys.argv[1]):
 print(f"       in all: {total / (1 << 20):.0f} MiB")
 PY
 sub_done
+
+if [[ "${SHOP_CONTAINERS_KEEP:-}" == always ]]; then
+    echo "    SHOP_CONTAINERS_KEEP=always: leaving project $PROJECT running; gateway $GATEWAY_URL"
+    echo "    (stop it with: CONTAINERS_CONF=$CONTAINERS_CONF podman-compose -p $PROJECT down -v)"
+    STACK_UP=""
+    SHOP_TEST_IMAGE=""
+    exit 0
+fi
 
 sub "podman-compose down -v leaves nothing behind"
 COMPOSE_TIMEOUT=120 compose down -v -t 20 >"$TMP_DIR/down.log" 2>&1 ||
