@@ -365,7 +365,10 @@ pub async fn ping(pool: &Pool, within: Duration) -> bool {
 }
 
 /// Connects a pool to Redis. Commands time out quickly, so a Redis that
-/// stops answering costs a request little before it falls back.
+/// stops answering costs a request little before it falls back. A Redis
+/// that does not answer at start is not waited for (beyond 2 s): the pool
+/// keeps trying to connect in the background, and the gateway serves
+/// without it meanwhile (a wrong URL still fails at once).
 pub async fn connect_redis(url: &str) -> Result<Pool, fred::error::Error> {
     connect_redis_database(url, None).await
 }
@@ -378,6 +381,8 @@ pub async fn connect_redis_database(url: &str, database: Option<u8>) -> Result<P
     if database.is_some() {
         config.database = database;
     }
+    // The first connection is retried like any later one.
+    config.fail_fast = false;
     let pool = Builder::from_config(config)
         .with_performance_config(|performance| {
             performance.default_command_timeout = Duration::from_millis(500);
@@ -392,7 +397,12 @@ pub async fn connect_redis_database(url: &str, database: Option<u8>) -> Result<P
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_pool(4)?;
-    pool.init().await?;
+    // The connection tasks run for the pool's life; their handles are not needed.
+    drop(pool.connect_pool());
+    match tokio::time::timeout(Duration::from_secs(2), pool.wait_for_connect()).await {
+        Ok(connected) => connected?,
+        Err(_) => tracing::warn!("Redis does not answer at start: serving without it until it does"),
+    }
     Ok(pool)
 }
 

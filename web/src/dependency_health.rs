@@ -129,7 +129,13 @@ pub fn watch_redis(
         let (cache, sessions) = (cache.clone(), sessions.clone());
         async move { cache.recover().await && sessions.recover().await }
     };
-    tokio::spawn(health.watch(probe, recover))
+    tokio::spawn(async move {
+        // A Redis that did not answer at start is down from the start.
+        if !probe().await {
+            health.failed(&"no answer to PING at start");
+        }
+        health.watch(probe, recover).await;
+    })
 }
 
 /// Whether a Redis error means Redis is away (rather than a refused

@@ -256,6 +256,32 @@ async fn redis_row(fault: Fault) {
     redis.clean().await;
 }
 
+/// A gateway (re)started while Redis is stopped starts and serves without
+/// it, and uses it once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_starts_while_redis_is_down() {
+    let shop = Shop::services().await;
+    let redis = RedisBehindProxy::start().await;
+    redis.proxy.set(Fault::Refuse);
+    let started = Instant::now();
+    let gateway = redis.gateway(&shop).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "start took {:?}", started.elapsed());
+    let admin = shop.admin(&gateway).await;
+    let tea = admin.product("Oolong", 650, 5).await;
+    let report = eventually_readyz(&gateway.url, StatusCode::OK).await;
+    assert!(report["degraded"].to_string().contains("redis down"), "{report}");
+    let product = format!("/products/{tea}");
+    assert_eq!(admin.get_json(&product).await.headers()["x-cache"], "miss");
+    assert_eq!(admin.get_json(&product).await.headers()["x-cache"], "miss", "no cache while Redis is down");
+
+    redis.proxy.set(Fault::Pass);
+    wait_until_redis_is_used_again(&gateway.url).await;
+    let _ = admin.get_json(&product).await;
+    assert_eq!(admin.get_json(&product).await.headers()["x-cache"], "hit", "Redis used once it answers");
+    gateway.stop().await;
+    redis.clean().await;
+}
+
 /// The issue's own check: Redis stopped in the middle of a signed-in
 /// customer's visit. Before, every signed-in page was a 500 after 0.5 s and
 /// each catalogue read took 1.5 s (three time-outs); now no 500s, and after
