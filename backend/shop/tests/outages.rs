@@ -136,8 +136,17 @@ async fn redis_row(fault: Fault) {
     let admin = shop.admin(&gateway).await;
     let tea = admin.product("Sencha tea", 450, 50).await;
     let method = admin.delivery_method().await;
-    let rita = gateway.browser();
+    // Rita's cookie jar is kept, to try her session from before the outage afterwards.
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let rita = Browser { base: gateway.url.clone(), client };
     let rita_email = rita.customer("Rita").await["email"].as_str().expect("an email").to_owned();
+    let base_url: reqwest::Url = gateway.url.parse().expect("a URL");
+    let rita_before = reqwest::cookie::CookieStore::cookies(&*jar, &base_url).expect("Rita's session cookie");
     // Sam signs in before the outage and only looks at pages during it.
     let sam = gateway.browser();
     sam.customer("Sam").await;
@@ -249,6 +258,18 @@ async fn redis_row(fault: Fault) {
     assert_eq!(sam.get_json("/orders").await.status(), StatusCode::OK, "{fault:?}: Sam's session is read again");
     assert!(!sam.page("/").await.text().await.expect("a page").contains(NOTICE));
     assert_eq!(rita.get_json("/orders").await.status(), StatusCode::OK, "{fault:?}: the fallback's session stands");
+    // Signing in again during the outage ended her session from before it:
+    // deleted from Redis once Redis answered (another replica asks Redis).
+    let other = redis.gateway(&shop).await;
+    let old = reqwest::Client::new()
+        .get(format!("{}/orders", other.url))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .header(reqwest::header::COOKIE, rita_before)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED, "{fault:?}: the ended session stays ended");
+    other.stop().await;
     assert_eq!(guest.get_json("/cart").await.status(), StatusCode::OK);
     let _ = rita.get_json(&product).await;
     assert_eq!(rita.get_json(&product).await.headers()["x-cache"], "hit", "{fault:?}: the cache is used again");
