@@ -73,7 +73,10 @@ state: dict = {}
 
 
 def podman(*args: str, check_status: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
-    command = ["podman", "--root", str(WORK / "storage"), "--runroot", str(WORK / "run"), *args]
+    # A storage of its own (vfs: nothing mounted, so removing the directory
+    # removes it all), beside whatever else this machine's Podman runs.
+    command = ["podman", "--root", str(WORK / "storage"), "--runroot", str(WORK / "run"), "--storage-driver", "vfs",
+               *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if check_status:
         assert done.returncode == 0, f"{' '.join(args[:3])}: {done.stderr.strip()[-2000:]}"
@@ -234,8 +237,14 @@ def image():
     make_image()
 
 
+# `kube play` makes this network (in the machine-wide configuration) even
+# for pods on the host's network; removed at the end if this run made it.
+KUBE_NETWORK = "podman-default-kube-network"
+
+
 @check("the Secrets and the migration Job's pod: shop migrate exits 0")
 def migration():
+    state["kube_network_was_there"] = podman("network", "exists", KUBE_NETWORK, check_status=False).returncode == 0
     deployments, config, migrate, targets = rewrite(k.render(k.KUBERNETES / "overlays" / "dev"))
     state.update(deployments=deployments, targets=targets)
     (WORK / "config.yaml").write_text(yaml.safe_dump(config))
@@ -312,9 +321,13 @@ def clean_up() -> None:
     for manifest in ("shop.yaml", "migrate.yaml"):
         if (WORK / manifest).exists():
             podman("kube", "down", str(WORK / manifest), check_status=False, timeout=120)
-    podman("pod", "rm", "--all", "--force", check_status=False)
-    podman("rmi", "--all", "--force", check_status=False)
-    podman("system", "reset", "--force", check_status=False)
+    # Only what this run made, by name: never `podman system reset`, which
+    # would also remove the machine's networks, another run's among them.
+    podman("pod", "rm", "--force", *(f"{role}-pod-0" for role in ROLES), "shop-migrate", check_status=False)
+    podman("secret", "rm", "shop-internal", "shop-postgres", "shop-redis", "shop-nats", check_status=False)
+    podman("rmi", "--all", "--force", check_status=False)  # this run's storage only: the image, Podman's pause
+    if state.get("kube_network_was_there") is False:
+        podman("network", "rm", KUBE_NETWORK, check_status=False)
     for database in ("users", "inventory", "orders", "notifications"):
         subprocess.run(["psql", f"{PG}/postgres", "-qXc", f"DROP DATABASE IF EXISTS shop_test_{TAG}_{database} WITH (FORCE)"],
                        capture_output=True)
