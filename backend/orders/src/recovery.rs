@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+
 use shop_storage::now_ms;
 
 use crate::{OrderError, OrderService, store};
@@ -47,26 +49,40 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 
 const BATCH: i64 = 100;
 
+/// Reservations a pass has in flight at once.
+const PARALLEL: usize = 8;
+
 /// One pass over orders untouched for `grace`: every such order, batch
 /// after batch, until none is left or inventory stops answering.
 pub async fn run_once(service: &OrderService, grace: Duration) -> Result<Report, OrderError> {
     let mut report = Report::default();
     let before = now_ms() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let mut after = 0;
-    'batches: loop {
+    let mut away = false;
+    while !away {
         let batch = store::stale_pending(service.db(), before, after, BATCH).await?;
         let full = batch.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
-        let mut orders = batch.into_iter();
-        for (order_id, lines) in orders.by_ref() {
+        // A few at once: each order is a round trip to inventory and two
+        // statements here, so one at a time leaves both mostly waiting.
+        let mut running = JoinSet::new();
+        let mut failed = None;
+        for (order_id, lines) in batch {
             after = order_id;
-            match service.reserve(order_id, &lines).await {
-                Ok(()) | Err(OrderError::Rejected { .. }) => report.settled += 1,
-                Err(OrderError::InventoryUnavailable(_)) => {
-                    report.still_pending += 1 + orders.len();
-                    break 'batches;
-                }
-                Err(error) => return Err(error),
+            if away {
+                report.still_pending += 1;
+                continue;
             }
+            if running.len() >= PARALLEL {
+                away |= settled(running.join_next().await, &mut report, &mut failed);
+            }
+            let service = service.clone();
+            running.spawn(async move { service.reserve(order_id, &lines).await });
+        }
+        while let Some(done) = running.join_next().await {
+            away |= settled(Some(done), &mut report, &mut failed);
+        }
+        if let Some(error) = failed {
+            return Err(error);
         }
         if !full {
             break;
@@ -91,6 +107,32 @@ pub async fn run_once(service: &OrderService, grace: Duration) -> Result<Report,
         tracing::info!(?report, "recovery pass");
     }
     Ok(report)
+}
+
+/// Counts one reservation's outcome; true when inventory is away (the
+/// pass then stops asking). The first unexpected error is kept for the
+/// caller.
+fn settled(
+    done: Option<Result<Result<(), OrderError>, tokio::task::JoinError>>,
+    report: &mut Report,
+    failed: &mut Option<OrderError>,
+) -> bool {
+    match done {
+        Some(Ok(Ok(()) | Err(OrderError::Rejected { .. }))) => report.settled += 1,
+        Some(Ok(Err(OrderError::InventoryUnavailable(_)))) => {
+            report.still_pending += 1;
+            return true;
+        }
+        Some(Ok(Err(error))) => {
+            report.still_pending += 1;
+            failed.get_or_insert(error);
+        }
+        // A reservation task that panicked: the order stays pending for the
+        // next pass.
+        Some(Err(_)) => report.still_pending += 1,
+        None => {}
+    }
+    false
 }
 
 /// Runs a pass at once, over every unfinished order (what a crash left),

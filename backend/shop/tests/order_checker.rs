@@ -13,7 +13,10 @@
 mod checker;
 mod support;
 
-use checker::{Plan, run};
+use std::time::{Duration, Instant};
+
+use checker::{Client, Cluster, Plan, run, stocked};
+use shop_storage::sqlx;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|value| value.parse().ok())
@@ -89,4 +92,80 @@ async fn the_checker_catches_a_reservation_that_loses_updates() {
         outcome.checkouts,
         outcome.violations
     );
+}
+
+/// The crash run's burst: inventory killed, 2,000 checkouts through the
+/// gateway are each answered 202 (recorded, pending; never "failed"), and
+/// all of them are confirmed within a minute of inventory's return, each
+/// one's stock taken once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_orders_left_pending_settle_within_a_minute_of_inventorys_return() {
+    let mut cluster = Cluster::start(false).await;
+    // Twenty products, as in the crash run that found the slow recovery.
+    let (_admin, products) = stocked(&cluster, 20, 500).await;
+    let shoppers: Vec<Client> = {
+        let mut shoppers = Vec::new();
+        for n in 0..8 {
+            let client = Client::new(&cluster.base());
+            client.sign_up(&format!("Burst {n}"), &format!("burst{n}@checker.test")).await;
+            shoppers.push(client);
+        }
+        shoppers
+    };
+    let (status, _) = shoppers[0].order("before-the-outage", &[(products[0], 1)]).await;
+    assert_eq!(status, 201, "inventory answers at first");
+    if let Some(mut inventory) = cluster.inventory.take() {
+        inventory.kill_hard();
+    }
+
+    let tasks: Vec<_> = shoppers
+        .into_iter()
+        .enumerate()
+        .map(|(n, client)| {
+            let products = products.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..250 {
+                    let product = products[(n * 250 + i) % products.len()];
+                    let (status, body) = client.order(&format!("burst-{n}-{i}"), &[(product, 1)]).await;
+                    answers.push((status, body["status"].as_str().unwrap_or_default().to_owned()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.extend(task.await.expect("a shopper"));
+    }
+    let accepted = answers.iter().filter(|(status, state)| *status == 202 && state == "pending").count();
+    assert_eq!(accepted, 2_000, "every checkout accepted as pending: {:?}", answers.iter().find(|(s, _)| *s != 202));
+
+    tokio::task::block_in_place(|| cluster.start_inventory());
+    let returned = Instant::now();
+    let orders_db = cluster.postgres.pool("orders").await;
+    loop {
+        let (pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
+            .fetch_one(&orders_db)
+            .await
+            .expect("a count");
+        if pending == 0 {
+            break;
+        }
+        assert!(returned.elapsed() < Duration::from_secs(60), "{pending} still pending a minute after the return");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("2,000 pending orders settled {:?} after inventory's return", returned.elapsed());
+    let (confirmed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE status = 'confirmed'")
+        .fetch_one(&orders_db)
+        .await
+        .expect("a count");
+    assert_eq!(confirmed, 2_001);
+    let inventory_db = cluster.postgres.pool("inventory").await;
+    let (stock,): (i64,) =
+        sqlx::query_as("SELECT SUM(stock)::BIGINT FROM products").fetch_one(&inventory_db).await.expect("the stock");
+    assert_eq!(stock, 20 * 500 - 2_001, "each order's stock taken once");
+    orders_db.close().await;
+    inventory_db.close().await;
+    cluster.stream.delete().await;
 }

@@ -257,6 +257,12 @@ impl Client {
         (answer, tries)
     }
 
+    /// `POST /orders` with `lines` under `key`, once: the status and body.
+    pub async fn order(&self, key: &str, lines: &[(i64, i64)]) -> (u16, Value) {
+        let items: Vec<Value> = lines.iter().map(|(id, n)| json!({ "product_id": id, "quantity": n })).collect();
+        self.send(reqwest::Method::POST, "/orders", &json!({ "items": items }), Some(key)).await
+    }
+
     pub async fn sign_up(&self, name: &str, email: &str) {
         let body = json!({ "name": name, "email": email, "password": PASSWORD });
         let ((status, body), _) = self.retried(reqwest::Method::POST, "/users/register", &body, None, 20).await;
@@ -471,6 +477,22 @@ fn collect_created(bus: Bus, name: &str) -> (Arc<Mutex<Vec<Event>>>, tokio::task
     (seen, task)
 }
 
+/// An admin, signed in, and `count` products with `stock` each.
+pub async fn stocked(cluster: &Cluster, count: u64, stock: i64) -> (Client, Vec<i64>) {
+    let admin = Client::new(&cluster.base());
+    admin.sign_up("Admin", "admin@checker.test").await;
+    cluster.make_admin("admin@checker.test");
+    admin.sign_in("admin@checker.test").await;
+    let mut products = Vec::new();
+    for n in 0..count {
+        let body = json!({ "name": format!("Product {n}"), "price_minor": 100 + n, "stock": stock });
+        let ((status, body), _) = admin.retried(reqwest::Method::POST, "/products", &body, None, 20).await;
+        assert_eq!(status, 201, "a product: {body}");
+        products.push(body["id"].as_i64().expect("the product id"));
+    }
+    (admin, products)
+}
+
 /// Runs `plan` on a fresh cluster and checks the outcome.
 pub async fn run(plan: Plan) -> Outcome {
     let mut rng = Rng::new(plan.seed);
@@ -479,17 +501,7 @@ pub async fn run(plan: Plan) -> Outcome {
     let bus = Bus::nats(cluster.stream.settings()).await.expect("NATS");
     let (seen, consumer) = collect_created(bus, "order-checker");
 
-    let admin_client = Client::new(&base);
-    admin_client.sign_up("Admin", "admin@checker.test").await;
-    cluster.make_admin("admin@checker.test");
-    admin_client.sign_in("admin@checker.test").await;
-    let mut products = Vec::new();
-    for n in 0..plan.products {
-        let body = json!({ "name": format!("Product {n}"), "price_minor": 100 + n, "stock": plan.initial_stock });
-        let ((status, body), _) = admin_client.retried(reqwest::Method::POST, "/products", &body, None, 20).await;
-        assert_eq!(status, 201, "a product: {body}");
-        products.push(body["id"].as_i64().expect("the product id"));
-    }
+    let (admin_client, products) = stocked(&cluster, plan.products, plan.initial_stock).await;
     let mut shoppers = Vec::new();
     for user in 0..plan.shoppers {
         let client = Client::new(&base);

@@ -16,8 +16,11 @@ use shop_storage::sqlx::{self, Executor};
 pub const SHOP: &str = env!("CARGO_BIN_EXE_shop");
 
 /// `shop` with a clean environment: nothing of the developer's leaks in.
+/// `SHOP_TEST_BINARY` names another build to run (a long run of the order
+/// checker keeps a copy, so a rebuild meanwhile does not change it).
 pub fn shop(dir: &Path) -> Command {
-    let mut command = Command::new(SHOP);
+    let binary = std::env::var("SHOP_TEST_BINARY").unwrap_or_else(|_| SHOP.to_owned());
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
