@@ -294,11 +294,18 @@ async fn a_gateway_starts_while_redis_is_down() {
     let product = format!("/products/{tea}");
     assert_eq!(admin.get_json(&product).await.headers()["x-cache"], "miss");
     assert_eq!(admin.get_json(&product).await.headers()["x-cache"], "miss", "no cache while Redis is down");
+    // Counted: the registry is the process's, shared by the shop and this gateway.
+    let metrics = format!("http://{}/metrics", shop.addresses.metrics);
+    let text = reqwest::get(&metrics).await.expect("metrics").text().await.expect("a body");
+    assert_eq!(metric(&text, "shop_dependency_up{dependency=\"redis\"} "), Some(0.0), "{text}");
+    assert!(metric(&text, "shop_dependency_skipped_total{dependency=\"redis\"} ").is_some_and(|n| n > 0.0));
 
     redis.proxy.set(Fault::Pass);
     wait_until_redis_is_used_again(&gateway.url).await;
     let _ = admin.get_json(&product).await;
     assert_eq!(admin.get_json(&product).await.headers()["x-cache"], "hit", "Redis used once it answers");
+    let text = reqwest::get(&metrics).await.expect("metrics").text().await.expect("a body");
+    assert_eq!(metric(&text, "shop_dependency_up{dependency=\"redis\"} "), Some(1.0));
     gateway.stop().await;
     redis.clean().await;
 }
