@@ -352,6 +352,36 @@ def overlay_problems(overlay: str, docs: list[dict]) -> list[str]:
     return found
 
 
+def shop_containers(docs: list[dict]) -> list[tuple[str, dict]]:
+    """Every container that runs the shop's image, with its workload's name."""
+    return [
+        (name_of(doc), container)
+        for doc in docs
+        if (pod := pod_spec(doc))
+        for container in pod.get("containers") or []
+        if container.get("image", "").rsplit("/", 1)[-1].split(":")[0].split("@")[0] == "shop"
+    ]
+
+
+def variable_problems(docs: list[dict]) -> list[str]:
+    """Every variable a shop container is given, directly or from its
+    ConfigMap, is one the shop reads: a misspelt name would be ignored."""
+    from check_stack import variables_the_shop_reads
+
+    reads = variables_the_shop_reads()
+    config_maps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    found = []
+    for where, container in shop_containers(docs):
+        names = [variable["name"] for variable in container.get("env") or []]
+        for source in container.get("envFrom") or []:
+            name = (source.get("configMapRef") or {}).get("name")
+            if name is not None and name not in config_maps:
+                found.append(f"{where} takes its environment from ConfigMap {name}, which is not rendered")
+            names += list(config_maps.get(name, {}))
+        found += [f"{where} sets {name}, which the shop reads nowhere" for name in sorted(set(names) - reads)]
+    return found
+
+
 def route_problems(docs: list[dict]) -> list[str]:
     """The gateway's HTTP probes ask paths the gateway really serves."""
     routes = (ROOT / "web" / "src" / "routes" / "mod.rs").read_text()
@@ -387,6 +417,11 @@ def register(overlay: str) -> None:
     @check(f"{overlay}: what the overlay promises, probes on the gateway's real routes")
     def promises():
         problems(overlay_problems(overlay, rendered(overlay)) + route_problems(rendered(overlay)), "problems")
+
+    @check(f"{overlay}: the shop reads every variable its pods are given")
+    def variables():
+        assert shop_containers(rendered(overlay)), "no container runs the shop's image"
+        problems(variable_problems(rendered(overlay)), "variables the shop would ignore")
 
 
 for name in OVERLAYS:

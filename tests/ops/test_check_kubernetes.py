@@ -164,6 +164,17 @@ def route_case():
     expect(k.route_problems(docs), "livenessProbe asks /healthzz", "a missing route")
 
 
+@check("a variable the shop does not read, and a ConfigMap that is not there, fail")
+def variable_cases():
+    typo = broken("production", lambda d: env(d, "gateway", "SHOP_COOKIE_SECURE").update(name="SHOP_COOKIE_SECRUE"))
+    expect(k.variable_problems(typo), "Deployment/gateway sets SHOP_COOKIE_SECRUE", "a misspelt variable")
+    in_config = broken("dev", lambda d: find(d, "ConfigMap", "shop-config")["data"].update(SHOP_DB_MAX_CONECTIONS="5"))
+    expect(k.variable_problems(in_config), "sets SHOP_DB_MAX_CONECTIONS", "a misspelt ConfigMap key")
+    missing = broken("dev", lambda d: remove(d, "ConfigMap", "shop-config"))
+    expect(k.variable_problems(missing), "ConfigMap shop-config, which is not rendered", "a missing ConfigMap")
+    assert not k.variable_problems(k.rendered("production")), k.variable_problems(k.rendered("production"))
+
+
 @check("strict schema validation refuses an unknown field, a wrong type and an unknown kind")
 def schema_cases():
     typo = broken("production", lambda d: container(d, "Deployment", "users").update(readinesProbe={}))
