@@ -21,4 +21,16 @@ pub fn describe() {
         "shop_sessions_active",
         "Sessions not yet expired: this gateway's in memory, or every replica's in Redis (take the max, not the sum)."
     );
+    metrics::describe_gauge!(
+        "shop_dependency_up",
+        "1 while a dependency the gateway can serve without (Redis) answers, 0 while it is skipped."
+    );
+    metrics::describe_counter!(
+        "shop_dependency_skipped_total",
+        "Calls not made to a dependency because it was down (each would have waited on a time-out)."
+    );
+    metrics::describe_counter!(
+        "shop_sessions_unreadable_total",
+        "Requests whose session was in Redis while Redis was down: shown as signed out, with a notice."
+    );
 }
