@@ -94,6 +94,10 @@ impl SharedCounter {
                 // algorithm on, the later ones wait for Redis's delayed ACK
                 // (40 ms on Linux).
                 connection.tcp.nodelay = Some(true);
+                // A connection that stops answering (a black hole, not a
+                // refusal) is closed and made again, not kept forever.
+                connection.unresponsive.max_timeout = Some(Duration::from_secs(2));
+                connection.unresponsive.interval = Duration::from_millis(500);
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build()?;
