@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 import json
 import os
 import secrets
@@ -116,7 +117,7 @@ def make_image() -> None:
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
-            tar.addfile(info, fileobj=__import__("io").BytesIO(data))
+            tar.addfile(info, fileobj=io.BytesIO(data))
 
         for directory in ("etc", "tmp", "usr", "usr/local", "usr/local/bin", "var", "var/lib", "proc", "sys", "dev"):
             add_dir(directory)
