@@ -125,19 +125,32 @@ async fn two_thousand_orders_left_pending_settle_within_a_minute_of_inventorys_r
             let products = products.clone();
             tokio::spawn(async move {
                 let mut answers = Vec::new();
+                let mut last = None;
                 for i in 0..250 {
                     let product = products[(n * 250 + i) % products.len()];
                     let (status, body) = client.order(&format!("burst-{n}-{i}"), &[(product, 1)]).await;
                     answers.push((status, body["status"].as_str().unwrap_or_default().to_owned()));
+                    last = body["id"].as_i64().or(last);
                 }
-                answers
+                // The customer's confirmation page says the order is
+                // received and follows it, with scripts and without.
+                let confirmation = format!("/orders/{}/confirmation", last.expect("an order's id"));
+                (answers, client, confirmation)
             })
         })
         .collect();
     let mut answers = Vec::new();
+    let mut pages = Vec::new();
     for task in tasks {
-        answers.extend(task.await.expect("a shopper"));
+        let (some, client, confirmation) = task.await.expect("a shopper");
+        answers.extend(some);
+        pages.push((client, confirmation));
     }
+    let (client, confirmation) = &pages[0];
+    let (status, html) = client.page(confirmation).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("is received") && html.contains("updates by itself"), "{html}");
+    assert!(html.contains(r#"hx-trigger="every 2s""#) && html.contains(r#"http-equiv="refresh""#), "{html}");
     let accepted = answers.iter().filter(|(status, state)| *status == 202 && state == "pending").count();
     assert_eq!(accepted, 2_000, "every checkout accepted as pending: {:?}", answers.iter().find(|(s, _)| *s != 202));
 
@@ -156,6 +169,8 @@ async fn two_thousand_orders_left_pending_settle_within_a_minute_of_inventorys_r
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!("2,000 pending orders settled {:?} after inventory's return", returned.elapsed());
+    let (_, html) = client.page(confirmation).await;
+    assert!(html.contains("is confirmed") && !html.contains("hx-trigger") && !html.contains("refresh"), "{html}");
     let (confirmed,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders WHERE status = 'confirmed'")
         .fetch_one(&orders_db)
         .await

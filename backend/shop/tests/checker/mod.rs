@@ -257,6 +257,15 @@ impl Client {
         (answer, tries)
     }
 
+    /// A page, as a browser asks for it: the status and the HTML.
+    pub async fn page(&self, path: &str) -> (u16, String) {
+        let request = self.http.get(format!("{}{path}", self.base)).header("Accept", "text/html");
+        match request.send().await {
+            Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
     /// `POST /orders` with `lines` under `key`, once: the status and body.
     pub async fn order(&self, key: &str, lines: &[(i64, i64)]) -> (u16, Value) {
         let items: Vec<Value> = lines.iter().map(|(id, n)| json!({ "product_id": id, "quantity": n })).collect();
