@@ -774,12 +774,16 @@ step "compose.yaml's five processes outside containers, scraped by Prometheus (t
 run "$VENV/bin/python" tests/ops/test_processes.py
 step_done
 
-step "compose.yaml in Podman: the image from ./Dockerfile, stand-ins, all healthy, smoke, traces, logs, down -v (ops/containers/test.sh)"
+step "compose.yaml in Podman, with one and two replicas: the image from ./Dockerfile, stand-ins, all healthy, smoke, traces, logs, load under faults, down -v (ops/containers/test.sh)"
 # The same stack started for real in a container engine, as an operator
 # would (compose.yaml plus ops/containers/compose.test.yaml's local stand-in
 # images); installs Podman and podman-compose when missing, says how long each
 # part took. The image takes the release binary (cargo build --release).
+# Then again with two replicas of every shop process behind a balancer:
+# sessions and caches across gateways, and shoppers (ops/load.sh) while one
+# replica of each is killed and started again.
 SHOP_TEST_VENV="$VENV" run ops/containers/test.sh
+SHOP_TEST_VENV="$VENV" run ops/containers/test.sh --replicas 2
 step_done
 
 step "Grafana dashboards against what the smoke runs exported (tests/ops/check_dashboards.py)"
