@@ -6,7 +6,11 @@ against it (run by ops/containers/test.sh):
 - the Tempo stand-in holds a checkout (the gateway's `POST /orders`) whose
   trace has spans from gateway, users, inventory and orders;
 - the Loki stand-in holds JSON log lines carrying that trace id;
-- the Mailpit stand-in received the emails the smoke run's orders caused.
+- the Mailpit stand-in received the emails the smoke run's orders caused;
+- with replicas (--gateways URL,URL,...): a session made through one gateway
+  replica is the same session on every other, and a product changed through
+  one is seen changed through every other within seconds (the cache
+  invalidated by events, not left to expire).
 
 Standard library only. Tempo, Loki and Mailpit are asked from inside their
 containers (`podman exec ... wget`): the stack publishes only the gateway and
@@ -19,7 +23,9 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+import uuid
 
 PROCESSES = ["gateway", "users", "inventory", "orders", "notifications"]
 TRACED = {"shop-gateway", "shop-users", "shop-inventory", "shop-orders"}
@@ -134,12 +140,89 @@ def emails_sent(mailpit):
     print(f"       Mailpit: {total} emails received over SMTP from the notifications process")
 
 
+def call(base, method, path, body=None, cookie=None):
+    """One JSON request; (status, parsed body or None, the session cookie
+    the answer set, if any)."""
+    request = urllib.request.Request(
+        base + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Accept": "application/json", "Content-Type": "application/json"},
+    )
+    if cookie:
+        request.add_header("Cookie", cookie)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, raw, headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, raw, headers = error.code, error.read(), error.headers
+    set_cookie = next(
+        (c.split(";", 1)[0] for c in headers.get_all("Set-Cookie") or [] if c.startswith("shop_session=")), None
+    )
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = None
+    return status, parsed, set_cookie
+
+
+def expect(what, got, wanted):
+    if got != wanted:
+        raise CheckFailed(f"{what}: {got}, not {wanted}")
+
+
+def across_replicas(gateways, users_container):
+    """Sessions and the product cache across gateway replicas."""
+    first, others = gateways[0], gateways[1:]
+    run = uuid.uuid4().hex[:10]
+    email, password = f"replicas-{run}@example.com", "correct horse battery staple"
+    status, user, cookie = call(first, "POST", "/users/register", {"name": "Replicas", "email": email, "password": password})
+    expect("registering through the first gateway", status, 201)
+    if cookie is None:
+        raise CheckFailed("registering set no shop_session cookie")
+    for other in others:
+        status, seen, _ = call(other, "GET", f"/users/{user['id']}", cookie=cookie)
+        expect(f"the session made through {first}, at {other}", (status, (seen or {}).get("email")), (200, email))
+    status, _, _ = call(others[0], "GET", f"/users/{user['id']}")
+    expect("the same account without the cookie", status, 401)
+
+    # An admin (made by the CLI in the users container), signed in through
+    # the second gateway, changes a product through the first.
+    result = subprocess.run(
+        podman() + ["exec", users_container, "shop", "make-admin", email], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise CheckFailed(f"make-admin: {result.stderr.strip()[-300:]}")
+    status, _, admin = call(others[0], "POST", "/users/login", {"email": email, "password": password})
+    expect("signing in through the second gateway", status, 200)
+    status, product, _ = call(others[0], "POST", "/products", {"name": f"Replica kettle {run}", "description": "Steel.",
+                                                                  "price_minor": 1000, "stock": 3}, cookie=admin)
+    expect("making a product through the second gateway", status, 201)
+    path = f"/products/{product['id']}"
+    for base in gateways:  # every replica reads it once, so each may cache it
+        status, seen, _ = call(base, "GET", path)
+        expect(f"the new product at {base}", (status, (seen or {}).get("price_minor")), (200, 1000))
+    status, _, _ = call(first, "PUT", path, {"price_minor": 2000}, cookie=admin)
+    expect("changing its price through the first gateway, with the second's session", status, 200)
+
+    def changed_everywhere():
+        for base in gateways:
+            status, seen, _ = call(base, "GET", path)
+            if (status, (seen or {}).get("price_minor")) != (200, 2000):
+                raise CheckFailed(f"{base} answers {status} with price {(seen or {}).get('price_minor')}")
+
+    eventually("the changed price at every gateway", changed_everywhere, 10)
+    print(f"       replicas: a session made through one of {len(gateways)} gateways is valid at every other; "
+          "a price changed through one is seen at every other")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", required=True)
     parser.add_argument("--prometheus", required=True)
     parser.add_argument("--gateway", required=True)
-    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--gateways", default="", help="every gateway replica's URL, comma-separated")
     args = parser.parse_args()
     container = lambda service: f"{args.project}_{service}_1"  # noqa: E731
     try:
@@ -147,6 +230,9 @@ def main():
         trace_id = checkout_trace(container("tempo"))
         trace_in_loki(container("loki"), trace_id)
         emails_sent(container("mailpit"))
+        gateways = [url for url in args.gateways.split(",") if url]
+        if len(gateways) > 1:
+            across_replicas(gateways, container("users"))
     except (CheckFailed, OSError, ValueError, KeyError, subprocess.SubprocessError) as error:
         print(f"check_stack.py: {error}", file=sys.stderr)
         return 1

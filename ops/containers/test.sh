@@ -26,9 +26,13 @@
 #      may be left: no container, pod, volume or network.
 # Every sub-step prints how long it took. Cleans up on failure too.
 #
-# --replicas N: N replicas of every shop process (compose's deploy.replicas
-# through podman-compose --scale); the checks then also ask each gateway
-# replica directly.
+# --replicas N: N replicas of every shop process (compose's `scale`, in the
+# generated file beside the ports), a round-robin balancer
+# (balancer.py) in front of the gateways in place of the published port; the
+# checks then also ask each gateway replica directly (a session made through
+# one is valid at the others, a changed product is seen changed at the
+# others), and ops/load.sh runs through the balancer while the last replica
+# of every shop process is killed and started again.
 #
 # Environment:
 #   SHOP_IMAGE_BIN  the shop binary to put in the image, a release build
@@ -58,6 +62,7 @@ PROJECT="shopct$(date +%s | tail -c 6)$RANDOM"
 TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/shop-containers.XXXXXX")
 SHOP_TEST_IMAGE="localhost/shop:$PROJECT"
 STACK_UP=""
+LOAD_PID=""
 STARTED_AT=$SECONDS
 TIMES=()
 
@@ -133,6 +138,8 @@ cleanup() {
         fi
     fi
     [[ -z "$SHOP_TEST_IMAGE" ]] || podman rmi "$SHOP_TEST_IMAGE" >/dev/null 2>&1 || true
+    [[ -z "$BALANCER_PID" ]] || kill "$BALANCER_PID" 2>/dev/null || true
+    [[ -z "$LOAD_PID" ]] || kill "$LOAD_PID" 2>/dev/null || true
     rm -rf "$TMP_DIR"
     if [[ $status -eq 0 ]]; then
         echo "    containers: every check passed in $((SECONDS - STARTED_AT)) s"
@@ -313,13 +320,20 @@ start_stack() {
     PROMETHEUS_URL="http://127.0.0.1:$prometheus_port"
     # Published ports of this run's own (podman-compose does not interpolate
     # under the override file's `!override`, so they are written here).
-    cat >"$TMP_DIR/ports.yaml" <<EOF
-services:
-  gateway:
-    ports: ["127.0.0.1:$gateway_port:8080"]
-  prometheus:
-    ports: ["127.0.0.1:$prometheus_port:9090"]
-EOF
+    {
+        echo "services:"
+        # With replicas, no container can publish the gateway's port for the
+        # others: the balancer below stands in front of them instead.
+        [[ $REPLICAS -gt 1 ]] || printf '  gateway:\n    ports: ["127.0.0.1:%s:8080"]\n' "$gateway_port"
+        printf '  prometheus:\n    ports: ["127.0.0.1:%s:9090"]\n' "$prometheus_port"
+        if [[ $REPLICAS -gt 1 ]]; then
+            for name in "${SHOP_SERVICES[@]}"; do
+                # deploy.replicas is read by podman-compose 1.6 only with
+                # deploy.mode spelled out; compose's `scale` is the same.
+                printf '  %s:\n    scale: %d\n' "$name" "$REPLICAS"
+            done
+        fi
+    } >"$TMP_DIR/ports.yaml"
     # The secrets compose.yaml wants from .env, random for this run.
     export SHOP_INTERNAL_SECRET POSTGRES_PASSWORD GRAFANA_ADMIN_PASSWORD SHOP_TEST_IMAGE
     SHOP_INTERNAL_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
@@ -332,12 +346,86 @@ EOF
     echo "       project $PROJECT; gateway on $GATEWAY_URL, Prometheus on $PROMETHEUS_URL"
 }
 
+# The gateway replicas' addresses on the compose network (reachable from the
+# host: Podman runs rootful), one HOST:PORT a line.
+gateway_backends() {
+    local i
+    for i in $(seq "$REPLICAS"); do
+        echo "$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
+            "$(container_of gateway "$i")"):8080"
+    done
+}
+
+# A round-robin balancer on a free loopback port in front of the gateway
+# replicas (ops/containers/balancer.py), standing in for an operator's.
+BALANCER_PID=""
+start_balancer() {
+    local port
+    port=$(free_port)
+    gateway_backends >"$TMP_DIR/backends"
+    python3 "$HERE/balancer.py" "$port" "$TMP_DIR/backends" 2>"$TMP_DIR/balancer.log" &
+    BALANCER_PID=$!
+    GATEWAY_URL="http://127.0.0.1:$port"
+    for _ in $(seq 50); do
+        curl -fsS --max-time 2 -o /dev/null "$GATEWAY_URL/healthz" 2>/dev/null && break
+        sleep 0.2
+    done
+    echo "       balancer on $GATEWAY_URL in front of $(tr '\n' ' ' <"$TMP_DIR/backends")"
+}
+
 # compose_up SERVICE...: `up -d` for those services (all when none), never
 # without a time limit: podman-compose can wait for ever on a container that
 # does not start.
 compose_up() {
     compose up -d --no-build "$@" >>"$TMP_DIR/up.log" 2>&1 ||
         { grep -v '^WARNING:podman_compose:Ignored' "$TMP_DIR/up.log" | tail -n 30 >&2; die "podman-compose up $* failed"; }
+}
+
+# Shoppers (ops/load.sh, LOAD_SECONDS) through the balancer; a few seconds
+# in, the last replica of every shop process is killed (SIGKILL: a crash, not
+# a drain), and started again a few seconds later. Every failed request is
+# counted by ops/load.sh, which fails on any.
+LOAD_SECONDS=${SHOP_CONTAINERS_LOAD_SECONDS:-40}
+load_under_faults() {
+    local email="load-admin-$RANDOM$RANDOM@example.com" password="correct horse battery staple" name status=0
+    curl -fsS --max-time 10 -o /dev/null -H 'Accept: application/json' -H 'Content-Type: application/json' \
+        --data "{\"name\":\"Load Admin\",\"email\":\"$email\",\"password\":\"$password\"}" \
+        "$GATEWAY_URL/users/register" || die "could not register the load generator's admin"
+    podman exec "$(container_of users)" shop make-admin "$email" >/dev/null || die "make-admin for the load failed"
+    SHOP_LOAD_VENV="$VENV" SHOP_LOAD_ADMIN_EMAIL="$email" SHOP_LOAD_ADMIN_PASSWORD="$password" \
+        SHOP_LOAD_WAIT=0.2-1 ops/load.sh "$GATEWAY_URL" "$LOAD_SECONDS" 10 >"$TMP_DIR/load.log" 2>&1 &
+    LOAD_PID=$!
+    sleep $((LOAD_SECONDS / 4))
+    for name in "${SHOP_SERVICES[@]}"; do
+        podman kill "$(container_of "$name" "$REPLICAS")" >/dev/null
+    done
+    echo "       $(date -u +%T) killed: ${SHOP_SERVICES[*]/%/_$REPLICAS}"
+    sleep $((LOAD_SECONDS / 4))
+    for name in "${SHOP_SERVICES[@]}"; do
+        podman start "$(container_of "$name" "$REPLICAS")" >/dev/null
+    done
+    echo "       $(date -u +%T) started again"
+    wait_healthy 120 $((${#OTHERS[@]} + ${#SHOP_SERVICES[@]} * REPLICAS))
+    gateway_backends >"$TMP_DIR/backends.new" && mv "$TMP_DIR/backends.new" "$TMP_DIR/backends"
+    wait "$LOAD_PID" || status=$?
+    LOAD_PID=""
+    sed 's/^/       /' "$TMP_DIR/load.log"
+    [[ $status -eq 0 ]] && return 0
+    # What a client's retry absorbs, and only that: a request that was in
+    # flight on the killed gateway, whose connection closed with no answer
+    # (at most one per shopper). An HTTP error, a time-out or anything else
+    # fails the run.
+    python3 - "$TMP_DIR/load.log" <<'PY'
+import re, sys
+DROPPED = r"(RemoteDisconnected|ConnectionResetError|ConnectionAbortedError)\("
+failures = re.findall(r"FAILURE x(\d+): (.*?): (.*)", open(sys.argv[1]).read())
+dropped = sum(int(n) for n, _, error in failures if re.match(DROPPED, error))
+others = [f"{name}: {error}" for _, name, error in failures if not re.match(DROPPED, error)]
+if not failures or others or dropped > 10:
+    sys.exit(f"       failures beyond connections the killed gateway dropped (10 at most): {others or dropped}")
+print(f"       {dropped} request(s) in flight on the killed gateway lost their connection"
+      " (a client's retry absorbs it); no other failure")
+PY
 }
 
 # ------------------------------------------------------------ the run
@@ -377,6 +465,7 @@ sub_done
 sub "podman-compose up: the shop; every container healthy"
 compose_up
 wait_healthy 180 $((${#OTHERS[@]} + ${#SHOP_SERVICES[@]} * REPLICAS))
+[[ $REPLICAS -eq 1 ]] || start_balancer
 sub_done
 
 sub "ops/smoke.sh against the published gateway; make-admin by podman exec in the users container"
@@ -386,9 +475,17 @@ echo "       $(grep -c -- ' -> ' "$TMP_DIR/smoke.log") requests answered as expe
 sub_done
 
 sub "Prometheus targets, the checkout's trace in Tempo, its log lines in Loki (check_stack.py)"
+gateways=""
+[[ $REPLICAS -eq 1 ]] || gateways=$(gateway_backends | sed 's#^#http://#' | paste -sd, -)
 python3 "$HERE/check_stack.py" --project "$PROJECT" --prometheus "$PROMETHEUS_URL" --gateway "$GATEWAY_URL" \
-    --replicas "$REPLICAS"
+    --gateways "$gateways"
 sub_done
+
+if [[ $REPLICAS -gt 1 ]]; then
+    sub "ops/load.sh through the balancer while one replica of each shop process is killed and started again"
+    load_under_faults
+    sub_done
+fi
 
 sub "memory use (podman stats --no-stream)"
 podman stats --no-stream --format '{{.Name}} {{.MemUsage}}' $(containers) >"$TMP_DIR/stats.txt"
