@@ -175,6 +175,12 @@ impl OrderService {
             Err(OrderError::InventoryUnavailable(_)) => self.left_pending(order_id).await?,
             Err(error) => return Err(error),
         };
+        if order.status == OrderStatus::Rejected {
+            // A recovery pass rejected it while this request was reserving
+            // (inventory's answer to the pass came first): answered as the
+            // rejection it is, never as a placed order.
+            return self.replay(order_id, &lines).await;
+        }
         tracing::info!(
             order_id,
             user_id,
