@@ -51,6 +51,14 @@ impl From<shop_order_lines::LinesError> for InventoryError {
 impl From<InventoryError> for Status {
     fn from(error: InventoryError) -> Self {
         let message = error.to_string();
+        // A database that cannot be reached is the transport's kind of
+        // failure (no reason of ours): callers answer 503 and may retry.
+        if let InventoryError::Storage(storage) = &error
+            && shop_storage::is_unreachable(storage)
+        {
+            tracing::warn!(error = %message, "inventory service: the database is unreachable");
+            return Status::unavailable("the database is unavailable");
+        }
         match error {
             InventoryError::Invalid { field, message: description } => {
                 refuse(Code::InvalidArgument, ErrorReason::FieldInvalid, message).field_violation(field, description)

@@ -73,6 +73,14 @@ impl From<shop_order_lines::LinesError> for OrderError {
 impl From<OrderError> for Status {
     fn from(error: OrderError) -> Self {
         let message = error.to_string();
+        // A database that cannot be reached is the transport's kind of
+        // failure (no reason of ours): callers answer 503 and may retry.
+        if let OrderError::Storage(storage) = &error
+            && shop_storage::is_unreachable(storage)
+        {
+            tracing::warn!(error = %message, "order service: the database is unreachable");
+            return Status::unavailable("the database is unavailable");
+        }
         match error {
             OrderError::Invalid { field, message: description } => {
                 refuse(Code::InvalidArgument, ErrorReason::FieldInvalid, message).field_violation(field, description)

@@ -424,7 +424,8 @@ async fn eventually_readyz(base: &str, wanted: StatusCode) -> Value {
 /// The databases of the PostgreSQL rows' metrics/health cells: every
 /// service's gRPC health turns NOT_SERVING while its database does not
 /// answer (not on one slow query) and SERVING when it does again; the
-/// gateway stays ready, naming them.
+/// gateway stays ready, naming them; requests that need a database are
+/// refused with a 503, not a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_away_turns_its_service_not_serving_and_back() {
     let postgres = support::Postgres::new();
@@ -466,9 +467,12 @@ async fn a_database_away_turns_its_service_not_serving_and_back() {
     for name in ["users", "inventory", "orders"] {
         assert!(report["degraded"].to_string().contains(&format!("{name} not serving")), "{report}");
     }
-    // (What requests answer meanwhile is not asserted here: today a
-    // storage failure is a 500, see docs/resilience.md.)
+    // Refused clearly, not a 500: a catalogue read and a sign-in.
     let browser = Browser::new(&base);
+    let login = json!({ "email": "nobody@example.com", "password": PASSWORD });
+    for answer in [browser.get_json("/products").await, browser.json(Method::POST, "/users/login", login).await] {
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "{:?}", answer.text().await);
+    }
     proxy.set(Fault::Pass);
     for (name, url) in &services {
         support::eventually(&format!("{name} SERVING again"), Duration::from_secs(30), || async {

@@ -126,6 +126,21 @@ pub struct Db {
     pub service: &'static str,
 }
 
+/// Whether `error` says the database cannot be reached now (no connection
+/// could be had, or one broke), rather than that it refused a query: the
+/// service then answers UNAVAILABLE (the gateway: 503, try again), not
+/// INTERNAL.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
 /// An error type that can tell a failing database (counted in
 /// `shop_db_query_errors_total`) from an answer the caller did not like
 /// (not found, a broken rule), which is not a database failure.

@@ -39,6 +39,14 @@ impl UserError {
 impl From<UserError> for Status {
     fn from(error: UserError) -> Self {
         let message = error.to_string();
+        // A database that cannot be reached is the transport's kind of
+        // failure (no reason of ours): callers answer 503 and may retry.
+        if let UserError::Storage(storage) = &error
+            && shop_storage::is_unreachable(storage)
+        {
+            tracing::warn!(error = %message, "user service: the database is unreachable");
+            return Status::unavailable("the database is unavailable");
+        }
         match error {
             UserError::Invalid { field, message: description } => {
                 refuse(Code::InvalidArgument, ErrorReason::FieldInvalid, message).field_violation(field, description)
