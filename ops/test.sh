@@ -786,6 +786,13 @@ SHOP_TEST_VENV="$VENV" run ops/containers/test.sh
 SHOP_TEST_VENV="$VENV" run ops/containers/test.sh --replicas 2
 step_done
 
+step "the Kubernetes pods in Podman: podman kube play of the dev overlay, every probe answers (tests/ops/play_kubernetes.py)"
+# Where Podman is (the step above installed it), the dev overlay's migration
+# Job and Deployments played as pods from the release binary: read-only,
+# uid 10001, no capabilities, every startup/readiness/liveness probe answers.
+run "$VENV/bin/python" tests/ops/play_kubernetes.py
+step_done
+
 step "Grafana dashboards against what the smoke runs exported (tests/ops/check_dashboards.py)"
 # Every metric and label a dashboard queries must be one the smoke runs'
 # processes really exported (the union of their saved /metrics), and Loki's
