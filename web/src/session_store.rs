@@ -117,6 +117,8 @@ impl SessionStoreKind {
         match self {
             Self::Memory(store) => store.active().await,
             Self::Redis(sessions) => {
+                // Frees the fallback's expired sessions as it counts them.
+                sessions.fallback.active().await?;
                 if !sessions.health.is_up() {
                     return Err(Error::Backend("Redis is down".into()));
                 }
@@ -234,7 +236,14 @@ impl RedisSessions {
                     }
                     return Ok(Some(record));
                 }
-                Ok(None) => return self.fallback.load(id).await,
+                // One kept while Redis was down, whose Redis record is gone
+                // since: it is this session now, and readable.
+                Ok(None) => {
+                    return Ok(self.fallback.load(id).await?.map(|mut record| {
+                        record.data.remove(UNREADABLE);
+                        record
+                    }));
+                }
                 Err(error) if self.failed(&error) => {}
                 Err(error) => return Err(error),
             }
@@ -376,6 +385,46 @@ mod tests {
 
     fn record(expires_in: time::Duration) -> Record {
         Record { id: Id::default(), data: HashMap::new(), expiry_date: OffsetDateTime::now_utc() + expires_in }
+    }
+
+    /// Redis down: nothing is asked of it (the pool never connects), and no
+    /// call fails.
+    #[tokio::test]
+    async fn with_redis_down_sessions_go_to_the_fallback_and_unreadable_ones_are_marked() -> Result<()> {
+        use fred::prelude::{Builder, Config};
+        let config = Config::from_url("redis://127.0.0.1:1").map_err(|e| Error::Backend(e.to_string()))?;
+        let pool = Builder::from_config(config).build_pool(1).map_err(|e| Error::Backend(e.to_string()))?;
+        let health = Dependency::new("test");
+        health.failed(&"down for the test");
+        let store = SessionStoreKind::redis_guarded(pool, health);
+
+        // A session from before the outage: unreadable, under its own id.
+        let old = Id::default();
+        let unreadable = store.load(&old).await?.expect("a placeholder");
+        assert_eq!((unreadable.id, unreadable.data.get(UNREADABLE)), (old, Some(&serde_json::Value::Bool(true))));
+        // Written to meanwhile (a guest's cart): kept, still marked.
+        let mut with_cart = unreadable.clone();
+        with_cart.data.insert("cart".into(), serde_json::json!({ "7": 2 }));
+        store.save(&with_cart).await?;
+        let again = store.load(&old).await?.expect("kept");
+        assert_eq!(again.data.get("cart"), Some(&serde_json::json!({ "7": 2 })));
+        assert!(again.data.contains_key(UNREADABLE));
+
+        // Signing in makes a new session: readable, in the fallback.
+        let mut fresh = again.clone();
+        store.create(&mut fresh).await?;
+        assert_ne!(fresh.id, old);
+        let loaded = store.load(&fresh.id).await?.expect("in the fallback");
+        assert!(!loaded.data.contains_key(UNREADABLE));
+
+        // Ended while Redis is down: gone here, and kept to delete from Redis.
+        store.delete(&old).await?;
+        assert!(store.load(&old).await?.is_none());
+        store.delete(&fresh.id).await?;
+        assert!(store.load(&fresh.id).await?.is_none());
+        let SessionStoreKind::Redis(sessions) = &store else { panic!("a Redis store") };
+        assert_eq!(sessions.ended()?.len(), 2);
+        Ok(())
     }
 
     #[tokio::test]
