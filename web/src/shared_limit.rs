@@ -79,8 +79,7 @@ impl Drop for SharedCounter {
 
 impl SharedCounter {
     /// A client of its own for `url` (one connection, commands pipelined on
-    /// it), with a short time-out. The gateway starts whether or not Redis
-    /// answers yet: until it does, attempts are counted in-process.
+    /// it), with a short time-out.
     pub async fn connect(url: &str, prefix: &str, health: Option<Dependency>) -> Result<Self, fred::error::Error> {
         let mut config = Config::from_url(url)?;
         // Keep reconnecting, even when the first connection fails.
@@ -101,8 +100,11 @@ impl SharedCounter {
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build()?;
+        // Waited for briefly (a reachable Redis answers within
+        // milliseconds), never long: the gateway starts whether or not Redis
+        // answers, and attempts made before it does are counted in-process.
         let connection = client.connect();
-        if tokio::time::timeout(Duration::from_secs(2), client.wait_for_connect()).await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(500), client.wait_for_connect()).await.is_err() {
             tracing::warn!("Redis not reached for the sign-in limits yet; counting in this process until it is");
         }
         Ok(Self {

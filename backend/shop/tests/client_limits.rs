@@ -212,6 +212,8 @@ async fn shared_windows_count_atomically_and_expire() {
         shop_web::shared_limit::SharedCounter::connect(&redis_url(), &prefix.0, None).await.expect("Redis"),
     );
     let window = Duration::from_millis(1_500);
+    // The client connects in the background.
+    eventually("Redis answers", Duration::from_secs(5), || async { counter.count("warm-up", window).await.ok() }).await;
     let mut racing = tokio::task::JoinSet::new();
     for _ in 0..40 {
         let counter = counter.clone();
