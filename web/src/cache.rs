@@ -450,6 +450,32 @@ mod tests {
         assert_eq!(cache.stats(), CacheStats { hits: 3, misses: 2, failures: 0 });
     }
 
+    /// Redis down: every call skipped (the pool never connects), counted as
+    /// a failure; the lists' version is this process's own, moved on by
+    /// writes; what writes could not forget waits for Redis.
+    #[tokio::test]
+    async fn with_redis_down_nothing_waits_and_writes_are_remembered() -> Result<(), fred::error::Error> {
+        use fred::prelude::{Builder, Config};
+        let pool = Builder::from_config(Config::from_url("redis://127.0.0.1:1")?).build_pool(1)?;
+        let health = Dependency::new("test");
+        health.failed(&"down for the test");
+        let cache = Cache::redis_guarded(pool, "test:", Duration::from_secs(60), health);
+        let fetch = |value: i64| move || async move { Ok::<_, ()>(value) };
+        assert_eq!(cache.get_or_fetch("test", "k", fetch(1)).await, Ok((1, Lookup::Miss)));
+        assert_eq!(cache.get_or_fetch("test", "k", fetch(2)).await, Ok((2, Lookup::Miss)), "nothing kept");
+        let before = cache.list_version().await;
+        assert_eq!(before & OUTAGE_VERSION, OUTAGE_VERSION, "not a version Redis ever had");
+        cache.retire_lists().await;
+        assert_eq!(cache.list_version().await, before + 1, "a write here retires this replica's pages");
+        cache.invalidate("product:7").await;
+        let Store::Redis { pending, .. } = &cache.inner.store else { panic!("a Redis cache") };
+        assert!(pending.invalidations.lock().expect("pending").contains("test:product:7"));
+        assert!(pending.retire_lists.load(Ordering::Relaxed));
+        assert_eq!(cache.stats().hits, 0);
+        assert!(cache.stats().failures >= 6, "{:?}", cache.stats());
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_failed_fetch_is_not_cached() {
         let cache = Cache::memory("test:", Duration::from_secs(60));

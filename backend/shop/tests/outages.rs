@@ -154,7 +154,9 @@ async fn redis_row(fault: Fault) {
     let product = format!("/products/{tea}");
     for _ in 0..2 {
         assert_eq!(rita.get_json(&product).await.status(), StatusCode::OK);
+        assert_eq!(rita.get_json("/products").await.status(), StatusCode::OK);
     }
+    assert_eq!(rita.get_json("/products").await.headers()["x-cache"], "hit", "the list is cached in Redis");
     let (status, report) = readyz(&gateway.url).await;
     assert_eq!((status, report["degraded"].clone()), (StatusCode::OK, json!([])), "{fault:?}");
 
@@ -273,6 +275,10 @@ async fn redis_row(fault: Fault) {
     assert_eq!(guest.get_json("/cart").await.status(), StatusCode::OK);
     let _ = rita.get_json(&product).await;
     assert_eq!(rita.get_json(&product).await.headers()["x-cache"], "hit", "{fault:?}: the cache is used again");
+    // The list cached before the outage was retired once Redis answered:
+    // the product added meanwhile shows.
+    let list: Value = rita.get_json("/products").await.json().await.expect("a list");
+    assert_eq!(list["total"], 2, "{fault:?}: a write made during the outage retired the cached lists");
     gateway.stop().await;
     redis.clean().await;
 }
