@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use fred::interfaces::ClientLike;
 use fred::types::CustomCommand;
+use futures_util::StreamExt;
 use in_process::browser::{Browser, PASSWORD};
 use in_process::{Gateway, Shop};
 use reqwest::{Method, Response, StatusCode};
@@ -579,7 +580,42 @@ async fn nats_down_writes_succeed_and_events_arrive_later() {
     .await;
     assert_eq!(emails(dir.path(), "order_confirmed"), 1, "the event waits while NATS is away");
 
+    // The order's open page: an admin's status change succeeds, and the
+    // page hears of it once NATS is back (not before).
+    let events = customer
+        .request(Method::GET, &format!("/orders/{}/events", placed["id"]))
+        .send()
+        .await
+        .expect("the event stream opens");
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut body = events.bytes_stream();
+    let cancelled =
+        admin.json(Method::PATCH, &format!("/orders/{}/status", placed["id"]), json!({ "status": "cancelled" })).await;
+    assert_eq!(cancelled.status(), StatusCode::OK, "an admin's write succeeds without NATS");
+    let mut received = String::new();
+    let heard = |received: &str| received.contains("event: status") && received.contains(">cancelled<");
+    let early = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(chunk)) = body.next().await {
+            received.push_str(&String::from_utf8_lossy(&chunk));
+            if heard(&received) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(early.is_err(), "the live status waits for NATS: {received}");
+
     proxy.set(Fault::Pass);
+    let late = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(Ok(chunk)) = body.next().await {
+            received.push_str(&String::from_utf8_lossy(&chunk));
+            if heard(&received) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(late.is_ok(), "the page heard the change once NATS was back: {received}");
     support::eventually("the second confirmation email, after NATS is back", Duration::from_secs(60), || async {
         (emails(dir.path(), "order_confirmed") == 2).then_some(())
     })
