@@ -623,6 +623,56 @@ async fn nats_down_writes_succeed_and_events_arrive_later() {
     stream.delete().await;
 }
 
+/// The NATS row's browse, product page and admin cells: with NATS away,
+/// another gateway replica (in-memory caches) does not hear a write made
+/// through the first, and serves what it cached for at most the cache's
+/// TTL (4 s here), then the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_other_replicas_lag_by_at_most_the_cache_ttl() {
+    let nats: SocketAddr =
+        support::nats_url().trim_start_matches("nats://").parse().expect("SHOP_TEST_NATS_URL as IP:port");
+    let proxy = ChaosProxy::start(nats).await.expect("the chaos proxy");
+    let stream = support::Stream::new(&format!("nats://{}", proxy.addr()));
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut command = support::shop(dir.path());
+    stream.env(&mut command);
+    command.env("SHOP_CACHE_TTL_SECS", "4");
+    let first = support::Process::start(command, "gateway (HTTP) listening");
+    let mut command = support::shop(dir.path());
+    stream.env(&mut command);
+    command
+        .env("SHOP_CACHE_TTL_SECS", "4")
+        .env("SHOP_USERS_URL", first.addresses.users())
+        .env("SHOP_INVENTORY_URL", first.addresses.inventory())
+        .env("SHOP_ORDERS_URL", first.addresses.orders())
+        .arg("gateway");
+    let second = support::Process::start(command, "gateway (HTTP) listening");
+    let admin = admin_at(&first.addresses.gateway(), dir.path()).await;
+    let tea = admin.product("Genmaicha", 450, 10).await;
+    let other = Browser::new(&second.addresses.gateway());
+    let path = format!("/products/{tea}");
+    let price =
+        |response: Response| async move { response.json::<Value>().await.expect("a product")["price_minor"].clone() };
+    assert_eq!(price(other.get_json(&path).await).await, 450);
+
+    proxy.set(Fault::Refuse);
+    proxy.cut();
+    let changed = admin.json(Method::PUT, &path, json!({ "price_minor": 500 })).await;
+    assert_eq!(changed.status(), StatusCode::OK, "an admin's write succeeds without NATS");
+    let written = Instant::now();
+    assert_eq!(price(admin.get_json(&path).await).await, 500, "fresh on the replica that wrote it");
+    let stale = other.get_json(&path).await;
+    assert_eq!(stale.headers()["x-cache"], "hit");
+    assert_eq!(price(stale).await, 450, "the other replica has not heard (NATS is away)");
+    support::eventually("the other replica serves the change", Duration::from_secs(10), || async {
+        (price(other.get_json(&path).await).await == 500).then_some(())
+    })
+    .await;
+    assert!(written.elapsed() < Duration::from_secs(6), "stale for {:?}, more than the TTL", written.elapsed());
+    proxy.set(Fault::Pass);
+    stream.delete().await;
+}
+
 /// A tiny SMTP server that keeps what it is sent.
 struct MailSink {
     addr: SocketAddr,
