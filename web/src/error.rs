@@ -219,6 +219,13 @@ impl AppError {
         let Some(reason) = rich_error::reason(status) else {
             return without_reason(status);
         };
+        // A service that says it cannot do it *now* (its database away) is
+        // unavailable, whatever reason it gives: try again, not a bug.
+        if matches!(reason, ErrorReason::Internal | ErrorReason::Unspecified)
+            && matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+        {
+            return without_reason(status);
+        }
         match reason {
             ErrorReason::FieldInvalid | ErrorReason::IdempotencyKeyReused | ErrorReason::ImageRefused => {
                 let errors: Vec<FieldError> = rich_error::field_violations(status)
@@ -335,7 +342,9 @@ fn rejected(rejection: &str, product_id: &str, product_name: Option<&str>) -> Ap
 /// slow), or something unexpected.
 fn without_reason(status: &tonic::Status) -> AppError {
     match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+        // Unknown without a reason is the transport's (a connection reset
+        // before the answer): our services give every refusal a reason.
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
             tracing::warn!(error = %status, "a service is unavailable");
             AppError::Unavailable(SERVICE_UNAVAILABLE.to_owned())
         }
@@ -528,6 +537,20 @@ mod tests {
             ),
             (
                 tonic::Status::unavailable("tcp connect error 10.0.0.3"),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "cannot reach",
+            ),
+            (
+                // A service whose database is away.
+                refusal(Code::Unavailable, ErrorReason::Internal, "the database is unavailable").into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "cannot reach",
+            ),
+            (
+                // A connection reset before the answer (tonic: Unknown, no reason).
+                tonic::Status::unknown("transport error"),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
                 "cannot reach",

@@ -271,11 +271,8 @@ impl OrderService {
         let mut found = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(MAX_LINES) {
             let request = inventory::GetProductsRequest { ids: chunk.to_vec() };
-            let answer = self
-                .inventory()
-                .get_products(request)
-                .await
-                .map_err(|status| OrderError::Inventory(status.to_string()))?;
+            let answer =
+                self.inventory().get_products(request).await.map_err(|status| OrderError::from_inventory(&status))?;
             for product in answer.into_inner().products {
                 let stocked = Stocked {
                     name: product.name.clone(),

@@ -1,7 +1,7 @@
 //! The order service's errors, and their one mapping to gRPC statuses, each
 //! with its stable reason (`shop.errors.v1.ErrorReason`).
 
-use shop_grpc::rich_error::{ErrorReason, refuse};
+use shop_grpc::rich_error::{self, ErrorReason, refuse};
 use tonic::{Code, Status};
 
 use crate::domain::{PaymentState, Rejection, Status as OrderStatus};
@@ -44,6 +44,10 @@ pub enum OrderError {
     PaymentTransition { order_id: i64, from: PaymentState, to: PaymentState },
     #[error("inventory answered unexpectedly: {0}")]
     Inventory(String),
+    /// Inventory could not be reached (or its database could not): the
+    /// caller may try again in a moment.
+    #[error("inventory cannot be reached now: {0}")]
+    InventoryAway(String),
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
 }
@@ -115,8 +119,14 @@ impl From<OrderError> for Status {
                 refuse(Code::InvalidArgument, ErrorReason::IdempotencyKeyReused, message)
                     .field_violation("idempotency_key", "was already used for a different order")
             }
+            // Only the recovery pass sees it: requests answer the pending
+            // order instead (ORDER_PENDING is no longer sent).
             OrderError::InventoryUnavailable(order_id) => {
-                refuse(Code::Unavailable, ErrorReason::OrderPending, message).metadata("order_id", order_id)
+                refuse(Code::Unavailable, ErrorReason::Internal, message).metadata("order_id", order_id)
+            }
+            OrderError::InventoryAway(_) => {
+                tracing::warn!(error = %message, "inventory away");
+                refuse(Code::Unavailable, ErrorReason::Internal, "inventory cannot be reached now")
             }
             OrderError::StockShort { product_id, requested, available } => {
                 refuse(Code::FailedPrecondition, ErrorReason::StockShort, message)
@@ -145,6 +155,20 @@ impl From<OrderError> for Status {
             }
         }
         .into()
+    }
+}
+
+impl OrderError {
+    /// What a failed call to inventory means: away for now (it, or its
+    /// database, cannot be reached; decided by the status code, never its
+    /// text), or an answer that was not expected.
+    pub(crate) fn from_inventory(status: &Status) -> Self {
+        // Unknown is the transport's (a connection reset before the
+        // answer): inventory gives every refusal of its own a reason.
+        let transport = rich_error::reason(status).is_none()
+            && matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled | Code::Unknown);
+        let away = transport || status.code() == Code::Unavailable;
+        if away { Self::InventoryAway(status.to_string()) } else { Self::Inventory(status.to_string()) }
     }
 }
 

@@ -137,6 +137,9 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            // A connection closed while it was being made (a proxy in front
+            // of a server that is away answers so): not a query's fault.
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed
     )
 }
