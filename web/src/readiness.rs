@@ -1,9 +1,12 @@
-//! `/readyz`: whether this gateway can serve. Ready when each of its gRPC
-//! services answers its health check; a service that answers NOT_SERVING
-//! (its database is away) and Redis being down are named as degraded but
-//! leave it ready, since the gateway still serves what does not need them
-//! (docs/resilience.md). Not ready (503) names each service it cannot
-//! reach.
+//! `/readyz`: whether this gateway can serve. Ready while it can reach at
+//! least one of its gRPC services: a service it cannot reach, one that
+//! answers NOT_SERVING (its database is away) and Redis being down are
+//! named (`missing`, `degraded`) but leave it ready, since it still serves
+//! what does not need them (docs/resilience.md), and every gateway replica
+//! shares them: were one unreachable service to make this replica unready,
+//! it would make every replica unready at once, and an orchestrator would
+//! take the whole shop out, the parts that work with it. Not ready (503)
+//! when no service answers at all.
 //!
 //! Cheap however often it is asked: the answer is kept for a second, and
 //! while it is being worked out every other caller waits for that one
@@ -43,7 +46,8 @@ struct Inner {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub ready: bool,
-    /// What cannot be reached: the gateway is not ready.
+    /// What cannot be reached (the gateway is not ready when that is
+    /// every service).
     pub missing: Vec<String>,
     /// What answers but is not whole: the gateway serves without it.
     pub degraded: Vec<String>,
@@ -103,7 +107,7 @@ impl Readiness {
         if self.inner.redis.as_ref().is_some_and(|redis| !redis.is_up()) {
             report.degraded.push("redis down".into());
         }
-        report.ready = report.missing.is_empty();
+        report.ready = report.missing.len() < self.inner.services.len();
         report
     }
 

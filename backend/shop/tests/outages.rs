@@ -381,16 +381,30 @@ async fn redis_stopped_mid_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_names_an_unreachable_service_and_healthz_stays_up() {
     let shop = Shop::services().await;
-    let users = shop.addresses.users.expect("the user service");
-    let proxy = ChaosProxy::start(users).await.expect("the chaos proxy");
-    let url = format!("http://{}", proxy.addr());
-    let gateway = Gateway::start_adjusted(&shop, &[], |config| config.services.users = url).await;
+    let proxy_to = |addr: Option<SocketAddr>| async move {
+        ChaosProxy::start(addr.expect("the service")).await.expect("the chaos proxy")
+    };
+    let users = proxy_to(shop.addresses.users).await;
+    let inventory = proxy_to(shop.addresses.inventory).await;
+    let orders = proxy_to(shop.addresses.orders).await;
+    let urls = [&users, &inventory, &orders].map(|proxy| format!("http://{}", proxy.addr()));
+    let gateway = Gateway::start_adjusted(&shop, &[], |config| {
+        config.services.users = urls[0].clone();
+        config.services.inventory = urls[1].clone();
+        config.services.orders = urls[2].clone();
+    })
+    .await;
     let (status, report) = readyz(&gateway.url).await;
     assert_eq!((status, report.clone()), (StatusCode::OK, json!({ "ready": true, "missing": [], "degraded": [] })));
 
-    proxy.set(Fault::Refuse);
-    let report = eventually_readyz(&gateway.url, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert_eq!(report["missing"], json!(["users unreachable"]), "{report}");
+    // One service away: named, but the gateway stays ready. Every replica
+    // shares the services, so an unready answer would take every replica
+    // out of the ingress at once, and with it the parts that still work.
+    users.set(Fault::Refuse);
+    let report =
+        eventually_readyz_report(&gateway.url, |report| report["missing"] == json!(["users unreachable"])).await;
+    assert_eq!(report["ready"], json!(true), "{report}");
+    assert_eq!(readyz(&gateway.url).await.0, StatusCode::OK);
     let healthz = reqwest::get(format!("{}/healthz", gateway.url)).await.expect("an answer");
     assert_eq!(healthz.status(), StatusCode::OK, "liveness does not follow a dependency");
     // The catalogue still answers; sign-in is refused with a 503, not a 500.
@@ -399,21 +413,43 @@ async fn readyz_names_an_unreachable_service_and_healthz_stays_up() {
     let login = json!({ "email": "nobody@example.com", "password": PASSWORD });
     assert_eq!(browser.json(Method::POST, "/users/login", login).await.status(), StatusCode::SERVICE_UNAVAILABLE);
 
-    // A black hole is unready too, and a check costs at most its time-out:
-    // many callers at once wait for one check.
-    proxy.set(Fault::Blackhole);
-    proxy.cut();
+    // No service at all (black holes): unready, and a check costs at most
+    // its time-out: many callers at once wait for one check.
+    for proxy in [&users, &inventory, &orders] {
+        proxy.set(Fault::Blackhole);
+        proxy.cut();
+    }
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let started = Instant::now();
     let many = (0..20).map(|_| readyz(&gateway.url));
     let answers = futures_util::future::join_all(many).await;
     assert!(started.elapsed() < Duration::from_millis(2_500), "{:?}", started.elapsed());
     assert!(answers.iter().all(|(status, _)| *status == StatusCode::SERVICE_UNAVAILABLE), "{answers:?}");
+    assert_eq!(answers[0].1["missing"], json!(["users unreachable", "inventory unreachable", "orders unreachable"]));
 
-    proxy.set(Fault::Pass);
+    for proxy in [&users, &inventory, &orders] {
+        proxy.set(Fault::Pass);
+    }
     let report = eventually_readyz(&gateway.url, StatusCode::OK).await;
+    let report = if report["missing"] == json!([]) {
+        report
+    } else {
+        eventually_readyz_report(&gateway.url, |report| report["missing"] == json!([])).await
+    };
     assert_eq!(report["missing"], json!([]));
     gateway.stop().await;
+}
+
+async fn eventually_readyz_report(base: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, report) = readyz(base).await;
+        if wanted(&report) {
+            return report;
+        }
+        assert!(Instant::now() < deadline, "/readyz never as wanted within 20 s: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn eventually_readyz(base: &str, wanted: StatusCode) -> Value {
