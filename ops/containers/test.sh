@@ -63,6 +63,7 @@ TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/shop-containers.XXXXXX")
 SHOP_TEST_IMAGE="localhost/shop:$PROJECT"
 STACK_UP=""
 LOAD_PID=""
+GATEWAY_URL=""
 STARTED_AT=$SECONDS
 TIMES=()
 
@@ -120,6 +121,16 @@ force_remove() {
     done
 }
 
+# Leaves the stack, its image and the files `down` needs (the generated one
+# names the replicas) for someone to look at.
+KEPT=""
+keep_note() {
+    KEPT=1
+    SHOP_TEST_IMAGE=""
+    echo "    SHOP_CONTAINERS_KEEP: leaving project $PROJECT running (gateway $GATEWAY_URL); stop it with"
+    echo "      ${COMPOSE[*]} down -v"
+}
+
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
@@ -131,7 +142,7 @@ cleanup() {
             show_shop_errors >&2 || true
         fi
         if [[ $status -ne 0 && -n "${SHOP_CONTAINERS_KEEP:-}" ]]; then
-            echo "    SHOP_CONTAINERS_KEEP: leaving project $PROJECT running (podman-compose -p $PROJECT down -v)" >&2
+            keep_note >&2
         else
             COMPOSE_TIMEOUT=120 compose down -v -t 20 >"$TMP_DIR/down.log" 2>&1 || true
             force_remove
@@ -140,7 +151,7 @@ cleanup() {
     [[ -z "$SHOP_TEST_IMAGE" ]] || podman rmi "$SHOP_TEST_IMAGE" >/dev/null 2>&1 || true
     [[ -z "$BALANCER_PID" ]] || kill "$BALANCER_PID" 2>/dev/null || true
     [[ -z "$LOAD_PID" ]] || kill "$LOAD_PID" 2>/dev/null || true
-    rm -rf "$TMP_DIR"
+    [[ -n "$KEPT" ]] || rm -rf "$TMP_DIR"
     if [[ $status -eq 0 ]]; then
         echo "    containers: every check passed in $((SECONDS - STARTED_AT)) s"
     else
@@ -232,7 +243,7 @@ build_standins() {
 shop_binary() {
     local bin=${SHOP_IMAGE_BIN:-}
     if [[ -z "$bin" ]]; then
-        cargo build --release --locked -q -p shop
+        cargo build --release -q -p shop
         bin=target/release/shop
     fi
     [[ -x "$bin" ]] || die "SHOP_IMAGE_BIN=$bin is not an executable"
@@ -503,10 +514,8 @@ PY
 sub_done
 
 if [[ "${SHOP_CONTAINERS_KEEP:-}" == always ]]; then
-    echo "    SHOP_CONTAINERS_KEEP=always: leaving project $PROJECT running; gateway $GATEWAY_URL"
-    echo "    (stop it with: CONTAINERS_CONF=$CONTAINERS_CONF podman-compose -p $PROJECT down -v)"
+    keep_note
     STACK_UP=""
-    SHOP_TEST_IMAGE=""
     exit 0
 fi
 
