@@ -358,6 +358,24 @@ pub async fn release(db: &Db, order_id: i64) -> Result<bool, InventoryError> {
     db.observe("release", async move {
         let now = now_ms();
         let mut tx = db.pool.begin().await?;
+        // The tombstone first: if a reservation for this order is being
+        // made right now, this waits for it (the order id is the key) and
+        // then finds it. Updating first would not see a reservation not yet
+        // committed, and the tombstone would then silently give way to it:
+        // a cancelled order whose stock stays held (found by the order
+        // checker, seed 1049).
+        let never_reserved = sqlx::query(
+            "INSERT INTO reservations (order_id, state, created_at_ms, released_at_ms) \
+             VALUES ($1, 'released', $2, $2) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if never_reserved.rows_affected() == 1 {
+            tx.commit().await?;
+            return Ok(false);
+        }
         let released = sqlx::query(
             "UPDATE reservations SET state = 'released', released_at_ms = $2 \
              WHERE order_id = $1 AND state = 'reserved'",
@@ -367,14 +385,7 @@ pub async fn release(db: &Db, order_id: i64) -> Result<bool, InventoryError> {
         .execute(&mut *tx)
         .await?;
         if released.rows_affected() == 0 {
-            sqlx::query(
-                "INSERT INTO reservations (order_id, state, created_at_ms, released_at_ms) \
-             VALUES ($1, 'released', $2, $2) ON CONFLICT (order_id) DO NOTHING",
-            )
-            .bind(order_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            // Released before.
             tx.commit().await?;
             return Ok(false);
         }
