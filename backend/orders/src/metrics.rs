@@ -28,6 +28,11 @@ pub fn describe() {
         "Sum of confirmed orders' totals, in cents (minor units), at the time they were confirmed."
     );
     metrics::describe_counter!("shop_order_status_changes_total", "Orders moved to a status, by the status.");
+    metrics::describe_counter!(
+        "shop_orders_left_pending_total",
+        "Orders recorded while inventory could not be asked: answered as pending, settled by the recovery pass."
+    );
+    metrics::counter!("shop_orders_left_pending_total").absolute(0);
     for outcome in ["confirmed", "rejected"] {
         metrics::counter!("shop_orders_total", "outcome" => outcome).absolute(0);
     }
