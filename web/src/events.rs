@@ -34,7 +34,11 @@ pub enum Revoked {
     Memory(Arc<Mutex<HashMap<i64, i64>>>),
     /// `health`: Redis shared with the cache and the sessions, skipped
     /// while it is down (`dependency_health`).
-    Redis { pool: Pool, key: String, health: crate::dependency_health::Dependency },
+    Redis {
+        pool: Pool,
+        key: String,
+        health: crate::dependency_health::Dependency,
+    },
 }
 
 /// Sessions of a deleted user end whenever they began.

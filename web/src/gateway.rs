@@ -79,9 +79,7 @@ impl Gateway {
                     Revoked::redis_guarded(pool, &config.cache_prefix, health.clone()),
                 )
             }
-            _ => {
-                (Cache::memory(&config.cache_prefix, config.cache_ttl), SessionStoreKind::memory(), Revoked::memory())
-            }
+            _ => (Cache::memory(&config.cache_prefix, config.cache_ttl), SessionStoreKind::memory(), Revoked::memory()),
         };
         let (catalog, profiles, live) = (Catalog::new(cache.clone()), Profiles::new(cache.clone()), Live::default());
         let mut consumers = match &config.bus {

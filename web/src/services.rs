@@ -32,7 +32,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shop_grpc::identity::{Caller, Identity, SignAs, Signed};
+use shop_grpc::breaker::Breaker;
+use shop_grpc::identity::{Caller, Guarded, Identity, SignAs};
 use shop_grpc::observe::Observed;
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use shop_proto::orders::v1::order_service_client::OrderServiceClient;
@@ -43,29 +44,30 @@ use crate::config::ServiceUrls;
 
 /// The channels to the three services and the key that signs each call.
 pub struct Services {
-    users: Observed<Channel>,
-    inventory: Observed<Channel>,
-    orders: Observed<Channel>,
+    users: Observed<Breaker<Channel>>,
+    inventory: Observed<Breaker<Channel>>,
+    orders: Observed<Breaker<Channel>>,
     identity: Identity,
 }
 
 /// Channels connect on first use, so the gateway starts even while a
-/// service is still coming up.
-fn channel(url: &str) -> Result<Observed<Channel>, tonic::transport::Error> {
-    Ok(shop_grpc::observe::client(
-        Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy(),
-    ))
+/// service is still coming up; behind a breaker, so a service that does not
+/// answer costs one call its time-out, not every call
+/// (docs/resilience.md).
+fn channel(url: &str, name: &'static str) -> Result<Observed<Breaker<Channel>>, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    Ok(shop_grpc::observe::client(Breaker::new(channel, name)))
 }
 
 impl Services {
     pub fn connect(urls: &ServiceUrls, identity: Identity) -> Result<Self, tonic::transport::Error> {
         Ok(Self {
-            users: channel(&urls.users)?,
-            inventory: channel(&urls.inventory)?,
-            orders: channel(&urls.orders)?,
+            users: channel(&urls.users, "users")?,
+            inventory: channel(&urls.inventory, "inventory")?,
+            orders: channel(&urls.orders, "orders")?,
             identity,
         })
     }
@@ -89,17 +91,17 @@ impl Clients {
         Self { services, sign }
     }
 
-    pub fn users(&self) -> UserServiceClient<Signed> {
+    pub fn users(&self) -> UserServiceClient<Guarded> {
         UserServiceClient::with_interceptor(self.services.users.clone(), self.sign.clone())
     }
 
-    pub fn inventory(&self) -> InventoryServiceClient<Signed> {
+    pub fn inventory(&self) -> InventoryServiceClient<Guarded> {
         // A large picture variant is bigger than tonic's default 4 MiB.
         InventoryServiceClient::with_interceptor(self.services.inventory.clone(), self.sign.clone())
             .max_decoding_message_size(MAX_IMAGE_MESSAGE)
     }
 
-    pub fn orders(&self) -> OrderServiceClient<Signed> {
+    pub fn orders(&self) -> OrderServiceClient<Guarded> {
         OrderServiceClient::with_interceptor(self.services.orders.clone(), self.sign.clone())
     }
 }

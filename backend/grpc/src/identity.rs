@@ -198,6 +198,13 @@ impl tonic::service::Interceptor for SignAs {
 pub type Signed =
     tonic::service::interceptor::InterceptedService<crate::observe::Observed<tonic::transport::Channel>, SignAs>;
 
+/// [`Signed`], behind a circuit breaker ([`crate::breaker`]): what the
+/// shop's own processes call each other through.
+pub type Guarded = tonic::service::interceptor::InterceptedService<
+    crate::observe::Observed<crate::breaker::Breaker<tonic::transport::Channel>>,
+    SignAs,
+>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

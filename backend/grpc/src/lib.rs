@@ -1,6 +1,7 @@
 //! Running one of the shop's gRPC services: health checking, reflection and
 //! graceful shutdown are wired here once, for every service.
 
+pub mod breaker;
 pub mod identity;
 pub mod observe;
 pub mod rich_error;

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use shop_events::Wake;
-use shop_grpc::identity::{Caller, Identity, SignAs, Signed};
+use shop_grpc::breaker::Breaker;
+use shop_grpc::identity::{Caller, Guarded, Identity, SignAs};
 use shop_grpc::rich_error::{self, ErrorReason};
 use shop_proto::inventory::v1 as inventory;
 use shop_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
@@ -25,8 +26,9 @@ use crate::{OrderError, cart, store};
 #[derive(Clone)]
 pub struct OrderService {
     db: Db,
-    channel: Channel,
-    inventory: InventoryServiceClient<Signed>,
+    /// Inventory, behind a breaker shared by every client made from it.
+    channel: Breaker<Channel>,
+    inventory: InventoryServiceClient<Guarded>,
     outbox: Wake,
     /// Wakes the recovery loop when a request left an order pending.
     recovery: Wake,
@@ -38,7 +40,7 @@ pub struct OrderService {
 pub const NOTIFICATIONS: &str = "notifications";
 
 /// How the order service signs its calls to inventory.
-fn as_orders(identity: &Identity, channel: &Channel) -> InventoryServiceClient<Signed> {
+fn as_orders(identity: &Identity, channel: &Breaker<Channel>) -> InventoryServiceClient<Guarded> {
     InventoryServiceClient::with_interceptor(
         shop_grpc::observe::client(channel.clone()),
         SignAs::fixed(identity.clone(), Caller::Service("orders".into())),
@@ -57,6 +59,7 @@ pub fn inventory_channel(url: &str) -> Result<Channel, tonic::transport::Error> 
 impl OrderService {
     pub fn new(db: Db, inventory: Channel) -> Self {
         let identity = Identity::random();
+        let inventory = Breaker::new(inventory, "inventory");
         Self {
             db,
             inventory: as_orders(&identity, &inventory),
@@ -103,7 +106,7 @@ impl OrderService {
     }
 
     /// Inventory, called as the order service.
-    pub(crate) fn inventory(&self) -> InventoryServiceClient<Signed> {
+    pub(crate) fn inventory(&self) -> InventoryServiceClient<Guarded> {
         self.inventory.clone()
     }
 

@@ -384,3 +384,35 @@ async fn the_orders_database_away() {
     ];
     row(&mut world, &split, &split.databases["orders"], "the orders database", expected, PATIENCE).await;
 }
+
+/// A black-holed service (nothing answers; only a time-out ends a wait)
+/// costs one request its time-out: the gateway's breaker then refuses the
+/// calls after it at once, and lets one through now and then, so the
+/// service is used again within seconds of answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_service_costs_one_time_out_then_nothing() {
+    let (split, world) = started().await;
+    let users = &split.services["users"];
+    let login = |n: u32| json!({ "email": format!("nobody{n}@outage.test"), "password": "correct horse battery" });
+    users.set(Fault::Blackhole);
+    users.cut();
+    let (status, _, took) = world.admin.call(reqwest::Method::GET, "/customers", None).await;
+    assert_eq!(status, 503, "the first call waits for its time-out, then 503");
+    assert!(took <= Duration::from_secs(12), "{took:?}");
+    for n in 0..5 {
+        let (status, _, took) =
+            Client::new(&split.base).call(reqwest::Method::POST, "/users/login", Some(login(n))).await;
+        assert_eq!(status, 503);
+        assert!(took < Duration::from_millis(500), "skipped at once, not another time-out: {took:?}");
+    }
+    users.set(Fault::Pass);
+    let back = Instant::now();
+    loop {
+        let (status, _, _) = world.admin.call(reqwest::Method::GET, "/customers", None).await;
+        if status == 200 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(8), "still {status} {:?} after it answers again", back.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
