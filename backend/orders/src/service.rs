@@ -178,12 +178,7 @@ impl OrderService {
             Err(OrderError::InventoryUnavailable(_)) => self.left_pending(order_id).await?,
             Err(error) => return Err(error),
         };
-        if order.status == OrderStatus::Rejected {
-            // A recovery pass rejected it while this request was reserving
-            // (inventory's answer to the pass came first): answered as the
-            // rejection it is, never as a placed order.
-            return self.replay(order_id, &lines).await;
-        }
+        let order = self.answered(order).await?;
         tracing::info!(
             order_id,
             user_id,
@@ -257,19 +252,28 @@ impl OrderService {
         let order = store::get(&self.db, order_id).await?;
         match order.status {
             OrderStatus::Pending => match self.reserve(order_id, lines).await {
-                Ok(()) => store::get(&self.db, order_id).await,
+                Ok(()) => self.answered(store::get(&self.db, order_id).await?).await,
                 Err(OrderError::InventoryUnavailable(_)) => self.left_pending(order_id).await,
                 Err(error) => Err(error),
             },
-            OrderStatus::Rejected => {
-                // Every rejected order has its rejection (migration 0005
-                // gave older ones theirs).
-                let (rejection, product_id) =
-                    store::rejection(&self.db, order_id).await?.unwrap_or((Rejection::StockShort, None));
-                Err(OrderError::Rejected { order_id, rejection, product_id })
-            }
-            _ => Ok(order),
+            _ => self.answered(order).await,
         }
+    }
+
+    /// A recorded order as the answer to a request for it: a rejected one
+    /// is answered as its rejection, never as a placed order (a recovery
+    /// pass may have rejected it while this request was reserving; found by
+    /// the order checker, seeds 1001 and 2033).
+    async fn answered(&self, order: Order) -> Result<Order, OrderError> {
+        if order.status != OrderStatus::Rejected {
+            return Ok(order);
+        }
+        // Every rejected order has its rejection (migration 0005 gave
+        // older ones theirs).
+        let order_id = order.id;
+        let (rejection, product_id) =
+            store::rejection(&self.db, order_id).await?.unwrap_or((Rejection::StockShort, None));
+        Err(OrderError::Rejected { order_id, rejection, product_id })
     }
 
     /// The answer for an order that is recorded but that inventory could
@@ -279,7 +283,7 @@ impl OrderService {
     async fn left_pending(&self, order_id: i64) -> Result<Order, OrderError> {
         metrics::counter!("shop_orders_left_pending_total").increment(1);
         self.recovery.wake();
-        store::get(&self.db, order_id).await
+        self.answered(store::get(&self.db, order_id).await?).await
     }
 
     /// Has inventory reserve and price a pending order's lines, then records
