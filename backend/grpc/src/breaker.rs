@@ -54,16 +54,27 @@ impl<S> Breaker<S> {
 }
 
 impl State {
-    /// Whether a call may go now.
-    fn admit(&self, now: Instant) -> bool {
-        let Ok(mut down) = self.down.lock() else { return true };
+    /// Whether a call may go now, and whether it goes as the trial.
+    fn admit(&self, now: Instant) -> Option<Admitted> {
+        let Ok(mut down) = self.down.lock() else { return Some(Admitted::Closed) };
         match &mut *down {
-            None => true,
+            None => Some(Admitted::Closed),
             Some(down) if !down.trying && now >= down.trial_at => {
                 down.trying = true;
-                true
+                Some(Admitted::Trial)
             }
-            Some(_) => false,
+            Some(_) => None,
+        }
+    }
+
+    /// A trial call that ended without an outcome (its caller went away
+    /// and dropped it): the next call may try instead. Without this, the
+    /// breaker would wait for that trial forever.
+    fn abandoned(&self) {
+        if let Ok(mut down) = self.down.lock()
+            && let Some(down) = &mut *down
+        {
+            down.trying = false;
         }
     }
 
@@ -109,18 +120,25 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if !self.state.admit(Instant::now()) {
+        let Some(admitted) = self.state.admit(Instant::now()) else {
             metrics::counter!("shop_dependency_skipped_total", "dependency" => self.state.name).increment(1);
             let skipped = tonic::Status::unavailable(format!(
                 "{} did not answer a moment ago; the call was not made",
                 self.state.name
             ));
             return Box::pin(std::future::ready(Err(Box::new(skipped) as BoxError)));
-        }
+        };
         let future = self.inner.call(request);
+        let mut trial =
+            (admitted == Admitted::Trial).then(|| Trial { state: Arc::clone(&self.state), finished: false });
         let state = Arc::clone(&self.state);
         Box::pin(async move {
-            match future.await {
+            let outcome = future.await;
+            // Ended with an outcome: the guard has nothing to give back.
+            if let Some(trial) = &mut trial {
+                trial.finished = true;
+            }
+            match outcome {
                 Ok(response) => {
                     state.answered();
                     Ok(response)
@@ -134,6 +152,27 @@ where
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admitted {
+    Closed,
+    Trial,
+}
+
+/// Held by a trial call while it runs: dropped unfinished, it gives the
+/// trial back.
+struct Trial {
+    state: Arc<State>,
+    finished: bool,
+}
+
+impl Drop for Trial {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.state.abandoned();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,18 +181,60 @@ mod tests {
     fn one_failure_opens_it_a_trial_at_a_time_and_an_answer_closes_it() {
         let state = State { name: "test", down: Mutex::new(None) };
         let start = Instant::now();
-        assert!(state.admit(start));
+        assert_eq!(state.admit(start), Some(Admitted::Closed));
         state.failed(start);
-        assert!(!state.admit(start), "skipped at once");
-        assert!(!state.admit(start + Duration::from_millis(200)));
+        assert_eq!(state.admit(start), None, "skipped at once");
+        assert_eq!(state.admit(start + Duration::from_millis(200)), None);
         let trial = start + FIRST_TRIAL;
-        assert!(state.admit(trial), "one trial");
-        assert!(!state.admit(trial), "only one at a time");
+        assert_eq!(state.admit(trial), Some(Admitted::Trial), "one trial");
+        assert_eq!(state.admit(trial), None, "only one at a time");
         state.failed(trial);
-        assert!(!state.admit(trial + FIRST_TRIAL), "twice as long after a failed trial");
-        assert!(state.admit(trial + FIRST_TRIAL * 2));
+        assert_eq!(state.admit(trial + FIRST_TRIAL), None, "twice as long after a failed trial");
+        assert_eq!(state.admit(trial + FIRST_TRIAL * 2), Some(Admitted::Trial));
+        state.abandoned();
+        assert_eq!(state.admit(trial + FIRST_TRIAL * 2), Some(Admitted::Trial), "a dropped trial is given back");
         state.answered();
-        assert!(state.admit(trial) && state.admit(trial), "closed: every call goes");
+        assert_eq!(state.admit(trial), Some(Admitted::Closed), "closed: every call goes");
+        assert_eq!(state.admit(trial), Some(Admitted::Closed));
+    }
+
+    /// A service whose first call fails, second never ends, and the others
+    /// are answered.
+    #[derive(Clone, Default)]
+    struct Flaky(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Service<http::Request<()>> for Flaky {
+        type Response = http::Response<()>;
+        type Error = BoxError;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                match n {
+                    0 => Err("refused".into()),
+                    1 => std::future::pending().await,
+                    _ => Ok(http::Response::new(())),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trial_dropped_unfinished_is_given_back() {
+        let mut breaker = Breaker::new(Flaky::default(), "test");
+        assert!(breaker.call(http::Request::new(())).await.is_err(), "opens it");
+        assert!(breaker.call(http::Request::new(())).await.is_err(), "skipped");
+        tokio::time::sleep(FIRST_TRIAL).await;
+        let trial = breaker.call(http::Request::new(()));
+        // Its caller goes away (a client that hung up) before an answer.
+        drop(trial);
+        assert!(breaker.call(http::Request::new(())).await.is_ok(), "the next call is the trial, and closes it");
+        assert!(breaker.call(http::Request::new(())).await.is_ok());
     }
 
     #[test]
@@ -163,9 +244,9 @@ mod tests {
         state.failed(now);
         for _ in 0..10 {
             now += LONGEST_WAIT;
-            assert!(state.admit(now));
+            assert_eq!(state.admit(now), Some(Admitted::Trial));
             state.failed(now);
         }
-        assert!(state.admit(now + LONGEST_WAIT), "never longer than five seconds");
+        assert_eq!(state.admit(now + LONGEST_WAIT), Some(Admitted::Trial), "never longer than five seconds");
     }
 }
