@@ -21,12 +21,6 @@ fn socket_of(url: &str) -> SocketAddr {
     host_port.to_socket_addrs().expect("an address").next().expect("an address")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
-
-const SERVICES: [&str; 3] = ["users", "inventory", "orders"];
-
 /// The shop as separate processes, each service's database behind a proxy
 /// of its own and each service reached (by the gateway, and by orders for
 /// inventory) through another.
@@ -47,27 +41,34 @@ impl Split {
         let upstream = socket_of(&server);
         let mut databases = BTreeMap::new();
         let mut services = BTreeMap::new();
-        let mut ports = BTreeMap::new();
-        for name in SERVICES {
-            databases.insert(name, ChaosProxy::start(upstream).await.expect("a proxy"));
-            let port = free_port();
-            ports.insert(name, port);
-            let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-            services.insert(name, ChaosProxy::start(address).await.expect("a proxy"));
-        }
-        let url = |name: &str| format!("http://{}", services[name].addr());
         let mut processes = Vec::new();
-        for name in SERVICES {
+        // Each service on a port of its own choosing (port 0, read from its
+        // log), and only then its proxy: choosing ports for them first
+        // races the proxies' own ports. Inventory comes before orders,
+        // which reaches it through its proxy.
+        for (name, ready) in
+            [("users", "user service"), ("inventory", "inventory service"), ("orders", "order service")]
+        {
+            let database = ChaosProxy::start(upstream).await.expect("a proxy");
             let mut command = shop(dir.path());
             postgres.env(&mut command);
-            command
-                .arg(name)
-                .env("SHOP_POSTGRES_URL", databases[name].url_for(&server, upstream))
-                .env(format!("SHOP_{}_ADDR", name.to_uppercase()), format!("127.0.0.1:{}", ports[name]))
-                .env("SHOP_INVENTORY_URL", url("inventory"))
-                .env("SHOP_RECOVERY_INTERVAL_SECS", "1");
-            processes.push(tokio::task::block_in_place(|| Process::start(command, "")));
+            command.arg(name).env("SHOP_POSTGRES_URL", database.url_for(&server, upstream));
+            if let Some(inventory) = services.get("inventory") {
+                command.env("SHOP_INVENTORY_URL", format!("http://{}", inventory.addr()));
+            }
+            command.env("SHOP_RECOVERY_INTERVAL_SECS", "1");
+            let process = tokio::task::block_in_place(|| Process::start(command, ready));
+            let listening = match name {
+                "users" => process.addresses.users(),
+                "inventory" => process.addresses.inventory(),
+                _ => process.addresses.orders(),
+            };
+            let address = socket_of(&listening);
+            services.insert(name, ChaosProxy::start(address).await.expect("a proxy"));
+            databases.insert(name, database);
+            processes.push(process);
         }
+        let url = |name: &str| format!("http://{}", services[name].addr());
         let mut command = shop(dir.path());
         command
             .arg("gateway")
@@ -87,8 +88,12 @@ impl Split {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = reqwest::get(format!("{}/readyz", self.base)).await.map(|r| r.status().as_u16()).ok();
-            if ready == Some(200) {
+            // Every service serving, not only one (which is enough for /readyz).
+            let ready = match reqwest::get(format!("{}/readyz", self.base)).await {
+                Ok(answer) => answer.json::<Value>().await.ok(),
+                Err(_) => None,
+            };
+            if ready.as_ref().is_some_and(|r| r["missing"] == json!([]) && r["degraded"] == json!([])) {
                 return;
             }
             assert!(Instant::now() < deadline, "the gateway never got ready: {ready:?}");
@@ -143,10 +148,21 @@ struct World {
     n: u32,
 }
 
+/// The error lines every process logged, for a failure's message.
+fn logged_errors(split: &Split) -> String {
+    let mut lines = Vec::new();
+    for process in &split._processes {
+        let log = process.log_text();
+        lines.extend(log.lines().filter(|line| line.contains("\"level\":\"error\"")).map(str::to_owned));
+    }
+    lines.join("\n")
+}
+
 async fn world(split: &Split, dir_env: impl Fn(&mut std::process::Command)) -> World {
     let admin = Client::new(&split.base);
     let body = json!({ "name": "Admin", "email": "admin@outage.test", "password": "correct horse battery" });
-    assert_eq!(admin.call(reqwest::Method::POST, "/users/register", Some(body)).await.0, 201);
+    let (status, answer, _) = admin.call(reqwest::Method::POST, "/users/register", Some(body)).await;
+    assert_eq!(status, 201, "{answer}\n{}", logged_errors(split));
     let mut command = shop(std::path::Path::new("/tmp"));
     dir_env(&mut command);
     let promoted = command.args(["make-admin", "admin@outage.test"]).output().expect("make-admin runs");
@@ -155,7 +171,7 @@ async fn world(split: &Split, dir_env: impl Fn(&mut std::process::Command)) -> W
     assert_eq!(admin.call(reqwest::Method::POST, "/users/login", Some(login)).await.0, 200);
     let product = json!({ "name": "Green tea", "price_minor": 450, "stock": 1_000 });
     let (status, product, _) = admin.call(reqwest::Method::POST, "/products", Some(product)).await;
-    assert_eq!(status, 201, "{product}");
+    assert_eq!(status, 201, "{product}\n{}", logged_errors(split));
     let product = product["id"].as_i64().expect("an id");
 
     let customer = Client::new(&split.base);
