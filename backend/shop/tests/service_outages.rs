@@ -40,7 +40,7 @@ impl Split {
         let server = shop_testkit::postgres_server_url();
         let upstream = socket_of(&server);
         let mut databases = BTreeMap::new();
-        let mut services = BTreeMap::new();
+        let mut services: BTreeMap<&'static str, ChaosProxy> = BTreeMap::new();
         let mut processes = Vec::new();
         // Each service on a port of its own choosing (port 0, read from its
         // log), and only then its proxy: choosing ports for them first
