@@ -464,11 +464,28 @@ async fn faults(
                 cluster.nats.stop();
                 tokio::time::sleep(pause).await;
                 cluster.nats.resume();
+                // Healed when JetStream answers again, not when its port
+                // does: a process restarted by the next fault meanwhile
+                // would wait on its stream.
+                jetstream_answers(&cluster.stream).await;
                 done.push(format!("NATS stopped {} ms", pause.as_millis()));
             }
         }
     }
     done
+}
+
+async fn jetstream_answers(stream: &Stream) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(client) = async_nats::connect(stream.url.as_str()).await
+            && async_nats::jetstream::new(client).get_stream(&stream.name).await.is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("JetStream did not answer within 30 s of NATS starting again");
 }
 
 /// Every `order.created` a durable consumer receives.
