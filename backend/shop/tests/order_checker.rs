@@ -9,13 +9,22 @@
 //! ```
 //!
 //! `SHOP_CHECKER_SEED` replays one run's workload and fault schedule.
+//!
+//! Against a shop it did not start (ignored unless asked for; what
+//! `ops/containers/test.sh --replicas 2` runs against the compose stack, the
+//! environment as `checker::External` says):
+//!
+//! ```text
+//! SHOP_CHECKER_EXTERNAL_GATEWAY=http://127.0.0.1:PORT ... cargo nextest run -p shop --test order_checker \
+//!   --run-ignored only -E 'test(=the_container_stack_keeps_every_invariant_while_replicas_are_killed)'
+//! ```
 
 mod checker;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use checker::{Client, Cluster, Plan, run, stocked};
+use checker::{Client, Cluster, External, Plan, run, run_on, stocked};
 use shop_storage::sqlx;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -42,6 +51,7 @@ async fn every_invariant_holds_under_faults() {
             initial_stock: 30,
             faults: true,
             broken_reservations: false,
+            think_ms: None,
         };
         let outcome = run(plan).await;
         println!(
@@ -84,6 +94,7 @@ async fn the_checker_catches_a_reservation_that_loses_updates() {
         initial_stock: 1_000,
         faults: false,
         broken_reservations: true,
+        think_ms: None,
     };
     let outcome = run(plan).await;
     assert!(
@@ -183,4 +194,54 @@ async fn two_thousand_orders_left_pending_settle_within_a_minute_of_inventorys_r
     orders_db.close().await;
     inventory_db.close().await;
     cluster.stream.delete().await;
+}
+
+/// The same shoppers, admin and checks against the compose stack in
+/// containers with two replicas of every shop process, behind a balancer
+/// (`ops/containers/test.sh --replicas 2` starts it and sets the
+/// environment, `checker::External`): the fault schedule kills one replica
+/// of every kind in turn (SIGKILL, `podman kill`) and starts it again, and
+/// the shoppers go on until each kind has had its turn. Only the checker's
+/// own orders and products are judged: the load generator shops meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs a running stack: ops/containers/test.sh --replicas 2 runs it"]
+async fn the_container_stack_keeps_every_invariant_while_replicas_are_killed() {
+    let target = External::from_env().expect("SHOP_CHECKER_EXTERNAL_GATEWAY names the shop (see checker::External)");
+    let seed = env_u64("SHOP_CHECKER_SEED").unwrap_or_else(fresh_seed);
+    let plan = Plan {
+        seed,
+        operations: env_u64("SHOP_CHECKER_OPERATIONS").unwrap_or(40),
+        shoppers: 6,
+        products: 4,
+        initial_stock: 1_000,
+        faults: true,
+        broken_reservations: false,
+        think_ms: Some((20, 150)),
+    };
+    let started = Instant::now();
+    let outcome = run_on(target, plan).await;
+    println!(
+        "order checker against {}, seed {seed}, {:.0} s: {} checkouts ({} confirmed, {} accepted pending, {} refused), \
+         {} orders, {} cancels, {} restocks, {} retries, {} violations; faults:\n  {}",
+        std::env::var("SHOP_CHECKER_EXTERNAL_GATEWAY").unwrap_or_default(),
+        started.elapsed().as_secs_f64(),
+        outcome.checkouts,
+        outcome.confirmed,
+        outcome.accepted_pending,
+        outcome.rejected,
+        outcome.orders,
+        outcome.cancels,
+        outcome.restocks,
+        outcome.retried,
+        outcome.violations.len(),
+        outcome.faults.join("\n  ")
+    );
+    assert!(
+        outcome.violations.is_empty(),
+        "seed {seed} (replay with SHOP_CHECKER_SEED={seed}): {} violations:\n{}",
+        outcome.violations.len(),
+        outcome.violations.join("\n")
+    );
+    assert!(!outcome.faults.is_empty(), "the fault schedule ran");
+    assert!(outcome.confirmed > 0, "some checkouts went through");
 }

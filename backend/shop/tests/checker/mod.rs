@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,10 @@ pub struct Plan {
     /// Arms inventory's deliberately broken reservation (the negative
     /// control): the checker must then find a violation.
     pub broken_reservations: bool,
+    /// A shopper's pause before each operation, in ms (from, to); none when
+    /// None. The shoppers of a run against a shop that outlives it go on
+    /// until every kind of fault has happened, at this pace.
+    pub think_ms: Option<(u64, u64)>,
 }
 
 /// What happened, for the report.
@@ -202,6 +207,270 @@ impl Cluster {
     }
 }
 
+/// The shop a run works against: a cluster of the checker's own
+/// ([`Cluster`]), or one someone else runs ([`External`]: the compose stack in
+/// containers, two replicas of every process). The shoppers, the admin and
+/// the checks are the same code for both; what differs is how the shop is
+/// reached, how an admin is made, which orders are the checker's to judge and
+/// what a fault is.
+pub trait Target: Send + 'static {
+    /// The gateway's base URL.
+    fn base(&self) -> String;
+    /// An email address for `who`: the same every run on a cluster of the
+    /// checker's own, unique to the run on a shop that outlives it.
+    fn email(&self, who: &str) -> String;
+    /// Makes `email` an admin.
+    fn make_admin(&self, email: &str);
+    /// A pool on the database of `service` ("orders" or "inventory").
+    fn pool(&self, service: &str) -> impl Future<Output = sqlx::PgPool> + Send;
+    /// The event stream, and the name of the durable consumer the checker
+    /// reads `order.created` with.
+    fn events(&self) -> (shop_events::NatsSettings, String);
+    /// Whether others use the shop too (a load generator, earlier tests):
+    /// then only the checker's own orders are judged, not every order in the
+    /// database.
+    fn shared(&self) -> bool;
+    /// One fault, healed before it returns (`pause`: how long it lasts); says
+    /// what it was.
+    fn fault(&mut self, rng: &mut Rng, pause: Duration) -> impl Future<Output = String> + Send;
+    /// Whether every kind of fault has happened at least once: the shoppers
+    /// go on until then (at once on a cluster of the checker's own, whose
+    /// schedule is random).
+    fn every_fault_done(&self) -> bool;
+    /// Removes what the run left behind on the shop's NATS.
+    fn finish(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl Target for Cluster {
+    fn base(&self) -> String {
+        Cluster::base(self)
+    }
+
+    fn email(&self, who: &str) -> String {
+        format!("{who}@checker.test")
+    }
+
+    fn make_admin(&self, email: &str) {
+        Cluster::make_admin(self, email);
+    }
+
+    async fn pool(&self, service: &str) -> sqlx::PgPool {
+        self.postgres.pool(service).await
+    }
+
+    fn events(&self) -> (shop_events::NatsSettings, String) {
+        (self.stream.settings(), "order-checker".to_owned())
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Kills and restarts orders or inventory, pauses inventory's PostgreSQL
+    /// connections, or stops NATS.
+    async fn fault(&mut self, rng: &mut Rng, pause: Duration) -> String {
+        let fault = rng.below(4);
+        eprintln!("order checker: fault {fault} for {} ms", pause.as_millis());
+        match fault {
+            0 => {
+                if let Some(mut orders) = self.orders.take() {
+                    orders.kill_hard();
+                }
+                tokio::time::sleep(pause).await;
+                // Starting waits on the process's log, a blocking wait: off
+                // the runtime's workers, or the tasks queued on this one (the
+                // chaos proxy's) would wait with it.
+                tokio::task::block_in_place(|| self.start_orders());
+                format!("SIGKILL orders, {} ms down", pause.as_millis())
+            }
+            1 => {
+                if let Some(mut inventory) = self.inventory.take() {
+                    inventory.kill_hard();
+                }
+                tokio::time::sleep(pause).await;
+                tokio::task::block_in_place(|| self.start_inventory());
+                format!("SIGKILL inventory, {} ms down", pause.as_millis())
+            }
+            2 => {
+                self.database_proxy.set(Fault::Blackhole);
+                tokio::time::sleep(pause).await;
+                self.database_proxy.cut();
+                self.database_proxy.set(Fault::Pass);
+                format!("inventory's PostgreSQL paused {} ms, connections cut", pause.as_millis())
+            }
+            _ => {
+                self.nats.stop();
+                tokio::time::sleep(pause).await;
+                self.nats.resume();
+                // Healed when JetStream answers again, not when its port
+                // does: a process restarted by the next fault meanwhile
+                // would wait on its stream.
+                jetstream_answers(&self.stream).await;
+                format!("NATS stopped {} ms", pause.as_millis())
+            }
+        }
+    }
+
+    fn every_fault_done(&self) -> bool {
+        true
+    }
+
+    async fn finish(&self) {
+        self.stream.delete().await;
+    }
+}
+
+/// A shop the checker did not start, described by the environment (what
+/// `ops/containers/test.sh --replicas 2` sets):
+///
+/// | variable | |
+/// |---|---|
+/// | `SHOP_CHECKER_EXTERNAL_GATEWAY` | the base URL shoppers use (the balancer in front of the gateways) |
+/// | `SHOP_CHECKER_EXTERNAL_INVENTORY_DATABASE_URL`, `..._ORDERS_DATABASE_URL` | the two databases, read at the end |
+/// | `SHOP_CHECKER_EXTERNAL_NATS_URL`, `..._NATS_STREAM`, `..._NATS_SUBJECT_PREFIX` | the event stream (stream `SHOP_EVENTS`, prefix `shop` unless set, as compose.yaml leaves them) |
+/// | `SHOP_CHECKER_EXTERNAL_MAKE_ADMIN` | a shell command that makes the email given as its last argument an admin |
+/// | `SHOP_CHECKER_EXTERNAL_FAULTS` | a program run as `PROGRAM kill KIND` (kills one replica of KIND, prints which) and `PROGRAM start KIND` (starts it again and returns once it serves) |
+/// | `SHOP_CHECKER_EXTERNAL_FAULT_KINDS` | the kinds, comma-separated (default `users,inventory,orders,notifications,gateway`) |
+///
+/// The fault schedule takes the kinds in turn, in an order drawn from the
+/// seed, and the shoppers go on until every kind has been killed and started
+/// again at least once.
+pub struct External {
+    base: String,
+    inventory_database: String,
+    orders_database: String,
+    nats: shop_events::NatsSettings,
+    make_admin: String,
+    faults: Option<String>,
+    kinds: Vec<String>,
+    next: Vec<String>,
+    faulted: BTreeSet<String>,
+    run_id: String,
+}
+
+impl External {
+    /// The shop the environment names; None when it names none.
+    pub fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(format!("SHOP_CHECKER_EXTERNAL_{name}")).ok().filter(|v| !v.is_empty());
+        let required = |name: &str| var(name).unwrap_or_else(|| panic!("SHOP_CHECKER_EXTERNAL_{name} is not set"));
+        let base = var("GATEWAY")?;
+        let kinds = var("FAULT_KINDS").unwrap_or_else(|| "users,inventory,orders,notifications,gateway".to_owned());
+        Some(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            inventory_database: required("INVENTORY_DATABASE_URL"),
+            orders_database: required("ORDERS_DATABASE_URL"),
+            nats: shop_events::NatsSettings {
+                url: required("NATS_URL"),
+                stream: var("NATS_STREAM").unwrap_or_else(|| "SHOP_EVENTS".to_owned()),
+                subject_prefix: var("NATS_SUBJECT_PREFIX").unwrap_or_else(|| "shop".to_owned()),
+            },
+            make_admin: required("MAKE_ADMIN"),
+            faults: var("FAULTS"),
+            kinds: kinds.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect(),
+            next: Vec::new(),
+            faulted: BTreeSet::new(),
+            run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+        })
+    }
+
+    /// `PROGRAM ACTION KIND`, off the runtime's workers; its output.
+    fn replica(&self, action: &str, kind: &str) -> String {
+        let program = self.faults.as_deref().expect("SHOP_CHECKER_EXTERNAL_FAULTS names the fault program");
+        let output = tokio::task::block_in_place(|| std::process::Command::new(program).args([action, kind]).output())
+            .unwrap_or_else(|error| panic!("{program} {action} {kind}: {error}"));
+        assert!(
+            output.status.success(),
+            "{program} {action} {kind}: {}\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+impl Target for External {
+    fn base(&self) -> String {
+        self.base.clone()
+    }
+
+    fn email(&self, who: &str) -> String {
+        format!("{who}-{}@checker.test", self.run_id)
+    }
+
+    fn make_admin(&self, email: &str) {
+        // The command is the operator's (`podman exec <users> shop make-admin`):
+        // a shell line, the email its last argument.
+        let output = std::process::Command::new("sh")
+            .args(["-c", &format!("{} \"$1\"", self.make_admin), "make-admin", email])
+            .output()
+            .expect("the make-admin command runs");
+        assert!(
+            output.status.success(),
+            "{} {email}: {}\n{}{}",
+            self.make_admin,
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    async fn pool(&self, service: &str) -> sqlx::PgPool {
+        let url = match service {
+            "orders" => &self.orders_database,
+            "inventory" => &self.inventory_database,
+            other => panic!("no database for {other}"),
+        };
+        sqlx::PgPool::connect(url).await.unwrap_or_else(|error| panic!("the {service} database: {error}"))
+    }
+
+    fn events(&self) -> (shop_events::NatsSettings, String) {
+        (self.nats.clone(), format!("order-checker-{}", self.run_id))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    /// Kills one replica of the next kind (SIGKILL: a crash), leaves it down
+    /// for `pause`, starts it again and waits until it serves.
+    async fn fault(&mut self, rng: &mut Rng, pause: Duration) -> String {
+        if self.next.is_empty() {
+            // The next round: every kind once, in an order from the seed.
+            let mut kinds = self.kinds.clone();
+            while !kinds.is_empty() {
+                let i = usize::try_from(rng.below(kinds.len() as u64)).unwrap_or(0);
+                self.next.push(kinds.swap_remove(i));
+            }
+        }
+        let Some(kind) = self.next.pop() else { return "no fault kinds".to_owned() };
+        let killed_at = Instant::now();
+        let replica = self.replica("kill", &kind);
+        eprintln!("order checker: killed {replica} for {} ms", pause.as_millis());
+        tokio::time::sleep(pause).await;
+        self.replica("start", &kind);
+        self.faulted.insert(kind);
+        format!(
+            "SIGKILL {replica}, started again after {} ms, serving after {:.1} s",
+            pause.as_millis(),
+            killed_at.elapsed().as_secs_f64()
+        )
+    }
+
+    fn every_fault_done(&self) -> bool {
+        self.faults.is_none() || self.kinds.iter().all(|kind| self.faulted.contains(kind))
+    }
+
+    /// Deletes the checker's consumer; the stream is the shop's.
+    async fn finish(&self) {
+        if let Ok(client) = async_nats::connect(self.nats.url.as_str()).await
+            && let Ok(stream) = async_nats::jetstream::new(client).get_stream(&self.nats.stream).await
+        {
+            let _ = stream.delete_consumer(&self.events().1).await;
+        }
+    }
+}
+
 /// A client of the gateway's JSON API with its own cookie jar, retrying
 /// what a careful client retries: a checkout or a status change whose
 /// answer was lost or was a 5xx, with the same idempotency key.
@@ -238,6 +507,9 @@ impl Client {
 
     /// Sends until the answer is not "unknown" (no answer, or a 5xx), at
     /// most `tries` times; answers the last one and how many retries it took.
+    /// A 429 (sign-ins and registrations from one address are limited, and on
+    /// a shared shop others sign in too) is waited out, for up to two
+    /// minutes, without counting as a try.
     async fn retried(
         &self,
         method: reqwest::Method,
@@ -247,11 +519,18 @@ impl Client {
         tries: u32,
     ) -> (Answer, u32) {
         let mut answer = (0, Value::Null);
-        for attempt in 0..tries {
+        let mut attempt = 0;
+        let limited_until = Instant::now() + Duration::from_secs(120);
+        while attempt < tries {
             answer = self.send(method.clone(), path, body, key).await;
+            if answer.0 == 429 && Instant::now() < limited_until {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
             if answer.0 != 0 && answer.0 < 500 {
                 return (answer, attempt);
             }
+            attempt += 1;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         (answer, tries)
@@ -321,10 +600,16 @@ async fn shopper(
     plan: Plan,
     products: Vec<i64>,
     record: Arc<Mutex<Record>>,
+    faulted: Arc<AtomicBool>,
 ) {
     let mut mine: Vec<(String, Vec<(i64, i64)>)> = Vec::new();
     let mut orders: Vec<i64> = Vec::new();
-    for _ in 0..plan.operations {
+    let mut done = 0;
+    while done < plan.operations || !faulted.load(Ordering::Relaxed) {
+        done += 1;
+        if let Some((from, to)) = plan.think_ms {
+            tokio::time::sleep(rng.millis(from, to)).await;
+        }
         if !orders.is_empty() && rng.chance(15) {
             let id = orders[usize::try_from(rng.below(orders.len() as u64)).unwrap_or(0)];
             let body = json!({ "status": "cancelled" });
@@ -378,8 +663,17 @@ async fn shopper(
 }
 
 /// The admin: restocks, and ships and delivers confirmed orders.
-async fn admin(client: Client, mut rng: Rng, plan: Plan, products: Vec<i64>, record: Arc<Mutex<Record>>) {
-    for _ in 0..plan.operations / 2 {
+async fn admin(
+    client: Client,
+    mut rng: Rng,
+    plan: Plan,
+    products: Vec<i64>,
+    record: Arc<Mutex<Record>>,
+    faulted: Arc<AtomicBool>,
+) {
+    let mut done = 0;
+    while done < plan.operations / 2 || !faulted.load(Ordering::Relaxed) {
+        done += 1;
         tokio::time::sleep(rng.millis(20, 120)).await;
         if rng.chance(50) {
             let product = products[usize::try_from(rng.below(products.len() as u64)).unwrap_or(0)];
@@ -420,56 +714,29 @@ async fn admin(client: Client, mut rng: Rng, plan: Plan, products: Vec<i64>, rec
 }
 
 /// The fault schedule, until `until`: each step one fault, healed before
-/// the next.
-async fn faults(
-    cluster: Arc<tokio::sync::Mutex<Cluster>>,
+/// the next. Sets `faulted` once every kind of fault has happened (or the
+/// schedule ends, however it ends).
+async fn faults<T: Target>(
+    target: Arc<tokio::sync::Mutex<T>>,
     mut rng: Rng,
-    until: Arc<std::sync::atomic::AtomicBool>,
+    until: Arc<AtomicBool>,
+    faulted: Arc<AtomicBool>,
 ) -> Vec<String> {
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _faulted_at_the_end = SetOnDrop(Arc::clone(&faulted));
     let mut done = Vec::new();
-    while !until.load(std::sync::atomic::Ordering::Relaxed) {
+    while !until.load(Ordering::Relaxed) {
         tokio::time::sleep(rng.millis(300, 1_200)).await;
         let pause = rng.millis(200, 1_500);
-        let mut cluster = cluster.lock().await;
-        let fault = rng.below(4);
-        eprintln!("order checker: fault {fault} for {} ms", pause.as_millis());
-        match fault {
-            0 => {
-                if let Some(mut orders) = cluster.orders.take() {
-                    orders.kill_hard();
-                }
-                tokio::time::sleep(pause).await;
-                // Starting waits on the process's log, a blocking wait: off
-                // the runtime's workers, or the tasks queued on this one (the
-                // chaos proxy's) would wait with it.
-                tokio::task::block_in_place(|| cluster.start_orders());
-                done.push(format!("SIGKILL orders, {} ms down", pause.as_millis()));
-            }
-            1 => {
-                if let Some(mut inventory) = cluster.inventory.take() {
-                    inventory.kill_hard();
-                }
-                tokio::time::sleep(pause).await;
-                tokio::task::block_in_place(|| cluster.start_inventory());
-                done.push(format!("SIGKILL inventory, {} ms down", pause.as_millis()));
-            }
-            2 => {
-                cluster.database_proxy.set(Fault::Blackhole);
-                tokio::time::sleep(pause).await;
-                cluster.database_proxy.cut();
-                cluster.database_proxy.set(Fault::Pass);
-                done.push(format!("inventory's PostgreSQL paused {} ms, connections cut", pause.as_millis()));
-            }
-            _ => {
-                cluster.nats.stop();
-                tokio::time::sleep(pause).await;
-                cluster.nats.resume();
-                // Healed when JetStream answers again, not when its port
-                // does: a process restarted by the next fault meanwhile
-                // would wait on its stream.
-                jetstream_answers(&cluster.stream).await;
-                done.push(format!("NATS stopped {} ms", pause.as_millis()));
-            }
+        let mut target = target.lock().await;
+        done.push(target.fault(&mut rng, pause).await);
+        if target.every_fault_done() {
+            faulted.store(true, Ordering::Relaxed);
         }
     }
     done
@@ -504,11 +771,12 @@ fn collect_created(bus: Bus, name: &str) -> (Arc<Mutex<Vec<Event>>>, tokio::task
 }
 
 /// An admin, signed in, and `count` products with `stock` each.
-pub async fn stocked(cluster: &Cluster, count: u64, stock: i64) -> (Client, Vec<i64>) {
-    let admin = Client::new(&cluster.base());
-    admin.sign_up("Admin", "admin@checker.test").await;
-    cluster.make_admin("admin@checker.test");
-    admin.sign_in("admin@checker.test").await;
+pub async fn stocked<T: Target>(target: &T, count: u64, stock: i64) -> (Client, Vec<i64>) {
+    let admin = Client::new(&target.base());
+    let email = target.email("admin");
+    admin.sign_up("Admin", &email).await;
+    target.make_admin(&email);
+    admin.sign_in(&email).await;
     let mut products = Vec::new();
     for n in 0..count {
         let body = json!({ "name": format!("Product {n}"), "price_minor": 100 + n, "stock": stock });
@@ -521,65 +789,92 @@ pub async fn stocked(cluster: &Cluster, count: u64, stock: i64) -> (Client, Vec<
 
 /// Runs `plan` on a fresh cluster and checks the outcome.
 pub async fn run(plan: Plan) -> Outcome {
-    let mut rng = Rng::new(plan.seed);
     let cluster = Cluster::start(plan.broken_reservations).await;
-    let base = cluster.base();
-    let bus = Bus::nats(cluster.stream.settings()).await.expect("NATS");
-    let (seen, consumer) = collect_created(bus, "order-checker");
+    run_on(cluster, plan).await
+}
 
-    let (admin_client, products) = stocked(&cluster, plan.products, plan.initial_stock).await;
+/// Runs `plan` against `target` and checks the outcome.
+pub async fn run_on<T: Target>(target: T, plan: Plan) -> Outcome {
+    let mut rng = Rng::new(plan.seed);
+    let base = target.base();
+    let (events, consumer_name) = target.events();
+    let bus = Bus::nats(events).await.expect("NATS");
+    let (seen, consumer) = collect_created(bus, &consumer_name);
+
+    let (admin_client, products) = stocked(&target, plan.products, plan.initial_stock).await;
     let mut shoppers = Vec::new();
     for user in 0..plan.shoppers {
         let client = Client::new(&base);
-        client.sign_up(&format!("Shopper {user}"), &format!("shopper{user}@checker.test")).await;
+        client.sign_up(&format!("Shopper {user}"), &target.email(&format!("shopper{user}"))).await;
         shoppers.push(client);
     }
 
     let record: Arc<Mutex<Record>> = Arc::default();
-    let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let fault_task =
-        plan.faults.then(|| tokio::spawn(faults(Arc::clone(&cluster), Rng::new(rng.next()), Arc::clone(&stop))));
+    let faulted = Arc::new(AtomicBool::new(!plan.faults || target.every_fault_done()));
+    let target = Arc::new(tokio::sync::Mutex::new(target));
+    let stop = Arc::new(AtomicBool::new(false));
+    let fault_task = plan.faults.then(|| {
+        tokio::spawn(faults(Arc::clone(&target), Rng::new(rng.next()), Arc::clone(&stop), Arc::clone(&faulted)))
+    });
     let mut tasks = Vec::new();
     for (user, client) in shoppers.into_iter().enumerate() {
         let rng = Rng::new(rng.next());
-        tasks.push(tokio::spawn(shopper(client, user, rng, plan, products.clone(), Arc::clone(&record))));
+        let (products, record, faulted) = (products.clone(), Arc::clone(&record), Arc::clone(&faulted));
+        tasks.push(tokio::spawn(shopper(client, user, rng, plan, products, record, faulted)));
     }
-    tasks.push(tokio::spawn(admin(admin_client, Rng::new(rng.next()), plan, products.clone(), Arc::clone(&record))));
+    let (admin_rng, record_, faulted_) = (Rng::new(rng.next()), Arc::clone(&record), Arc::clone(&faulted));
+    tasks.push(tokio::spawn(admin(admin_client, admin_rng, plan, products.clone(), record_, faulted_)));
     for task in tasks {
         task.await.expect("a client task");
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let fault_log = match fault_task {
         Some(task) => task.await.expect("the fault schedule"),
         None => Vec::new(),
     };
-    let cluster = Arc::try_unwrap(cluster).ok().expect("the cluster, back").into_inner();
+    let target = Arc::try_unwrap(target).ok().expect("the shop, back").into_inner();
 
-    let outcome = check(&cluster, plan, &products, &record, &seen).await;
+    let outcome = check(&target, plan, &products, &record, &seen).await;
     consumer.abort();
-    cluster.stream.delete().await;
+    target.finish().await;
     Outcome { faults: fault_log, ..outcome }
 }
 
-async fn check(
-    cluster: &Cluster,
+async fn check<T: Target>(
+    target: &T,
     plan: Plan,
     products: &[i64],
     record: &Mutex<Record>,
     seen: &Mutex<Vec<Event>>,
 ) -> Outcome {
-    let orders_db = cluster.postgres.pool("orders").await;
-    let inventory_db = cluster.postgres.pool("inventory").await;
+    let orders_db = target.pool("orders").await;
+    let inventory_db = target.pool("inventory").await;
+    let record = record.lock().expect("the record").clone();
+    // On a shop others use too, the checker's own orders: those its keys
+    // made (every checkout it sends has one). None: every order.
+    let own: Option<Vec<i64>> = if target.shared() {
+        let keys: Vec<String> = record.checkouts.iter().map(|checkout| checkout.key.clone()).collect();
+        let ids: Vec<(i64,)> =
+            sqlx::query_as("SELECT DISTINCT order_id FROM idempotency_keys WHERE idempotency_key = ANY($1)")
+                .bind(&keys)
+                .fetch_all(&orders_db)
+                .await
+                .expect("the checker's orders");
+        Some(ids.into_iter().map(|(id,)| id).collect())
+    } else {
+        None
+    };
     // Settled: nothing pending, nothing waiting to be given back, both
     // outboxes drained.
     let settled_by = Instant::now() + Duration::from_secs(90);
     loop {
         let (pending,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM orders WHERE status = 'pending' \
+            "SELECT COUNT(*) FROM orders WHERE (status = 'pending' \
              OR (status IN ('cancelled', 'rejected') AND stock_state = 'reserved') \
-             OR (status = 'cancelled' AND stock_state = 'none')",
+             OR (status = 'cancelled' AND stock_state = 'none')) \
+             AND ($1::BIGINT[] IS NULL OR id = ANY($1))",
         )
+        .bind(&own)
         .fetch_one(&orders_db)
         .await
         .expect("a count");
@@ -603,12 +898,17 @@ async fn check(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let record = record.lock().expect("the record").clone();
     let mut violations = record.violations.clone();
 
-    // Stock: never negative; initial + restocked = on hand + held.
+    // Stock: never negative; initial + restocked = on hand + held. Both read
+    // in one snapshot (on a shared shop, others' orders go on meanwhile).
+    let mut snapshot = inventory_db.begin().await.expect("a transaction");
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snapshot)
+        .await
+        .expect("a snapshot");
     let stock: BTreeMap<i64, i64> = sqlx::query_as::<_, (i64, i64)>("SELECT id, stock FROM products")
-        .fetch_all(&inventory_db)
+        .fetch_all(&mut *snapshot)
         .await
         .expect("the stock")
         .into_iter()
@@ -617,11 +917,12 @@ async fn check(
         "SELECT i.product_id, SUM(i.quantity)::BIGINT FROM reservation_items i \
          JOIN reservations r ON r.order_id = i.order_id WHERE r.state = 'reserved' GROUP BY i.product_id",
     )
-    .fetch_all(&inventory_db)
+    .fetch_all(&mut *snapshot)
     .await
     .expect("what is held")
     .into_iter()
     .collect();
+    snapshot.rollback().await.expect("the snapshot, closed");
     for &product in products {
         let on_hand = stock.get(&product).copied().unwrap_or(0);
         if on_hand < 0 {
@@ -644,7 +945,11 @@ async fn check(
     // Orders against reservations: a live order's stock taken exactly once,
     // as ordered; a cancelled or rejected one's given back (or never taken).
     let orders: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, status FROM orders").fetch_all(&orders_db).await.expect("the orders");
+        sqlx::query_as("SELECT id, status FROM orders WHERE $1::BIGINT[] IS NULL OR id = ANY($1)")
+            .bind(&own)
+            .fetch_all(&orders_db)
+            .await
+            .expect("the orders");
     let lines: BTreeMap<i64, Vec<(i64, i64)>> = group(
         sqlx::query_as::<_, (i64, i64, i64)>(
             "SELECT order_id, product_id, quantity FROM order_items ORDER BY order_id, product_id",
@@ -760,7 +1065,7 @@ async fn check(
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let counts = announcements(seen);
-            if counts.len() >= orders.len() || Instant::now() > deadline {
+            if orders.iter().all(|(id, _)| counts.contains_key(id)) || Instant::now() > deadline {
                 break counts;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
