@@ -67,6 +67,9 @@ impl Addresses {
 
 type Log = Arc<(Mutex<Vec<serde_json::Value>>, Condvar)>;
 
+/// The field of the log's last entry once the process's stdout has closed.
+const STDOUT_CLOSED: &str = "__stdout_closed";
+
 /// A running `shop`; killed when dropped.
 pub struct Process {
     child: Option<Child>,
@@ -91,6 +94,14 @@ impl Process {
                 }
                 changed.notify_all();
             }
+            // Stdout closed: the process exited (or closed it). A waiter for
+            // a line that has not come stops waiting now, not at its time-out.
+            let (lines, changed) = &*reader_log;
+            if let Ok(mut lines) = lines.lock() {
+                lines
+                    .push(serde_json::json!({ STDOUT_CLOSED: true, "message": "(stdout closed: the process exited)" }));
+            }
+            changed.notify_all();
         });
         let mut process = Self { child: Some(child), log, addresses: Addresses::default() };
         process.wait_for_log(|event| message(event).starts_with(ready), Duration::from_secs(60));
@@ -129,6 +140,11 @@ impl Process {
             if let Some(found) = guard.iter().find(|event| matches(event)) {
                 return found.clone();
             }
+            assert!(
+                !guard.iter().any(|event| event[STDOUT_CLOSED] == true),
+                "the process exited before logging such a line; its log:\n{}",
+                render(&guard)
+            );
             let left = deadline
                 .checked_duration_since(Instant::now())
                 .unwrap_or_else(|| panic!("no such log line within {timeout:?}; the log so far:\n{}", render(&guard)));
