@@ -17,17 +17,15 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo build --release --locked -p shop \
     && install -m 0755 target/release/shop /usr/local/bin/shop
 
-# Run: glibc from Debian's slim image (the builder is bookworm too) and one
-# package, Debian's CA bundle: in compose every connection is plain TCP on
-# the private network, but a managed Redis (`rediss://`) or NATS (`tls://`)
-# is reached over TLS, and fred and async-nats trust the system's roots
-# (rustls-native-certs; sqlx and lettre carry webpki roots of their own).
-# SQLite is bundled and health checks are `shop healthcheck`: no curl.
+# Run: glibc from Debian's slim image (the builder is bookworm too) and
+# Debian's CA bundle, taken from the builder: in compose every connection is
+# plain TCP on the private network, but a managed Redis (`rediss://`) or NATS
+# (`tls://`) is reached over TLS, and fred and async-nats trust the system's
+# roots (rustls-native-certs; sqlx and lettre carry webpki roots of their
+# own). SQLite is bundled and health checks are `shop healthcheck`: no curl.
 FROM debian:bookworm-slim
-RUN apt-get update -q \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
-    && groupadd --system --gid 10001 shop \
+COPY --from=builder /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+RUN groupadd --system --gid 10001 shop \
     && useradd --system --uid 10001 --gid shop --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin shop \
     && mkdir -p /var/lib/shop \
