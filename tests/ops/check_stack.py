@@ -470,14 +470,22 @@ def prometheus_setup():
     found = []
     config = yaml.safe_load((ROOT / "ops/prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    targets = {}
-    for group in jobs.get("shop", {}).get("static_configs", []):
-        for target in group["targets"]:
-            targets[target] = group.get("labels", {}).get("process")
+    # Every replica is found by DNS (a service's name resolves to one address
+    # per replica) and labelled with its service's name, which must be the
+    # role it runs.
+    shop = jobs.get("shop", {})
+    targets = {f"{name}:{sd.get('port')}" for sd in shop.get("dns_sd_configs", []) if sd.get("type") == "A"
+               for name in sd.get("names", [])}
     port = shop_metrics_port()
-    expected = {f"{name}:{port}": service["command"][0] for name, service in shop_services().items()}
+    expected = {f"{name}:{port}" for name in shop_services()}
     if targets != expected:
-        found.append(f"job shop scrapes {targets}, expected {expected} (target: process label)")
+        found.append(f"job shop finds {sorted(targets)} by DNS (A records), expected {sorted(expected)}")
+    if shop.get("static_configs"):
+        found.append("job shop has static targets: with replicas, each would be one replica at a time")
+    if shop.get("relabel_configs") != [{"source_labels": ["__meta_dns_name"], "target_label": "process"}]:
+        found.append(f"job shop's process label is not the service's name: {shop.get('relabel_configs')}")
+    found += [f"service {name} runs {service['command'][0]}: its process label would say {name}"
+              for name, service in shop_services().items() if service["command"][0] != name]
     prometheus = services()["prometheus"]
     command = prometheus.get("command") or []
     for flag in ("--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage"):

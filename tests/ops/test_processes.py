@@ -672,6 +672,24 @@ def local_target(job: str, target: str) -> str | None:
     raise AssertionError(f"job {job} scrapes {target}: no stand-in for it here; teach this test")
 
 
+def static_from_dns(job: dict) -> dict:
+    """A job that finds its targets by DNS (one address per replica of each
+    compose service) as static targets, one group per name, labelled as its
+    relabelling would label it; here every name is one local process."""
+    if "dns_sd_configs" not in job:
+        return job
+    relabel = job.get("relabel_configs") or []
+    assert relabel == [{"source_labels": ["__meta_dns_name"], "target_label": "process"}], \
+        f"job {job['job_name']}: relabelling this test does not know: {relabel}"
+    groups = []
+    for sd in job["dns_sd_configs"]:
+        assert sd.get("type") == "A" and isinstance(sd.get("port"), int), \
+            f"job {job['job_name']}: DNS discovery this test does not know: {sd}"
+        groups += [{"targets": [f"{name}:{sd['port']}"], "labels": {"process": name}} for name in sd["names"]]
+    rest = {key: value for key, value in job.items() if key not in ("dns_sd_configs", "relabel_configs")}
+    return {**rest, "static_configs": groups}
+
+
 @check("a Prometheus configuration from ops/prometheus/prometheus.yml (local targets, 1 s) passes promtool")
 def prometheus_config():
     assert S.processes and all(p.ports for p in S.processes.values()), "the settings did not map"
@@ -685,6 +703,7 @@ def prometheus_config():
         shutil.copy(PROMETHEUS_DIR / rule_file, directory / rule_file)
     jobs, dropped, scraped = [], [], {}
     for job in config["scrape_configs"]:
+        job = static_from_dns(job)
         groups = []
         for group in job.get("static_configs") or []:
             targets = []
