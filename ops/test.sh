@@ -774,20 +774,21 @@ step "compose.yaml's five processes outside containers, scraped by Prometheus (t
 run "$VENV/bin/python" tests/ops/test_processes.py
 step_done
 
-step "compose.yaml in Podman, with one and two replicas: the image from ./Dockerfile, stand-ins, all healthy, smoke, traces, logs, load under faults, down -v (ops/containers/test.sh)"
+step "compose.yaml in Podman, with one and two replicas: the image from ./Dockerfile, stand-ins, all healthy, smoke, traces, logs, load and the order checker under faults, down -v (ops/containers/test.sh)"
 # The same stack started for real in a container engine, as an operator
 # would (compose.yaml plus ops/containers/compose.test.yaml's local stand-in
 # images); installs Podman and podman-compose when missing, says how long each
 # part took. The image takes the release binary (cargo build --release).
 # Then again with two replicas of every shop process behind a balancer:
-# sessions and caches across gateways, and shoppers (ops/load.sh) while one
-# replica of each is killed and started again.
+# sessions and caches across gateways, and shoppers (ops/load.sh) beside the
+# order checker (its ignored test against the stack, from the debug test
+# binary the nextest step above built) while replicas of every shop process
+# are killed and started again: no invariant violated. Tried once: the DNS
+# failure seen here once (2026-12-01) was Podman 4.3's network bridge
+# changing its MAC address when a container stopped, which the script now
+# prevents (pin_bridge_mac in ops/containers/test.sh).
 SHOP_TEST_VENV="$VENV" run ops/containers/test.sh
-# Once more if the first fails: Podman 4.3's network DNS has failed to
-# resolve a service name here under replicas (seen once, 2026-12-01); a
-# second failure fails the step.
-SHOP_TEST_VENV="$VENV" run ops/containers/test.sh --replicas 2 ||
-    SHOP_TEST_VENV="$VENV" run ops/containers/test.sh --replicas 2
+SHOP_TEST_VENV="$VENV" run ops/containers/test.sh --replicas 2
 step_done
 
 step "the Kubernetes pods in Podman: podman kube play of the dev overlay, every probe answers (tests/ops/play_kubernetes.py)"

@@ -45,19 +45,31 @@ esac
 # its sockets; fixed in aardvark-dns 1.11): what starts right after a start
 # or a kill may find no name for a moment.
 wait_dns() {
-    local deadline=$((SECONDS + 120)) line name names missing
+    local deadline=$((SECONDS + 120)) name names dir missing first="" rounds=0
     names=$(podman ps -a --filter "label=io.podman.compose.project=$PROJECT" \
         --format '{{index .Labels "com.docker.compose.service"}}' | sort -u | tr '\n' ' ')
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/shop-replica.XXXXXX")
     while true; do
-        missing=()
-        while read -r name; do
-            line=$(podman exec "$name" sh -c 'for n; do getent ahostsv4 "$n" >/dev/null || { echo "$n"; exit 1; }; done' \
-                sh $names 2>&1) || missing+=("$name: ${line:-?}")
-        done < <(podman ps --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}')
-        [[ ${#missing[@]} -eq 0 ]] && return 0
-        [[ -z "${SHOP_REPLICA_DEBUG:-}" ]] || echo "$(date -u +%T) unresolved: ${missing[*]}" >&2
+        # Every container at once; a lookup that times out takes its 5 s.
+        for name in $(podman ps --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}'); do
+            podman exec "$name" sh -c 'for n; do getent ahostsv4 "$n" >/dev/null || { echo "$n"; exit 1; }; done' \
+                sh $names >"$dir/$name" 2>&1 || echo "$name: $(head -c 200 "$dir/$name")" >"$dir/$name.missing" &
+        done
+        wait
+        missing=$(cat "$dir"/*.missing 2>/dev/null | tr '\n' ' ' || true)
+        rm -f "$dir"/*
+        rounds=$((rounds + 1))
+        if [[ -z "$missing" ]]; then
+            rm -rf "$dir"
+            # What did not resolve at first, for the record.
+            [[ -z "$first" ]] || echo "names resolved everywhere after $rounds tries; at first not: ${first:0:300}"
+            return 0
+        fi
+        [[ -n "$first" ]] || first=$missing
+        [[ -z "${SHOP_REPLICA_DEBUG:-}" ]] || echo "$(date -u +%T) unresolved: $missing" >&2
         if [[ $SECONDS -ge $deadline ]]; then
-            echo "replica.sh: names not resolved after 120 s: ${missing[*]}" >&2
+            rm -rf "$dir"
+            echo "replica.sh: names not resolved after 120 s: $missing" >&2
             return 1
         fi
         sleep 0.5
@@ -76,6 +88,7 @@ case $ACTION in
         echo "${killed[*]}"
         ;;
     start)
+        started=$SECONDS
         deadline=$((SECONDS + 120))
         for kind in "${KINDS[@]}"; do
             for n in $(seq "$COUNT"); do
@@ -92,7 +105,8 @@ case $ACTION in
                 done
             done
         done
-        wait_dns
+        healthy=$((SECONDS - started))
+        # The balancer sends to a gateway's new address at once.
         if [[ -n "${SHOP_REPLICA_BACKENDS:-}" && " ${KINDS[*]} " == *" gateway "* ]]; then
             for n in $(seq "$COUNT"); do
                 echo "$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
@@ -100,6 +114,8 @@ case $ACTION in
             done >"$SHOP_REPLICA_BACKENDS.new"
             mv "$SHOP_REPLICA_BACKENDS.new" "$SHOP_REPLICA_BACKENDS"
         fi
+        dns=$(wait_dns)
+        echo "healthy after ${healthy} s, every name resolved after $((SECONDS - started)) s${dns:+; $dns}"
         ;;
     dns) wait_dns ;;
     *) echo "replica.sh: kill, start or dns, not $ACTION" >&2; exit 2 ;;

@@ -438,15 +438,19 @@ start_balancer() {
 
 # Podman 4.3's netavark (1.4) leaves the network bridge's MAC address to the
 # kernel, which gives a bridge the lowest address among its ports: it changes
-# whenever a container with a lower one starts, or the one whose interface
-# had it stops. A container that learnt the gateway's old address then loses
-# everything it sends to the gateway: its DNS (aardvark-dns answers on the
-# gateway's address) and every answer to the host (the balancer, the
-# checker's database connections), until its ARP entry is renewed, tens of
-# seconds later ("Temporary failure in name resolution"; netavark 1.9 pins
-# the address itself: containers/netavark#833). Pinned here to the address
-# it has once what the shop uses is up and before the shop's containers
-# start: none of those that may know an older one is killed here.
+# when a container with a lower one starts, or when the one whose interface
+# had it stops. Once the interface whose address a container learnt for the
+# gateway is gone (its container killed, stopped or restarted), that
+# container loses everything it sends to the gateway: its DNS (aardvark-dns
+# answers on the gateway's address) and its answers to the host (the
+# balancer, the checker's database connections), until its ARP entry is
+# renewed: lookups took 30-40 s and failed ("Temporary failure in name
+# resolution") in 6 of 8 containers after two others were killed and started
+# again, on a network of plain Debian containers; none with the address
+# pinned (netavark 1.9 pins it itself: containers/netavark#833). Pinned here
+# to the address it has once what the shop uses is up and before the shop's
+# containers start: the ports whose addresses a container may have learnt
+# before are those of containers this test never stops.
 pin_bridge_mac() {
     local bridge mac
     bridge=$(podman network inspect --format '{{.NetworkInterface}}' "${PROJECT}_default")
@@ -460,9 +464,11 @@ pin_bridge_mac() {
 # start and stop, so the checks start once the last start is behind it.
 wait_dns() {
     local started=$SECONDS
-    SHOP_REPLICA_PROJECT="$PROJECT" SHOP_REPLICA_COUNT="$REPLICAS" "$HERE/replica.sh" dns ||
+    local record
+    record=$(SHOP_REPLICA_PROJECT="$PROJECT" SHOP_REPLICA_COUNT="$REPLICAS" "$HERE/replica.sh" dns) ||
         die "the containers do not resolve each other's names"
     echo "       every container resolves every service's name ($((SECONDS - started)) s)"
+    [[ -z "$record" ]] || echo "       ($record)"
 }
 
 # compose_up SERVICE...: `up -d` for those services (all when none), never

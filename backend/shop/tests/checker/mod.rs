@@ -329,7 +329,7 @@ impl Target for Cluster {
 /// | `SHOP_CHECKER_EXTERNAL_INVENTORY_DATABASE_URL`, `..._ORDERS_DATABASE_URL` | the two databases, read at the end |
 /// | `SHOP_CHECKER_EXTERNAL_NATS_URL`, `..._NATS_STREAM`, `..._NATS_SUBJECT_PREFIX` | the event stream (stream `SHOP_EVENTS`, prefix `shop` unless set, as compose.yaml leaves them) |
 /// | `SHOP_CHECKER_EXTERNAL_MAKE_ADMIN` | a shell command that makes the email given as its last argument an admin |
-/// | `SHOP_CHECKER_EXTERNAL_FAULTS` | a program run as `PROGRAM kill KIND` (kills one replica of KIND, prints which) and `PROGRAM start KIND` (starts it again and returns once it serves) |
+/// | `SHOP_CHECKER_EXTERNAL_FAULTS` | a program run as `PROGRAM kill KIND` (kills one replica of KIND, prints which) and `PROGRAM start KIND` (starts it again and returns once it serves; prints how long that took) |
 /// | `SHOP_CHECKER_EXTERNAL_FAULT_KINDS` | the kinds, comma-separated (default `users,inventory,orders,notifications,gateway`) |
 ///
 /// The fault schedule takes the kinds in turn, in an order drawn from the
@@ -448,10 +448,10 @@ impl Target for External {
         let replica = self.replica("kill", &kind);
         eprintln!("order checker: killed {replica} for {} ms", pause.as_millis());
         tokio::time::sleep(pause).await;
-        self.replica("start", &kind);
+        let started = self.replica("start", &kind);
         self.faulted.insert(kind);
         format!(
-            "SIGKILL {replica}, started again after {} ms, serving after {:.1} s",
+            "SIGKILL {replica}, started again after {} ms, back {:.1} s after the kill ({started})",
             pause.as_millis(),
             killed_at.elapsed().as_secs_f64()
         )
