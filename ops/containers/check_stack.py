@@ -2,7 +2,8 @@
 """What the compose stack in Podman must show once ops/smoke.sh has run
 against it (run by ops/containers/test.sh):
 
-- Prometheus scrapes every shop target and each is up;
+- Prometheus scrapes every replica of every shop process (--replicas) and
+  each is up;
 - the Tempo stand-in holds a checkout (the gateway's `POST /orders`) whose
   trace has spans from gateway, users, inventory and orders;
 - the Loki stand-in holds JSON log lines carrying that trace id;
@@ -71,19 +72,25 @@ def eventually(what, check, seconds):
         time.sleep(2)
 
 
-def prometheus_targets_up(prometheus):
+def prometheus_targets_up(prometheus, replicas):
+    """Every replica of every shop process is a target of its own (found by
+    DNS, ops/prometheus/prometheus.yml), and each is up."""
+
     def check():
         targets = get_json(f"{prometheus}/api/v1/targets")["data"]["activeTargets"]
-        shop = {t["labels"].get("process"): t for t in targets if t["labels"].get("job") == "shop"}
-        if sorted(shop) != sorted(PROCESSES):
-            raise CheckFailed(f"shop targets {sorted(shop)}, not {sorted(PROCESSES)}")
-        down = {name: (t["health"], t.get("lastError")) for name, t in shop.items() if t["health"] != "up"}
+        shop = [t for t in targets if t["labels"].get("job") == "shop"]
+        counts = {name: sum(t["labels"].get("process") == name for t in shop) for name in PROCESSES}
+        if any(count != replicas for count in counts.values()) or len(shop) != replicas * len(PROCESSES):
+            raise CheckFailed(f"shop targets by process {counts}, not {replicas} of each of {PROCESSES}")
+        down = [(t["labels"].get("process"), t["labels"].get("instance"), t["health"], t.get("lastError"))
+                for t in shop if t["health"] != "up"]
         if down:
             raise CheckFailed(f"not up: {down}")
         return shop
 
     shop = eventually("Prometheus' shop targets", check, 60)
-    print(f"       Prometheus: {len(shop)} shop targets up ({', '.join(sorted(shop))})")
+    print(f"       Prometheus: {len(shop)} shop targets up, {replicas} of each of {', '.join(PROCESSES)}"
+          f" ({', '.join(sorted(t['labels']['instance'] for t in shop))})")
 
 
 def checkout_trace(tempo):
@@ -223,10 +230,11 @@ def main():
     parser.add_argument("--prometheus", required=True)
     parser.add_argument("--gateway", required=True)
     parser.add_argument("--gateways", default="", help="every gateway replica's URL, comma-separated")
+    parser.add_argument("--replicas", type=int, default=1, help="containers of each shop process")
     args = parser.parse_args()
     container = lambda service: f"{args.project}_{service}_1"  # noqa: E731
     try:
-        prometheus_targets_up(args.prometheus)
+        prometheus_targets_up(args.prometheus, args.replicas)
         trace_id = checkout_trace(container("tempo"))
         trace_in_loki(container("loki"), trace_id)
         emails_sent(container("mailpit"))

@@ -621,7 +621,7 @@ sub "Prometheus targets, the checkout's trace in Tempo, its log lines in Loki (c
 gateways=""
 [[ $REPLICAS -eq 1 ]] || gateways=$(gateway_backends | sed 's#^#http://#' | paste -sd, -)
 python3 "$HERE/check_stack.py" --project "$PROJECT" --prometheus "$PROMETHEUS_URL" --gateway "$GATEWAY_URL" \
-    --gateways "$gateways"
+    --gateways "$gateways" --replicas "$REPLICAS"
 sub_done
 
 if [[ $REPLICAS -gt 1 ]]; then
