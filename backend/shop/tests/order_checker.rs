@@ -55,17 +55,9 @@ async fn every_invariant_holds_under_faults() {
         };
         let outcome = run(plan).await;
         println!(
-            "order checker run {}/{runs}, seed {seed}: {} checkouts ({} confirmed, {} accepted pending, {} refused), \
-             {} orders, {} cancels, {} restocks, {} retries; faults: {:?}",
+            "order checker run {}/{runs}, seed {seed}: {}; faults: {:?}",
             run_number + 1,
-            outcome.checkouts,
-            outcome.confirmed,
-            outcome.accepted_pending,
-            outcome.rejected,
-            outcome.orders,
-            outcome.cancels,
-            outcome.restocks,
-            outcome.retried,
+            outcome.summary(),
             outcome.faults
         );
         assert!(
@@ -221,19 +213,10 @@ async fn the_container_stack_keeps_every_invariant_while_replicas_are_killed() {
     let started = Instant::now();
     let outcome = run_on(target, plan).await;
     println!(
-        "order checker against {}, seed {seed}, {:.0} s: {} checkouts ({} confirmed, {} accepted pending, {} refused), \
-         {} orders, {} cancels, {} restocks, {} retries, {} violations; faults:\n  {}",
+        "order checker against {}, seed {seed}, {:.0} s: {}; faults:\n  {}",
         std::env::var("SHOP_CHECKER_EXTERNAL_GATEWAY").unwrap_or_default(),
         started.elapsed().as_secs_f64(),
-        outcome.checkouts,
-        outcome.confirmed,
-        outcome.accepted_pending,
-        outcome.rejected,
-        outcome.orders,
-        outcome.cancels,
-        outcome.restocks,
-        outcome.retried,
-        outcome.violations.len(),
+        outcome.summary(),
         outcome.faults.join("\n  ")
     );
     assert!(

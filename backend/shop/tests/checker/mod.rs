@@ -88,6 +88,25 @@ pub struct Outcome {
     pub orders: usize,
 }
 
+impl Outcome {
+    /// What the run did and found, in one line (the faults are apart).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} checkouts ({} confirmed, {} accepted pending, {} refused), {} orders, {} cancels, {} restocks, \
+             {} retries, {} violations",
+            self.checkouts,
+            self.confirmed,
+            self.accepted_pending,
+            self.rejected,
+            self.orders,
+            self.cancels,
+            self.restocks,
+            self.retried,
+            self.violations.len()
+        )
+    }
+}
+
 const PASSWORD: &str = "correct horse battery";
 
 fn free_port() -> u16 {
