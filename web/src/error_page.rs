@@ -42,23 +42,56 @@ pub struct ProblemBody {
 /// Renders every [`Problem`] in the representation the request wanted, and
 /// logs it with the request's method and path.
 pub async fn render_errors(State(state): State<AppState>, want: Want, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let path_and_query = request.uri().path_and_query().map_or_else(|| path.clone(), ToString::to_string);
-    let current_url = request.headers().get("hx-current-url").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    // The page a form was posted from (this site's only: the policy is same-origin).
-    let referer_path = request
-        .headers()
-        .get(header::REFERER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|url| url.split_once("://"))
-        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()));
-    let trace_id = request.extensions().get::<crate::observe::TraceId>().map(|id| id.0.clone());
-    let session = request.extensions().get::<Session>().cloned();
+    let asked = Asked::of(&request);
     let response = next.run(request).await;
+    if response.extensions().get::<Problem>().is_none() {
+        return response;
+    }
+    // Boxed, so that what rendering an error holds across its awaits (the
+    // viewer's session read, the template) is not part of every request's
+    // future: inline, it made each request move 4 KiB (docs/performance.md).
+    Box::pin(render(state, want, asked, response)).await
+}
+
+/// What rendering an error needs of the request, taken before the request
+/// is passed on: cheap clones (the URI and header values share the
+/// request's bytes), no strings made for requests that succeed.
+struct Asked {
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    current_url: Option<HeaderValue>,
+    referer: Option<HeaderValue>,
+    trace_id: Option<crate::observe::TraceId>,
+    session: Option<Session>,
+}
+
+impl Asked {
+    fn of(request: &Request) -> Self {
+        Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            current_url: request.headers().get("hx-current-url").cloned(),
+            referer: request.headers().get(header::REFERER).cloned(),
+            trace_id: request.extensions().get::<crate::observe::TraceId>().cloned(),
+            session: request.extensions().get::<Session>().cloned(),
+        }
+    }
+}
+
+async fn render(state: AppState, want: Want, asked: Asked, response: Response) -> Response {
     let Some(problem) = response.extensions().get::<Problem>().cloned() else {
         return response;
     };
+    let Asked { method, uri, current_url, referer, trace_id, session } = asked;
+    let path = uri.path().to_owned();
+    let path_and_query = uri.path_and_query().map_or_else(|| path.clone(), ToString::to_string);
+    let current_url = current_url.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // The page a form was posted from (this site's only: the policy is same-origin).
+    let referer_path = referer
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|url| url.split_once("://"))
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()));
 
     let path = crate::observe::loggable_path(&path);
     if problem.status.is_server_error() {
@@ -67,7 +100,7 @@ pub async fn render_errors(State(state): State<AppState>, want: Want, request: R
         tracing::info!(%method, %path, status = problem.status.as_u16(), detail = %problem.detail, "request refused");
     }
 
-    let trace_id = trace_id.filter(|_| problem.status.is_server_error());
+    let trace_id = trace_id.filter(|_| problem.status.is_server_error()).and_then(|id| id.get());
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
     let out_of_band = response.extensions().get::<OutOfBand>().cloned();
     let mut rendered = match want {

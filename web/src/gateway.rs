@@ -10,6 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_sessions::cookie::SameSite;
@@ -138,7 +139,7 @@ impl Gateway {
             .merge(pages)
             .layer(
                 ServiceBuilder::new()
-                    .layer(axum::middleware::from_fn(observe::request))
+                    .layer(observe::ObserveLayer)
                     .layer(TimeoutLayer::with_status_code(
                         axum::http::StatusCode::REQUEST_TIMEOUT,
                         Duration::from_secs(30),
@@ -147,7 +148,7 @@ impl Gateway {
                     // HTML, CSS, JS and JSON are sent gzip- or brotli-compressed when
                     // the client accepts it (not images, not the live order stream).
                     .layer(CompressionLayer::new())
-                    .layer(axum::middleware::from_fn(security::headers)),
+                    .layer(MapResponseLayer::new(security::add_headers)),
             )
             .with_state(state);
         Ok(Self { router, cache, sessions, consumers })

@@ -5,7 +5,7 @@
 //! asking, even when all of them run in one process.
 //!
 //! Layers, from the request in: `observe` (span, metrics, log line),
-//! compression, `security::headers`, the session, `error_page` (renders
+//! compression, `security::add_headers`, the session, `error_page` (renders
 //! every error once), `security::same_origin_writes` (refuses cross-site
 //! writes, rendered like any error); then a handler in `routes`, which gets a
 //! [`context::Ctx`] (who, what representation, clients signed for them),

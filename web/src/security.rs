@@ -42,9 +42,14 @@ const HEADERS: [(HeaderName, HeaderValue); 8] = [
     (header::VARY, HeaderValue::from_static("HX-Request, Accept")),
 ];
 
-pub async fn headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+/// Puts [`HEADERS`] on an answer that did not set them itself. A plain
+/// map of the response (`tower::util::MapResponseLayer`), not a `from_fn`
+/// middleware: those box the rest of the stack's service and future for
+/// every request.
+pub fn add_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
+    // Room for them all at once, not a regrowth of the map half way.
+    headers.reserve(HEADERS.len());
     for (name, value) in HEADERS {
         headers.entry(name).or_insert(value);
     }

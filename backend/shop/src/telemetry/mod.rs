@@ -17,7 +17,7 @@
 //!   `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`
 //!   and the exporter's `OTEL_EXPORTER_OTLP_*` (headers, timeout, ...).
 
-mod json_log;
+mod log_lines;
 mod loki;
 mod output;
 
@@ -28,7 +28,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -152,6 +152,16 @@ pub fn init(format: LogFormat, role: Role, service: &str, loki_url: Option<&str>
     let spans = (!sdk_disabled).then(|| {
         tracing_opentelemetry::layer()
             .with_tracer(traces.tracer("shop"))
+            // Every request's thread is a "tokio-runtime-worker": its name
+            // and id, copied into each span, said nothing.
+            .with_threads(false)
+            // A log line inside a span would also become an event of it:
+            // only warnings and errors do, since every line reaches the logs
+            // with the span's trace id anyway (each INFO event cost a span
+            // event's allocations on every request: docs/performance.md).
+            // Two filters in turn: joined with `FilterExt::and`, they lost
+            // inventory's gRPC server spans (`tests/telemetry.rs` caught it).
+            .with_filter(filter_fn(|metadata| metadata.is_span() || *metadata.level() <= Level::WARN))
             .with_filter(Targets::new().with_target("shop", Level::INFO))
     });
 
@@ -173,18 +183,12 @@ pub fn init(format: LogFormat, role: Role, service: &str, loki_url: Option<&str>
         Role::Server => std::io::stdout().is_terminal(),
         Role::Command => std::io::stderr().is_terminal(),
     };
-    // The JSON layer is always there (it ships to Loki even when people read
-    // text): an `Option` of it would not be handed the dispatcher it needs.
-    let (text, json) = match format {
-        LogFormat::Pretty => (
-            Some(
-                tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(output.writer.lines()).with_filter(logs()),
-            ),
-            json_log::JsonLog::new(None, loki_lines),
-        ),
-        LogFormat::Json => (None, json_log::JsonLog::new(Some(output.writer.lines()), loki_lines)),
+    let encoding = match format {
+        LogFormat::Pretty => log_lines::Encoding::Text { ansi },
+        LogFormat::Json => log_lines::Encoding::Json,
     };
-    tracing_subscriber::registry().with(spans).with(text).with(json.with_filter(logs())).init();
+    let lines = log_lines::LogLines::new(output.writer.lines(), encoding, loki_lines);
+    tracing_subscriber::registry().with(spans).with(lines.with_filter(logs())).init();
     for problem in problems {
         tracing::warn!("{problem}");
     }

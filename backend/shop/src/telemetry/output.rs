@@ -72,7 +72,7 @@ impl Shared {
 }
 
 /// The logging side: cheap to clone; each `write` is one whole line (what
-/// `tracing_subscriber`'s formatter and the JSON layer hand it).
+/// `log_lines` hands it).
 #[derive(Clone)]
 pub struct Lines {
     shared: Arc<Shared>,
