@@ -139,7 +139,7 @@ impl Gateway {
             .merge(pages)
             .layer(
                 ServiceBuilder::new()
-                    .layer(observe::ObserveLayer)
+                    .layer(observe::ObserveLayer::default())
                     .layer(TimeoutLayer::with_status_code(
                         axum::http::StatusCode::REQUEST_TIMEOUT,
                         Duration::from_secs(30),

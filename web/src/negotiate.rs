@@ -41,13 +41,17 @@ fn prefers_json(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let position = |needle: &str| accept.find(needle);
-    let json = position("application/json").or_else(|| position("+json"));
-    match (json, position("text/html")) {
-        (Some(json), Some(html)) => json < html,
-        (Some(_), None) => true,
-        _ => false,
+    // Whichever the list names first (one pass: this runs several times a
+    // request).
+    for media_type in accept.split(',').map(|item| item.split(';').next().unwrap_or_default().trim()) {
+        if media_type.eq_ignore_ascii_case("text/html") {
+            return false;
+        }
+        if media_type.eq_ignore_ascii_case("application/json") || media_type.ends_with("+json") {
+            return true;
+        }
     }
+    false
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Want {
@@ -98,6 +102,9 @@ mod tests {
         assert_eq!(want(&[("accept", "application/problem+json")]), Want::Json);
         assert_eq!(want(&[("accept", "application/json, text/html")]), Want::Json);
         assert_eq!(want(&[("accept", "text/html, application/json")]), Want::Page);
+        assert_eq!(want(&[("accept", "Application/JSON; charset=utf-8;q=0.9, text/html")]), Want::Json);
+        assert_eq!(want(&[("accept", "text/html;q=0.1, application/json")]), Want::Page, "the first named wins");
+        assert_eq!(want(&[("accept", "*/*")]), Want::Page);
         assert_eq!(want(&[("hx-request", "true")]), Want::Partial);
         assert_eq!(want(&[("hx-request", "true"), ("hx-history-restore-request", "true")]), Want::Page);
         assert_eq!(want(&[("hx-request", "true"), ("hx-boosted", "true")]), Want::Page);
