@@ -47,7 +47,8 @@ fn prefers_json(headers: &HeaderMap) -> bool {
         if media_type.eq_ignore_ascii_case("text/html") {
             return false;
         }
-        if media_type.eq_ignore_ascii_case("application/json") || media_type.ends_with("+json") {
+        let suffix = media_type.len().checked_sub(5).and_then(|at| media_type.get(at..)).unwrap_or_default();
+        if media_type.eq_ignore_ascii_case("application/json") || suffix.eq_ignore_ascii_case("+json") {
             return true;
         }
     }
@@ -105,6 +106,8 @@ mod tests {
         assert_eq!(want(&[("accept", "Application/JSON; charset=utf-8;q=0.9, text/html")]), Want::Json);
         assert_eq!(want(&[("accept", "text/html;q=0.1, application/json")]), Want::Page, "the first named wins");
         assert_eq!(want(&[("accept", "*/*")]), Want::Page);
+        assert_eq!(want(&[("accept", "application/problem+JSON")]), Want::Json);
+        assert_eq!(want(&[("accept", "json")]), Want::Page);
         assert_eq!(want(&[("hx-request", "true")]), Want::Partial);
         assert_eq!(want(&[("hx-request", "true"), ("hx-history-restore-request", "true")]), Want::Page);
         assert_eq!(want(&[("hx-request", "true"), ("hx-boosted", "true")]), Want::Page);

@@ -36,8 +36,9 @@ impl TraceId {
     }
 }
 
-/// The layer that observes every request ([`Observe`]). Make it after the
-/// metrics recorder is installed: it keeps the handles it registers.
+/// The layer that observes every request ([`Observe`]). The metrics
+/// recorder must be installed before the first request: each series'
+/// handle is registered at its first request and kept.
 #[derive(Debug, Clone, Default)]
 pub struct ObserveLayer {
     series: Series,

@@ -99,6 +99,19 @@ struct Visitor<'a> {
 
 impl Visitor<'_> {
     fn put(&mut self, field: &Field, value: Value) {
+        // A message that is not text (`message = 5`) is still the message.
+        if field.name() == "message"
+            && let Some(message) = self.message.as_deref_mut()
+        {
+            let _ = match value {
+                Value::Str(text) => write!(message, "{text}"),
+                Value::I64(n) => write!(message, "{n}"),
+                Value::U64(n) => write!(message, "{n}"),
+                Value::F64(n) => write!(message, "{n}"),
+                Value::Bool(b) => write!(message, "{b}"),
+            };
+            return;
+        }
         self.fields.set(field.name(), value);
     }
 }
@@ -204,35 +217,41 @@ where
             ids: ids.as_ref(),
         };
 
-        LINE.with(|buffer| {
-            // A line logged while one is being written (a value's Debug
-            // logging) gets a buffer of its own.
-            let mut own = String::new();
-            let mut kept = buffer.try_borrow_mut();
-            let text = match kept.as_deref_mut() {
-                Ok(text) => text,
-                Err(_) => &mut own,
-            };
-            text.clear();
-            match self.encoding {
-                Encoding::Text { ansi } => line.text(text, ansi),
-                Encoding::Json => line.json(text),
-            }
-            // One whole line into the writer's buffer; a full buffer counts
-            // it as dropped, it does not wait.
-            let _ = self.output.make_writer().write_all(text.as_bytes());
-            if let Some(loki) = &self.loki {
-                if self.encoding != Encoding::Json {
-                    text.clear();
-                    line.json(text);
-                }
-                loki.send(metadata.level(), now, text.clone());
-            }
+        // The thread's reused buffer; a fresh one when it cannot be had (a
+        // thread being torn down, or a line written while one is).
+        let kept = LINE.try_with(|buffer| {
+            let Ok(mut text) = buffer.try_borrow_mut() else { return false };
+            self.write(&line, &mut text);
             // A burst's long line does not stay allocated per thread.
             if text.capacity() > 16 * 1024 {
                 *text = String::new();
             }
+            true
         });
+        if kept != Ok(true) {
+            self.write(&line, &mut String::new());
+        }
+    }
+}
+
+impl LogLines {
+    /// Writes `line` to stdout's buffer (and Loki's queue), through `text`.
+    fn write(&self, line: &Line<'_>, text: &mut String) {
+        text.clear();
+        match self.encoding {
+            Encoding::Text { ansi } => line.text(text, ansi),
+            Encoding::Json => line.json(text),
+        }
+        // One whole line into the writer's buffer; a full buffer counts it
+        // as dropped, it does not wait.
+        let _ = self.output.make_writer().write_all(text.as_bytes());
+        if let Some(loki) = &self.loki {
+            if self.encoding != Encoding::Json {
+                text.clear();
+                line.json(text);
+            }
+            loki.send(line.level, line.at, text.clone());
+        }
     }
 }
 
@@ -405,7 +424,11 @@ fn text_field(out: &mut String, key: &str, value: &Value) {
     out.push_str(key);
     out.push('=');
     match value {
-        Value::Str(text) if text.is_empty() || text.contains([' ', '"', '=', '\n', '\r', '\t']) => {
+        // Control characters (a terminal's escape codes) and backslashes
+        // are escaped, as Rust writes a string literal.
+        Value::Str(text)
+            if text.is_empty() || text.chars().any(|c| c.is_control() || matches!(c, ' ' | '"' | '=' | '\\')) =>
+        {
             let _ = write!(out, "{text:?}");
         }
         Value::Str(text) => out.push_str(text),
@@ -441,7 +464,8 @@ impl LogLines {
         }
         let ids =
             TraceIds { trace_id: span_context.trace_id().to_string(), span_id: span_context.span_id().to_string() };
-        span.extensions_mut().insert(ids.clone());
+        // `replace`: another thread may have put them there meanwhile.
+        span.extensions_mut().replace(ids.clone());
         Some(ids)
     }
 }
@@ -523,6 +547,11 @@ mod tests {
             "2026-12-01T04:31:02.123456Z  INFO http.server{http.route=/products}: shop_web::observe: request \
              status=200 detail=\"no such product\"\n"
         );
+        let sneaky = fields(&[("detail", Value::Str("\u{1b}[31mred\\".into()))]);
+        let mut escaped = String::new();
+        line(&sneaky, None, Some("request")).text(&mut escaped, false);
+        assert!(escaped.ends_with("detail=\"\\u{1b}[31mred\\\\\"\n"), "{escaped}");
+        assert!(!escaped.contains('\u{1b}'), "no escape code reaches a terminal: {escaped}");
         let mut coloured = String::new();
         line(&event, None, Some("request")).text(&mut coloured, true);
         assert!(coloured.contains("\u{1b}[32m INFO\u{1b}[0m"), "{coloured}");
