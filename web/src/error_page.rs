@@ -6,11 +6,15 @@
 //! when an HTML error is rendered: a JSON error, or a request that never
 //! touches its session, costs no session work.
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
+use tower::{Layer, Service};
 use tower_sessions::Session;
 
 use crate::error::{FieldError, OutOfBand, Problem};
@@ -41,16 +45,88 @@ pub struct ProblemBody {
 
 /// Renders every [`Problem`] in the representation the request wanted, and
 /// logs it with the request's method and path.
-pub async fn render_errors(State(state): State<AppState>, want: Want, request: Request, next: Next) -> Response {
-    let asked = Asked::of(&request);
-    let response = next.run(request).await;
-    if response.extensions().get::<Problem>().is_none() {
-        return response;
+///
+/// A tower layer rather than a `from_fn` middleware, which clones and boxes
+/// the routes inside it for every request; and its future is a plain state
+/// machine, so a request that succeeds allocates nothing here.
+#[derive(Clone)]
+pub struct RenderErrorsLayer {
+    state: AppState,
+}
+
+impl RenderErrorsLayer {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
-    // Boxed, so that what rendering an error holds across its awaits (the
-    // viewer's session read, the template) is not part of every request's
-    // future: inline, it made each request move 4 KiB (docs/performance.md).
-    Box::pin(render(state, want, asked, response)).await
+}
+
+impl<S> Layer<S> for RenderErrorsLayer {
+    type Service = RenderErrors<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RenderErrors { inner, state: self.state.clone() }
+    }
+}
+
+/// See [`RenderErrorsLayer`].
+#[derive(Clone)]
+pub struct RenderErrors<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for RenderErrors<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Rendered<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let asked = (self.state.clone(), Want::from_headers(request.headers()), Asked::of(&request));
+        Rendered::Answering { answer: self.inner.call(request), asked: Some(asked) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer, then, if it is a [`Problem`], its rendering.
+    #[project = RenderedNow]
+    pub enum Rendered<F> {
+        Answering { #[pin] answer: F, asked: Option<(AppState, Want, Asked)> },
+        // Boxed, so that what rendering an error holds across its awaits (the
+        // viewer's session read, the template) is not part of every request's
+        // future: inline, it made each request move 4 KiB (docs/performance.md).
+        Rendering { page: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl<F> Future for Rendered<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                RenderedNow::Answering { answer, asked } => {
+                    let Ok(response) = std::task::ready!(answer.poll(cx));
+                    let Some((state, want, asked)) =
+                        asked.take().filter(|_| response.extensions().get::<Problem>().is_some())
+                    else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    self.set(Self::Rendering { page: Box::pin(render(state, want, asked, response)) });
+                }
+                RenderedNow::Rendering { page } => return page.as_mut().poll(cx).map(Ok),
+            }
+        }
+    }
 }
 
 /// What rendering an error needs of the request, taken before the request

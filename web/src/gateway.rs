@@ -131,11 +131,11 @@ impl Gateway {
         let pages = routes.layer(
             ServiceBuilder::new()
                 .layer(session_layer)
-                .layer(axum::middleware::from_fn_with_state(state.clone(), error_page::render_errors))
-                .layer(axum::middleware::from_fn(security::same_origin_writes)),
+                .layer(error_page::RenderErrorsLayer::new(state.clone()))
+                .layer(security::SameOriginWritesLayer),
         );
         let router = routes::sessionless()
-            .layer(axum::middleware::from_fn_with_state(state.clone(), error_page::render_errors))
+            .layer(error_page::RenderErrorsLayer::new(state.clone()))
             .merge(pages)
             .layer(
                 ServiceBuilder::new()

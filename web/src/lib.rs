@@ -6,7 +6,7 @@
 //!
 //! Layers, from the request in: `observe` (span, metrics, log line),
 //! compression, `security::add_headers`, the session, `error_page` (renders
-//! every error once), `security::same_origin_writes` (refuses cross-site
+//! every error once), `security::SameOriginWritesLayer` (refuses cross-site
 //! writes, rendered like any error); then a handler in `routes`, which gets a
 //! [`context::Ctx`] (who, what representation, clients signed for them),
 //! asks the services, and answers through `Ctx`. `catalog` and `profiles`

@@ -3,14 +3,18 @@
 //! doors attackers knock on (sign-in and registration).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Ready;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
+use tower::{Layer, Service};
 
 use crate::dependency_health::Dependency;
 use crate::error::AppError;
@@ -61,13 +65,48 @@ pub fn add_headers(mut response: Response) -> Response {
 /// the sending site in `Origin` (and `Sec-Fetch-Site`), and a page of ours
 /// names our own host. Clients that are not browsers send neither and are
 /// not at risk: they hold no victim's cookie.
-pub async fn same_origin_writes(request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) || is_same_origin(request.headers()) {
-        next.run(request).await
-    } else {
-        let path = crate::observe::loggable_path(request.uri().path());
-        tracing::warn!(method = %request.method(), %path, "cross-site write refused");
-        AppError::CrossSite.into_response()
+///
+/// A tower layer rather than a `from_fn` middleware, which clones and boxes
+/// the routes inside it for every request (docs/performance.md).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SameOriginWritesLayer;
+
+impl<S> Layer<S> for SameOriginWritesLayer {
+    type Service = SameOriginWrites<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SameOriginWrites { inner }
+    }
+}
+
+/// See [`SameOriginWritesLayer`].
+#[derive(Debug, Clone)]
+pub struct SameOriginWrites<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for SameOriginWrites<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, Ready<Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+            || is_same_origin(request.headers())
+        {
+            Either::Left(self.inner.call(request))
+        } else {
+            let path = crate::observe::loggable_path(request.uri().path());
+            tracing::warn!(method = %request.method(), %path, "cross-site write refused");
+            Either::Right(std::future::ready(Ok(AppError::CrossSite.into_response())))
+        }
     }
 }
 

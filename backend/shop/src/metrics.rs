@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::routing::get;
@@ -52,9 +53,30 @@ fn registry() -> Result<PrometheusHandle> {
             .set_buckets(&buckets)
             .context("histogram buckets")
             .and_then(|builder| builder.install_recorder().context("installing the metrics registry"))
+            .inspect(|handle| keep_up(handle.clone()))
             .map_err(|error| format!("{error:#}"))
     });
     installed.clone().map_err(anyhow::Error::msg)
+}
+
+/// How often histogram samples are drained into their buckets.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// Drains the registry's histogram samples every [`UPKEEP`], on a thread of
+/// its own for the process's life. The registry keeps every sample until a
+/// scrape or an upkeep drains it, and `install_recorder` runs no upkeep:
+/// without it, a shop that nothing scrapes grew by about 20 bytes a request
+/// (11 MiB in 8 s of cached reads; docs/performance.md).
+fn keep_up(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no thread for the metrics' upkeep: histograms are drained only by scrapes");
+    }
 }
 
 /// Binds `/metrics` on `addr` for the registry, described for `parts`; the
@@ -74,4 +96,21 @@ pub async fn serve(
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map(|()| "metrics").context("metrics")
     });
     Ok((local, server))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The registry comes with the thread that drains its histograms.
+    #[test]
+    fn the_registry_is_kept_up() -> Result<()> {
+        registry()?;
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")?
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(names.iter().any(|name| name == "metrics-upkeep"), "threads: {names:?}");
+        Ok(())
+    }
 }
