@@ -40,6 +40,8 @@ pub enum StartError {
          (SHOP_SESSION_REDIS_DB), so they can be counted"
     )]
     SharedSessionDatabase(u8),
+    #[error("writing the OpenAPI document: {0}")]
+    OpenApi(#[from] serde_json::Error),
 }
 
 /// The gateway's router, the stores it uses, and its event consumers.
@@ -94,7 +96,7 @@ impl Gateway {
         if let Some(health) = &redis_health {
             consumers.0.push(crate::dependency_health::watch_redis(health.clone(), cache.clone(), sessions.clone()));
         }
-        let (routes, openapi) = routes::router();
+        let (routes, openapi) = routes::router()?;
         let state = AppState::new(Shared {
             services: Arc::new(Services::connect(&config.services, config.identity.clone())?),
             templates: templates::Templates::new().keeping_fragments_for(config.cache_ttl / 2),

@@ -35,7 +35,8 @@ pub struct Shared {
     pub readiness: crate::readiness::Readiness,
     /// Who the client is behind a proxy (`security::ClientAddress`).
     pub trusted_proxies: TrustedProxies,
-    pub openapi: utoipa::openapi::OpenApi,
+    /// `/openapi.json`'s answer.
+    pub openapi: axum::body::Bytes,
     pub shop: crate::config::ShopDetails,
 }
 

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod databases;
 pub mod healthcheck;
+pub mod memory;
 pub mod metrics;
 pub mod telemetry;
 
