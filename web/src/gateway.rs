@@ -41,7 +41,7 @@ pub enum StartError {
     )]
     SharedSessionDatabase(u8),
     #[error("writing the OpenAPI document: {0}")]
-    OpenApi(#[from] serde_json::Error),
+    OpenApi(serde_json::Error),
 }
 
 /// The gateway's router, the stores it uses, and its event consumers.
@@ -96,7 +96,7 @@ impl Gateway {
         if let Some(health) = &redis_health {
             consumers.0.push(crate::dependency_health::watch_redis(health.clone(), cache.clone(), sessions.clone()));
         }
-        let (routes, openapi) = routes::router()?;
+        let (routes, openapi) = routes::router().map_err(StartError::OpenApi)?;
         let state = AppState::new(Shared {
             services: Arc::new(Services::connect(&config.services, config.identity.clone())?),
             templates: templates::Templates::new().keeping_fragments_for(config.cache_ttl / 2),
@@ -158,14 +158,17 @@ impl Gateway {
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then lets the
-/// requests in flight finish.
+/// requests in flight finish. `built` is called once the gateway is built,
+/// before it takes its first request.
 pub async fn serve(
     listener: TcpListener,
     config: &GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    built: impl FnOnce(),
 ) -> Result<(), StartError> {
     let gateway = Gateway::build(config).await?;
     tracing::info!(cache = gateway.cache.backend(), sessions = gateway.sessions.name(), "gateway ready");
+    built();
     let _consumers = gateway.consumers;
     // Client addresses feed the sign-in rate limits.
     let app = gateway.router.into_make_service_with_connect_info::<std::net::SocketAddr>();

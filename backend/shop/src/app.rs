@@ -59,6 +59,9 @@ pub struct App {
     background: Vec<Background>,
     stop: watch::Sender<bool>,
     shutdown_timeout: Duration,
+    /// Whether start-up's freed memory goes back to the system as soon as
+    /// the app runs; otherwise the gateway's server does it once built.
+    trim_at_start: bool,
 }
 
 impl App {
@@ -207,8 +210,11 @@ impl App {
             let shutdown = stopped(stop_rx.clone());
             // The gateway connects its stores and starts its event consumers
             // as it starts serving; requests wait in the listener's queue.
+            // The gateway is the last part to be ready (it waits for its
+            // stores): what start-up freed goes back to the system then.
+            let built = || drop(tokio::task::spawn_blocking(crate::memory::release_freed));
             servers.push(Box::pin(async move {
-                shop_web::serve(listener, &settings, shutdown).await.map(|()| "gateway").context("gateway")
+                shop_web::serve(listener, &settings, shutdown, built).await.map(|()| "gateway").context("gateway")
             }));
         }
         if parts.contains(&Part::Notifications) {
@@ -224,6 +230,7 @@ impl App {
             background,
             stop,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            trim_at_start: !parts.contains(&Part::Gateway),
         })
     }
 
@@ -243,14 +250,11 @@ impl App {
         for work in self.background {
             background.spawn(work);
         }
-        // What start-up freed goes back to the system once it is over (the
-        // servers' first polls still build their routers and reflection
-        // services): 1.5 MiB of an idle `shop all`.
-        background.spawn(async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let released = tokio::task::spawn_blocking(crate::memory::release_freed).await;
-            tracing::debug!(released = matches!(released, Ok(true)), "start-up's freed memory returned");
-        });
+        if self.trim_at_start {
+            // No gateway to wait for: what start-up freed (the migrations)
+            // goes back to the system now.
+            drop(tokio::task::spawn_blocking(crate::memory::release_freed));
+        }
         let outcome = tokio::select! {
             () = shutdown => {
                 tracing::info!("shutting down");

@@ -4,11 +4,11 @@
 //! templates' compilation, the reflection services' descriptors. glibc
 //! keeps what is freed in its arenas for reuse, and returns only what sits
 //! at the top of one; the rest stays resident, although nothing may need it
-//! again. Measured after start (docs/performance.md): 1.7 MiB of an idle
-//! process's 7 MiB of anonymous memory was such free space.
+//! again. Measured after start (docs/performance.md): about 1.6 MB of an
+//! idle `shop all`'s 7 MB of anonymous memory was such free space.
 
 /// Asks glibc to return the free pages of all its arenas (`malloc_trim(0)`);
-/// whether it returned any. A no-op elsewhere (other allocators return what
+/// whether glibc says it returned any. A no-op elsewhere (other allocators return what
 /// they free by themselves, or have no such call).
 ///
 /// It walks and locks each arena in turn: call it at a quiet moment, not
@@ -28,8 +28,9 @@ pub fn release_freed() -> bool {
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
-    /// Free space below a block still in use is not returned by `free`
-    /// itself (only an arena's top is); `release_freed` returns it.
+    /// The call reaches glibc's `malloc_trim`: with 4 MiB freed (most of
+    /// it below a block still in use, which `free` itself never returns),
+    /// glibc says pages went back. A no-op would fail this.
     #[test]
     fn free_space_below_a_live_block_is_returned() {
         let blocks: Vec<Vec<u8>> = (0..4096).map(|i| vec![u8::try_from(i % 251).unwrap_or(0); 1024]).collect();

@@ -55,7 +55,7 @@ pub async fn serve(State(state): State<AppState>, Path(hash): Path<String>, head
 
 /// The upload form's fields, as the OpenAPI document names them.
 #[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // read field by field from the multipart body
+#[expect(dead_code, reason = "read field by field from the multipart body")]
 struct UploadForm {
     /// A PNG, JPEG, WebP or GIF file (at most 10 MiB and 8000 px a side).
     #[schema(value_type = String, format = Binary)]
