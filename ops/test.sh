@@ -24,7 +24,9 @@
 #      (right after the virtualenv), and after the smoke runs the Grafana dashboards
 #      against the metrics and logs those runs produced,
 #   9. ops/bench.sh --short with the debug build: every scenario 2xx only, no
-#      oversell, the table and its JSON made (speed is never judged).
+#      oversell, the table and its JSON made (speed is never judged); then
+#      bench/checkout_floor.sh --short (checkout's SQL through pgbench, its
+#      orders checked).
 #
 # Environment it respects:
 #   SHOP_TEST_POSTGRES_URL  a PostgreSQL server (no database in the URL) to use
@@ -833,4 +835,8 @@ assert any(r["name"] == "pgbench" for r in result["references"]), result["refere
 assert result["targets"], "no targets read"
 print(f"    {len(names)} scenarios answered, 0 oversold")
 PY
+# Checkout's SQL replayed by pgbench (the database's part alone): the
+# scripts must still run against the migrations, and every order they make
+# must be confirmed and take its stock once.
+SHOP_BENCH_POSTGRES_URL="$SHOP_TEST_POSTGRES_URL" run bench/checkout_floor.sh --short
 step_done

@@ -20,18 +20,43 @@ type Row = (i64, String, Option<String>);
 
 /// Writes `event` to the outbox inside the caller's transaction.
 pub async fn record(tx: &mut Transaction<'_, Any>, event: &Event) -> Result<(), sqlx::Error> {
-    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let row = OutboxRow::of(event)?;
     sqlx::query(
         "INSERT INTO outbox (event_id, kind, payload, created_at_ms, trace_parent) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(&event.id)
-    .bind(&event.kind)
-    .bind(payload)
-    .bind(event.occurred_at_ms)
-    .bind(&event.trace_parent)
+    .bind(row.event_id)
+    .bind(row.kind)
+    .bind(row.payload)
+    .bind(row.created_at_ms)
+    .bind(row.trace_parent)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The columns of an event's outbox row (`event_id, kind, payload,
+/// created_at_ms, trace_parent`), for a statement that writes the event
+/// beside the change it describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub event_id: String,
+    pub kind: String,
+    /// The event's JSON.
+    pub payload: String,
+    pub created_at_ms: i64,
+    pub trace_parent: Option<String>,
+}
+
+impl OutboxRow {
+    pub fn of(event: &Event) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            event_id: event.id.clone(),
+            kind: event.kind.clone(),
+            payload: serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            created_at_ms: event.occurred_at_ms,
+            trace_parent: event.trace_parent.clone(),
+        })
+    }
 }
 
 /// Tells the relay there is something to publish, so events go out at once

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use shop_storage::sqlx::{self, Row, any::AnyRow};
-use shop_storage::{Db, now_ms};
+use shop_storage::sqlx::{self, AnyConnection, Row, any::AnyRow};
+use shop_storage::{Backend, Db, now_ms};
 
 use shop_events::{Event, OrderCreated, OrderPaymentChanged, OrderStatusChanged, Payload, outbox};
 
@@ -21,6 +21,8 @@ const ORDER_COLUMNS: &str = "id, user_id, status, total_minor, subtotal_minor, c
      payment_state, tracking_reference";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+mod postgres;
 
 fn status_of(value: &str) -> Result<Status, sqlx::Error> {
     Status::from_db(value).ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {value:?}").into()))
@@ -156,10 +158,14 @@ pub enum Recorded {
     Existing(i64),
 }
 
+/// An event about to be written.
+fn event<P: Payload>(payload: &P) -> Result<Event, OrderError> {
+    Event::new(payload).map_err(|e| OrderError::Storage(sqlx::Error::Encode(Box::new(e))))
+}
+
 /// Writes an event to the outbox, in the transaction of its change.
 async fn record<P: Payload>(tx: &mut Tx<'_>, payload: &P) -> Result<(), OrderError> {
-    let event = Event::new(payload).map_err(|e| OrderError::Storage(sqlx::Error::Encode(Box::new(e))))?;
-    Ok(outbox::record(tx, &event).await?)
+    Ok(outbox::record(tx, &event(payload)?).await?)
 }
 
 /// Records `order.status_changed` for a change just made in `tx`.
@@ -245,6 +251,9 @@ pub async fn insert_pending(
 ) -> Result<Recorded, OrderError> {
     db.observe("insert_pending", async move {
         let now = now_ms();
+        if db.backend == Backend::Postgres {
+            return postgres::insert_pending(db, user_id, lines, actor, idempotency_key, source, placement, now).await;
+        }
         let request = source.request(lines, placement);
         let mut tx = db.pool.begin().await?;
         let address = placement.delivery.as_ref().map(|delivery| &delivery.address);
@@ -304,18 +313,7 @@ pub async fn insert_pending(
             .await?;
             if claimed.rows_affected() == 0 {
                 // Dropping `tx` rolls this request's order back.
-                let (existing_request, existing): (String, i64) = sqlx::query_as(
-                    "SELECT request, order_id FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2",
-                )
-                .bind(user_id)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-                return if existing_request == request {
-                    Ok(Recorded::Existing(existing))
-                } else {
-                    Err(OrderError::IdempotencyKeyReused)
-                };
+                return existing_order_for_key(&mut tx, user_id, key, &request).await;
             }
         }
         let items =
@@ -325,6 +323,23 @@ pub async fn insert_pending(
         Ok(Recorded::New(order_id))
     })
     .await
+}
+
+/// The order a key already claimed stands for, if `request` is the one it
+/// was claimed for; another request under the same key is refused.
+async fn existing_order_for_key(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    key: &str,
+    request: &str,
+) -> Result<Recorded, OrderError> {
+    let (existing_request, existing): (String, i64) =
+        sqlx::query_as("SELECT request, order_id FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2")
+            .bind(user_id)
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+    if existing_request == request { Ok(Recorded::Existing(existing)) } else { Err(OrderError::IdempotencyKeyReused) }
 }
 
 /// The order an idempotency key of this user's made, if any.
