@@ -455,7 +455,48 @@ async fn the_demo_catalogue_fills_an_empty_catalogue_once(backend: Backend) {
     );
 }
 
+/// A reservation announces each product's stock as it left it, and a
+/// product that just ran low once; each event's row agrees with its JSON.
+async fn a_reservation_announces_the_stock_it_left(backend: Backend) {
+    let mut inventory = start(backend).await;
+    let low = shop_inventory::service::DEFAULT_LOW_STOCK;
+    let tea = create(&mut inventory, "Tea", 450, low + 3).await;
+    let pot = create(&mut inventory, "Pot", 3_200, 100).await;
+    let before = count(&inventory, "outbox").await;
+
+    inventory.client.reserve_stock(reservation(1, &[(pot.id, 2), (tea.id, 4)])).await.expect("reserved");
+    inventory.client.reserve_stock(reservation(2, &[(tea.id, 1)])).await.expect("reserved");
+    // Refused (too many) and repeated reservations announce nothing.
+    assert!(inventory.client.reserve_stock(reservation(3, &[(pot.id, 1), (tea.id, 50)])).await.is_err());
+    inventory.client.reserve_stock(reservation(2, &[(tea.id, 1)])).await.expect("the same reservation");
+
+    let rows: Vec<(i64, String, String, String, i64)> =
+        sqlx::query_as("SELECT id, event_id, kind, payload, created_at_ms FROM outbox WHERE id > $1 ORDER BY id")
+            .bind(before)
+            .fetch_all(&inventory.db.db.pool)
+            .await
+            .expect("the outbox");
+    let mut announced = Vec::new();
+    for (_, event_id, kind, payload, created_at_ms) in &rows {
+        let event: serde_json::Value = serde_json::from_str(payload).expect("an event's JSON");
+        assert_eq!((event["id"].as_str(), event["type"].as_str()), (Some(event_id.as_str()), Some(kind.as_str())));
+        assert_eq!(event["occurred_at_ms"].as_i64(), Some(*created_at_ms), "{event}");
+        let data = &event["data"];
+        announced.push((kind.clone(), data["product_id"].as_i64(), data["stock"].as_i64(), data["threshold"].as_i64()));
+    }
+    announced.sort();
+    let mut expected = vec![
+        ("product.changed".to_owned(), Some(pot.id), Some(98), None),
+        ("product.changed".to_owned(), Some(tea.id), Some(low - 1), None),
+        ("product.changed".to_owned(), Some(tea.id), Some(low - 2), None),
+        ("stock.low".to_owned(), Some(tea.id), Some(low - 1), Some(low)),
+    ];
+    expected.sort();
+    assert_eq!(announced, expected);
+}
+
 on_both_backends!(
+    a_reservation_announces_the_stock_it_left,
     several_products_are_read_in_one_call,
     the_demo_catalogue_fills_an_empty_catalogue_once,
     only_admins_change_the_catalogue_and_only_orders_move_stock,

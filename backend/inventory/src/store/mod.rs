@@ -4,10 +4,11 @@
 
 pub mod categories;
 pub mod images;
+mod postgres;
 pub mod search;
 
 use shop_storage::sqlx::{self, AnyConnection, Row, any::AnyRow};
-use shop_storage::{Db, Violation, now_ms, violation};
+use shop_storage::{Backend, Db, Violation, now_ms, violation};
 
 use shop_events::{Event, Payload, ProductChanged, StockLow, outbox};
 
@@ -245,7 +246,9 @@ pub async fn is_empty(db: &Db) -> Result<bool, InventoryError> {
     .await
 }
 
-/// Reserves every line of `lines` for `order_id`, or nothing.
+/// Reserves every line of `lines` for `order_id`, or nothing. On
+/// PostgreSQL in one statement first ([`postgres::reserve`]); what that
+/// cannot settle comes here.
 ///
 /// The reservation row is claimed first: a second call for the same order
 /// (a retry, or a recovery pass racing the first call) waits for the first
@@ -258,6 +261,14 @@ pub async fn reserve(
 ) -> Result<Vec<ReservedItem>, InventoryError> {
     db.observe("reserve", async move {
         let now = now_ms();
+        #[cfg(feature = "fault-hooks")]
+        let one_statement = db.backend == Backend::Postgres && !crate::fault_hooks::lost_update_armed();
+        #[cfg(not(feature = "fault-hooks"))]
+        let one_statement = db.backend == Backend::Postgres;
+        if one_statement && let Some(taken) = postgres::reserve(db, order_id, lines, low_stock, now).await? {
+            count_stock_low(taken.ran_low);
+            return Ok(taken.items);
+        }
         let mut tx = db.pool.begin().await?;
         let claimed = sqlx::query(
             "INSERT INTO reservations (order_id, state, created_at_ms) VALUES ($1, 'reserved', $2) \
