@@ -419,9 +419,10 @@ const DELIVERY_COST_SQL: &str = "CASE WHEN delivery_price_minor IS NULL THEN 0 \
 /// reading it (a pending order has no other change: every move leaves
 /// `pending`, and an unpaid one has no payment change).
 ///
-/// The usual case is one statement on the order's row (its status, totals,
-/// stock state, and the columns of the answer by `RETURNING`), one for all
-/// its lines, the change and the event: no read of what the row holds.
+/// The usual case reads nothing: on PostgreSQL it is one statement
+/// ([`postgres::confirm`]); on SQLite one statement on the order's row (its
+/// status, totals, stock state, and the columns of the answer by
+/// `RETURNING`), one for all its lines, the change and the event.
 pub async fn confirm_placed(
     db: &Db,
     order_id: i64,
@@ -431,71 +432,22 @@ pub async fn confirm_placed(
 ) -> Result<Confirmed, OrderError> {
     db.observe("confirm", async move {
         let now = now_ms();
-        let mut tx = db.pool.begin().await?;
-        // Pending, with a total that fits (else the careful way below says
-        // why not). Inventory holds stock for this order now.
-        let sql = format!(
-            "UPDATE orders SET status = 'confirmed', \
-                 stock_state = CASE WHEN stock_state = 'none' THEN 'reserved' ELSE stock_state END, \
-                 subtotal_minor = $2, delivery_minor = {DELIVERY_COST_SQL}, \
-                 total_minor = $2 + {DELIVERY_COST_SQL}, updated_at_ms = $3 \
-             WHERE id = $1 AND status = 'pending' AND ({DELIVERY_COST_SQL}) <= $4 \
-             RETURNING {ORDER_COLUMNS}, from_cart"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(order_id)
-            .bind(subtotal_minor)
-            .bind(now)
-            .bind(i64::MAX - subtotal_minor.max(0))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            let status = not_confirmed(&mut tx, order_id, subtotal_minor).await?;
-            tx.commit().await?;
-            return Ok(Confirmed { status, order: None });
-        };
-        let mut order = order_from_row(&row)?;
-        let from_cart: i64 = row.try_get("from_cart")?;
-
-        // Every line's name, price and quantity in one statement (the
-        // lines are the order's: inventory reserves what it was asked).
-        let values = (0..lines.len())
-            .map(|n| format!("(${}, ${}, ${}, ${})", 4 * n + 2, 4 * n + 3, 4 * n + 4, 4 * n + 5))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if !lines.is_empty() {
-            let sql = format!(
-                "UPDATE order_items SET product_name = v.column2, unit_price_minor = v.column3, quantity = v.column4 \
-                 FROM (VALUES {values}) AS v WHERE order_items.order_id = $1 AND order_items.product_id = v.column1"
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id);
-            for line in lines {
-                query = query
-                    .bind(line.product_id)
-                    .bind(&line.product_name)
-                    .bind(line.unit_price_minor)
-                    .bind(line.quantity);
+        let (mut order, now) = if db.backend == Backend::Postgres {
+            match postgres::confirm(db, order_id, lines, subtotal_minor, now).await? {
+                Some(order) => (order, now),
+                None => {
+                    let mut tx = db.pool.begin().await?;
+                    let status = not_confirmed(&mut tx, order_id, subtotal_minor).await?;
+                    tx.commit().await?;
+                    return Ok(Confirmed { status, order: None });
+                }
             }
-            query.execute(&mut *tx).await?;
-        }
-        if from_cart == 1 {
-            // Placed from the cart: what it ordered leaves the cart with
-            // the order's confirmation, never for a rejected order.
-            let ordered: Vec<(i64, i64)> = lines.iter().map(|line| (line.product_id, line.quantity)).collect();
-            crate::cart::take_ordered(&mut tx, order.user_id, &ordered).await?;
-        }
-        record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
-        let change = OrderStatusChanged {
-            order_id,
-            user_id: order.user_id,
-            from: Status::Pending.as_str().into(),
-            to: Status::Confirmed.as_str().into(),
-            actor: crate::domain::SYSTEM.into(),
-            total_minor: order.total_minor,
-            tracking_reference: None,
+        } else {
+            match confirm_statement_by_statement(db, order_id, lines, subtotal_minor, now).await? {
+                Ok(order) => (order, now),
+                Err(status) => return Ok(Confirmed { status, order: None }),
+            }
         };
-        record(&mut tx, &change).await?;
-        tx.commit().await?;
         crate::metrics::confirmed(order.total_minor);
 
         let complete = match placed_by {
@@ -522,6 +474,89 @@ pub async fn confirm_placed(
         Ok(Confirmed { status: Status::Confirmed, order: complete })
     })
     .await
+}
+
+/// The order's update that confirms it: pending, with a total that fits
+/// (else the careful way says why not). Inventory holds stock for this
+/// order now. `$1` the order, `$2` the subtotal, `$3` now, `$4` the largest
+/// delivery cost that fits.
+fn confirm_order_sql() -> String {
+    format!(
+        "UPDATE orders SET status = 'confirmed', \
+             stock_state = CASE WHEN stock_state = 'none' THEN 'reserved' ELSE stock_state END, \
+             subtotal_minor = $2, delivery_minor = {DELIVERY_COST_SQL}, \
+             total_minor = $2 + {DELIVERY_COST_SQL}, updated_at_ms = $3 \
+         WHERE id = $1 AND status = 'pending' AND ({DELIVERY_COST_SQL}) <= $4 \
+         RETURNING {ORDER_COLUMNS}, from_cart"
+    )
+}
+
+/// [`confirm_placed`]'s writes a statement at a time (SQLite): the order
+/// as confirmed, or the status it has when it could not be.
+async fn confirm_statement_by_statement(
+    db: &Db,
+    order_id: i64,
+    lines: &[PricedLine],
+    subtotal_minor: i64,
+    now: i64,
+) -> Result<Result<Order, Status>, OrderError> {
+    let mut tx = db.pool.begin().await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(confirm_order_sql()))
+        .bind(order_id)
+        .bind(subtotal_minor)
+        .bind(now)
+        .bind(i64::MAX - subtotal_minor.max(0))
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        let status = not_confirmed(&mut tx, order_id, subtotal_minor).await?;
+        tx.commit().await?;
+        return Ok(Err(status));
+    };
+    let order = order_from_row(&row)?;
+    let from_cart: i64 = row.try_get("from_cart")?;
+
+    // Every line's name, price and quantity in one statement (the
+    // lines are the order's: inventory reserves what it was asked).
+    let values = (0..lines.len())
+        .map(|n| format!("(${}, ${}, ${}, ${})", 4 * n + 2, 4 * n + 3, 4 * n + 4, 4 * n + 5))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !lines.is_empty() {
+        let sql = format!(
+            "UPDATE order_items SET product_name = v.column2, unit_price_minor = v.column3, quantity = v.column4 \
+             FROM (VALUES {values}) AS v WHERE order_items.order_id = $1 AND order_items.product_id = v.column1"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(order_id);
+        for line in lines {
+            query =
+                query.bind(line.product_id).bind(&line.product_name).bind(line.unit_price_minor).bind(line.quantity);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    if from_cart == 1 {
+        // Placed from the cart: what it ordered leaves the cart with
+        // the order's confirmation, never for a rejected order.
+        let ordered: Vec<(i64, i64)> = lines.iter().map(|line| (line.product_id, line.quantity)).collect();
+        crate::cart::take_ordered(&mut tx, order.user_id, &ordered).await?;
+    }
+    record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
+    record(&mut tx, &confirmed_event(order_id, order.user_id, order.total_minor)).await?;
+    tx.commit().await?;
+    Ok(Ok(order))
+}
+
+/// `order.status_changed` for an order just confirmed.
+fn confirmed_event(order_id: i64, user_id: i64, total_minor: i64) -> OrderStatusChanged {
+    OrderStatusChanged {
+        order_id,
+        user_id,
+        from: Status::Pending.as_str().into(),
+        to: Status::Confirmed.as_str().into(),
+        actor: crate::domain::SYSTEM.into(),
+        total_minor,
+        tracking_reference: None,
+    }
 }
 
 /// The rare ways a reservation finds its order: no longer pending (it is

@@ -16,16 +16,21 @@ use shop_events::outbox::OutboxRow;
 use shop_storage::Db;
 use shop_storage::sqlx::{self, AssertSqlSafe};
 
-use super::{Placement, Recorded, Source, existing_order_for_key};
+use super::{Placement, Recorded, Source, confirm_order_sql, confirmed_event, existing_order_for_key, order_from_row};
 use crate::OrderError;
-use crate::domain::{OrderLines, PaymentMethod};
+use crate::domain::{Order, OrderLines, PaymentMethod, PricedLine};
+
+/// Where `order.status_changed`'s JSON holds what the confirming statement
+/// fills in from the order's row.
+const USER_PATH: &str = "{data,user_id}";
+const TOTAL_PATH: &str = "{data,total_minor}";
 
 /// [`super::insert_pending`] on PostgreSQL: the order's id taken from its
 /// sequence first (the event names it), then the key's claim, the order, its
 /// lines, its first status change and `order.created` in one statement. A
 /// key already claimed makes the statement write nothing; the order it
 /// belongs to is then read as before.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "insert_pending's arguments, and the time it was called")]
 pub(super) async fn insert_pending(
     db: &Db,
     user_id: i64,
@@ -118,6 +123,86 @@ pub(super) async fn insert_pending(
             let key = idempotency_key.ok_or(OrderError::Storage(sqlx::Error::RowNotFound))?;
             let mut conn = db.pool.acquire().await?;
             existing_order_for_key(&mut conn, user_id, key, &source.request(lines, placement)).await
+        }
+    }
+}
+
+/// [`super::confirm_placed`]'s writes on PostgreSQL in one statement: the
+/// order's row, its lines' names and prices, what it takes out of the cart
+/// if it was placed from there, its status change, and
+/// `order.status_changed` with the customer and the total filled in from
+/// the row. `None`: the order was not pending or its total would not fit,
+/// and nothing was written (the caller goes the careful way).
+pub(super) async fn confirm(
+    db: &Db,
+    order_id: i64,
+    lines: &[PricedLine],
+    subtotal_minor: i64,
+    now: i64,
+) -> Result<Option<Order>, OrderError> {
+    let event = OutboxRow::of(&super::event(&confirmed_event(order_id, 0, 0))?)?;
+    // $1-$4 the order's update, $5 the actor, $6-$10 the event, then four a line.
+    let values = (0..lines.len())
+        .map(|n| {
+            let first = 4 * n + 11;
+            format!("(${first}::BIGINT, ${}, ${}::BIGINT, ${}::BIGINT)", first + 1, first + 2, first + 3)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The cart's rows a line empties and the ones it only lessens are apart
+    // (`<=` and `>`): a statement may change a row once.
+    let sql = format!(
+        "WITH o AS ({confirm}), \
+         priced (product_id, product_name, unit_price_minor, quantity) AS (VALUES {values}), \
+         items AS (UPDATE order_items SET product_name = priced.product_name, \
+                 unit_price_minor = priced.unit_price_minor, quantity = priced.quantity \
+             FROM o, priced WHERE order_items.order_id = o.id AND order_items.product_id = priced.product_id), \
+         emptied AS (DELETE FROM cart_items c USING o, priced WHERE o.from_cart = 1 AND c.user_id = o.user_id \
+             AND c.product_id = priced.product_id AND c.quantity <= priced.quantity), \
+         lessened AS (UPDATE cart_items c SET quantity = c.quantity - priced.quantity FROM o, priced \
+             WHERE o.from_cart = 1 AND c.user_id = o.user_id AND c.product_id = priced.product_id \
+             AND c.quantity > priced.quantity), \
+         change AS (INSERT INTO order_status_changes (order_id, status, actor, at_ms) \
+             SELECT id, 'confirmed', $5, $3 FROM o), \
+         event AS (INSERT INTO outbox (event_id, kind, payload, created_at_ms, trace_parent) \
+             SELECT $6, $7, jsonb_set(jsonb_set($8::JSONB, '{USER_PATH}', to_jsonb(user_id)), \
+                 '{TOTAL_PATH}', to_jsonb(total_minor))::TEXT, $9, $10 FROM o) \
+         SELECT * FROM o",
+        confirm = confirm_order_sql(),
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql))
+        .bind(order_id)
+        .bind(subtotal_minor)
+        .bind(now)
+        .bind(i64::MAX - subtotal_minor.max(0))
+        .bind(crate::domain::SYSTEM)
+        .bind(event.event_id)
+        .bind(event.kind)
+        .bind(event.payload)
+        .bind(event.created_at_ms)
+        .bind(event.trace_parent);
+    for line in lines {
+        query =
+            query.bind(line.product_id).bind(line.product_name.clone()).bind(line.unit_price_minor).bind(line.quantity);
+    }
+    let row = query.fetch_optional(&db.pool).await?;
+    Ok(row.as_ref().map(order_from_row).transpose()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statement fills the customer and the total in at [`USER_PATH`]
+    /// and [`TOTAL_PATH`]: the event must hold them there.
+    #[test]
+    fn the_confirmation_event_holds_what_the_statement_fills_in_where_it_writes_it() {
+        let event = super::super::event(&confirmed_event(9, 42, 1_234)).expect("an event");
+        let json: serde_json::Value =
+            serde_json::from_str(&OutboxRow::of(&event).expect("a row").payload).expect("JSON");
+        for (path, value) in [(USER_PATH, 42), (TOTAL_PATH, 1_234)] {
+            let pointer = format!("/{}", path.trim_matches(['{', '}']).replace(',', "/"));
+            assert_eq!(json.pointer(&pointer), Some(&serde_json::json!(value)), "{json}");
         }
     }
 }
