@@ -231,7 +231,9 @@ async fn store_merge(
 }
 
 /// Takes an order's quantities out of its customer's cart, in the
-/// transaction that confirms the order. Units added meanwhile stay.
+/// transaction that confirms the order. Units added meanwhile stay. (On
+/// PostgreSQL the confirming statement does the same itself:
+/// `store::postgres::confirm`.)
 pub(crate) async fn take_ordered(tx: &mut Tx<'_>, user_id: i64, lines: &[(i64, i64)]) -> sqlx::Result<()> {
     for &(product_id, quantity) in lines {
         sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2 AND quantity <= $3")

@@ -1,6 +1,8 @@
 //! The SQL of the inventory service: products and stock here, categories,
 //! pictures and search in the modules below. Statements run unchanged on
-//! SQLite and PostgreSQL, except search's, which has one form per backend.
+//! SQLite and PostgreSQL, except search's, which has one form per backend,
+//! and the reservation's, which PostgreSQL also runs as one statement
+//! ([`postgres`]).
 
 pub mod categories;
 pub mod images;

@@ -1,6 +1,8 @@
-//! The SQL of the order service. Every statement runs unchanged on SQLite and
-//! PostgreSQL; every status change is conditional on the status it expects,
-//! so concurrent writers cannot both win.
+//! The SQL of the order service. Every statement here runs unchanged on
+//! SQLite and PostgreSQL; checkout's writes have a second form on
+//! PostgreSQL, one statement a transaction ([`postgres`]). Every status
+//! change is conditional on the status it expects, so concurrent writers
+//! cannot both win.
 
 use std::collections::HashMap;
 
@@ -158,6 +160,45 @@ pub enum Recorded {
     Existing(i64),
 }
 
+/// The columns a new order is written with, in the order
+/// [`bind_new_order`] binds their values (`status` is the literal
+/// `'pending'`, `updated_at_ms` the same value as `created_at_ms`).
+const NEW_ORDER_COLUMNS: &str = "user_id, status, created_at_ms, updated_at_ms, from_cart, \
+     delivery_name, delivery_line1, delivery_line2, delivery_postcode, delivery_city, delivery_country, \
+     delivery_phone, delivery_method_id, delivery_method_name, delivery_price_minor, \
+     delivery_free_above_minor, vat_rate_bp, payment_method";
+
+/// Binds a new order's values as `$1` to `$16`: the customer, the time,
+/// where it came from, the delivery's seven address fields and four
+/// method fields, the VAT rate and the payment method.
+fn bind_new_order<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    user_id: i64,
+    now: i64,
+    source: Source,
+    placement: &Placement,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let address = placement.delivery.as_ref().map(|delivery| &delivery.address);
+    let method = placement.delivery.as_ref().map(|delivery| &delivery.method);
+    query
+        .bind(user_id)
+        .bind(now)
+        .bind(i64::from(source == Source::Cart))
+        .bind(address.map(|a| a.name.clone()))
+        .bind(address.map(|a| a.line1.clone()))
+        .bind(address.map(|a| a.line2.clone()))
+        .bind(address.map(|a| a.postcode.clone()))
+        .bind(address.map(|a| a.city.clone()))
+        .bind(address.map(|a| a.country.clone()))
+        .bind(address.map(|a| a.phone.clone()))
+        .bind(method.map(|m| m.id))
+        .bind(method.map(|m| m.name.clone()))
+        .bind(method.map(|m| m.price_minor))
+        .bind(method.and_then(|m| m.free_above_minor))
+        .bind(i64::from(placement.vat_rate_bp))
+        .bind(placement.payment_method.map(PaymentMethod::as_str))
+}
+
 /// An event about to be written.
 fn event<P: Payload>(payload: &P) -> Result<Event, OrderError> {
     Event::new(payload).map_err(|e| OrderError::Storage(sqlx::Error::Encode(Box::new(e))))
@@ -256,34 +297,14 @@ pub async fn insert_pending(
         }
         let request = source.request(lines, placement);
         let mut tx = db.pool.begin().await?;
-        let address = placement.delivery.as_ref().map(|delivery| &delivery.address);
-        let method = placement.delivery.as_ref().map(|delivery| &delivery.method);
-        let (order_id,): (i64,) = sqlx::query_as(
-            "INSERT INTO orders (user_id, status, created_at_ms, updated_at_ms, from_cart, \
-                 delivery_name, delivery_line1, delivery_line2, delivery_postcode, delivery_city, \
-                 delivery_country, delivery_phone, delivery_method_id, delivery_method_name, \
-                 delivery_price_minor, delivery_free_above_minor, vat_rate_bp, payment_method) \
-             VALUES ($1, 'pending', $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-             RETURNING id",
-        )
-        .bind(user_id)
-        .bind(now)
-        .bind(i64::from(source == Source::Cart))
-        .bind(address.map(|a| a.name.clone()))
-        .bind(address.map(|a| a.line1.clone()))
-        .bind(address.map(|a| a.line2.clone()))
-        .bind(address.map(|a| a.postcode.clone()))
-        .bind(address.map(|a| a.city.clone()))
-        .bind(address.map(|a| a.country.clone()))
-        .bind(address.map(|a| a.phone.clone()))
-        .bind(method.map(|m| m.id))
-        .bind(method.map(|m| m.name.clone()))
-        .bind(method.map(|m| m.price_minor))
-        .bind(method.and_then(|m| m.free_above_minor))
-        .bind(i64::from(placement.vat_rate_bp))
-        .bind(placement.payment_method.map(PaymentMethod::as_str))
-        .fetch_one(&mut *tx)
-        .await?;
+        let sql = format!(
+            "INSERT INTO orders ({NEW_ORDER_COLUMNS}) VALUES ($1, 'pending', $2, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16) RETURNING id"
+        );
+        let order_id: i64 = bind_new_order(sqlx::query(sqlx::AssertSqlSafe(sql)), user_id, now, source, placement)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
         // Every line in one statement: a round trip per line costs CPU on
         // both sides. Placeholders only ($1 the order, then a pair a line).
         let values = (0..lines.iter().count())
@@ -432,21 +453,17 @@ pub async fn confirm_placed(
 ) -> Result<Confirmed, OrderError> {
     db.observe("confirm", async move {
         let now = now_ms();
-        let (mut order, now) = if db.backend == Backend::Postgres {
-            match postgres::confirm(db, order_id, lines, subtotal_minor, now).await? {
-                Some(order) => (order, now),
-                None => {
-                    let mut tx = db.pool.begin().await?;
-                    let status = not_confirmed(&mut tx, order_id, subtotal_minor).await?;
-                    tx.commit().await?;
-                    return Ok(Confirmed { status, order: None });
-                }
-            }
+        // Lines always come with a reservation; none would be no VALUES.
+        let confirmed = if db.backend == Backend::Postgres && !lines.is_empty() {
+            postgres::confirm(db, order_id, lines, subtotal_minor, now).await?
         } else {
-            match confirm_statement_by_statement(db, order_id, lines, subtotal_minor, now).await? {
-                Ok(order) => (order, now),
-                Err(status) => return Ok(Confirmed { status, order: None }),
-            }
+            confirm_statement_by_statement(db, order_id, lines, subtotal_minor, now).await?
+        };
+        let Some(mut order) = confirmed else {
+            let mut tx = db.pool.begin().await?;
+            let status = not_confirmed(&mut tx, order_id, subtotal_minor).await?;
+            tx.commit().await?;
+            return Ok(Confirmed { status, order: None });
         };
         crate::metrics::confirmed(order.total_minor);
 
@@ -492,14 +509,15 @@ fn confirm_order_sql() -> String {
 }
 
 /// [`confirm_placed`]'s writes a statement at a time (SQLite): the order
-/// as confirmed, or the status it has when it could not be.
+/// as confirmed, or `None` with nothing written (missing, no longer
+/// pending, or a total that would not fit).
 async fn confirm_statement_by_statement(
     db: &Db,
     order_id: i64,
     lines: &[PricedLine],
     subtotal_minor: i64,
     now: i64,
-) -> Result<Result<Order, Status>, OrderError> {
+) -> Result<Option<Order>, OrderError> {
     let mut tx = db.pool.begin().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(confirm_order_sql()))
         .bind(order_id)
@@ -509,9 +527,9 @@ async fn confirm_statement_by_statement(
         .fetch_optional(&mut *tx)
         .await?;
     let Some(row) = row else {
-        let status = not_confirmed(&mut tx, order_id, subtotal_minor).await?;
-        tx.commit().await?;
-        return Ok(Err(status));
+        // The update matched no row: nothing changed or locked.
+        tx.rollback().await?;
+        return Ok(None);
     };
     let order = order_from_row(&row)?;
     let from_cart: i64 = row.try_get("from_cart")?;
@@ -543,7 +561,7 @@ async fn confirm_statement_by_statement(
     record_change(&mut tx, order_id, Status::Confirmed, crate::domain::SYSTEM, now).await?;
     record(&mut tx, &confirmed_event(order_id, order.user_id, order.total_minor)).await?;
     tx.commit().await?;
-    Ok(Ok(order))
+    Ok(Some(order))
 }
 
 /// `order.status_changed` for an order just confirmed.
