@@ -124,7 +124,13 @@ impl Viewer {
 /// sign-in (session fixation) is worth nothing after it.
 pub async fn sign_in(session: &Session, mut user: SessionUser) -> Result<(), AppError> {
     user.signed_in_at_ms = now_ms();
-    session.cycle_id().await?;
+    // A new id, so an id planted before sign-in is worth nothing after it.
+    // A session that came without one has nothing to replace (it gets its
+    // id when first saved), and `cycle_id` would ask the store to delete a
+    // random id it never held: a wasted round trip to Redis a sign-in.
+    if session.id().is_some() {
+        session.cycle_id().await?;
+    }
     session.insert(USER, user).await?;
     Ok(())
 }

@@ -1310,3 +1310,56 @@ async fn seen_cursor(browser: &Browser, path: &str) -> String {
     let page: Value = browser.get_json(path).await.json().await.expect("a page");
     page["next_cursor"].as_str().unwrap_or_default().to_owned()
 }
+
+/// Signing in gives the session a new id, so an id known before it (a
+/// planted one, a guest's) is signed in to nothing; a client that came
+/// without a session gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_gives_the_session_a_new_id() {
+    let shop = Shop::start().await;
+    let gateway = shop.gateway();
+    let email = format!("sid-{}@example.com", uuid::Uuid::new_v4().simple());
+    gateway.browser().register("Sid", &email).await;
+    // Cookies by hand: no jar.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+    let login = |session: Option<&str>| {
+        let request = client
+            .post(format!("{}/users/login", gateway.url))
+            .header(ACCEPT, "application/json")
+            .json(&json!({ "email": email, "password": PASSWORD }));
+        match session {
+            Some(session) => request.header(reqwest::header::COOKIE, format!("shop_session={session}")),
+            None => request,
+        }
+        .send()
+    };
+    let orders_with = |session: &str| {
+        client
+            .get(format!("{}/orders", gateway.url))
+            .header(ACCEPT, "application/json")
+            .header(reqwest::header::COOKIE, format!("shop_session={session}"))
+            .send()
+    };
+    let session_set_by = |response: &reqwest::Response| -> String {
+        response
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok()?.strip_prefix("shop_session="))
+            .map(|cookie| cookie.split(';').next().unwrap_or_default().to_owned())
+            .next()
+            .expect("a session cookie")
+    };
+
+    let fresh = login(None).await.expect("the gateway answers");
+    assert_eq!(fresh.status(), StatusCode::OK);
+    let first = session_set_by(&fresh);
+    assert_eq!(orders_with(&first).await.expect("answered").status(), StatusCode::OK, "signed in");
+
+    let again = login(Some(&first)).await.expect("the gateway answers");
+    assert_eq!(again.status(), StatusCode::OK);
+    let second = session_set_by(&again);
+    assert_ne!(second, first, "a new id at sign-in");
+    assert_eq!(orders_with(&second).await.expect("answered").status(), StatusCode::OK);
+    assert_eq!(orders_with(&first).await.expect("answered").status(), StatusCode::UNAUTHORIZED, "the old id is gone");
+}
